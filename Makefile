@@ -1,0 +1,50 @@
+# Certyard: `make run` starts the platform, `make test` runs every test.
+# Both set up everything they need on a fresh machine, and cost nothing when warm.
+
+PY ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The scale-out tests run against the PostgreSQL server on this machine.
+TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/certyard
+
+.PHONY: run test setup system-deps lint format test-fast test-postgres clean
+
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## run: migrate, create the admin, start web + worker + a demo orchestrator
+run: setup
+	$(PYTHON) manage.py certyard_run
+
+## system-deps: Debian packages the tests drive (Chromium), installed only if missing
+system-deps:
+	bash .ci/system-deps
+
+lint: setup
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format: setup
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
+
+## test: everything, on SQLite, then the database-facing tests again on PostgreSQL
+test: setup system-deps lint
+	$(PYTHON) manage.py makemigrations --check --dry-run
+	$(PYTHON) -m pytest
+	$(MAKE) --no-print-directory test-postgres
+
+test-fast: setup
+	$(PYTHON) -m pytest -m "not e2e and not browser"
+
+test-postgres: setup
+	DATABASE_URL=$(TEST_POSTGRES_URL) $(PYTHON) -m pytest -m "not e2e and not browser" tests/certyard
+
+clean:
+	rm -rf $(VENV) var build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Certyard's platform extension SDK: contracts in handlers.base, built-ins beside it."""

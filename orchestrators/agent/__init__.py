@@ -1,0 +1,1 @@
+"""The agent process: register, authenticate, poll for jobs, run them, report."""

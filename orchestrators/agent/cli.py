@@ -1,0 +1,245 @@
+"""``certyard-orchestrator``: register this machine with a platform, run the agent, show status.
+
+Exit codes: 0 success; 1 the platform is unreachable or an unexpected error; 2 bad usage,
+no registration, or the platform refused the request; 3 the platform no longer accepts this
+orchestrator's identity (re-register).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from orchestrators import __version__, sdk
+from orchestrators.agent.client import PlatformClient, PlatformError, PlatformUnavailable
+from orchestrators.agent.config import (
+    AgentConfig,
+    ConfigError,
+    default_config_dir,
+    ensure_config_dir,
+    generate_private_key,
+    load_config,
+    save_registration,
+)
+from orchestrators.agent.runner import Runner
+
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 1
+EXIT_REFUSED = 2
+
+STATUS_HINTS = {
+    "New": "an administrator must approve this orchestrator",
+    "Disapproved": "an administrator refused this orchestrator",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="certyard-orchestrator", description="Certyard orchestrator agent."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def config_dir_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--config-dir",
+            type=Path,
+            default=None,
+            help="configuration directory (default: $CERTYARD_ORCHESTRATOR_HOME or "
+            "~/.config/certyard-orchestrator)",
+        )
+
+    register = commands.add_parser("register", help="register this agent with a platform")
+    register.add_argument("--url", required=True, help="the platform's base URL")
+    register.add_argument("--token", required=True, help="a registration token from an admin")
+    register.add_argument("--name", default=None, help="orchestrator name (default: host name)")
+    register.add_argument(
+        "--client-machine", default=None, help="machine name reported (default: host name)"
+    )
+    register.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a client parameter for registration handlers (repeatable)",
+    )
+    config_dir_option(register)
+    tls = register.add_mutually_exclusive_group()
+    tls.add_argument("--ca-bundle", type=Path, help="CA bundle that signs the platform's TLS cert")
+    tls.add_argument("--insecure", action="store_true", help="do not verify the platform's TLS")
+
+    run = commands.add_parser("run", help="run jobs until stopped (SIGTERM/SIGINT)")
+    config_dir_option(run)
+    run.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: INFO",
+    )
+    run.add_argument("--poll-wait", type=int, default=20, help="long-poll seconds (default: 20)")
+
+    status = commands.add_parser("status", help="show the saved registration")
+    config_dir_option(status)
+    return parser
+
+
+def _client_parameters(pairs: list[str]) -> dict[str, str]:
+    parameters = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param expects KEY=VALUE, got {pair!r}")
+        parameters[key] = value
+    return parameters
+
+
+def _pem_text(value: Any) -> str | None:
+    """A PEM answer field as text: the platform may send one string or a list of them."""
+    if not value:
+        return None
+    if isinstance(value, list):
+        return "".join(item if item.endswith("\n") else item + "\n" for item in value)
+    return str(value)
+
+
+def _register(args: argparse.Namespace) -> int:
+    config_dir = args.config_dir or default_config_dir()
+    try:
+        parameters = _client_parameters(args.param)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    hostname = socket.gethostname()
+    name = args.name or hostname
+    verify_tls: bool | str = True
+    if args.insecure:
+        verify_tls = False
+    elif args.ca_bundle:
+        if not args.ca_bundle.is_file():
+            print(f"error: CA bundle {args.ca_bundle} does not exist", file=sys.stderr)
+            return EXIT_REFUSED
+        verify_tls = str(args.ca_bundle.resolve())
+
+    key = generate_private_key()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .sign(key, hashes.SHA256())
+    )
+    with PlatformClient(args.url, verify_tls=verify_tls) as client:
+        answer = client.register(
+            token=args.token,
+            name=name,
+            client_machine=args.client_machine or hostname,
+            capabilities=sdk.capabilities(sdk.load_store_types()),
+            client_parameters=parameters,
+            csr=csr.public_bytes(serialization.Encoding.PEM).decode(),
+        )
+    try:
+        config = AgentConfig(
+            config_dir=config_dir,
+            platform_url=args.url,
+            orchestrator_id=str(answer["orchestrator_id"]),
+            name=name,
+            client_machine=args.client_machine or hostname,
+            verify_tls=verify_tls,
+        )
+        status = str(answer.get("status", "unknown"))
+    except KeyError:
+        print("error: the platform's answer has no orchestrator_id", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    save_registration(
+        config,
+        private_key=key,
+        certificate=_pem_text(answer.get("certificate")),
+        ca_chain=_pem_text(answer.get("ca_chain")),
+    )
+    hint = STATUS_HINTS.get(status)
+    print(
+        f"registered as {config.orchestrator_id}; status {status}" + (f": {hint}" if hint else "")
+    )
+    print(f"configuration saved in {config_dir}")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs every request at INFO; the agent logs what matters itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    config_dir = args.config_dir or default_config_dir()
+    config = load_config(config_dir)
+    ensure_config_dir(config_dir)
+    store_types = sdk.load_store_types()
+    with PlatformClient(
+        config.platform_url,
+        verify_tls=config.verify_tls,
+        orchestrator_id=config.orchestrator_id,
+        private_key=config.private_key(),
+    ) as client:
+        logging.getLogger(__name__).info(
+            "orchestrator %s (%s) polling %s",
+            config.orchestrator_id,
+            config.name,
+            config.platform_url,
+        )
+        return Runner(client, store_types, poll_wait=args.poll_wait).run()
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = load_config(args.config_dir or default_config_dir())
+    print(f"orchestrator_id: {config.orchestrator_id}")
+    print(f"name:            {config.name}")
+    print(f"client_machine:  {config.client_machine}")
+    print(f"platform_url:    {config.platform_url}")
+    print(f"verify_tls:      {config.verify_tls}")
+    print(f"config_dir:      {config.config_dir}")
+    if config.cert_path.exists():
+        try:
+            cert = x509.load_pem_x509_certificate(config.cert_path.read_bytes())
+            expires = f"{cert.not_valid_after_utc:%Y-%m-%d}"
+            print(f"certificate:     {cert.subject.rfc4514_string()}, expires {expires}")
+        except ValueError:
+            print(f"certificate:     {config.cert_path} (unreadable)")
+    else:
+        print("certificate:     none issued")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the process exit code (see the module docstring)."""
+    args = _parser().parse_args(argv)
+    command = {"register": _register, "run": _run, "status": _status}[args.command]
+    try:
+        return command(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except PlatformUnavailable as exc:
+        print(f"error: cannot reach the platform: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except PlatformError as exc:
+        print(f"error: the platform refused the request: {exc.message}", file=sys.stderr)
+        for field, problems in exc.fields.items():
+            print(f"  {field}: {problems}", file=sys.stderr)
+        return EXIT_REFUSED
+    except OSError as exc:  # e.g. an unreadable CA bundle or configuration directory
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

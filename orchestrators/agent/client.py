@@ -1,0 +1,297 @@
+"""The agent's HTTP client for the platform's orchestrator API (see ``orchestrators.protocol``)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from orchestrators import __version__, protocol
+from orchestrators.sdk import InventoryEntry
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"certyard-orchestrator/{__version__}"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+# A long poll may legitimately take `wait` seconds before the platform answers.
+LONG_POLL_GRACE_SECONDS = 10.0
+# Refresh the session this long before the platform says it expires.
+SESSION_REFRESH_MARGIN_SECONDS = 30.0
+
+
+class PlatformUnavailable(Exception):
+    """The platform could not be reached or failed (connection error, timeout, 5xx): back off."""
+
+
+class PlatformError(Exception):
+    """The platform refused a request (a 4xx other than the cases below)."""
+
+    def __init__(self, status: int, code: str, message: str, fields: dict[str, Any] | None = None):
+        super().__init__(f"{message} ({status} {code})")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields or {}
+
+
+class NotApproved(PlatformError):
+    """The orchestrator is registered but not approved (yet): 403 ``not_approved``."""
+
+
+class IdentityRejected(PlatformError):
+    """The platform refused to open a session: the orchestrator was reset, deleted or is
+    unknown. The agent must re-register."""
+
+
+_last_issued_at = 0
+_issued_at_lock = threading.Lock()
+
+
+def next_issued_at(clock: Callable[[], float] = time.time) -> int:
+    """The current Unix second, but strictly greater than any value returned before in this
+    process: the platform accepts an assertion only if it is later than the last one."""
+    global _last_issued_at
+    with _issued_at_lock:
+        _last_issued_at = max(int(clock()), _last_issued_at + 1)
+        return _last_issued_at
+
+
+def session_assertion(
+    *,
+    orchestrator_id: str,
+    private_key: ec.EllipticCurvePrivateKey,
+    clock: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """The body of ``POST session``: a fresh, signed proof of possession of the agent's key."""
+    issued_at = next_issued_at(clock)
+    nonce = secrets.token_urlsafe(16)
+    signing_input = protocol.session_signing_input(
+        orchestrator_id=orchestrator_id, issued_at=issued_at, nonce=nonce
+    )
+    signature = private_key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
+    return {
+        "orchestrator_id": orchestrator_id,
+        "issued_at": issued_at,
+        "nonce": nonce,
+        "signature": base64.b64encode(signature).decode("ascii"),
+    }
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str, dict[str, Any]]:
+    """(code, message, fields) from an error body, tolerating bodies that are not ours."""
+    try:
+        error = response.json()["error"]
+        return (
+            str(error.get("code", "error")),
+            str(error.get("message", response.reason_phrase)),
+            dict(error.get("fields") or {}),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "error", f"HTTP {response.status_code} {response.reason_phrase}", {}
+
+
+def _verify_option(verify_tls: bool | str) -> bool | ssl.SSLContext:
+    if isinstance(verify_tls, str):
+        return ssl.create_default_context(cafile=verify_tls)
+    return verify_tls
+
+
+class PlatformClient:
+    """A synchronous client for the orchestrator API.
+
+    Not thread-safe: use it from one thread at a time. Every call raises
+    :class:`PlatformUnavailable`, :class:`NotApproved`, :class:`IdentityRejected` or
+    :class:`PlatformError` rather than returning an error.
+    """
+
+    def __init__(
+        self,
+        platform_url: str,
+        *,
+        verify_tls: bool | str = True,
+        orchestrator_id: str | None = None,
+        private_key: ec.EllipticCurvePrivateKey | None = None,
+    ) -> None:
+        self.orchestrator_id = orchestrator_id
+        self._private_key = private_key
+        self._token: str | None = None
+        self._token_expires_at = 0.0
+        self.status: str | None = None
+        self._http = httpx.Client(
+            base_url=platform_url.rstrip("/") + protocol.API_PREFIX,
+            verify=_verify_option(verify_tls),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            timeout=DEFAULT_TIMEOUT_SECONDS,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> PlatformClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def has_session(self) -> bool:
+        return self._token is not None and time.monotonic() < self._token_expires_at
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def register(
+        self,
+        *,
+        token: str,
+        name: str,
+        client_machine: str,
+        capabilities: list[str],
+        client_parameters: dict[str, str],
+        csr: str,
+    ) -> dict[str, Any]:
+        """``POST register``: returns ``orchestrator_id, status, certificate, ca_chain``."""
+        body = {
+            "token": token,
+            "name": name,
+            "client_machine": client_machine,
+            "agent_version": __version__,
+            "capabilities": capabilities,
+            "client_parameters": client_parameters,
+            "csr": csr,
+        }
+        response = self._send("POST", "register", json=body)
+        self._raise_for_status(response)
+        return self._json(response)
+
+    def open_session(self) -> str:
+        """``POST session`` with a fresh assertion; returns the orchestrator's status."""
+        if self.orchestrator_id is None or self._private_key is None:
+            raise RuntimeError("open_session needs orchestrator_id and private_key")
+        for attempt in (1, 2):
+            body = session_assertion(
+                orchestrator_id=self.orchestrator_id, private_key=self._private_key
+            )
+            response = self._send("POST", "session", json=body)
+            if response.status_code in (401, 403):
+                code, message, fields = _error_of(response)
+                if code == "not_approved":
+                    raise NotApproved(response.status_code, code, message, fields)
+                if attempt == 1 and response.status_code == 401:
+                    # A restarted agent may reuse the last second a previous process used:
+                    # one retry a second later tells that apart from a real refusal.
+                    time.sleep(1.0)
+                    continue
+                raise IdentityRejected(response.status_code, code, message, fields)
+            break
+        self._raise_for_status(response)
+        data = self._json(response)
+        try:
+            self._token = str(data["token"])
+            expires_in = float(data.get("expires_in", 300))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PlatformUnavailable(f"unexpected session answer: {exc}") from exc
+        self._token_expires_at = time.monotonic() + max(
+            expires_in - SESSION_REFRESH_MARGIN_SECONDS, expires_in / 2
+        )
+        self.status = str(data.get("status", ""))
+        return self.status
+
+    def heartbeat(self) -> dict[str, Any]:
+        """``POST heartbeat``: returns ``status, server_time``."""
+        data = self._json(self._request("POST", "heartbeat", json={}))
+        self.status = str(data.get("status", self.status))
+        return data
+
+    def next_job(self, wait: int) -> dict[str, Any] | None:
+        """``GET jobs/next``: a leased job summary, or None when no job came within ``wait`` s."""
+        response = self._request(
+            "GET",
+            "jobs/next",
+            params={"wait": wait},
+            timeout=wait + LONG_POLL_GRACE_SECONDS,
+        )
+        if response.status_code == 204:
+            return None
+        return self._json(response)
+
+    def job_config(self, job_id: str) -> dict[str, Any]:
+        """``GET jobs/<id>/config``: the job's full configuration, store password included."""
+        return self._json(self._request("GET", f"jobs/{job_id}/config"))
+
+    def submit_inventory(
+        self, job_id: str, entries: Iterable[InventoryEntry]
+    ) -> tuple[int, dict[str, Any]]:
+        """``POST jobs/<id>/inventory``: (200, body), or (422, body) when entries were rejected."""
+        body = {"entries": [entry.to_wire() for entry in entries]}
+        response = self._request("POST", f"jobs/{job_id}/inventory", json=body, accept=(422,))
+        return response.status_code, self._json(response)
+
+    def complete(self, job_id: str, outcome: protocol.JobOutcome, message: str) -> dict[str, Any]:
+        """``POST jobs/<id>/complete`` with the job's outcome."""
+        body = {"status": str(outcome), "message": message}
+        return self._json(self._request("POST", f"jobs/{job_id}/complete", json=body))
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        accept: tuple[int, ...] = (),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        if not self.has_session:
+            self.open_session()
+        response = self._send(method, path, headers=self._auth(), **kwargs)
+        if response.status_code == 401:
+            self.open_session()
+            response = self._send(method, path, headers=self._auth(), **kwargs)
+        if response.status_code not in accept:
+            self._raise_for_status(response)
+        return response
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise PlatformUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _raise_for_status(response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        if status >= 500:
+            raise PlatformUnavailable(f"platform answered {status} {response.reason_phrase}")
+        code, message, fields = _error_of(response)
+        if status == 403 and code == "not_approved":
+            raise NotApproved(status, code, message, fields)
+        raise PlatformError(status, code, message, fields)
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except ValueError as exc:
+            # Usually a proxy's error page in front of the platform.
+            raise PlatformUnavailable(
+                f"platform answered {response.status_code} without JSON"
+            ) from exc
+        if not isinstance(data, dict):
+            raise PlatformUnavailable(
+                f"platform answered {response.status_code} with non-object JSON"
+            )
+        return data

@@ -1,0 +1,167 @@
+"""The agent's configuration directory: its registration, key and certificates.
+
+Layout (directory mode 0700, files 0600, each written atomically)::
+
+    key.pem     the agent's EC P-256 private key (PKCS#8, unencrypted: the directory protects it)
+    cert.pem    the client certificate the platform issued, when it issued one
+    ca.pem      the platform's orchestrator CA chain
+    agent.json  platform_url, orchestrator_id, name, client_machine, verify_tls
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+HOME_ENV = "CERTYARD_ORCHESTRATOR_HOME"
+KEY_FILE = "key.pem"
+CERT_FILE = "cert.pem"
+CA_FILE = "ca.pem"
+AGENT_FILE = "agent.json"
+
+
+class ConfigError(Exception):
+    """The configuration directory is missing, incomplete or unreadable."""
+
+
+class NotRegistered(ConfigError):
+    """The configuration directory holds no registration."""
+
+
+def default_config_dir() -> Path:
+    """``$CERTYARD_ORCHESTRATOR_HOME``, else ``~/.config/certyard-orchestrator``."""
+    home = os.environ.get(HOME_ENV)
+    if home:
+        return Path(home)
+    return Path.home() / ".config" / "certyard-orchestrator"
+
+
+def ensure_config_dir(path: Path) -> Path:
+    """Create ``path`` with mode 0700, or tighten it to 0700 if group or others have access."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
+    return path
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` with mode 0600, atomically (temp file in its dir, replace)."""
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """A saved registration.
+
+    ``verify_tls`` is True (system CAs), False (no verification: ``--insecure``) or the path
+    of a CA bundle that signs the platform's TLS certificate.
+    """
+
+    config_dir: Path
+    platform_url: str
+    orchestrator_id: str
+    name: str
+    client_machine: str
+    verify_tls: bool | str = True
+
+    @property
+    def key_path(self) -> Path:
+        return self.config_dir / KEY_FILE
+
+    @property
+    def cert_path(self) -> Path:
+        return self.config_dir / CERT_FILE
+
+    @property
+    def ca_path(self) -> Path:
+        return self.config_dir / CA_FILE
+
+    def private_key(self) -> ec.EllipticCurvePrivateKey:
+        """The agent's private key from ``key.pem``."""
+        try:
+            key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load the agent key {self.key_path}: {exc}") from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ConfigError(f"{self.key_path} is not an EC private key")
+        return key
+
+
+def generate_private_key() -> ec.EllipticCurvePrivateKey:
+    """A new EC P-256 key for the agent."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def save_registration(
+    config: AgentConfig,
+    *,
+    private_key: ec.EllipticCurvePrivateKey,
+    certificate: str | None,
+    ca_chain: str | None,
+) -> None:
+    """Write a registration into ``config.config_dir``, replacing any previous one."""
+    ensure_config_dir(config.config_dir)
+    key_pem = private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    write_private_file(config.key_path, key_pem)
+    for path, pem in ((config.cert_path, certificate), (config.ca_path, ca_chain)):
+        if pem:
+            write_private_file(path, pem.encode())
+        else:
+            path.unlink(missing_ok=True)  # never keep a previous registration's certificate
+    data = asdict(config)
+    del data["config_dir"]
+    # agent.json last: its presence is what marks the directory as registered.
+    write_private_file(config.config_dir / AGENT_FILE, json.dumps(data, indent=2).encode() + b"\n")
+
+
+def load_config(config_dir: Path) -> AgentConfig:
+    """The registration saved in ``config_dir``.
+
+    Raises:
+        NotRegistered: there is no registration in ``config_dir``.
+        ConfigError: the registration is unreadable or incomplete.
+    """
+    agent_file = config_dir / AGENT_FILE
+    if not agent_file.exists():
+        raise NotRegistered(
+            f"not registered: run `certyard-orchestrator register` first (no {agent_file})"
+        )
+    try:
+        data: dict[str, Any] = json.loads(agent_file.read_text())
+        config = AgentConfig(
+            config_dir=config_dir,
+            platform_url=str(data["platform_url"]),
+            orchestrator_id=str(data["orchestrator_id"]),
+            name=str(data["name"]),
+            client_machine=str(data["client_machine"]),
+            verify_tls=data.get("verify_tls", True),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot read {agent_file}: {exc}") from exc
+    if not config.key_path.exists():
+        raise NotRegistered(
+            f"not registered: run `certyard-orchestrator register` first (no {config.key_path})"
+        )
+    return config

@@ -1,0 +1,103 @@
+"""The wire protocol between the platform and its orchestrator agents.
+
+This module is shared by both sides: the agent imports it to build requests,
+the platform imports it to check them. It must stay free of Django and of any
+platform code (see docs/architecture.md, "Dependency direction").
+
+Protocol, version 1 (all bodies are JSON, all paths under ``API_PREFIX``):
+
+``POST register``
+    Unauthenticated; carries a registration token an admin created.
+    Body: ``token, name, client_machine, agent_version, capabilities,
+    client_parameters, csr`` (PEM PKCS#10 for the agent's own P-256 key).
+    Answer 201: ``orchestrator_id, status, certificate`` (PEM client
+    certificate issued by the platform's orchestrator CA) and ``ca_chain``.
+
+``POST session``
+    Proof of possession of the agent's key. Body: ``orchestrator_id,
+    issued_at`` (Unix seconds), ``nonce`` and ``signature``: base64 of the
+    ECDSA-SHA256 (DER) signature of ``session_signing_input(...)``. The
+    platform checks the signature against the public key it certified, that
+    ``issued_at`` is within ``SESSION_ASSERTION_MAX_SKEW_SECONDS`` of its
+    clock, and that ``issued_at`` is later than the last assertion it
+    accepted from that orchestrator (so an assertion can be used once).
+    Answer 200: ``token, expires_in, status``. Every other call sends
+    ``Authorization: Bearer <token>``.
+
+``POST heartbeat``
+    Answer 200: ``status, server_time``.
+
+``GET jobs/next?wait=<seconds>``
+    Long poll. Answer 200 with a job summary (``JOB_SUMMARY_FIELDS``), leased
+    to this orchestrator until ``lease_expires_at``, or 204 when nothing came
+    within ``wait`` seconds. 403 while the orchestrator is not approved.
+
+``GET jobs/<id>/config``
+    The job's full configuration, including the store password (the only
+    place a secret leaves the platform, to the agent that holds the lease).
+
+``POST jobs/<id>/inventory``
+    Body: ``{"entries": [{"alias", "private_key", "certificates": [PEM, ...]}]}``
+    (the first certificate of an entry is the one installed at that alias,
+    the rest its chain). Answer 200 when every entry was recorded; 422 when
+    some were rejected, with each rejected entry's index, alias and reason,
+    while the good entries are recorded. A repeated submission for the same
+    job is acknowledged (``duplicate: true``) and not applied again.
+
+``POST jobs/<id>/complete``
+    Body: ``status`` (one of ``JobOutcome``), ``message``. A repeated report
+    is acknowledged (``duplicate: true``) and not applied again.
+
+Errors are always JSON: ``{"error": {"code": ..., "message": ..., "fields": {...}}}``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+PROTOCOL_VERSION = 1
+API_PREFIX = "/api/orchestrator/v1/"
+
+SESSION_ASSERTION_PURPOSE = "certyard-session-v1"
+SESSION_ASSERTION_MAX_SKEW_SECONDS = 300
+
+# The longest long poll the platform grants; agents asking for more get this.
+MAX_POLL_WAIT_SECONDS = 30
+
+JOB_SUMMARY_FIELDS = ("id", "type", "attempt", "lease_expires_at", "store")
+
+
+class JobType(enum.StrEnum):
+    INVENTORY = "inventory"
+    ADD = "add"
+    REMOVE = "remove"
+    CREATE = "create"
+    DISCOVERY = "discovery"
+    REENROLLMENT = "reenrollment"
+
+
+class JobOutcome(enum.StrEnum):
+    SUCCESS = "success"
+    WARNING = "warning"
+    FAILURE = "failure"
+
+
+class StoreOperation(enum.StrEnum):
+    """Operations a store type supports; an agent advertises them as capabilities."""
+
+    INVENTORY = "inventory"
+    ADD = "add"
+    REMOVE = "remove"
+    CREATE = "create"
+    DISCOVERY = "discovery"
+    REENROLLMENT = "reenrollment"
+
+
+def capability_name(store_type: str, operation: StoreOperation | str) -> str:
+    """The capability string for an operation on a store type, e.g. ``PEM.Inventory``."""
+    return f"{store_type}.{str(operation).capitalize()}"
+
+
+def session_signing_input(*, orchestrator_id: str, issued_at: int, nonce: str) -> bytes:
+    """The exact bytes an agent signs to open a session."""
+    return f"{SESSION_ASSERTION_PURPOSE}\n{orchestrator_id}\n{issued_at}\n{nonce}".encode()

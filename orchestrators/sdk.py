@@ -1,0 +1,242 @@
+"""The store-type extension contract: what a third party implements to teach the agent a store.
+
+A *store type* is a kind of certificate store (a folder of PEM files, a Java keystore, an
+appliance reached over SSH, ...). The platform knows store types by their short name
+(``PEM``, ``JKS``, ...); the agent runs the jobs for a store type with the
+:class:`StoreTypeExtension` registered under the same short name.
+
+Extensions are discovered through the Python entry-point group ``certyard.store_types``
+(:data:`ENTRY_POINT_GROUP`). A package ships one by declaring, in its ``pyproject.toml``::
+
+    [project.entry-points."certyard.store_types"]
+    ACME_APPLIANCE = "acme_certyard.store:ApplianceStore"
+
+and implementing the class::
+
+    from orchestrators.protocol import StoreOperation
+    from orchestrators.sdk import InventoryEntry, JobConfiguration, StoreError, StoreTypeExtension
+
+    class ApplianceStore(StoreTypeExtension):
+        short_name = "ACME_APPLIANCE"
+        operations = frozenset({StoreOperation.INVENTORY})
+
+        def inventory(self, job: JobConfiguration) -> list[InventoryEntry]:
+            try:
+                slots = read_slots(job.store.client_machine, job.store.password)
+            except OSError as exc:
+                raise StoreError(f"cannot reach {job.store.client_machine}: {exc}") from exc
+            return [InventoryEntry(s.name, s.has_key, [s.cert_pem, *s.chain_pems]) for s in slots]
+
+After installing the package next to the agent, ``certyard-orchestrator register`` advertises
+``ACME_APPLIANCE.Inventory`` among the agent's capabilities.
+
+The agent creates a fresh instance (no constructor arguments) for every job, and calls one
+method on it. An extension must not log ``job.store.password``.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from orchestrators.protocol import JobType, StoreOperation, capability_name
+
+ENTRY_POINT_GROUP = "certyard.store_types"
+
+logger = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """A store operation failed for a reason an administrator can act on.
+
+    The message is shown to administrators as the job's error, so it should say what went
+    wrong and where (``"store path /etc/ssl/certs does not exist"``), and never contain a
+    secret. Any other exception also fails the job, but reads as an agent bug.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfiguration:
+    """The certificate store a job targets, as configured on the platform.
+
+    Attributes:
+        id: The platform's identifier of the store.
+        store_type: The store type's short name (``"PEM"``).
+        client_machine: The machine the store lives on (a host name, or the agent's own).
+        store_path: Where the store is on that machine (a path, a keystore file, ...).
+        properties: The store's custom properties, as defined by its store type.
+        password: The store password, if any. Never log it; it is left out of ``repr``.
+    """
+
+    id: str
+    store_type: str
+    client_machine: str
+    store_path: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class JobConfiguration:
+    """One job the platform leased to this agent.
+
+    Attributes:
+        job_id: The platform's identifier of the job.
+        type: What to do (inventory, add, remove, ...).
+        attempt: 1 for the first run, more when the platform re-offers the job.
+        store: The store the job targets.
+        payload: Job-type specific data (for ``add``: the certificate and alias, ...).
+    """
+
+    job_id: str
+    type: JobType
+    attempt: int
+    store: StoreConfiguration
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> JobConfiguration:
+        """Build from the body of ``GET jobs/<id>/config``.
+
+        Expected shape (``id`` is accepted for ``job_id``, and ``type`` for ``store_type``)::
+
+            {"job_id": "...", "type": "inventory", "attempt": 1, "payload": {},
+             "store": {"id": "...", "store_type": "PEM", "client_machine": "...",
+                       "store_path": "...", "properties": {}, "password": null}}
+
+        Raises:
+            ValueError: the body does not have that shape, or names an unknown job type.
+        """
+        try:
+            store = data["store"]
+            job_type = str(data["type"])
+            if job_type not in {member.value for member in JobType}:
+                raise ValueError(f"unknown job type {job_type!r}")
+            return cls(
+                job_id=str(data["job_id"] if "job_id" in data else data["id"]),
+                type=JobType(job_type),
+                attempt=int(data.get("attempt", 1)),
+                store=StoreConfiguration(
+                    id=str(store["id"]),
+                    store_type=str(store["store_type"] if "store_type" in store else store["type"]),
+                    client_machine=str(store.get("client_machine", "")),
+                    store_path=str(store["store_path"]),
+                    properties=dict(store.get("properties") or {}),
+                    password=store.get("password"),
+                ),
+                payload=dict(data.get("payload") or {}),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed job configuration: missing or invalid {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryEntry:
+    """One alias of a store, as reported by an inventory job.
+
+    Attributes:
+        alias: The entry's name in the store, unique within the store.
+        private_key: Whether the store also holds the private key of the certificate.
+        certificates: PEM strings; the first is the certificate installed at ``alias``,
+            the rest its chain. Pass them through as found: the platform parses and
+            validates them and rejects malformed entries itself.
+    """
+
+    alias: str
+    private_key: bool
+    certificates: list[str]
+
+    def to_wire(self) -> dict[str, Any]:
+        """The entry as sent in ``POST jobs/<id>/inventory``."""
+        return {
+            "alias": self.alias,
+            "private_key": self.private_key,
+            "certificates": list(self.certificates),
+        }
+
+
+class StoreTypeExtension(abc.ABC):
+    """Base class of a store type: subclass it, set the class attributes, implement operations.
+
+    Class attributes:
+        short_name: The platform's short name for the store type (``"PEM"``).
+        operations: The operations implemented; each one is advertised as a capability
+            (``PEM.Inventory``) and the platform only sends jobs for those.
+
+    Every method receives the whole job; it signals a failure an administrator can act on
+    by raising :class:`StoreError`.
+    """
+
+    short_name: ClassVar[str]
+    operations: ClassVar[frozenset[StoreOperation]]
+
+    @abc.abstractmethod
+    def inventory(self, job: JobConfiguration) -> list[InventoryEntry]:
+        """Return every entry of ``job.store`` (an empty list for an empty store)."""
+
+    def add(self, job: JobConfiguration) -> None:
+        """Install the certificate described by ``job.payload`` into ``job.store``."""
+        raise NotImplementedError(f"store type {self.short_name} does not implement add")
+
+    def remove(self, job: JobConfiguration) -> None:
+        """Remove the entry named by ``job.payload`` from ``job.store``."""
+        raise NotImplementedError(f"store type {self.short_name} does not implement remove")
+
+    def discover(self, job: JobConfiguration) -> list[str]:
+        """Return the store paths of this type found on ``job.store.client_machine``."""
+        raise NotImplementedError(f"store type {self.short_name} does not implement discover")
+
+
+def _builtin_store_types() -> dict[str, type[StoreTypeExtension]]:
+    # Imported here: the built-ins import this module.
+    from orchestrators.stores.pem import PemStore
+
+    return {PemStore.short_name: PemStore}
+
+
+def load_store_types() -> dict[str, type[StoreTypeExtension]]:
+    """The available store types by short name: the built-ins plus the ``certyard.store_types``
+    entry points (which win on a name clash).
+
+    The built-ins are always included, so an agent run from a source checkout works without
+    being installed. A plugin that fails to load, or is not a :class:`StoreTypeExtension`, is
+    logged and skipped rather than stopping the agent.
+    """
+    store_types = _builtin_store_types()
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = entry_point.load()
+        except Exception:
+            logger.exception(
+                "cannot load store type plugin %r (%s)", entry_point.name, entry_point.value
+            )
+            continue
+        if not (isinstance(loaded, type) and issubclass(loaded, StoreTypeExtension)):
+            logger.error(
+                "store type plugin %r (%s) is not a StoreTypeExtension subclass; skipped",
+                entry_point.name,
+                entry_point.value,
+            )
+            continue
+        short_name = getattr(loaded, "short_name", entry_point.name)
+        if short_name != entry_point.name:
+            logger.warning(
+                "store type plugin %r declares short_name %r; using %r",
+                entry_point.name,
+                short_name,
+                short_name,
+            )
+        store_types[short_name] = loaded
+    return store_types
+
+
+def capabilities(store_types: dict[str, type[StoreTypeExtension]]) -> list[str]:
+    """The capability strings for ``store_types``, sorted (``["PEM.Inventory", ...]``)."""
+    return sorted(
+        capability_name(short_name, operation)
+        for short_name, store_type in store_types.items()
+        for operation in store_type.operations
+    )

@@ -1,0 +1,1 @@
+"""Built-in store-type extensions (see ``orchestrators.sdk``)."""

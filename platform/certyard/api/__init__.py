@@ -1,0 +1,1 @@
+"""Shared pieces of both REST APIs: error format, permissions, pagination."""

@@ -1,0 +1,36 @@
+"""How an agent authenticates: a bearer session token opened by proof of its key."""
+
+from rest_framework import authentication, exceptions, permissions
+from rest_framework.request import Request
+
+from certyard.fleet.models import Orchestrator
+from certyard.fleet.services import orchestrator_from_session_token, orchestrator_seen
+
+
+class OrchestratorSessionAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[Orchestrator, str] | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("malformed Authorization header")
+        token = header[1].decode(errors="replace")
+        orchestrator = orchestrator_from_session_token(token)
+        if orchestrator is None:
+            raise exceptions.AuthenticationFailed(
+                "the session is invalid or expired; open a new one with a signed assertion"
+            )
+        orchestrator_seen(orchestrator=orchestrator)
+        return orchestrator, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword
+
+
+class IsOrchestrator(permissions.BasePermission):
+    message = "this endpoint is for orchestrators with an open session"
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        return isinstance(request.user, Orchestrator)

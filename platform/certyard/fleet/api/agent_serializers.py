@@ -1,0 +1,89 @@
+"""Input checks for the agent API (see orchestrators/protocol.py for the contract)."""
+
+from rest_framework import serializers
+
+from orchestrators.protocol import JobOutcome
+
+_MAX_CAPABILITIES = 200
+_MAX_PARAMETERS = 100
+
+
+class RegisterSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=200)
+    name = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$",
+        error_messages={"invalid": "use letters, digits, '.', '_', '@' or '-' (up to 200)"},
+    )
+    client_machine = serializers.CharField(max_length=255)
+    agent_version = serializers.CharField(max_length=50, allow_blank=True, default="")
+    capabilities = serializers.ListField(
+        child=serializers.RegexField(r"^[A-Za-z0-9_-]{1,40}\.[A-Za-z]{1,20}$"),
+        max_length=_MAX_CAPABILITIES,
+        default=list,
+    )
+    client_parameters = serializers.DictField(
+        child=serializers.CharField(max_length=1000, allow_blank=True), default=dict
+    )
+    csr = serializers.CharField(max_length=20_000)
+
+    def validate_client_parameters(self, value: dict) -> dict:
+        if len(value) > _MAX_PARAMETERS:
+            raise serializers.ValidationError(f"at most {_MAX_PARAMETERS} parameters")
+        return value
+
+
+class RegisterResponseSerializer(serializers.Serializer):
+    orchestrator_id = serializers.UUIDField()
+    status = serializers.CharField()
+    certificate = serializers.CharField()
+    ca_chain = serializers.ListField(child=serializers.CharField())
+
+
+class SessionSerializer(serializers.Serializer):
+    orchestrator_id = serializers.UUIDField()
+    issued_at = serializers.IntegerField(min_value=0)
+    nonce = serializers.CharField(min_length=8, max_length=100)
+    signature = serializers.CharField(max_length=1000)
+
+
+class SessionResponseSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    expires_in = serializers.IntegerField()
+    status = serializers.CharField()
+
+
+class HeartbeatResponseSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    server_time = serializers.DateTimeField()
+
+
+class StoreSummarySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    store_type = serializers.CharField(source="store_type.short_name")
+    client_machine = serializers.CharField()
+    store_path = serializers.CharField()
+
+
+class JobSummarySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.CharField()
+    attempt = serializers.IntegerField(source="attempts")
+    lease_expires_at = serializers.DateTimeField()
+    store = StoreSummarySerializer(allow_null=True)
+
+
+class InventoryEntrySerializer(serializers.Serializer):
+    """Documents an entry's shape; entries are checked one by one by the service."""
+
+    alias = serializers.CharField()
+    private_key = serializers.BooleanField(default=False)
+    certificates = serializers.ListField(child=serializers.CharField())
+
+
+class InventorySerializer(serializers.Serializer):
+    entries = serializers.ListField(child=serializers.JSONField())
+
+
+class CompleteSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[o.value for o in JobOutcome])
+    message = serializers.CharField(allow_blank=True, default="", max_length=100_000)

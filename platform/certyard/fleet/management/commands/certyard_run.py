@@ -1,0 +1,209 @@
+"""`make run`: set up and start the whole embedded platform, and stop it cleanly.
+
+Starts the web server (gunicorn), the django-q2 worker cluster and, unless told
+not to, a local demo orchestrator that manages a PEM folder of generated
+certificates. Ctrl-C (or SIGTERM) stops every process it started.
+"""
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from certyard.fleet.demo import demo_pem_folder_seed
+from certyard.fleet.models import Orchestrator
+from certyard.fleet.services import registration_token_create
+from certyard.inventory.models import CertificateStoreType
+from certyard.inventory.services import store_create
+
+DEMO_ORCHESTRATOR = "demo-orchestrator"
+_STOP_GRACE_SECONDS = 15
+
+
+class Command(BaseCommand):
+    help = "Set up and run Certyard: web server, background worker and a demo orchestrator."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default=os.environ.get("CERTYARD_HOST", "127.0.0.1"))
+        parser.add_argument(
+            "--port", type=int, default=int(os.environ.get("CERTYARD_PORT", "8000"))
+        )
+        parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument(
+            "--no-demo-orchestrator",
+            action="store_true",
+            help="Do not start the local demo orchestrator.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.children: dict[str, subprocess.Popen] = {}
+        self.stopping = False
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("certyard_bootstrap", stdout=self.stdout)
+        url = f"http://{options['host']}:{options['port']}"
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            self._start_web(options)
+            self._start("worker", [sys.executable, _manage_py(), "qcluster"])
+            self._wait_healthy(url)
+            if not options["no_demo_orchestrator"]:
+                self._start_demo_orchestrator(url)
+            self._announce(url)
+            self._supervise()
+        finally:
+            self._stop_all()
+
+    # --- processes ------------------------------------------------------------
+
+    def _start(self, name: str, command: list[str]) -> None:
+        self.children[name] = subprocess.Popen(command, cwd=settings.BASE_DIR)
+
+    def _start_web(self, options: dict[str, Any]) -> None:
+        self._start(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "certyard.wsgi",
+                "--pythonpath",
+                str(Path(settings.BASE_DIR) / "platform"),
+                "--bind",
+                f"{options['host']}:{options['port']}",
+                "--workers",
+                str(options["web_workers"]),
+                "--worker-class",
+                "gthread",
+                # Agents hold a thread each while they long-poll.
+                "--threads",
+                "16",
+                "--timeout",
+                "90",
+                "--graceful-timeout",
+                "5",
+            ],
+        )
+
+    def _wait_healthy(self, url: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.stopping:
+                raise CommandError("stopped while starting")
+            if self.children["web"].poll() is not None:
+                raise CommandError("the web server exited while starting (is the port in use?)")
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:  # noqa: S310
+                    if answer.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise CommandError(f"the web server did not answer at {url} within {timeout:.0f} s")
+
+    def _start_demo_orchestrator(self, url: str) -> None:
+        data_dir = Path(settings.DATA_DIR)
+        config_dir = data_dir / "demo-orchestrator"
+        pem_folder = data_dir / "demo-pem"
+        demo_pem_folder_seed(folder=pem_folder)
+        agent = [sys.executable, "-m", "orchestrators.agent"]
+        if not (config_dir / "agent.json").exists():
+            _, token = registration_token_create(
+                description="demo orchestrator (make run)",
+                valid_for=dt.timedelta(minutes=10),
+                approve_on_register=True,
+            )
+            registered = subprocess.run(
+                [
+                    *agent,
+                    "register",
+                    "--url",
+                    url,
+                    "--token",
+                    token,
+                    "--name",
+                    DEMO_ORCHESTRATOR,
+                    "--client-machine",
+                    "localhost",
+                    "--config-dir",
+                    str(config_dir),
+                ],
+                cwd=settings.BASE_DIR,
+                check=False,
+            )
+            if registered.returncode != 0:
+                self.stderr.write("the demo orchestrator could not register; continuing without it")
+                return
+        orchestrator = Orchestrator.objects.filter(
+            name=DEMO_ORCHESTRATOR, client_machine="localhost"
+        ).first()
+        if orchestrator is not None and not orchestrator.stores.exists():
+            store_create(
+                store_type=CertificateStoreType.objects.get(short_name="PEM"),
+                client_machine="localhost",
+                store_path=str(pem_folder),
+                orchestrator=orchestrator,
+                inventory_interval_minutes=60,
+            )
+        self._start("orchestrator", [*agent, "run", "--config-dir", str(config_dir)])
+
+    def _announce(self, url: str) -> None:
+        _, token = registration_token_create(
+            description="printed by make run", valid_for=dt.timedelta(days=1), reusable=True
+        )
+        user = os.environ.get("CERTYARD_ADMIN_USER", "admin")
+        self.stdout.write(
+            "\n"
+            f"  Certyard is running at {url}/\n"
+            f"  Log in as '{user}' with the password printed when the account was created\n"
+            "  (or start with CERTYARD_ADMIN_PASSWORD=... to set it).\n"
+            f"  API docs: {url}/api/docs/   Django admin: {url}/admin/\n"
+            f"  Register another agent (token valid 24 h):\n"
+            f"    certyard-orchestrator register --url {url} --token {token}\n"
+            "  Press Ctrl-C to stop.\n"
+        )
+        self.stdout.flush()
+
+    def _supervise(self) -> None:
+        while not self.stopping:
+            for name, child in list(self.children.items()):
+                code = child.poll()
+                if code is None:
+                    continue
+                if name == "orchestrator":
+                    self.stderr.write(
+                        f"the demo orchestrator exited ({code}); the platform keeps running"
+                    )
+                    del self.children[name]
+                    continue
+                raise CommandError(f"the {name} process exited ({code}); stopping")
+            time.sleep(0.5)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _stop_all(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + _STOP_GRACE_SECONDS
+        for child in self.children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if self.children:
+            self.stdout.write("Certyard stopped.")
+
+
+def _manage_py() -> str:
+    return str(Path(settings.BASE_DIR) / "manage.py")

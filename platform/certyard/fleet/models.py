@@ -1,0 +1,194 @@
+"""The agents the platform manages and the work it gives them."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from orchestrators.protocol import JobOutcome, JobType
+
+
+class RegistrationToken(models.Model):
+    """A secret an admin hands to an agent so it may register; only its hash is kept."""
+
+    description = models.CharField(max_length=200)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_prefix = models.CharField(
+        max_length=8, editable=False, help_text="First characters, to recognise a token."
+    )
+    reusable = models.BooleanField(
+        default=False, help_text="A one-time token is spent by its first registration."
+    )
+    approve_on_register = models.BooleanField(
+        default=False, help_text="Orchestrators registering with this token start approved."
+    )
+    expires_at = models.DateTimeField()
+    revoked = models.BooleanField(default=False)
+    use_count = models.PositiveIntegerField(default=0, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.description} ({self.token_prefix}…)"
+
+
+class Orchestrator(models.Model):
+    """An agent on a managed machine. Its identity is its key, certified at registration."""
+
+    class Status(models.TextChoices):
+        NEW = "new", "New"
+        APPROVED = "approved", "Approved"
+        DISAPPROVED = "disapproved", "Disapproved"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    client_machine = models.CharField(max_length=255)
+    agent_version = models.CharField(max_length=50, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.NEW)
+    capabilities = models.JSONField(default=list, blank=True)
+    client_parameters = models.JSONField(default=dict, blank=True)
+    source_address = models.GenericIPAddressField(null=True, blank=True)
+    registration_token = models.ForeignKey(
+        RegistrationToken, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # Identity: empty after a reset, until the agent registers again.
+    public_key_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    public_key_pem = models.TextField(blank=True)
+    certificate_pem = models.TextField(blank=True)
+    certificate_not_after = models.DateTimeField(null=True, blank=True)
+    last_assertion_at = models.BigIntegerField(
+        default=0, help_text="issued_at of the last session assertion accepted (replay guard)."
+    )
+    registered_at = models.DateTimeField(auto_now_add=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    status_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    last_seen = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name", "client_machine"], name="orchestrator_unique_name"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.client_machine})"
+
+    # DRF treats the authenticated principal as a user; an orchestrator is one.
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def has_identity(self) -> bool:
+        return bool(self.public_key_sha256)
+
+
+class Job(models.Model):
+    """A unit of work for one orchestrator, leased to it for a bounded time."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        LEASED = "leased", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    OPEN_STATES = (State.PENDING, State.LEASED)
+    FINISHED_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+    class Source(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        ADMIN = "admin", "Admin"
+        API = "api", "API"
+        HANDLER = "handler", "Handler"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=20, choices=[(t.value, t.name.title()) for t in JobType])
+    store = models.ForeignKey(
+        "inventory.CertificateStore",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="jobs",
+    )
+    orchestrator = models.ForeignKey(Orchestrator, on_delete=models.CASCADE, related_name="jobs")
+    payload = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    outcome = models.CharField(
+        max_length=10, blank=True, choices=[(o.value, o.name.title()) for o in JobOutcome]
+    )
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.ADMIN)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    available_at = models.DateTimeField(db_index=True)
+    leased_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    report_received_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the agent's report (e.g. inventory) was applied."
+    )
+    result = models.JSONField(default=dict, blank=True)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["orchestrator", "state", "available_at"])]
+        constraints = [
+            # One open inventory per store: schedules and clicks never pile jobs up.
+            models.UniqueConstraint(
+                fields=["store", "type"],
+                condition=Q(state__in=["pending", "leased"], type="inventory"),
+                name="job_one_open_inventory_per_store",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} job {self.id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in self.FINISHED_STATES
+
+
+class JobHistory(models.Model):
+    """One attempt at a job: who held the lease and how it ended."""
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Success"
+        WARNING = "warning", "Warning"
+        FAILURE = "failure", "Failure"
+        LEASE_EXPIRED = "lease_expired", "Lease expired"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="history")
+    attempt = models.PositiveIntegerField()
+    orchestrator = models.ForeignKey(Orchestrator, on_delete=models.CASCADE)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=14, choices=Outcome.choices, blank=True)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["job", "attempt"]
+        verbose_name_plural = "job history"
+        constraints = [
+            models.UniqueConstraint(fields=["job", "attempt"], name="job_history_unique_attempt")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} attempt {self.attempt}"

@@ -1,0 +1,177 @@
+"""The inventory part of the people's API, under /api/v1/."""
+
+import uuid
+
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from certyard.api.errors import ApiError
+from certyard.fleet.api.serializers import JobSerializer
+from certyard.fleet.models import Job
+from certyard.fleet.services import job_inventory_request
+from certyard.inventory import selectors, services
+from certyard.inventory.api.serializers import (
+    CertificateDetailSerializer,
+    CertificateSerializer,
+    ScheduleSerializer,
+    StoreCreateSerializer,
+    StoreSerializer,
+    StoreTypeSerializer,
+)
+from certyard.inventory.models import Certificate, CertificateStore, CertificateStoreType
+from certyard.inventory.parsing import der_to_pem
+
+
+class StoreTypeViewSet(viewsets.ModelViewSet):
+    queryset = CertificateStoreType.objects.all()
+    serializer_class = StoreTypeSerializer
+    lookup_field = "short_name"
+
+
+class StoreViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = StoreSerializer
+
+    def get_queryset(self):
+        return selectors.store_list()
+
+    def _store_to_change(self) -> CertificateStore:
+        if not self.request.user.has_perm("inventory.change_certificatestore"):
+            self.permission_denied(self.request, message="you may not change stores")
+        return self.get_object()
+
+    @extend_schema(request=StoreCreateSerializer, responses={201: StoreSerializer})
+    def create(self, request: Request) -> Response:
+        data = StoreCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        store = services.store_create(**data.validated_data)
+        return Response(
+            StoreSerializer(selectors.store_list().get(pk=store.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(request=ScheduleSerializer, responses={200: StoreSerializer})
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="schedule-inventory",
+        permission_classes=[IsAuthenticated],
+    )
+    def schedule_inventory(self, request: Request, pk: str) -> Response:
+        """Run inventory every ``interval_minutes`` (first run now); null stops the schedule."""
+        store = self._store_to_change()
+        data = ScheduleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.store_schedule_inventory(
+            store=store, interval_minutes=data.validated_data["interval_minutes"]
+        )
+        return Response(StoreSerializer(self.get_queryset().get(pk=store.pk)).data)
+
+    @extend_schema(request=None, responses={201: JobSerializer, 200: JobSerializer})
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="inventory-now",
+        permission_classes=[IsAuthenticated],
+    )
+    def inventory_now(self, request: Request, pk: str) -> Response:
+        """Open an inventory job now (or answer with the one already open)."""
+        store = self._store_to_change()
+        job, created = job_inventory_request(
+            store=store, source=Job.Source.API, requested_by=request.user
+        )
+        return Response(
+            JobSerializer(job).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+_CERTIFICATE_FILTERS = [
+    OpenApiParameter("search", str, description="CN, SAN, issuer, serial or fingerprint"),
+    OpenApiParameter("expires_within_days", int),
+    OpenApiParameter("expired", bool),
+    OpenApiParameter("store", str, description="Store id"),
+    OpenApiParameter("key_algorithm", str, description="RSA, EC, Ed25519, ..."),
+]
+
+
+@extend_schema_view(list=extend_schema(parameters=_CERTIFICATE_FILTERS))
+class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
+    def get_serializer_class(self):
+        return CertificateDetailSerializer if self.action == "retrieve" else CertificateSerializer
+
+    def get_queryset(self):
+        if self.action != "list":
+            return Certificate.objects.prefetch_related("locations__store__store_type")
+        return selectors.certificate_list(
+            filters=certificate_filters_from(self.request.query_params)
+        )
+
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=["pem", "der", "chain"])],
+        responses={(200, "application/x-pem-file"): OpenApiTypes.BINARY},
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request: Request, pk: str) -> HttpResponse:
+        certificate = get_object_or_404(Certificate, pk=pk)
+        file_format = request.query_params.get("format", "pem")
+        name = (certificate.common_name or certificate.sha256[:16]).replace('"', "")
+        if file_format == "der":
+            response = HttpResponse(bytes(certificate.der), content_type="application/pkix-cert")
+            response["Content-Disposition"] = f'attachment; filename="{name}.cer"'
+            return response
+        if file_format not in ("pem", "chain"):
+            raise ApiError("format must be pem, der or chain")
+        chain = (
+            selectors.certificate_chain(certificate=certificate)
+            if file_format == "chain"
+            else [certificate]
+        )
+        body = "".join(der_to_pem(bytes(c.der)) for c in chain)
+        response = HttpResponse(body, content_type="application/x-pem-file")
+        response["Content-Disposition"] = f'attachment; filename="{name}.pem"'
+        return response
+
+
+def certificate_filters_from(params) -> selectors.CertificateFilters:
+    """Read list filters from query parameters, refusing values that make no sense."""
+
+    def whole(name: str) -> int | None:
+        raw = params.get(name)
+        if raw in (None, ""):
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ApiError(f"{name} must be a whole number") from None
+        if value < 0 or value > 36_500:
+            raise ApiError(f"{name} must be between 0 and 36500")
+        return value
+
+    expired_raw = (params.get("expired") or "").lower()
+    if expired_raw not in ("", "true", "false", "1", "0"):
+        raise ApiError("expired must be true or false")
+    store = params.get("store") or None
+    if store:
+        try:
+            uuid.UUID(store)
+        except ValueError:
+            raise ApiError("store must be a store id") from None
+    return selectors.CertificateFilters(
+        search=(params.get("search") or "")[:200],
+        expires_within_days=whole("expires_within_days"),
+        expired=None if expired_raw == "" else expired_raw in ("true", "1"),
+        store_id=store,
+        key_algorithm=(params.get("key_algorithm") or "")[:20],
+    )

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class PkiConfig(AppConfig):
+    name = "certyard.pki"
+    label = "pki"
+    verbose_name = "PKI"

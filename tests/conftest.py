@@ -1,0 +1,81 @@
+"""Fixtures shared by the platform's tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.certs import Issued, agent_key, csr_pem, issue, session_assertion
+
+
+@pytest.fixture(scope="session")
+def ca() -> Issued:
+    return issue("Certyard Test Root CA", ca=True, days=3650)
+
+
+@dataclass
+class RegisteredAgent:
+    """An orchestrator registered through the service, with the key it proved."""
+
+    orchestrator: object
+    key: ec.EllipticCurvePrivateKey
+    _last_issued_at: int = 0
+
+    def assertion(self) -> dict[str, object]:
+        self._last_issued_at = max(int(time.time()), self._last_issued_at + 1)
+        return session_assertion(self.key, str(self.orchestrator.pk), self._last_issued_at)
+
+
+@pytest.fixture
+def register_agent(db):  # noqa: ANN001, ANN201
+    """Register an orchestrator (approved unless told otherwise) with PEM.Inventory."""
+    from certyard.fleet.models import Orchestrator
+    from certyard.fleet.services import orchestrator_register, registration_token_create
+
+    def register(name: str = "agent-1", *, approved: bool = True) -> RegisteredAgent:
+        _, token = registration_token_create(
+            description="test", valid_for=dt.timedelta(hours=1), approve_on_register=approved
+        )
+        key = agent_key()
+        registration = orchestrator_register(
+            token=token,
+            name=name,
+            client_machine=f"{name}.example.test",
+            agent_version="test",
+            capabilities=["PEM.Inventory"],
+            client_parameters={},
+            csr_pem=csr_pem(key, name),
+            source_address="127.0.0.1",
+        )
+        assert registration.orchestrator.status == (
+            Orchestrator.Status.APPROVED if approved else Orchestrator.Status.NEW
+        )
+        return RegisteredAgent(registration.orchestrator, key)
+
+    return register
+
+
+@pytest.fixture
+def pem_store(db):  # noqa: ANN001, ANN201
+    """Make a PEM store owned by an orchestrator."""
+    from certyard.inventory.models import CertificateStoreType
+    from certyard.inventory.services import store_create
+
+    def make(orchestrator, path: str = "/etc/ssl/certs"):  # noqa: ANN001, ANN202
+        return store_create(
+            store_type=CertificateStoreType.objects.get(short_name="PEM"),
+            client_machine=orchestrator.client_machine,
+            store_path=path,
+            orchestrator=orchestrator,
+        )
+
+    return make
+
+
+def entry(alias: str, *chain: Issued, private_key: bool = False) -> dict[str, object]:
+    """An inventory entry as the agent reports it."""
+    return {"alias": alias, "private_key": private_key, "certificates": [c.pem for c in chain]}
