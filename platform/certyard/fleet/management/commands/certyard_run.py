@@ -49,6 +49,7 @@ class Command(BaseCommand):
         self.stopping = False
         call_command("migrate", interactive=False, verbosity=0)
         call_command("certyard_bootstrap", stdout=self.stdout)
+        self._collect_static()
         url = f"http://{options['host']}:{options['port']}"
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -67,6 +68,9 @@ class Command(BaseCommand):
 
     def _start(self, name: str, command: list[str]) -> None:
         self.children[name] = subprocess.Popen(command, cwd=settings.BASE_DIR)
+
+    def _collect_static(self) -> None:
+        call_command("collectstatic", interactive=False, verbosity=0)
 
     def _start_web(self, options: dict[str, Any]) -> None:
         self._start(
@@ -91,6 +95,13 @@ class Command(BaseCommand):
                 "90",
                 "--graceful-timeout",
                 "5",
+                # Longer than a long poll, so an idle agent's connection is not closed
+                # under a request it is sending.
+                "--keep-alive",
+                "65",
+                # Gunicorn's control socket has one default path per user: two instances
+                # (a test run beside `make run`) would fight over it, and we do not use it.
+                "--no-control-socket",
             ],
         )
 

@@ -1,0 +1,211 @@
+"""Real processes for end-to-end tests: the platform as `make run` starts it, and agents.
+
+The platform runs `manage.py certyard_run --no-demo-orchestrator` (gunicorn and a
+django-q2 cluster with the ORM broker) on a temporary SQLite database; each agent
+is a real `certyard-orchestrator` process. Tests talk to all of them over HTTP only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+ROOT = Path(__file__).resolve().parents[2]
+MANAGE = [sys.executable, str(ROOT / "manage.py")]
+AGENT = [sys.executable, "-m", "orchestrators.agent"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, every: float = 0.5) -> Any:
+    """Poll until ``predicate`` returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@dataclass
+class LivePlatform:
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+    admin_username: str
+    admin_password: str
+    api_token: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"{self.url}/api/v1/",
+            headers={"Authorization": f"Token {self.api_token}"},
+            timeout=30,
+        )
+
+    def registration_token(self, *, description: str = "e2e") -> str:
+        with self.api() as api:
+            answer = api.post("registration-tokens/", json={"description": description})
+            assert answer.status_code == 201, answer.text
+            return answer.json()["token"]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass
+class AgentProcess:
+    name: str
+    config_dir: Path
+    log_path: Path
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    registration_output: str = ""
+    orchestrator_id: str = field(default="")
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [*AGENT, "run", "--config-dir", str(self.config_dir), "--log-level", "DEBUG"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, timeout: float = 15) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def live_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlatform]:
+    base = tmp_path_factory.mktemp("platform")
+    data_dir = base / "var"
+    port = _free_port()
+    password = secrets.token_urlsafe(12)
+    env = {
+        **os.environ,
+        "CERTYARD_DATA_DIR": str(data_dir),
+        "DATABASE_URL": f"sqlite:///{data_dir / 'certyard.sqlite3'}",
+        "CERTYARD_ADMIN_USER": "admin",
+        "CERTYARD_ADMIN_PASSWORD": password,
+        "CERTYARD_CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{port}",
+        "CERTYARD_WORKERS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    data_dir.mkdir()
+    subprocess.run([*MANAGE, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    token_file = base / "api-token"
+    subprocess.run(
+        [*MANAGE, "certyard_bootstrap", "--api-token-file", str(token_file)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    log_path = base / "platform.log"
+    process = subprocess.Popen(
+        [
+            *MANAGE,
+            "certyard_run",
+            "--no-demo-orchestrator",
+            "--port",
+            str(port),
+            "--web-workers",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    platform = LivePlatform(
+        url, data_dir, env, "admin", password, token_file.read_text().strip(), process, log_path
+    )
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the platform exited while starting:\n{platform.log()}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(healthy, timeout=90, what="the platform to answer /healthz")
+    wait_for(lambda: "running" in platform.log(), timeout=60, what="the worker cluster to start")
+    yield platform
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=40)
+    assert code == 0, f"the platform did not stop cleanly ({code}):\n{platform.log()[-3000:]}"
+
+
+@pytest.fixture
+def agent_factory(
+    live_platform: LivePlatform, tmp_path: Path
+) -> Iterator[Callable[..., AgentProcess]]:
+    """Register real agent processes; each is stopped (SIGTERM) when the test ends."""
+    agents: list[AgentProcess] = []
+
+    def register(name: str, *, token: str | None = None) -> AgentProcess:
+        config_dir = tmp_path / f"agent-{name}"
+        env = {k: v for k, v in live_platform.env.items() if not k.startswith("CERTYARD_")}
+        agent = AgentProcess(name, config_dir, tmp_path / f"agent-{name}.log", env)
+        completed = subprocess.run(
+            [
+                *AGENT,
+                "register",
+                "--url",
+                live_platform.url,
+                "--token",
+                token or live_platform.registration_token(description=f"token for {name}"),
+                "--name",
+                name,
+                "--client-machine",
+                f"{name}.e2e.test",
+                "--config-dir",
+                str(config_dir),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+        agent.registration_output = completed.stdout
+        agents.append(agent)
+        return agent
+
+    yield register
+    for agent in agents:
+        if agent.process is not None and agent.process.poll() is None:
+            agent.stop()
