@@ -1,0 +1,81 @@
+"""Small display helpers for the console's templates: badges and names."""
+
+import datetime as dt
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+
+register = template.Library()
+
+# Status and state values, mapped to a badge colour.
+_BADGE_TONES = {
+    "new": "warn",
+    "approved": "ok",
+    "disapproved": "bad",
+    "pending": "info",
+    "leased": "info",
+    "succeeded": "ok",
+    "failed": "bad",
+    "cancelled": "muted",
+    "success": "ok",
+    "warning": "warn",
+    "failure": "bad",
+    "lease_expired": "warn",
+}
+
+
+@register.simple_tag
+def status_badge(value: str, label: str = "") -> SafeString:
+    """A coloured badge for an orchestrator status, job state or outcome."""
+    tone = _BADGE_TONES.get(str(value), "muted")
+    return format_html('<span class="badge badge-{}">{}</span>', tone, label or value)
+
+
+@register.simple_tag
+def expiry_badge(not_after: dt.datetime | None) -> SafeString:
+    """Expired, or expiring within 7 or 30 days; nothing for a certificate further out."""
+    if not_after is None:
+        return mark_safe("")
+    left = not_after - timezone.now()
+    if left < dt.timedelta(0):
+        tone, label = "bad", "Expired"
+    elif left < dt.timedelta(days=7):
+        tone, label = "bad", "< 7 days"
+    elif left < dt.timedelta(days=30):
+        tone, label = "warn", "< 30 days"
+    else:
+        return mark_safe("")
+    return format_html('<span class="badge badge-{}">{}</span>', tone, label)
+
+
+@register.filter
+def is_past(moment: dt.datetime | None) -> bool:
+    return moment is not None and moment <= timezone.now()
+
+
+@register.filter
+def common_name_of(distinguished_name: str) -> str:
+    """The CN of an RFC 4514 name (``CN=Acme CA,O=Acme``), else the name itself."""
+    try:
+        name = x509.Name.from_rfc4514_string(distinguished_name)
+    except (ValueError, TypeError):
+        return distinguished_name
+    for oid in (NameOID.COMMON_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.ORGANIZATION_NAME):
+        if attributes := name.get_attributes_for_oid(oid):
+            return str(attributes[0].value)
+    return distinguished_name
+
+
+@register.filter
+def first_items(values: list | None, count: int = 3) -> list:
+    return list(values or [])[: int(count)]
+
+
+@register.filter
+def more_than(values: list | None, count: int = 3) -> int:
+    """How many items are left after the first ``count``."""
+    return max(len(values or []) - int(count), 0)

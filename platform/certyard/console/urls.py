@@ -1,0 +1,62 @@
+"""The console's pages, at the site root."""
+
+from django.urls import path
+
+from certyard.console import views
+
+app_name = "console"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("orchestrators/", views.orchestrator_list, name="orchestrator-list"),
+    path(
+        "orchestrators/<uuid:pk>/approve/",
+        views.orchestrator_approve,
+        name="orchestrator-approve",
+    ),
+    path(
+        "orchestrators/<uuid:pk>/disapprove/",
+        views.orchestrator_disapprove,
+        name="orchestrator-disapprove",
+    ),
+    path("orchestrators/<uuid:pk>/reset/", views.orchestrator_reset, name="orchestrator-reset"),
+    path(
+        "registration-tokens/",
+        views.registration_token_list,
+        name="registration-token-list",
+    ),
+    path(
+        "registration-tokens/create/",
+        views.registration_token_create,
+        name="registration-token-create",
+    ),
+    path(
+        "registration-tokens/<int:pk>/revoke/",
+        views.registration_token_revoke,
+        name="registration-token-revoke",
+    ),
+    path("stores/", views.store_list, name="store-list"),
+    path("stores/add/", views.store_create, name="store-create"),
+    path("stores/<uuid:pk>/schedule/", views.store_schedule, name="store-schedule"),
+    path(
+        "stores/<uuid:pk>/inventory-now/",
+        views.store_inventory_now,
+        name="store-inventory-now",
+    ),
+    path("certificates/", views.certificate_list, name="certificate-list"),
+    path("certificates/<int:pk>/", views.certificate_detail, name="certificate-detail"),
+    path(
+        "certificates/<int:pk>/download/",
+        views.certificate_download,
+        name="certificate-download",
+    ),
+    path(
+        "certificates/<int:pk>/download/chain/",
+        views.certificate_download,
+        {"chain": True},
+        name="certificate-download-chain",
+    ),
+    path("jobs/", views.job_list, name="job-list"),
+    path("jobs/rows/", views.job_list, {"rows_only": True}, name="job-rows"),
+    path("jobs/<uuid:pk>/", views.job_detail, name="job-detail"),
+]

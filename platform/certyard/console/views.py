@@ -1,0 +1,348 @@
+"""The admin console: thin views over the same services and selectors as the API.
+
+Every page needs a login; every read needs the model's view permission (as the
+API does) and every action its change or add permission. Actions are POST only,
+with CSRF; under htmx they answer with the one table row they changed.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from certyard.console import selectors
+from certyard.console.forms import (
+    CertificateSearchForm,
+    JobFilterForm,
+    RegistrationTokenForm,
+    StoreCreateForm,
+    StoreScheduleForm,
+)
+from certyard.console.pagination import slice_page
+from certyard.errors import ServiceError
+from certyard.fleet import selectors as fleet_selectors
+from certyard.fleet import services as fleet_services
+from certyard.fleet.models import Job, Orchestrator, RegistrationToken
+from certyard.inventory import selectors as inventory_selectors
+from certyard.inventory import services as inventory_services
+from certyard.inventory.models import Certificate
+from certyard.inventory.parsing import certificate_file_stem, der_to_pem
+
+CERTIFICATES_PER_PAGE = 50
+JOBS_SHOWN = 100
+RECENT_JOBS_SHOWN = 10
+
+
+# --- Dashboard ---------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    context: dict[str, Any] = {}
+    if user.has_perm("inventory.view_certificate"):
+        context["expiry"] = inventory_selectors.expiry_counts()
+    if user.has_perm("fleet.view_orchestrator"):
+        context["status_counts"] = selectors.orchestrator_status_counts()
+        context["waiting"] = fleet_selectors.orchestrators_waiting()
+    if user.has_perm("fleet.view_job"):
+        context["recent_jobs"] = fleet_selectors.job_list()[:RECENT_JOBS_SHOWN]
+    return render(request, "console/dashboard.html", context)
+
+
+# --- Orchestrators ------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+@permission_required("fleet.view_orchestrator", raise_exception=True)
+def orchestrator_list(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "console/orchestrators/list.html",
+        {"orchestrators": Orchestrator.objects.all()},
+    )
+
+
+def _orchestrator_action(
+    request: HttpRequest, pk: str, service: Callable[..., Orchestrator], done: str
+) -> HttpResponse:
+    orchestrator = get_object_or_404(Orchestrator, pk=pk)
+    error = ""
+    try:
+        orchestrator = service(orchestrator=orchestrator, actor=request.user)
+    except ServiceError as exc:
+        error = exc.message
+        orchestrator.refresh_from_db()
+    if request.htmx:
+        return render(
+            request,
+            "console/orchestrators/list.html#orchestrator-row",
+            {"o": orchestrator, "row_error": error, "row_message": "" if error else done},
+        )
+    if error:
+        messages.error(request, f"{orchestrator.name}: {error}")
+    else:
+        messages.success(request, f"{orchestrator.name}: {done}")
+    return redirect("console:orchestrator-list")
+
+
+@login_required
+@require_POST
+@permission_required("fleet.change_orchestrator", raise_exception=True)
+def orchestrator_approve(request: HttpRequest, pk: str) -> HttpResponse:
+    return _orchestrator_action(request, pk, fleet_services.orchestrator_approve, "approved.")
+
+
+@login_required
+@require_POST
+@permission_required("fleet.change_orchestrator", raise_exception=True)
+def orchestrator_disapprove(request: HttpRequest, pk: str) -> HttpResponse:
+    return _orchestrator_action(request, pk, fleet_services.orchestrator_disapprove, "disapproved.")
+
+
+@login_required
+@require_POST
+@permission_required("fleet.change_orchestrator", raise_exception=True)
+def orchestrator_reset(request: HttpRequest, pk: str) -> HttpResponse:
+    return _orchestrator_action(
+        request, pk, fleet_services.orchestrator_reset, "reset; it must register again."
+    )
+
+
+# --- Registration tokens -------------------------------------------------------------
+
+
+def _token_page(
+    request: HttpRequest, form: RegistrationTokenForm, created: tuple | None = None
+) -> HttpResponse:
+    return render(
+        request,
+        "console/orchestrators/tokens.html",
+        {
+            "form": form,
+            "tokens": selectors.registration_token_list(),
+            "created": created,
+        },
+    )
+
+
+@login_required
+@require_GET
+@permission_required("fleet.view_registrationtoken", raise_exception=True)
+def registration_token_list(request: HttpRequest) -> HttpResponse:
+    return _token_page(request, RegistrationTokenForm())
+
+
+@login_required
+@require_POST
+@permission_required("fleet.add_registrationtoken", raise_exception=True)
+def registration_token_create(request: HttpRequest) -> HttpResponse:
+    """Answer with the page itself, not a redirect: the value must not be kept anywhere."""
+    form = RegistrationTokenForm(request.POST)
+    if not form.is_valid():
+        return _token_page(request, form)
+    try:
+        token, value = fleet_services.registration_token_create(
+            description=form.cleaned_data["description"],
+            valid_for=form.valid_for,
+            reusable=form.cleaned_data["reusable"],
+            approve_on_register=form.cleaned_data["approve_on_register"],
+            created_by=request.user,
+        )
+    except ServiceError as exc:
+        form.add_error(None, exc.message)
+        return _token_page(request, form)
+    response = _token_page(request, RegistrationTokenForm(), created=(token, value))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+@permission_required("fleet.change_registrationtoken", raise_exception=True)
+def registration_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(RegistrationToken, pk=pk)
+    fleet_services.registration_token_revoke(token=token)
+    messages.success(request, f"Token {token.token_prefix}… ({token.description}) revoked.")
+    return redirect("console:registration-token-list")
+
+
+# --- Stores --------------------------------------------------------------------------
+
+
+def _store_page(request: HttpRequest, form: StoreCreateForm) -> HttpResponse:
+    return render(
+        request,
+        "console/stores/list.html",
+        {"stores": inventory_selectors.store_list(), "form": form},
+    )
+
+
+@login_required
+@require_GET
+@permission_required("inventory.view_certificatestore", raise_exception=True)
+def store_list(request: HttpRequest) -> HttpResponse:
+    return _store_page(request, StoreCreateForm())
+
+
+@login_required
+@require_POST
+@permission_required("inventory.add_certificatestore", raise_exception=True)
+def store_create(request: HttpRequest) -> HttpResponse:
+    form = StoreCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            store = inventory_services.store_create(**form.cleaned_data)
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Store {store} added.")
+            return redirect("console:store-list")
+    return _store_page(request, form)
+
+
+def _store_answer(
+    request: HttpRequest, store_pk: Any, *, message: str = "", error: str = ""
+) -> HttpResponse:
+    """The store's row under htmx; otherwise a message and back to the list."""
+    if request.htmx:
+        store = inventory_selectors.store_list().get(pk=store_pk)
+        return render(
+            request,
+            "console/stores/list.html#store-row",
+            {"s": store, "row_message": message, "row_error": error},
+        )
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, message)
+    return redirect("console:store-list")
+
+
+@login_required
+@require_POST
+@permission_required("inventory.change_certificatestore", raise_exception=True)
+def store_schedule(request: HttpRequest, pk: str) -> HttpResponse:
+    store = get_object_or_404(inventory_selectors.store_list(), pk=pk)
+    form = StoreScheduleForm(request.POST)
+    if not form.is_valid():
+        error = "; ".join(e for errors in form.errors.values() for e in errors)
+        return _store_answer(request, store.pk, error=f"Schedule not changed: {error}")
+    interval = form.cleaned_data["interval_minutes"]
+    try:
+        inventory_services.store_schedule_inventory(store=store, interval_minutes=interval)
+    except ServiceError as exc:
+        return _store_answer(request, store.pk, error=exc.message)
+    message = (
+        f"Inventory scheduled every {interval} minutes; the first run is due now."
+        if interval
+        else "Inventory schedule stopped."
+    )
+    return _store_answer(request, store.pk, message=message)
+
+
+@login_required
+@require_POST
+@permission_required("inventory.change_certificatestore", raise_exception=True)
+def store_inventory_now(request: HttpRequest, pk: str) -> HttpResponse:
+    store = get_object_or_404(inventory_selectors.store_list(), pk=pk)
+    try:
+        job, created = fleet_services.job_inventory_request(
+            store=store, source=Job.Source.ADMIN, requested_by=request.user
+        )
+    except ServiceError as exc:
+        return _store_answer(request, store.pk, error=exc.message)
+    if created:
+        message = "Inventory job queued."
+    else:
+        message = f"An inventory job is already open ({job.get_state_display().lower()})."
+    return _store_answer(request, store.pk, message=message)
+
+
+# --- Certificates --------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+@permission_required("inventory.view_certificate", raise_exception=True)
+def certificate_list(request: HttpRequest) -> HttpResponse:
+    form = CertificateSearchForm(request.GET)
+    context: dict[str, Any] = {"form": form, "page": None}
+    if form.is_valid():
+        queryset = inventory_selectors.certificate_list(filters=form.filters())
+        page = slice_page(queryset, number=form.page_number, size=CERTIFICATES_PER_PAGE)
+        context["page"] = page
+        if not page.object_list and not page.has_previous:
+            context["inventory_empty"] = selectors.inventory_is_empty()
+    return render(request, "console/certificates/list.html", context)
+
+
+@login_required
+@require_GET
+@permission_required("inventory.view_certificate", raise_exception=True)
+def certificate_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    certificate = get_object_or_404(Certificate, pk=pk)
+    return render(
+        request,
+        "console/certificates/detail.html",
+        {
+            "certificate": certificate,
+            "chain": inventory_selectors.certificate_chain(certificate=certificate),
+            "locations": inventory_selectors.certificate_locations(certificate=certificate),
+        },
+    )
+
+
+@login_required
+@require_GET
+@permission_required("inventory.view_certificate", raise_exception=True)
+def certificate_download(request: HttpRequest, pk: int, chain: bool = False) -> HttpResponse:
+    certificate = get_object_or_404(Certificate, pk=pk)
+    certificates = (
+        inventory_selectors.certificate_chain(certificate=certificate) if chain else [certificate]
+    )
+    body = "".join(der_to_pem(bytes(c.der)) for c in certificates)
+    name = certificate_file_stem(common_name=certificate.common_name, sha256=certificate.sha256)
+    suffix = "-chain" if chain else ""
+    response = HttpResponse(body, content_type="application/x-pem-file")
+    response["Content-Disposition"] = f'attachment; filename="{name}{suffix}.pem"'
+    return response
+
+
+# --- Jobs ----------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+@permission_required("fleet.view_job", raise_exception=True)
+def job_list(request: HttpRequest, rows_only: bool = False) -> HttpResponse:
+    """The newest jobs; ``rows_only`` answers the table body htmx polls."""
+    form = JobFilterForm(request.GET)
+    jobs = fleet_selectors.job_list()
+    if form.is_valid():
+        if state := form.cleaned_data["state"]:
+            jobs = jobs.filter(state=state)
+    else:
+        jobs = jobs.none()
+    template = "console/jobs/list.html#job-rows" if rows_only else "console/jobs/list.html"
+    return render(
+        request, template, {"form": form, "jobs": jobs[:JOBS_SHOWN], "jobs_shown": JOBS_SHOWN}
+    )
+
+
+@login_required
+@require_GET
+@permission_required("fleet.view_job", raise_exception=True)
+def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    job = get_object_or_404(selectors.job_detail_queryset(), pk=pk)
+    return render(
+        request,
+        "console/jobs/detail.html",
+        {"job": job, "inventory": job.result.get("inventory") if job.result else None},
+    )
