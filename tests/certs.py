@@ -94,7 +94,10 @@ def csr_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, common_name: st
 
 
 def session_assertion(
-    key: ec.EllipticCurvePrivateKey, orchestrator_id: str, issued_at: int, nonce: str = "nonce-123456"
+    key: ec.EllipticCurvePrivateKey,
+    orchestrator_id: str,
+    issued_at: int,
+    nonce: str = "nonce-123456",
 ) -> dict[str, object]:
     signature = key.sign(
         session_signing_input(orchestrator_id=orchestrator_id, issued_at=issued_at, nonce=nonce),

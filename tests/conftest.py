@@ -31,7 +31,7 @@ class RegisteredAgent:
 
 
 @pytest.fixture
-def register_agent(db):  # noqa: ANN001, ANN201
+def register_agent(db):
     """Register an orchestrator (approved unless told otherwise) with PEM.Inventory."""
     from certyard.fleet.models import Orchestrator
     from certyard.fleet.services import orchestrator_register, registration_token_create
@@ -60,12 +60,12 @@ def register_agent(db):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def pem_store(db):  # noqa: ANN001, ANN201
+def pem_store(db):
     """Make a PEM store owned by an orchestrator."""
     from certyard.inventory.models import CertificateStoreType
     from certyard.inventory.services import store_create
 
-    def make(orchestrator, path: str = "/etc/ssl/certs"):  # noqa: ANN001, ANN202
+    def make(orchestrator, path: str = "/etc/ssl/certs"):
         return store_create(
             store_type=CertificateStoreType.objects.get(short_name="PEM"),
             client_machine=orchestrator.client_machine,

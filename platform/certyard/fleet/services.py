@@ -339,6 +339,12 @@ def job_inventory_request(
     *, store: CertificateStore, source: str, requested_by: Any = None
 ) -> tuple[Job, bool]:
     """An inventory job for the store, or the one already open: ``(job, created)``."""
+    if store.orchestrator.status != Orchestrator.Status.APPROVED:
+        raise ServiceError(
+            f"orchestrator {store.orchestrator.name} is not approved: it cannot run jobs",
+            code="not_approved",
+            http_status=409,
+        )
     open_job = Job.objects.filter(
         store=store, type=JobType.INVENTORY, state__in=Job.OPEN_STATES
     ).first()

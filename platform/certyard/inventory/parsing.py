@@ -137,6 +137,18 @@ def certificate_parse(der: bytes) -> ParsedCertificate:
     )
 
 
+_UNSAFE_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def certificate_file_stem(*, common_name: str, sha256: str) -> str:
+    """A download file name from a certificate: its CN in safe characters, else its fingerprint.
+
+    A CN is whatever the certificate says (newlines, quotes, slashes): never put it in
+    a header as it is.
+    """
+    return _UNSAFE_FILE_NAME.sub("_", common_name).strip("._")[:100] or sha256[:16]
+
+
 def der_to_pem(der: bytes) -> str:
     body = base64.b64encode(der).decode()
     lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))

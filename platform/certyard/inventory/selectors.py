@@ -83,8 +83,9 @@ def store_list() -> QuerySet[CertificateStore]:
     )
 
 
-def expiry_counts() -> dict[int, int]:
-    """How many certificates expire within each window (days), from now."""
+def expiry_counts() -> dict[str, int]:
+    """Counts for the dashboard: ``total``, ``expired``, and ``d7``/``d30``/``d90``
+    (valid now and expiring within that many days)."""
     now = timezone.now()
     aggregates = Certificate.objects.aggregate(
         **{

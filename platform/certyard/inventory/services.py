@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from certyard.errors import ServiceError
@@ -319,9 +319,15 @@ def store_create(
     password: str = "",
     inventory_interval_minutes: int | None = None,
 ) -> CertificateStore:
-    """Create a store on an orchestrator that can inventory its type."""
+    """Create a store on an approved orchestrator that can inventory its type."""
+    from certyard.fleet.models import Orchestrator
     from certyard.fleet.selectors import orchestrator_can
 
+    if orchestrator.status != Orchestrator.Status.APPROVED:
+        raise ServiceError(
+            f"orchestrator {orchestrator.name} is not approved; approve it before giving it stores",
+            code="not_approved",
+        )
     if not store_type.supports_inventory:
         raise ServiceError(f"store type {store_type.short_name} does not support inventory")
     if not orchestrator_can(
@@ -333,25 +339,62 @@ def store_create(
         )
     if store_type.password_required and not password:
         raise ServiceError(f"store type {store_type.short_name} requires a store password")
-    if CertificateStore.objects.filter(
-        store_type=store_type, client_machine=client_machine, store_path=store_path
-    ).exists():
-        raise ServiceError(
-            f"a {store_type.short_name} store at {client_machine}:{store_path} already exists",
-            code="duplicate",
-            http_status=409,
-        )
     store = CertificateStore(
         store_type=store_type,
         client_machine=client_machine,
         store_path=store_path,
         orchestrator=orchestrator,
-        properties=properties or {},
+        properties=store_properties_check(store_type=store_type, properties=properties or {}),
         password=password,
     )
     _schedule(store, inventory_interval_minutes)
-    store.save()
+    try:
+        with transaction.atomic():
+            store.save()
+    except IntegrityError:
+        raise ServiceError(
+            f"a {store_type.short_name} store at {client_machine}:{store_path} already exists",
+            code="duplicate",
+            http_status=409,
+        ) from None
     return store
+
+
+_PROPERTY_TYPES: dict[str, tuple[type, ...]] = {
+    "bool": (bool,),
+    "string": (str,),
+    "int": (int,),
+    "secret": (str,),
+}
+
+
+def store_properties_check(
+    *, store_type: CertificateStoreType, properties: dict[str, Any]
+) -> dict[str, Any]:
+    """The store's properties, checked against those its type declares, defaults filled in."""
+    declared = {p["name"]: p for p in store_type.properties if isinstance(p, dict) and "name" in p}
+    unknown = sorted(set(properties) - set(declared))
+    if unknown:
+        allowed = ", ".join(sorted(declared)) or "none"
+        raise ServiceError(
+            f"store type {store_type.short_name} has no property {', '.join(unknown)} "
+            f"(its properties: {allowed})"
+        )
+    checked: dict[str, Any] = {}
+    for name, spec in declared.items():
+        if name not in properties:
+            if spec.get("required"):
+                raise ServiceError(f"property {name} is required for {store_type.short_name}")
+            if "default" in spec:
+                checked[name] = spec["default"]
+            continue
+        value = properties[name]
+        expected = _PROPERTY_TYPES.get(spec.get("type", "string"), (str,))
+        # bool is an int in Python; an int property must not accept true/false.
+        if not isinstance(value, expected) or (bool not in expected and isinstance(value, bool)):
+            raise ServiceError(f"property {name} must be a {spec.get('type', 'string')}")
+        checked[name] = value
+    return checked
 
 
 def _schedule(store: CertificateStore, interval_minutes: int | None) -> None:

@@ -8,6 +8,7 @@ from certyard.inventory.models import (
     CertificateStoreType,
 )
 from certyard.inventory.parsing import der_to_pem
+from certyard.inventory.selectors import CertificateFilters
 
 
 class StoreTypeSerializer(serializers.ModelSerializer):
@@ -98,3 +99,23 @@ class CertificateDetailSerializer(CertificateSerializer):
 
     def get_pem(self, certificate: Certificate) -> str:
         return der_to_pem(bytes(certificate.der))
+
+
+class CertificateListParamsSerializer(serializers.Serializer):
+    """The certificate list's query parameters."""
+
+    search = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    expires_within_days = serializers.IntegerField(required=False, min_value=0, max_value=36_500)
+    expired = serializers.BooleanField(required=False, allow_null=True, default=None)
+    store = serializers.UUIDField(required=False)
+    key_algorithm = serializers.CharField(required=False, allow_blank=True, max_length=20)
+
+    def to_filters(self) -> CertificateFilters:
+        data = self.validated_data
+        return CertificateFilters(
+            search=data.get("search", ""),
+            expires_within_days=data.get("expires_within_days"),
+            expired=data.get("expired"),
+            store_id=str(data["store"]) if data.get("store") else None,
+            key_algorithm=data.get("key_algorithm", ""),
+        )

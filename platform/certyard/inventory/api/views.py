@@ -1,7 +1,5 @@
 """The inventory part of the people's API, under /api/v1/."""
 
-import uuid
-
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -19,6 +17,7 @@ from certyard.fleet.services import job_inventory_request
 from certyard.inventory import selectors, services
 from certyard.inventory.api.serializers import (
     CertificateDetailSerializer,
+    CertificateListParamsSerializer,
     CertificateSerializer,
     ScheduleSerializer,
     StoreCreateSerializer,
@@ -26,7 +25,7 @@ from certyard.inventory.api.serializers import (
     StoreTypeSerializer,
 )
 from certyard.inventory.models import Certificate, CertificateStore, CertificateStoreType
-from certyard.inventory.parsing import der_to_pem
+from certyard.inventory.parsing import certificate_file_stem, der_to_pem
 
 
 class StoreTypeViewSet(viewsets.ModelViewSet):
@@ -114,9 +113,9 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         if self.action != "list":
             return Certificate.objects.prefetch_related("locations__store__store_type")
-        return selectors.certificate_list(
-            filters=certificate_filters_from(self.request.query_params)
-        )
+        params = CertificateListParamsSerializer(data=self.request.query_params)
+        params.is_valid(raise_exception=True)
+        return selectors.certificate_list(filters=params.to_filters())
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=["pem", "der", "chain"])],
@@ -126,7 +125,7 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
     def download(self, request: Request, pk: str) -> HttpResponse:
         certificate = get_object_or_404(Certificate, pk=pk)
         file_format = request.query_params.get("format", "pem")
-        name = (certificate.common_name or certificate.sha256[:16]).replace('"', "")
+        name = certificate_file_stem(common_name=certificate.common_name, sha256=certificate.sha256)
         if file_format == "der":
             response = HttpResponse(bytes(certificate.der), content_type="application/pkix-cert")
             response["Content-Disposition"] = f'attachment; filename="{name}.cer"'
@@ -142,36 +141,3 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
         response = HttpResponse(body, content_type="application/x-pem-file")
         response["Content-Disposition"] = f'attachment; filename="{name}.pem"'
         return response
-
-
-def certificate_filters_from(params) -> selectors.CertificateFilters:
-    """Read list filters from query parameters, refusing values that make no sense."""
-
-    def whole(name: str) -> int | None:
-        raw = params.get(name)
-        if raw in (None, ""):
-            return None
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ApiError(f"{name} must be a whole number") from None
-        if value < 0 or value > 36_500:
-            raise ApiError(f"{name} must be between 0 and 36500")
-        return value
-
-    expired_raw = (params.get("expired") or "").lower()
-    if expired_raw not in ("", "true", "false", "1", "0"):
-        raise ApiError("expired must be true or false")
-    store = params.get("store") or None
-    if store:
-        try:
-            uuid.UUID(store)
-        except ValueError:
-            raise ApiError("store must be a store id") from None
-    return selectors.CertificateFilters(
-        search=(params.get("search") or "")[:200],
-        expires_within_days=whole("expires_within_days"),
-        expired=None if expired_raw == "" else expired_raw in ("true", "1"),
-        store_id=store,
-        key_algorithm=(params.get("key_algorithm") or "")[:20],
-    )
