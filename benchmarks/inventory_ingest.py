@@ -72,7 +72,10 @@ def main() -> None:
     pems = _certificates(count + count // 100)
     print(f"made {len(pems)} certificates in {time.perf_counter() - started:.1f} s (not measured)")
     orchestrator = Orchestrator.objects.create(
-        name="bench", client_machine="bench", capabilities=["PEM.Inventory"]
+        name="bench",
+        client_machine="bench",
+        capabilities=["PEM.Inventory"],
+        status=Orchestrator.Status.APPROVED,
     )
     store = store_create(
         store_type=CertificateStoreType.objects.get(short_name="PEM"),

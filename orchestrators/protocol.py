@@ -40,9 +40,12 @@ Protocol, version 1 (all bodies are JSON, all paths under ``API_PREFIX``):
     Body: ``{"entries": [{"alias", "private_key", "certificates": [PEM, ...]}]}``
     (the first certificate of an entry is the one installed at that alias,
     the rest its chain). Answer 200 when every entry was recorded; 422 when
-    some were rejected, with each rejected entry's index, alias and reason,
-    while the good entries are recorded. A repeated submission for the same
-    job is acknowledged (``duplicate: true``) and not applied again.
+    some were rejected, with each rejected entry's index, alias and reason
+    (``error.rejected``), while the good entries are recorded (``recorded:
+    true``). When every entry is rejected nothing is recorded (``recorded:
+    false``: the store's last inventory stands) and the job stays open for a
+    corrected report. A repeated submission for the same job is acknowledged
+    (``duplicate: true``) and not applied again.
 
 ``POST jobs/<id>/complete``
     Body: ``status`` (one of ``JobOutcome``), ``message``. A repeated report

@@ -236,7 +236,9 @@ class Runner:
         if status == 422:
             message = rejected_summary(body, len(entries))
             logger.warning("job %s: %s", job.job_id, message)
-            return JobOutcome.WARNING, message
+            # Some entries recorded: a warning. None recorded: the inventory failed.
+            recorded = bool(body.get("recorded"))
+            return (JobOutcome.WARNING if recorded else JobOutcome.FAILURE), message
         return JobOutcome.SUCCESS, f"{len(entries)} entries"
 
     def _complete(self, job_id: str, outcome: JobOutcome, message: str) -> None:

@@ -3,15 +3,26 @@
 Views turn it into an answer: a JSON error on the APIs, a message in the console.
 """
 
+from typing import Any
+
 
 class ServiceError(Exception):
     """A refusal with a sentence a person understands and a stable code."""
 
-    def __init__(self, message: str, *, code: str = "invalid", http_status: int = 400) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "invalid",
+        http_status: int = 400,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.http_status = http_status
+        # Machine-readable particulars, added to the API's error body.
+        self.details = details or {}
 
 
 class NotFound(ServiceError):

@@ -6,6 +6,7 @@ People and agents both get a sentence they can act on, and a machine-readable co
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db.models import ProtectedError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -45,7 +46,13 @@ def _flatten(detail: Any) -> dict[str, list[str]]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
-        return Response(error_body(exc.code, exc.message), status=exc.http_status)
+        return Response(error_body(exc.code, exc.message, **exc.details), status=exc.http_status)
+    if isinstance(exc, ProtectedError):
+        in_use = ", ".join(sorted({str(obj) for obj in list(exc.protected_objects)[:5]}))
+        return Response(
+            error_body("in_use", f"it is still in use (by {in_use}); remove those first"),
+            status=status.HTTP_409_CONFLICT,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):

@@ -174,6 +174,7 @@ class JobHistory(models.Model):
         WARNING = "warning", "Warning"
         FAILURE = "failure", "Failure"
         LEASE_EXPIRED = "lease_expired", "Lease expired"
+        RELEASED = "released", "Released (orchestrator disapproved or reset)"
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="history")
     attempt = models.PositiveIntegerField()

@@ -70,8 +70,8 @@ def registration_token_revoke(*, token: RegistrationToken) -> RegistrationToken:
     return token
 
 
-def _registration_token_spend(value: str) -> RegistrationToken:
-    """Check and spend a token atomically; the caller holds the transaction."""
+def _registration_token_check(value: str) -> RegistrationToken:
+    """The token if it may be used now; raises the reason it may not."""
     token = RegistrationToken.objects.filter(token_hash=_token_hash(value)).first()
     refused = "the registration token is not valid"
     if token is None or token.revoked:
@@ -80,13 +80,25 @@ def _registration_token_spend(value: str) -> RegistrationToken:
         raise ServiceError(
             "the registration token has expired", code="token_expired", http_status=401
         )
+    if not token.reusable and token.use_count:
+        raise _token_used()
+    return token
+
+
+def _token_used() -> ServiceError:
+    return ServiceError(
+        "the registration token has already been used", code="token_used", http_status=401
+    )
+
+
+def _registration_token_spend(value: str) -> RegistrationToken:
+    """Check and spend a token atomically; the caller holds the transaction."""
+    token = _registration_token_check(value)
     spent = RegistrationToken.objects.filter(pk=token.pk)
     if not token.reusable:
         spent = spent.filter(use_count=0)
     if not spent.update(use_count=F("use_count") + 1, last_used_at=timezone.now()):
-        raise ServiceError(
-            "the registration token has already been used", code="token_used", http_status=401
-        )
+        raise _token_used()  # spent by a registration at the same moment
     return token
 
 
@@ -141,6 +153,8 @@ def orchestrator_register(
     after an admin reset it (its stores and history are kept).
     """
     csr = csr_load(csr_pem)
+    # Refuse a bad token before doing any signing for its bearer.
+    _registration_token_check(token)
     public_key = csr.public_key()
     ca = orchestrator_ca_get_or_create()
     certificate = ca_issue_client_certificate(
@@ -248,7 +262,7 @@ def orchestrator_session_open(
             "this assertion was already used; sign a new one", code="replayed", http_status=401
         )
     token = signing.dumps(
-        {"o": str(orchestrator.pk), "k": orchestrator.public_key_sha256}, salt=_SESSION_SALT
+        {"o": str(orchestrator.pk), "c": _identity_fingerprint(orchestrator)}, salt=_SESSION_SALT
     )
     return Session(token, settings.CERTYARD_SESSION_SECONDS, orchestrator)
 
@@ -260,9 +274,16 @@ def orchestrator_from_session_token(token: str) -> Orchestrator | None:
     except signing.BadSignature:
         return None
     orchestrator = Orchestrator.objects.filter(pk=claims.get("o")).first()
-    if orchestrator is None or orchestrator.public_key_sha256 != claims.get("k"):
-        return None  # reset, or re-registered with another key
+    if orchestrator is None or not orchestrator.has_identity:
+        return None
+    if _identity_fingerprint(orchestrator) != claims.get("c"):
+        return None  # reset or registered again since: a new certificate, a new identity
     return orchestrator
+
+
+def _identity_fingerprint(orchestrator: Orchestrator) -> str:
+    """Names the current registration: every registration issues a new certificate."""
+    return hashlib.sha256(orchestrator.certificate_pem.encode()).hexdigest()[:32]
 
 
 _SEEN_WRITE_INTERVAL = dt.timedelta(seconds=30)
@@ -327,9 +348,22 @@ def orchestrator_reset(*, orchestrator: Orchestrator, actor: Any) -> Orchestrato
 
 
 def _release_leases(orchestrator: Orchestrator) -> None:
-    Job.objects.filter(orchestrator=orchestrator, state=Job.State.LEASED).update(
-        state=Job.State.PENDING, lease_expires_at=None, available_at=timezone.now()
+    """Put the orchestrator's leased jobs back in the queue, closing their open attempts."""
+    now = timezone.now()
+    leased = list(
+        Job.objects.filter(orchestrator=orchestrator, state=Job.State.LEASED).values_list(
+            "pk", "attempts"
+        )
     )
+    for pk, attempt in leased:
+        if Job.objects.filter(pk=pk, state=Job.State.LEASED).update(
+            state=Job.State.PENDING, lease_expires_at=None, available_at=now
+        ):
+            JobHistory.objects.filter(job_id=pk, attempt=attempt, finished_at=None).update(
+                finished_at=now,
+                outcome=JobHistory.Outcome.RELEASED,
+                message="the orchestrator was disapproved or reset while it held the job",
+            )
 
 
 # --- Jobs -------------------------------------------------------------------------
@@ -467,12 +501,20 @@ def _job_for(orchestrator: Orchestrator, job_id: Any) -> Job:
     return job
 
 
+def _job_require_leased(job: Job) -> None:
+    if job.state != Job.State.LEASED:
+        raise Conflict(
+            f"the job is {job.get_state_display().lower()}, not leased to you "
+            "(a lapsed lease is offered again)",
+            code="not_leased",
+        )
+
+
 def job_configuration(*, orchestrator: Orchestrator, job_id: Any) -> dict[str, Any]:
     """What the agent needs to run the job, secrets included, while it may run it."""
     _orchestrator_require_approved(orchestrator)
     job = _job_for(orchestrator, job_id)
-    if job.state != Job.State.LEASED:
-        raise Conflict(f"the job is {job.get_state_display().lower()}, not leased to you")
+    _job_require_leased(job)
     store = job.store
     return {
         "job_id": str(job.pk),
@@ -495,12 +537,8 @@ def job_configuration(*, orchestrator: Orchestrator, job_id: Any) -> dict[str, A
 @dataclass(frozen=True, slots=True)
 class InventoryReport:
     job: Job
-    outcome: InventoryOutcome | None  # None when the report was a repeat
     summary: dict[str, Any]
-
-    @property
-    def duplicate(self) -> bool:
-        return self.outcome is None
+    duplicate: bool = False  # a repeat of a report already applied: not applied again
 
 
 def job_inventory_report(
@@ -512,23 +550,26 @@ def job_inventory_report(
     if job.type != JobType.INVENTORY or job.store is None:
         raise ServiceError(f"job {job.pk} is a {job.type} job, not an inventory job")
     if job.report_received_at is not None:
-        return InventoryReport(job, None, job.result.get("inventory", {}))
-    if job.is_finished:
-        raise Conflict(f"the job is already {job.get_state_display().lower()}")
+        return InventoryReport(job, job.result.get("inventory", {}), duplicate=True)
+    _job_require_leased(job)
     prepared = inventory_prepare(entries=entries)  # parsing happens outside the transaction
+    if prepared.all_rejected:
+        # Recording it would only delete what we know. The job stays open for a
+        # corrected report.
+        return InventoryReport(job, InventoryOutcome(rejected=prepared.rejected).summary())
     now = timezone.now()
     with transaction.atomic():
         if not Job.objects.filter(pk=job.pk, report_received_at__isnull=True).update(
             report_received_at=now
         ):
             job.refresh_from_db()
-            return InventoryReport(job, None, job.result.get("inventory", {}))
+            return InventoryReport(job, job.result.get("inventory", {}), duplicate=True)
         outcome = inventory_apply(store=job.store, prepared=prepared, seen_at=now)
         summary = outcome.summary()
         job.result = {**job.result, "inventory": summary}
         job.report_received_at = now
         job.save(update_fields=["result", "updated_at"])
-    return InventoryReport(job, outcome, summary)
+    return InventoryReport(job, summary)
 
 
 _MESSAGE_LIMIT = 10_000
@@ -544,6 +585,8 @@ def job_complete(
     job = _job_for(orchestrator, job_id)
     if job.is_finished:
         return job, True
+    _orchestrator_require_approved(orchestrator)
+    _job_require_leased(job)
     now = timezone.now()
     message = message[:_MESSAGE_LIMIT]
     changes: dict[str, Any] = {"message": message, "lease_expires_at": None, "outcome": outcome}
@@ -559,7 +602,7 @@ def job_complete(
     else:
         changes.update(state=Job.State.SUCCEEDED, completed_at=now)
     with transaction.atomic():
-        if not Job.objects.filter(pk=job.pk, state__in=Job.OPEN_STATES).update(**changes):
+        if not Job.objects.filter(pk=job.pk, state=Job.State.LEASED).update(**changes):
             job.refresh_from_db()
             return job, True
         JobHistory.objects.filter(job=job, attempt=job.attempts).update(

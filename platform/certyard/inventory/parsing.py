@@ -104,6 +104,11 @@ def _is_ca(certificate: x509.Certificate) -> bool:
         return False
 
 
+def _storable(text: str) -> str:
+    """Certificates may carry NULs (null-prefix attacks); no database column takes them."""
+    return text.replace("\x00", "\\x00")
+
+
 def certificate_parse(der: bytes) -> ParsedCertificate:
     """Every field the inventory keeps, from one DER certificate."""
     try:
@@ -123,10 +128,10 @@ def certificate_parse(der: bytes) -> ParsedCertificate:
         sha256=sha256_hex(der),
         sha1=hashlib.sha1(der, usedforsecurity=False).hexdigest(),
         serial_number=format(certificate.serial_number, "x"),
-        issuer=issuer,
-        subject=subject,
-        common_name=common_name[:255],
-        sans=sans,
+        issuer=_storable(issuer),
+        subject=_storable(subject),
+        common_name=_storable(common_name)[:255],
+        sans=[_storable(name) for name in sans],
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
         key_algorithm=key_algorithm,

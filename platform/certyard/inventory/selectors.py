@@ -78,8 +78,11 @@ def certificate_locations(*, certificate: Certificate) -> QuerySet[CertificateLo
 
 
 def store_list() -> QuerySet[CertificateStore]:
-    return CertificateStore.objects.select_related("store_type", "orchestrator").annotate(
-        location_count=Count("locations")
+    # An aggregate drops Meta.ordering: order explicitly, or pages repeat and skip.
+    return (
+        CertificateStore.objects.select_related("store_type", "orchestrator")
+        .annotate(location_count=Count("locations"))
+        .order_by("client_machine", "store_path", "pk")
     )
 
 

@@ -33,8 +33,12 @@ _ALIASES_KEPT_IN_RESULT = 100
 @dataclass(frozen=True, slots=True)
 class RejectedEntry:
     index: int
-    alias: str
+    alias: str  # as reported, made printable (it is echoed back and shown)
     error: str
+
+    def __post_init__(self) -> None:
+        printable = self.alias.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
+        object.__setattr__(self, "alias", printable[:_MAX_ALIAS_LENGTH])
 
 
 @dataclass(slots=True)
@@ -85,6 +89,8 @@ def _entry_shape_error(raw: Any) -> str | None:
         return "alias must be a non-empty string"
     if len(alias) > _MAX_ALIAS_LENGTH:
         return f"alias is longer than {_MAX_ALIAS_LENGTH} characters"
+    if not text_is_storable(alias):
+        return "alias contains characters that cannot be stored (NUL or invalid Unicode)"
     if not isinstance(raw.get("private_key", False), bool):
         return "private_key must be true or false"
     certificates = raw.get("certificates")
@@ -93,6 +99,17 @@ def _entry_shape_error(raw: Any) -> str | None:
     if len(certificates) > _MAX_CHAIN_LENGTH:
         return f"a chain may hold at most {_MAX_CHAIN_LENGTH} certificates"
     return None
+
+
+def text_is_storable(text: str) -> bool:
+    """Whether every database we support can hold this text (no NUL, no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _certificate_row(parsed: ParsedCertificate) -> Certificate:
@@ -134,6 +151,11 @@ class PreparedInventory:
     # Aliases of rejected entries: whatever is recorded there now is kept as it is.
     protected_aliases: set[str]
 
+    @property
+    def all_rejected(self) -> bool:
+        """Every entry was rejected: applying it would only remove what we know."""
+        return bool(self.rejected) and not self.entries
+
 
 def inventory_prepare(*, entries: list[Any]) -> PreparedInventory:
     """Check each entry and parse each certificate the inventory does not know yet.
@@ -150,7 +172,7 @@ def inventory_prepare(*, entries: list[Any]) -> PreparedInventory:
         alias = raw.get("alias") if isinstance(raw, dict) else None
         alias_text = alias if isinstance(alias, str) else ""
         if error := _entry_shape_error(raw):
-            rejected.append(RejectedEntry(index, alias_text[:_MAX_ALIAS_LENGTH], error))
+            rejected.append(RejectedEntry(index, alias_text, error))
             protected_aliases.add(alias_text)
             continue
         if alias_text in seen_aliases:
@@ -327,6 +349,7 @@ def store_create(
         raise ServiceError(
             f"orchestrator {orchestrator.name} is not approved; approve it before giving it stores",
             code="not_approved",
+            http_status=409,
         )
     if not store_type.supports_inventory:
         raise ServiceError(f"store type {store_type.short_name} does not support inventory")

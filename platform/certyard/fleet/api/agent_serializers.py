@@ -29,6 +29,9 @@ class RegisterSerializer(serializers.Serializer):
     def validate_client_parameters(self, value: dict) -> dict:
         if len(value) > _MAX_PARAMETERS:
             raise serializers.ValidationError(f"at most {_MAX_PARAMETERS} parameters")
+        key_field = serializers.CharField(max_length=100)  # refuses NUL and lone surrogates
+        for key in value:
+            key_field.run_validation(key)
         return value
 
 

@@ -167,14 +167,19 @@ class InventoryView(AgentView):
         report = services.job_inventory_report(
             orchestrator=request.user, job_id=job_id, entries=entries
         )
-        answer = {"job_id": str(report.job.pk), "duplicate": report.duplicate, **report.summary}
         rejected = report.summary.get("rejected_count", 0)
+        recorded = report.duplicate or rejected < len(entries)
+        answer = {
+            "job_id": str(report.job.pk),
+            "duplicate": report.duplicate,
+            "recorded": recorded,
+            **report.summary,
+        }
         if report.duplicate or not rejected:
             return Response(answer)
-        recorded = len(entries) - rejected
         message = (
             f"{rejected} of {len(entries)} entries were rejected; "
-            f"the other {recorded} were recorded"
+            f"the other {len(entries) - rejected} were recorded"
             if recorded
             else f"all {rejected} entries were rejected; nothing was recorded"
         )

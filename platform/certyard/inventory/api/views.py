@@ -1,11 +1,11 @@
 """The inventory part of the people's API, under /api/v1/."""
 
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -96,6 +96,16 @@ class StoreViewSet(
         )
 
 
+class FileDownloadNegotiation(BaseContentNegotiation):
+    """Answers with the view's first renderer whatever ``?format=`` says; the view sends a file."""
+
+    def select_parser(self, request: Request, parsers: list) -> object:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None):
+        return renderers[0], renderers[0].media_type
+
+
 _CERTIFICATE_FILTERS = [
     OpenApiParameter("search", str, description="CN, SAN, issuer, serial or fingerprint"),
     OpenApiParameter("expires_within_days", int),
@@ -121,9 +131,10 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
         parameters=[OpenApiParameter("format", str, enum=["pem", "der", "chain"])],
         responses={(200, "application/x-pem-file"): OpenApiTypes.BINARY},
     )
-    @action(detail=True, methods=["get"])
+    # `format` names the file format here, not one of DRF's renderers.
+    @action(detail=True, methods=["get"], content_negotiation_class=FileDownloadNegotiation)
     def download(self, request: Request, pk: str) -> HttpResponse:
-        certificate = get_object_or_404(Certificate, pk=pk)
+        certificate = self.get_object()
         file_format = request.query_params.get("format", "pem")
         name = certificate_file_stem(common_name=certificate.common_name, sha256=certificate.sha256)
         if file_format == "der":
