@@ -167,6 +167,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RequirementEnum": "certyard.inventory.models.Requirement",
+        # orchestrators.protocol.JobOutcome, as Job.outcome labels it.
+        "JobOutcomeEnum": [("success", "Success"), ("warning", "Warning"), ("failure", "Failure")],
+        # JobHistory.Outcome (an inner class: named by its values).
+        "AttemptOutcomeEnum": ["success", "warning", "failure", "lease_expired", "released"],
+    },
 }
 
 # --- Background work -------------------------------------------------------------

@@ -1,5 +1,6 @@
 """How an agent authenticates: a bearer session token opened by proof of its key."""
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
@@ -34,3 +35,20 @@ class IsOrchestrator(permissions.BasePermission):
 
     def has_permission(self, request: Request, view: object) -> bool:
         return isinstance(request.user, Orchestrator)
+
+
+class OrchestratorSessionScheme(OpenApiAuthenticationExtension):
+    """Describes the agent's bearer session in the OpenAPI schema."""
+
+    target_class = OrchestratorSessionAuthentication
+    name = "orchestratorSession"
+
+    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": (
+                "A session token from POST /api/orchestrator/v1/session, opened with an "
+                "assertion signed by the orchestrator's registered key."
+            ),
+        }
