@@ -12,6 +12,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.certs import Issued, agent_key, csr_pem, issue, session_assertion
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    """Throttle counters live in the cache; each test starts with none spent."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def ca() -> Issued:
     return issue("Certyard Test Root CA", ca=True, days=3650)

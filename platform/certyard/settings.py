@@ -154,6 +154,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "certyard.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Per client address, for the agent API's unauthenticated endpoints.
+    "DEFAULT_THROTTLE_RATES": {
+        "agent-register": os.environ.get("CERTYARD_REGISTER_RATE", "30/minute"),
+        "agent-session": os.environ.get("CERTYARD_SESSION_RATE", "120/minute"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Certyard API",

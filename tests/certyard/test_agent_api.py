@@ -622,3 +622,18 @@ def test_disapproved_orchestrator_gets_403_and_its_job_stays_pending(
     job.refresh_from_db()
     assert job.state == Job.State.PENDING and job.attempts == 0
     assert job.report_received_at is None
+
+
+def test_registration_attempts_are_rate_limited_per_address() -> None:
+    from rest_framework.throttling import ScopedRateThrottle
+
+    allowed = int(ScopedRateThrottle.THROTTLE_RATES["agent-register"].split("/")[0])
+    client = APIClient()
+    answers = [
+        client.post(f"{AGENT}register", {"token": "cyreg_wrong"}, format="json")
+        for _ in range(allowed + 1)
+    ]
+
+    assert {a.status_code for a in answers[:allowed]} == {400}
+    assert answers[allowed].status_code == 429
+    assert error_of(answers[allowed])["code"] == "throttled"

@@ -14,6 +14,7 @@ from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from certyard.api.errors import ApiError, error_body
@@ -43,7 +44,9 @@ class AgentView(APIView):
 class RegisterView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes: list = []
+    # Unauthenticated and it signs certificates: bound how often one address may try.
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "agent-register"
 
     @extend_schema(
         tags=_TAG,
@@ -78,6 +81,8 @@ class RegisterView(APIView):
 class SessionView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "agent-session"
 
     @extend_schema(
         tags=_TAG,

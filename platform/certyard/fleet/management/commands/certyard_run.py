@@ -126,13 +126,19 @@ class Command(BaseCommand):
         pem_folder = data_dir / "demo-pem"
         demo_pem_folder_seed(folder=pem_folder)
         agent = [sys.executable, "-m", "orchestrators.agent"]
+        registered = Orchestrator.objects.filter(
+            name=DEMO_ORCHESTRATOR, client_machine="localhost"
+        ).first()
+        if registered is None or not registered.has_identity:
+            # A fresh database (or a reset) with an old agent configuration: start over.
+            (config_dir / "agent.json").unlink(missing_ok=True)
         if not (config_dir / "agent.json").exists():
             _, token = registration_token_create(
                 description="demo orchestrator (make run)",
                 valid_for=dt.timedelta(minutes=10),
                 approve_on_register=True,
             )
-            registered = subprocess.run(
+            registration = subprocess.run(
                 [
                     *agent,
                     "register",
@@ -150,7 +156,7 @@ class Command(BaseCommand):
                 cwd=settings.BASE_DIR,
                 check=False,
             )
-            if registered.returncode != 0:
+            if registration.returncode != 0:
                 self.stderr.write("the demo orchestrator could not register; continuing without it")
                 return
         orchestrator = Orchestrator.objects.filter(
