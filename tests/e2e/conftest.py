@@ -46,6 +46,23 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, every: 
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def orchestrator_named(api: httpx.Client, name: str) -> dict:
+    answer = api.get("orchestrators/", params={"page_size": 500})
+    assert answer.status_code == 200, answer.text
+    return next(o for o in answer.json()["results"] if o["name"] == name)
+
+
+def certificates_listed(api: httpx.Client, **params: object) -> list[dict]:
+    answer = api.get("certificates/", params={"page_size": 500, **params})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["results"]
+
+
+def job_if_finished(api: httpx.Client, job_id: str) -> dict | None:
+    job = api.get(f"jobs/{job_id}/").json()
+    return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
+
 @dataclass
 class LivePlatform:
     url: str
@@ -104,9 +121,10 @@ class AgentProcess:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def live_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlatform]:
-    base = tmp_path_factory.mktemp("platform")
+def start_platform(
+    base: Path, *, env_overrides: dict[str, str] | None = None, web_workers: int = 1
+) -> LivePlatform:
+    """Migrate, bootstrap and start the platform as `make run` does, without its demo agent."""
     data_dir = base / "var"
     port = _free_port()
     password = secrets.token_urlsafe(12)
@@ -119,6 +137,7 @@ def live_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlat
         "CERTYARD_CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{port}",
         "CERTYARD_WORKERS": "1",
         "PYTHONUNBUFFERED": "1",
+        **(env_overrides or {}),
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     data_dir.mkdir()
@@ -140,7 +159,7 @@ def live_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlat
             "--port",
             str(port),
             "--web-workers",
-            "1",
+            str(web_workers),
         ],
         cwd=ROOT,
         env=env,
@@ -162,20 +181,36 @@ def live_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlat
 
     wait_for(healthy, timeout=90, what="the platform to answer /healthz")
     wait_for(lambda: "running" in platform.log(), timeout=60, what="the worker cluster to start")
-    yield platform
-    process.send_signal(signal.SIGTERM)
-    code = process.wait(timeout=40)
+    return platform
+
+
+def stop_platform(platform: LivePlatform) -> None:
+    """SIGTERM, as Ctrl-C would: everything must stop, cleanly."""
+    platform.process.send_signal(signal.SIGTERM)
+    code = platform.process.wait(timeout=40)
     assert code == 0, f"the platform did not stop cleanly ({code}):\n{platform.log()[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def live_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlatform]:
+    """The embedded setup: SQLite and the django-q2 ORM broker."""
+    platform = start_platform(tmp_path_factory.mktemp("platform"))
+    yield platform
+    stop_platform(platform)
 
 
 @pytest.fixture
 def agent_factory(
-    live_platform: LivePlatform, tmp_path: Path
+    request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., AgentProcess]]:
-    """Register real agent processes; each is stopped (SIGTERM) when the test ends."""
+    """Register real agent processes (with the session's platform unless told another);
+    each is stopped (SIGTERM) when the test ends."""
     agents: list[AgentProcess] = []
 
-    def register(name: str, *, token: str | None = None) -> AgentProcess:
+    def register(
+        name: str, *, token: str | None = None, platform: LivePlatform | None = None
+    ) -> AgentProcess:
+        live_platform = platform or request.getfixturevalue("live_platform")
         config_dir = tmp_path / f"agent-{name}"
         env = {k: v for k, v in live_platform.env.items() if not k.startswith("CERTYARD_")}
         agent = AgentProcess(name, config_dir, tmp_path / f"agent-{name}.log", env)

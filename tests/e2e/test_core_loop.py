@@ -6,11 +6,17 @@ import datetime as dt
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.certs import issue
-from tests.e2e.conftest import AgentProcess, LivePlatform, wait_for
+from tests.e2e.conftest import (
+    AgentProcess,
+    LivePlatform,
+    certificates_listed,
+    job_if_finished,
+    orchestrator_named,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -29,23 +35,6 @@ def _write_pem_folder(folder: Path) -> dict[str, object]:
     return {"ca": ca, "web": web, "mail": mail, "legacy": legacy}
 
 
-def _orchestrator(api: httpx.Client, name: str) -> dict:
-    answer = api.get("orchestrators/", params={"page_size": 500})
-    assert answer.status_code == 200, answer.text
-    return next(o for o in answer.json()["results"] if o["name"] == name)
-
-
-def _certificates(api: httpx.Client, **params: object) -> list[dict]:
-    answer = api.get("certificates/", params={"page_size": 500, **params})
-    assert answer.status_code == 200, answer.text
-    return answer.json()["results"]
-
-
-def _job_finished(api: httpx.Client, job_id: str) -> dict | None:
-    job = api.get(f"jobs/{job_id}/").json()
-    return job if job["state"] in ("succeeded", "failed", "cancelled") else None
-
-
 def test_register_approve_inventory_and_reinventory(
     live_platform: LivePlatform, agent_factory, tmp_path: Path
 ) -> None:
@@ -56,7 +45,7 @@ def test_register_approve_inventory_and_reinventory(
     agent.start()
 
     with live_platform.api() as api:
-        orchestrator = _orchestrator(api, "e2e-agent")
+        orchestrator = orchestrator_named(api, "e2e-agent")
         assert orchestrator["status"] == "new"
         assert "PEM.Inventory" in orchestrator["capabilities"]
 
@@ -90,7 +79,7 @@ def test_register_approve_inventory_and_reinventory(
         )
         assert scheduled[0]["source"] == "schedule"
         first_job = wait_for(
-            lambda: _job_finished(api, scheduled[0]["id"]),
+            lambda: job_if_finished(api, scheduled[0]["id"]),
             timeout=60,
             what=f"the agent to run the inventory job\n{agent.log()[-2000:]}",
         )
@@ -99,7 +88,7 @@ def test_register_approve_inventory_and_reinventory(
         assert first_job["history"][0]["outcome"] == "success"
 
         # Every certificate with its location and expiry.
-        in_store = {c["common_name"]: c for c in _certificates(api, store=store["id"])}
+        in_store = {c["common_name"]: c for c in certificates_listed(api, store=store["id"])}
         assert set(in_store) == {"web.e2e.test", "mail.e2e.test", "legacy.e2e.test"}
         for name in ("web", "mail", "legacy"):
             expected = certs[name].certificate
@@ -115,7 +104,7 @@ def test_register_approve_inventory_and_reinventory(
         assert mail["locations"][0]["has_private_key"] is True
         # The CA came in the chain: it is in the inventory too, linked as the issuer.
         assert web["issuer_certificate"] is not None
-        found_ca = [c for c in _certificates(api, search="E2E Root CA") if c["is_ca"]]
+        found_ca = [c for c in certificates_listed(api, search="E2E Root CA") if c["is_ca"]]
         assert [(c["common_name"], c["id"]) for c in found_ca] == [
             ("E2E Root CA", web["issuer_certificate"])
         ]
@@ -125,7 +114,7 @@ def test_register_approve_inventory_and_reinventory(
         rerun = api.post(f"stores/{store['id']}/inventory-now/")
         assert rerun.status_code == 201, rerun.text
         second_job = wait_for(
-            lambda: _job_finished(api, rerun.json()["id"]),
+            lambda: job_if_finished(api, rerun.json()["id"]),
             timeout=60,
             what=f"the second inventory\n{agent.log()[-2000:]}",
         )
@@ -137,7 +126,7 @@ def test_register_approve_inventory_and_reinventory(
         detail = api.get(f"certificates/{legacy['id']}/")
         assert detail.status_code == 200  # the certificate record stays...
         assert detail.json()["locations"] == []  # ...its location is gone
-        assert {c["common_name"] for c in _certificates(api, store=store["id"])} == {
+        assert {c["common_name"] for c in certificates_listed(api, store=store["id"])} == {
             "web.e2e.test",
             "mail.e2e.test",
         }
@@ -154,9 +143,9 @@ def test_agent_backs_off_and_exits_when_reset(live_platform: LivePlatform, agent
     agent = agent_factory("e2e-reset")
     agent.start()
     with live_platform.api() as api:
-        orchestrator = _orchestrator(api, "e2e-reset")
+        orchestrator = orchestrator_named(api, "e2e-reset")
         wait_for(
-            lambda: _orchestrator(api, "e2e-reset")["last_seen"],
+            lambda: orchestrator_named(api, "e2e-reset")["last_seen"],
             timeout=30,
             what="the agent's first heartbeat",
         )

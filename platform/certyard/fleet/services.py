@@ -244,7 +244,8 @@ def orchestrator_session_open(
     try:
         signature = base64.b64decode(signature_b64, validate=True)
         public_key = serialization.load_pem_public_key(orchestrator.public_key_pem.encode())
-        assert isinstance(public_key, ec.EllipticCurvePublicKey)
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise refused
         public_key.verify(
             signature,
             session_signing_input(
