@@ -29,12 +29,12 @@ def store_dir(tmp_path: Path, issue: Callable[[str], Any], ca_certificate: Any) 
     web, mail, nested = issue("web.example"), issue("mail.example"), issue("nested.example")
     root = tmp_path / "certs"
     (root / "sub").mkdir(parents=True)
-    (root / "web.pem").write_text(web.certificate + ca_certificate.certificate)
+    (root / "web.pem").write_text(web.pem + ca_certificate.pem)
     # Windows line endings and a key: still one entry, normalised, with a private key.
-    (root / "mail.CRT").write_bytes((mail.key + mail.certificate).replace("\n", "\r\n").encode())
+    (root / "mail.CRT").write_bytes((mail.key_pem + mail.pem).replace("\n", "\r\n").encode())
     (root / "notes.pem").write_text("no certificate in here\n")
-    (root / "readme.txt").write_text(web.certificate)
-    (root / "sub" / "nested.cer").write_text(nested.certificate)
+    (root / "readme.txt").write_text(web.pem)
+    (root / "sub" / "nested.cer").write_text(nested.pem)
     return root
 
 
@@ -52,7 +52,7 @@ def test_directory_entries_are_files_with_their_chains(
     assert mail.certificates[0].endswith("-----END CERTIFICATE-----")
     assert web.private_key is False
     assert len(web.certificates) == 2
-    assert web.certificates[1] == ca_certificate.certificate.strip()
+    assert web.certificates[1] == ca_certificate.pem.strip()
 
 
 def test_subdirectories_are_read_only_when_recursive(store_dir: Path) -> None:
@@ -64,9 +64,9 @@ def test_subdirectories_are_read_only_when_recursive(store_dir: Path) -> None:
 def test_any_private_key_block_counts(tmp_path: Path, issue: Callable[[str], Any]) -> None:
     leaf = issue("rsa.example")
     encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"
-    (tmp_path / "a.pem").write_text(encrypted + leaf.certificate)
+    (tmp_path / "a.pem").write_text(encrypted + leaf.pem)
     rsa = "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"
-    (tmp_path / "b.pem").write_text(leaf.certificate + rsa)
+    (tmp_path / "b.pem").write_text(leaf.pem + rsa)
 
     entries = PemStore().inventory(inventory_job(tmp_path))
 
@@ -79,7 +79,7 @@ def test_bundle_entries_are_named_by_fingerprint(
     first, second = issue("one.example"), issue("two.example")
     broken = "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n"
     bundle = tmp_path / "bundle.pem"
-    bundle.write_text(first.certificate + broken + second.certificate + first.certificate)
+    bundle.write_text(first.pem + broken + second.pem + first.pem)
 
     entries = PemStore().inventory(inventory_job(bundle))
 
@@ -90,9 +90,7 @@ def test_bundle_entries_are_named_by_fingerprint(
     assert all(entry.private_key is False and len(entry.certificates) == 1 for entry in entries)
     by_alias = {entry.alias: entry for entry in entries}
     assert by_alias["entry-1"].certificates == [broken.strip()]
-    assert by_alias[hashlib.sha256(second.der).hexdigest()].certificates == [
-        second.certificate.strip()
-    ]
+    assert by_alias[hashlib.sha256(second.der).hexdigest()].certificates == [second.pem.strip()]
 
 
 def test_missing_store_path_is_a_store_error(tmp_path: Path) -> None:
