@@ -54,3 +54,19 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["store__store_type", "orchestrator"]
     raw_id_fields = ["store", "orchestrator", "requested_by"]
     inlines = [JobHistoryInline]
+
+
+@admin.register(JobHistory)
+class JobHistoryAdmin(admin.ModelAdmin):
+    """Attempts are written by the platform; the admin reads them."""
+
+    list_display = ["job", "attempt", "orchestrator", "started_at", "finished_at", "outcome"]
+    list_filter = ["outcome"]
+    list_select_related = ["job", "orchestrator"]
+    raw_id_fields = ["job", "orchestrator"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
