@@ -132,6 +132,8 @@ class Runner:
         if not self._client.has_session:
             status = self._client.open_session()
             logger.info("session opened; orchestrator status: %s", status)
+            if status == "approved":
+                self._set_approved(True)
         self._heartbeat_if_due()
         job = self._poll()
         if self._stop.is_set():
