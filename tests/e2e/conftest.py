@@ -63,6 +63,24 @@ def job_if_finished(api: httpx.Client, job_id: str) -> dict | None:
     return job if job["state"] in ("succeeded", "failed", "cancelled") else None
 
 
+def scheduled_job_finished(api: httpx.Client, store_id: str, agent: AgentProcess) -> dict:
+    """Wait for the worker to turn the store's schedule into a job, then for the agent to
+    finish it; the job's detail. The maintenance task runs every minute, its scheduler
+    looks every 30 s: allow for both."""
+    scheduled = wait_for(
+        lambda: api.get("jobs/", params={"store": store_id}).json()["results"],
+        timeout=150,
+        what="the worker to open the scheduled inventory job",
+        every=2,
+    )
+    assert scheduled[0]["source"] == "schedule"
+    return wait_for(
+        lambda: job_if_finished(api, scheduled[0]["id"]),
+        timeout=60,
+        what=f"the agent to run the scheduled job\n{agent.log()[-2000:]}",
+    )
+
+
 @dataclass
 class LivePlatform:
     url: str

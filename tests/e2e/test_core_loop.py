@@ -15,6 +15,7 @@ from tests.e2e.conftest import (
     certificates_listed,
     job_if_finished,
     orchestrator_named,
+    scheduled_job_finished,
     wait_for,
 )
 
@@ -57,7 +58,6 @@ def test_register_approve_inventory_and_reinventory(
         assert approved.status_code == 200, approved.text
         assert approved.json()["status"] == "approved"
 
-        # The store is scheduled: the worker's maintenance task opens the first job.
         created = api.post(
             "stores/",
             json={
@@ -71,18 +71,8 @@ def test_register_approve_inventory_and_reinventory(
         assert created.status_code == 201, created.text
         store = created.json()
 
-        scheduled = wait_for(
-            lambda: api.get("jobs/", params={"store": store["id"]}).json()["results"],
-            timeout=150,
-            what="the worker to open the scheduled inventory job",
-            every=2,
-        )
-        assert scheduled[0]["source"] == "schedule"
-        first_job = wait_for(
-            lambda: job_if_finished(api, scheduled[0]["id"]),
-            timeout=60,
-            what=f"the agent to run the inventory job\n{agent.log()[-2000:]}",
-        )
+        # The store is scheduled: only the worker's maintenance task opens the first job.
+        first_job = scheduled_job_finished(api, store["id"], agent)
         assert first_job["state"] == "succeeded", first_job
         assert first_job["result"]["inventory"]["added"] == 3
         assert first_job["history"][0]["outcome"] == "success"

@@ -16,11 +16,10 @@ from tests.certs import issue
 from tests.e2e.conftest import (
     LivePlatform,
     certificates_listed,
-    job_if_finished,
     orchestrator_named,
+    scheduled_job_finished,
     start_platform,
     stop_platform,
-    wait_for,
 )
 
 pytestmark = pytest.mark.e2e
@@ -82,18 +81,7 @@ def test_scheduled_inventory_runs_through_postgres_and_the_redis_broker(
             },
         ).json()
         # The schedule becomes a job only through the worker, whose tasks go through Redis.
-        jobs = wait_for(
-            lambda: api.get("jobs/", params={"store": store["id"]}).json()["results"],
-            timeout=150,
-            what="the worker (Redis broker) to open the scheduled job",
-            every=2,
-        )
-        assert jobs[0]["source"] == "schedule"
-        job = wait_for(
-            lambda: job_if_finished(api, jobs[0]["id"]),
-            timeout=60,
-            what=f"the agent to run the job\n{agent.log()[-2000:]}",
-        )
+        job = scheduled_job_finished(api, store["id"], agent)
         assert job["state"] == "succeeded", job
         found = {c["common_name"]: c["sha256"] for c in certificates_listed(api, store=store["id"])}
         assert found == {f"{n}.scale.e2e.test": c.sha256 for n, c in certificates.items()}
