@@ -35,7 +35,13 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = _env_bool("CERTYARD_DEBUG", False)
-ALLOWED_HOSTS = [h for h in os.environ.get("CERTYARD_ALLOWED_HOSTS", "*").split(",") if h]
+# Only the names this machine answers to, unless told more: a Host header is input too.
+_LOOPBACK_HOSTS = "localhost,127.0.0.1,[::1]"
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("CERTYARD_ALLOWED_HOSTS", _LOOPBACK_HOSTS).split(",") if h
+]
+if (bind_host := os.environ.get("CERTYARD_HOST")) and bind_host not in ("0.0.0.0", "::"):  # noqa: S104
+    ALLOWED_HOSTS.append(bind_host)
 CSRF_TRUSTED_ORIGINS = [
     o for o in os.environ.get("CERTYARD_CSRF_TRUSTED_ORIGINS", "").split(",") if o
 ]
