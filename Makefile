@@ -22,9 +22,11 @@ setup: $(STAMP)
 run: setup
 	$(PYTHON) manage.py certyard_run
 
-## system-deps: Debian packages the tests drive (Chromium), installed only if missing
+## system-deps: Debian packages the tests drive (Chromium), installed only if missing;
+## and the PostgreSQL and Redis servers they talk to, started only if not answering
 system-deps:
 	bash .ci/system-deps
+	bash .ci/services
 
 lint: setup
 	$(PYTHON) -m ruff check .
