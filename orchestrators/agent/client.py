@@ -35,7 +35,9 @@ class PlatformUnavailable(Exception):
 class PlatformError(Exception):
     """The platform refused a request (a 4xx other than the cases below)."""
 
-    def __init__(self, status: int, code: str, message: str, fields: dict[str, Any] | None = None):
+    def __init__(
+        self, status: int, code: str, message: str, fields: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{message} ({status} {code})")
         self.status = status
         self.code = code

@@ -7,10 +7,12 @@ decrypts only on attribute access; forms, the admin and the API never render it.
 
 import base64
 from functools import cache
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django import forms
 from django.conf import settings
 from django.db import models
 
@@ -41,14 +43,12 @@ def decrypt(token: str) -> str:
 class EncryptedTextField(models.TextField):
     """Stores ``encrypt(value)``; the Python value is the plaintext (or empty)."""
 
-    def from_db_value(self, value: str | None, expression, connection) -> str:
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str:
         return decrypt(value) if value else ""
 
     def get_prep_value(self, value: str | None) -> str:
         return encrypt(value) if value else ""
 
-    def formfield(self, **kwargs):
+    def formfield(self, **kwargs: Any) -> forms.Field:
         # Never offer the stored secret back in a form.
-        from django import forms
-
         return super().formfield(widget=forms.PasswordInput(render_value=False), **kwargs)

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from certyard.fleet.models import Job, JobHistory, Orchestrator, RegistrationToken
 
@@ -10,7 +11,7 @@ class RegistrationTokenAdmin(admin.ModelAdmin):
     list_display = ["description", "token_prefix", "reusable", "expires_at", "revoked", "use_count"]
     readonly_fields = ["token_prefix", "use_count", "last_used_at", "created_by", "created_at"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 
@@ -65,8 +66,8 @@ class JobHistoryAdmin(admin.ModelAdmin):
     list_select_related = ["job", "orchestrator"]
     raw_id_fields = ["job", "orchestrator"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

@@ -3,10 +3,13 @@
 from django.db.models import QuerySet
 
 from certyard.fleet.models import Job, Orchestrator
+from certyard.inventory.models import CertificateStoreType
 from orchestrators.protocol import capability_name
 
 
-def orchestrator_can(*, orchestrator: Orchestrator, store_type, operation: str) -> bool:
+def orchestrator_can(
+    *, orchestrator: Orchestrator, store_type: CertificateStoreType, operation: str
+) -> bool:
     """Whether the orchestrator advertised this operation on this store type."""
     wanted = capability_name(store_type.short_name, operation).lower()
     return any(str(c).lower() == wanted for c in orchestrator.capabilities)

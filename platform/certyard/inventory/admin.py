@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from certyard.inventory.models import (
     Certificate,
@@ -65,7 +66,7 @@ class CertificateAdmin(admin.ModelAdmin):
     ]
     inlines = [LocationInline]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # certificates arrive by inventory, enrollment or upload
 
 

@@ -10,6 +10,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from certyard.errors import ServiceError
+from certyard.fleet.models import Orchestrator
+from certyard.fleet.selectors import orchestrator_can
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
@@ -336,15 +338,12 @@ def store_create(
     store_type: CertificateStoreType,
     client_machine: str,
     store_path: str,
-    orchestrator: Any,
+    orchestrator: Orchestrator,
     properties: dict[str, Any] | None = None,
     password: str = "",
     inventory_interval_minutes: int | None = None,
 ) -> CertificateStore:
     """Create a store on an approved orchestrator that can inventory its type."""
-    from certyard.fleet.models import Orchestrator
-    from certyard.fleet.selectors import orchestrator_can
-
     if orchestrator.status != Orchestrator.Status.APPROVED:
         raise ServiceError(
             f"orchestrator {orchestrator.name} is not approved; approve it before giving it stores",

@@ -2,13 +2,16 @@
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 
 from certyard.api.errors import ApiError
 from certyard.fleet import selectors, services
@@ -70,7 +73,7 @@ class RegistrationTokenViewSet(
 class OrchestratorViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = OrchestratorSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Orchestrator]:
         queryset = Orchestrator.objects.all()
         if wanted := self.request.query_params.get("status"):
             if wanted not in Orchestrator.Status.values:
@@ -78,7 +81,7 @@ class OrchestratorViewSet(viewsets.ReadOnlyModelViewSet):
             queryset = queryset.filter(status=wanted)
         return queryset
 
-    def _transition(self, service) -> Response:
+    def _transition(self, service: Callable[..., Orchestrator]) -> Response:
         if not self.request.user.has_perm("fleet.change_orchestrator"):
             self.permission_denied(self.request, message="you may not change orchestrators")
         orchestrator = service(orchestrator=self.get_object(), actor=self.request.user)
@@ -111,10 +114,10 @@ _JOB_FILTERS = [
 
 @extend_schema_view(list=extend_schema(parameters=_JOB_FILTERS))
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
-    def get_serializer_class(self):
+    def get_serializer_class(self) -> type[Serializer]:
         return JobDetailSerializer if self.action == "retrieve" else JobSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Job]:
         queryset = selectors.job_list()
         if self.action == "retrieve":
             return queryset.prefetch_related("history")

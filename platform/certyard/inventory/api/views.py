@@ -1,5 +1,6 @@
 """The inventory part of the people's API, under /api/v1/."""
 
+from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -7,8 +8,10 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 
 from certyard.api.errors import ApiError
 from certyard.fleet.api.serializers import JobSerializer
@@ -42,7 +45,7 @@ class StoreViewSet(
 ):
     serializer_class = StoreSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[CertificateStore]:
         return selectors.store_list()
 
     def _store_to_change(self) -> CertificateStore:
@@ -102,7 +105,9 @@ class FileDownloadNegotiation(BaseContentNegotiation):
     def select_parser(self, request: Request, parsers: list) -> object:
         return parsers[0] if parsers else None
 
-    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None):
+    def select_renderer(
+        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
         return renderers[0], renderers[0].media_type
 
 
@@ -117,10 +122,10 @@ _CERTIFICATE_FILTERS = [
 
 @extend_schema_view(list=extend_schema(parameters=_CERTIFICATE_FILTERS))
 class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
-    def get_serializer_class(self):
+    def get_serializer_class(self) -> type[Serializer]:
         return CertificateDetailSerializer if self.action == "retrieve" else CertificateSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Certificate]:
         if self.action != "list":
             return Certificate.objects.prefetch_related("locations__store__store_type")
         params = CertificateListParamsSerializer(data=self.request.query_params)
