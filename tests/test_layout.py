@@ -36,3 +36,53 @@ def test_agent_and_handlers_never_import_django_or_the_platform() -> None:
     for folder in ("orchestrators", "handlers"):
         imported = _imported_modules(ROOT / folder)
         assert not imported & {"django", "rest_framework", "certyard"}, folder
+
+
+# The platform's apps from the bottom up: an app imports only apps listed before it,
+# and its models' foreign keys point only into those apps (docs/architecture.md, Layers).
+APP_ORDER = ["pki", "fleet", "inventory", "jobs", "console"]
+
+
+def _certyard_apps_imported(folder: Path) -> set[str]:
+    apps: set[str] = set()
+    for path in folder.rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            modules: list[str] = []
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                modules = [node.module]
+            for module in modules:
+                parts = module.split(".")
+                if parts[0] == "certyard" and len(parts) > 1:
+                    apps.add(parts[1])
+    return apps
+
+
+def test_every_platform_app_has_a_place_in_the_order() -> None:
+    package = ROOT / "platform" / "certyard"
+    apps = {path.parent.name for path in package.glob("*/apps.py")}
+    assert apps == set(APP_ORDER)
+
+
+def test_apps_import_only_the_apps_below_them() -> None:
+    package = ROOT / "platform" / "certyard"
+    for position, app in enumerate(APP_ORDER):
+        above = set(APP_ORDER[position + 1 :])
+        assert not _certyard_apps_imported(package / app) & above, f"{app} imports an app above it"
+
+
+def test_foreign_keys_point_only_into_the_same_app_or_below() -> None:
+    from django.apps import apps as registry
+
+    for position, app in enumerate(APP_ORDER):
+        allowed = set(APP_ORDER[: position + 1])
+        for model in registry.get_app_config(app).get_models():
+            for field in model._meta.get_fields():
+                target = getattr(field, "related_model", None)
+                if field.is_relation and field.concrete and target is not None:
+                    label = target._meta.app_label
+                    where = f"{model.__name__}.{field.name}"
+                    assert label not in APP_ORDER or label in allowed, f"{where} points up"

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "certyard.pki",
     "certyard.inventory",
     "certyard.fleet",
+    "certyard.jobs",
     "certyard.console",
 ]
 

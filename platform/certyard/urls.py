@@ -15,7 +15,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("certyard.api.urls")),
-    path("api/orchestrator/v1/", include("certyard.fleet.api.agent_urls")),
+    path("api/orchestrator/v1/", include("certyard.api.agent_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -16,16 +16,12 @@ from django.core.paginator import UnorderedObjectListWarning
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from certyard.fleet.models import Job, Orchestrator, RegistrationToken
-from certyard.fleet.services import (
-    job_complete,
-    job_inventory_request,
-    job_lease_next,
-    orchestrator_register,
-    registration_token_create,
-)
+from certyard.fleet.models import Orchestrator, RegistrationToken
+from certyard.fleet.services import orchestrator_register, registration_token_create
 from certyard.inventory.models import CertificateStore, CertificateStoreType
 from certyard.inventory.services import inventory_submit
+from certyard.jobs.models import Job
+from certyard.jobs.services import job_complete, job_inventory_request, job_lease_next
 from tests.certs import Issued, agent_key, csr_pem, issue
 from tests.certyard.conftest import ADMIN, AGENT, error_of, register_body
 from tests.conftest import entry

@@ -12,8 +12,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from certyard.fleet.models import Job, JobHistory, Orchestrator, RegistrationToken
-from certyard.fleet.services import job_inventory_request, orchestrator_approve
+from certyard.fleet.models import Orchestrator, RegistrationToken
+from certyard.fleet.services import orchestrator_approve
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
@@ -21,6 +21,8 @@ from certyard.inventory.models import (
     CertificateStoreType,
 )
 from certyard.inventory.services import store_create
+from certyard.jobs.models import Job, JobHistory
+from certyard.jobs.services import job_inventory_request
 from tests.certs import Issued, agent_key, issue
 from tests.certyard.conftest import AGENT, error_of, register_body
 from tests.conftest import RegisteredAgent, entry
@@ -58,7 +60,7 @@ def leased(client: APIClient, store: CertificateStore) -> Job:
 
 def _recorded(store: CertificateStore, job: Job, certs: dict[str, Issued]) -> None:
     """Put ``certs`` in the store through a completed job, so a later report has history."""
-    from certyard.fleet.services import job_complete, job_inventory_report
+    from certyard.jobs.services import job_complete, job_inventory_report
 
     job_inventory_report(
         orchestrator=job.orchestrator,

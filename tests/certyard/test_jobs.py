@@ -9,20 +9,23 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from certyard.errors import ServiceError
-from certyard.fleet.models import Job, JobHistory, Orchestrator
+from certyard.fleet.models import Orchestrator
 from certyard.fleet.services import (
+    orchestrator_approve,
+    orchestrator_disapprove,
+    orchestrator_reset,
+)
+from certyard.inventory.models import CertificateLocation
+from certyard.inventory.services import store_schedule_inventory
+from certyard.jobs.models import Job, JobHistory
+from certyard.jobs.services import (
     job_cancel,
     job_complete,
     job_inventory_report,
     job_inventory_request,
     job_lease_next,
-    orchestrator_approve,
-    orchestrator_disapprove,
-    orchestrator_reset,
 )
-from certyard.fleet.tasks import maintenance
-from certyard.inventory.models import CertificateLocation
-from certyard.inventory.services import store_schedule_inventory
+from certyard.jobs.tasks import maintenance
 from orchestrators.protocol import JobOutcome, JobType
 from tests.certs import issue
 from tests.conftest import entry

@@ -6,8 +6,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from certyard.fleet.models import Job, Orchestrator
-from certyard.fleet.services import job_inventory_request
+from certyard.fleet.models import Orchestrator
+from certyard.jobs.models import Job
+from certyard.jobs.services import job_inventory_request
 
 
 def _tile(page: str, testid: str) -> int:

@@ -7,14 +7,14 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from certyard.fleet.models import Job
-from certyard.fleet.services import (
+from certyard.inventory.models import CertificateStore
+from certyard.jobs.models import Job
+from certyard.jobs.services import (
     job_complete,
     job_inventory_report,
     job_inventory_request,
     job_lease_next,
 )
-from certyard.inventory.models import CertificateStore
 from orchestrators.protocol import JobOutcome
 
 

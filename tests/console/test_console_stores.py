@@ -8,8 +8,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from certyard.fleet.models import Job, Orchestrator
+from certyard.fleet.models import Orchestrator
 from certyard.inventory.models import CertificateStore
+from certyard.jobs.models import Job
 
 
 def _form(orchestrator: Orchestrator, **changes: str) -> dict[str, str]:

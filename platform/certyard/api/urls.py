@@ -1,9 +1,11 @@
 """The people's API, /api/v1/."""
 
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from certyard.fleet.api.views import JobViewSet, OrchestratorViewSet, RegistrationTokenViewSet
+from certyard.fleet.api.views import OrchestratorViewSet, RegistrationTokenViewSet
 from certyard.inventory.api.views import CertificateViewSet, StoreTypeViewSet, StoreViewSet
+from certyard.jobs.api.views import JobViewSet, StoreInventoryNowView
 
 router = DefaultRouter(trailing_slash=True)
 router.register("registration-tokens", RegistrationTokenViewSet, basename="registration-token")
@@ -13,4 +15,12 @@ router.register("stores", StoreViewSet, basename="store")
 router.register("certificates", CertificateViewSet, basename="certificate")
 router.register("jobs", JobViewSet, basename="job")
 
-urlpatterns = router.urls
+urlpatterns = [
+    # Stores live in inventory; opening a job for one is the jobs app's, which sits above.
+    path(
+        "stores/<uuid:id>/inventory-now/",
+        StoreInventoryNowView.as_view(),
+        name="store-inventory-now",
+    ),
+    *router.urls,
+]

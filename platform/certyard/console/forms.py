@@ -7,9 +7,10 @@ from typing import Any
 from django import forms
 
 from certyard.console import selectors
-from certyard.fleet.models import Job, Orchestrator
+from certyard.fleet.models import Orchestrator
 from certyard.inventory.models import CertificateStore, CertificateStoreType
 from certyard.inventory.selectors import EXPIRY_WINDOWS_DAYS, CertificateFilters
+from certyard.jobs.models import Job
 
 _MAX_INTERVAL_MINUTES = 525_600  # a year, as the API allows
 

@@ -2,9 +2,10 @@
 
 from django.db.models import Count, QuerySet
 
-from certyard.fleet.models import Job, Orchestrator, RegistrationToken
-from certyard.fleet.selectors import job_list
+from certyard.fleet.models import Orchestrator, RegistrationToken
 from certyard.inventory.models import Certificate, CertificateStore
+from certyard.jobs.models import Job
+from certyard.jobs.selectors import job_list
 
 
 def orchestrator_status_counts() -> list[tuple[str, str, int]]:

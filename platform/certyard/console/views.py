@@ -26,11 +26,14 @@ from certyard.console.pagination import slice_page
 from certyard.errors import ServiceError
 from certyard.fleet import selectors as fleet_selectors
 from certyard.fleet import services as fleet_services
-from certyard.fleet.models import Job, Orchestrator, RegistrationToken
+from certyard.fleet.models import Orchestrator, RegistrationToken
 from certyard.inventory import selectors as inventory_selectors
 from certyard.inventory import services as inventory_services
 from certyard.inventory.models import Certificate
 from certyard.inventory.parsing import certificate_file_stem, der_to_pem
+from certyard.jobs import selectors as job_selectors
+from certyard.jobs import services as job_services
+from certyard.jobs.models import Job
 
 CERTIFICATES_PER_PAGE = 50
 JOBS_SHOWN = 100
@@ -50,8 +53,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     if user.has_perm("fleet.view_orchestrator"):
         context["status_counts"] = selectors.orchestrator_status_counts()
         context["waiting"] = fleet_selectors.orchestrators_waiting()
-    if user.has_perm("fleet.view_job"):
-        context["recent_jobs"] = fleet_selectors.job_list()[:RECENT_JOBS_SHOWN]
+    if user.has_perm("jobs.view_job"):
+        context["recent_jobs"] = job_selectors.job_list()[:RECENT_JOBS_SHOWN]
     return render(request, "console/dashboard.html", context)
 
 
@@ -253,7 +256,7 @@ def store_schedule(request: HttpRequest, pk: str) -> HttpResponse:
 def store_inventory_now(request: HttpRequest, pk: str) -> HttpResponse:
     store = get_object_or_404(inventory_selectors.store_list(), pk=pk)
     try:
-        job, created = fleet_services.job_inventory_request(
+        job, created = job_services.job_inventory_request(
             store=store, source=Job.Source.ADMIN, requested_by=request.user
         )
     except ServiceError as exc:
@@ -320,11 +323,11 @@ def certificate_download(request: HttpRequest, pk: int, chain: bool = False) -> 
 
 @login_required
 @require_GET
-@permission_required("fleet.view_job", raise_exception=True)
+@permission_required("jobs.view_job", raise_exception=True)
 def job_list(request: HttpRequest, rows_only: bool = False) -> HttpResponse:
     """The newest jobs; ``rows_only`` answers the table body htmx polls."""
     form = JobFilterForm(request.GET)
-    jobs = fleet_selectors.job_list()
+    jobs = job_selectors.job_list()
     if form.is_valid():
         if state := form.cleaned_data["state"]:
             jobs = jobs.filter(state=state)
@@ -338,7 +341,7 @@ def job_list(request: HttpRequest, rows_only: bool = False) -> HttpResponse:
 
 @login_required
 @require_GET
-@permission_required("fleet.view_job", raise_exception=True)
+@permission_required("jobs.view_job", raise_exception=True)
 def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     job = get_object_or_404(selectors.job_detail_queryset(), pk=pk)
     return render(

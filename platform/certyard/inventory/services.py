@@ -353,7 +353,7 @@ def store_create(
     if not store_type.supports_inventory:
         raise ServiceError(f"store type {store_type.short_name} does not support inventory")
     if not orchestrator_can(
-        orchestrator=orchestrator, store_type=store_type, operation="inventory"
+        orchestrator=orchestrator, store_type_name=store_type.short_name, operation="inventory"
     ):
         raise ServiceError(
             f"orchestrator {orchestrator.name} does not offer {store_type.short_name}.Inventory",

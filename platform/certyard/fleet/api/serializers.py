@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from certyard.fleet.models import Job, JobHistory, Orchestrator, RegistrationToken
+from certyard.fleet.models import Orchestrator, RegistrationToken
 
 
 class RegistrationTokenSerializer(serializers.ModelSerializer):
@@ -57,43 +57,3 @@ class OrchestratorSerializer(serializers.ModelSerializer):
             "last_error",
         ]
         read_only_fields = fields
-
-
-class JobHistorySerializer(serializers.ModelSerializer):
-    class Meta:
-        model = JobHistory
-        fields = ["attempt", "orchestrator", "started_at", "finished_at", "outcome", "message"]
-
-
-class JobSerializer(serializers.ModelSerializer):
-    store_path = serializers.CharField(source="store.store_path", read_only=True, default=None)
-    orchestrator_name = serializers.CharField(source="orchestrator.name", read_only=True)
-
-    class Meta:
-        model = Job
-        fields = [
-            "id",
-            "type",
-            "state",
-            "outcome",
-            "source",
-            "store",
-            "store_path",
-            "orchestrator",
-            "orchestrator_name",
-            "attempts",
-            "max_attempts",
-            "available_at",
-            "lease_expires_at",
-            "message",
-            "created_at",
-            "completed_at",
-        ]
-        read_only_fields = fields
-
-
-class JobDetailSerializer(JobSerializer):
-    history = JobHistorySerializer(many=True, read_only=True)
-
-    class Meta(JobSerializer.Meta):
-        fields = [*JobSerializer.Meta.fields, "payload", "result", "history"]

@@ -1,7 +1,6 @@
 """The fleet part of the people's API, under /api/v1/."""
 
 import datetime as dt
-import uuid
 from collections.abc import Callable
 
 from django.db.models import QuerySet
@@ -11,26 +10,16 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import Serializer
 
 from certyard.api.errors import ApiError
-from certyard.fleet import selectors, services
+from certyard.fleet import services
 from certyard.fleet.api.serializers import (
-    JobDetailSerializer,
-    JobSerializer,
     OrchestratorSerializer,
     RegistrationTokenCreatedSerializer,
     RegistrationTokenCreateSerializer,
     RegistrationTokenSerializer,
 )
-from certyard.fleet.models import Job, Orchestrator, RegistrationToken
-
-
-def _require_uuid(name: str, value: str) -> None:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        raise ApiError(f"{name} must be an id (UUID)") from None
+from certyard.fleet.models import Orchestrator, RegistrationToken
 
 
 class RegistrationTokenViewSet(
@@ -102,39 +91,3 @@ class OrchestratorViewSet(viewsets.ReadOnlyModelViewSet):
     def reset(self, request: Request, pk: str) -> Response:
         """Forget the agent's key; it must register again with a new token."""
         return self._transition(services.orchestrator_reset)
-
-
-_JOB_FILTERS = [
-    OpenApiParameter("state", str, enum=Job.State.values),
-    OpenApiParameter("type", str),
-    OpenApiParameter("store", str),
-    OpenApiParameter("orchestrator", str),
-]
-
-
-@extend_schema_view(list=extend_schema(parameters=_JOB_FILTERS))
-class JobViewSet(viewsets.ReadOnlyModelViewSet):
-    def get_serializer_class(self) -> type[Serializer]:
-        return JobDetailSerializer if self.action == "retrieve" else JobSerializer
-
-    def get_queryset(self) -> QuerySet[Job]:
-        queryset = selectors.job_list()
-        if self.action == "retrieve":
-            return queryset.prefetch_related("history")
-        params = self.request.query_params
-        if (state := params.get("state")) and state not in Job.State.values:
-            raise ApiError(f"state must be one of {', '.join(Job.State.values)}")
-        for name in ("state", "type", "store", "orchestrator"):
-            if value := params.get(name):
-                if name in ("store", "orchestrator"):
-                    _require_uuid(name, value)
-                queryset = queryset.filter(**{name: value})
-        return queryset
-
-    @extend_schema(request=None, responses={200: JobSerializer})
-    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
-    def cancel(self, request: Request, pk: str) -> Response:
-        if not request.user.has_perm("fleet.change_job"):
-            self.permission_denied(request, message="you may not change jobs")
-        job = services.job_cancel(job=self.get_object(), actor=request.user)
-        return Response(JobSerializer(job).data)

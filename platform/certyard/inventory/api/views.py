@@ -14,9 +14,6 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
 from certyard.api.errors import ApiError
-from certyard.fleet.api.serializers import JobSerializer
-from certyard.fleet.models import Job
-from certyard.fleet.services import job_inventory_request
 from certyard.inventory import selectors, services
 from certyard.inventory.api.serializers import (
     CertificateDetailSerializer,
@@ -79,24 +76,6 @@ class StoreViewSet(
             store=store, interval_minutes=data.validated_data["interval_minutes"]
         )
         return Response(StoreSerializer(self.get_queryset().get(pk=store.pk)).data)
-
-    @extend_schema(request=None, responses={201: JobSerializer, 200: JobSerializer})
-    @action(
-        detail=True,
-        methods=["post"],
-        url_path="inventory-now",
-        permission_classes=[IsAuthenticated],
-    )
-    def inventory_now(self, request: Request, pk: str) -> Response:
-        """Open an inventory job now (or answer with the one already open)."""
-        store = self._store_to_change()
-        job, created = job_inventory_request(
-            store=store, source=Job.Source.API, requested_by=request.user
-        )
-        return Response(
-            JobSerializer(job).data,
-            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-        )
 
 
 class FileDownloadNegotiation(BaseContentNegotiation):

@@ -1,8 +1,8 @@
-"""Background work of the fleet app, run by the django-q2 cluster."""
+"""Background work of the jobs app, run by the django-q2 cluster."""
 
 import logging
 
-from certyard.fleet.services import inventory_schedules_run, jobs_release_lapsed
+from certyard.jobs.services import inventory_schedules_run, jobs_release_lapsed
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from certyard.fleet.demo import demo_pem_folder_seed
+from certyard.console.demo import demo_pem_folder_seed
 from certyard.fleet.models import Orchestrator
 from certyard.fleet.services import registration_token_create
 from certyard.inventory.models import CertificateStoreType

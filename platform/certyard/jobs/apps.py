@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class JobsConfig(AppConfig):
+    """Jobs for orchestrators: leasing, results, schedules. Sits above fleet and inventory."""
+
+    name = "certyard.jobs"
+    label = "jobs"
+
+    def ready(self) -> None:
+        # fleet sits below jobs: when it locks an orchestrator out, it calls what we register.
+        from certyard.fleet.services import orchestrator_lockout_hook_register
+        from certyard.jobs.services import jobs_release_for_orchestrator
+
+        orchestrator_lockout_hook_register(jobs_release_for_orchestrator)

@@ -1,0 +1,113 @@
+"""The work the platform gives its orchestrators, and each attempt at it."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from certyard.fleet.models import Orchestrator
+from orchestrators.protocol import JobOutcome, JobType
+
+
+class Job(models.Model):
+    """A unit of work for one orchestrator, leased to it for a bounded time."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        LEASED = "leased", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    OPEN_STATES = (State.PENDING, State.LEASED)
+    FINISHED_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+    class Source(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        ADMIN = "admin", "Admin"
+        API = "api", "API"
+        HANDLER = "handler", "Handler"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=20, choices=[(t.value, t.name.title()) for t in JobType])
+    store = models.ForeignKey(
+        "inventory.CertificateStore",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="jobs",
+    )
+    orchestrator = models.ForeignKey(Orchestrator, on_delete=models.CASCADE, related_name="jobs")
+    payload = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    outcome = models.CharField(
+        max_length=10, blank=True, choices=[(o.value, o.name.title()) for o in JobOutcome]
+    )
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.ADMIN)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    available_at = models.DateTimeField(db_index=True)
+    leased_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    report_received_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the agent's report (e.g. inventory) was applied."
+    )
+    result = models.JSONField(default=dict, blank=True)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "fleet_job"  # created by the fleet app, which held jobs first
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["orchestrator", "state", "available_at"])]
+        constraints = [
+            # One open inventory per store: schedules and clicks never pile jobs up.
+            models.UniqueConstraint(
+                fields=["store", "type"],
+                condition=Q(state__in=["pending", "leased"], type="inventory"),
+                name="job_one_open_inventory_per_store",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} job {self.id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in self.FINISHED_STATES
+
+
+class JobHistory(models.Model):
+    """One attempt at a job: who held the lease and how it ended."""
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Success"
+        WARNING = "warning", "Warning"
+        FAILURE = "failure", "Failure"
+        LEASE_EXPIRED = "lease_expired", "Lease expired"
+        RELEASED = "released", "Released (orchestrator disapproved or reset)"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="history")
+    attempt = models.PositiveIntegerField()
+    orchestrator = models.ForeignKey(Orchestrator, on_delete=models.CASCADE)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=14, choices=Outcome.choices, blank=True)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "fleet_jobhistory"
+        ordering = ["job", "attempt"]
+        verbose_name_plural = "job history"
+        constraints = [
+            models.UniqueConstraint(fields=["job", "attempt"], name="job_history_unique_attempt")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} attempt {self.attempt}"

@@ -1,0 +1,294 @@
+"""Writes of the jobs app: opening, leasing, reporting and finishing orchestrators' jobs."""
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from certyard.errors import Conflict, NotFound, ServiceError
+from certyard.fleet.models import Orchestrator
+from certyard.inventory.models import CertificateStore
+from certyard.inventory.services import InventoryOutcome, inventory_apply, inventory_prepare
+from certyard.jobs.models import Job, JobHistory
+from orchestrators.protocol import JobOutcome, JobType
+
+
+def job_inventory_request(
+    *, store: CertificateStore, source: str, requested_by: Any = None
+) -> tuple[Job, bool]:
+    """An inventory job for the store, or the one already open: ``(job, created)``."""
+    if store.orchestrator.status != Orchestrator.Status.APPROVED:
+        raise ServiceError(
+            f"orchestrator {store.orchestrator.name} is not approved: it cannot run jobs",
+            code="not_approved",
+            http_status=409,
+        )
+    open_job = Job.objects.filter(
+        store=store, type=JobType.INVENTORY, state__in=Job.OPEN_STATES
+    ).first()
+    if open_job is not None:
+        return open_job, False
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                type=JobType.INVENTORY,
+                store=store,
+                orchestrator_id=store.orchestrator_id,
+                source=source,
+                requested_by=requested_by,
+                max_attempts=settings.CERTYARD_JOB_MAX_ATTEMPTS,
+                available_at=timezone.now(),
+            )
+    except IntegrityError:  # another request opened one at the same moment
+        open_job = Job.objects.filter(
+            store=store, type=JobType.INVENTORY, state__in=Job.OPEN_STATES
+        ).first()
+        if open_job is None:
+            raise
+        return open_job, False
+    return job, True
+
+
+def inventory_schedules_run() -> int:
+    """Open an inventory job for every store whose schedule is due; returns how many."""
+    now = timezone.now()
+    created = 0
+    due = CertificateStore.objects.filter(
+        inventory_interval_minutes__isnull=False, inventory_next_run__lte=now, approved=True
+    ).select_related("orchestrator")
+    for store in due:
+        if store.orchestrator.status == Orchestrator.Status.APPROVED:
+            _job, was_created = job_inventory_request(store=store, source=Job.Source.SCHEDULE)
+            created += was_created
+        next_run = now + dt.timedelta(minutes=store.inventory_interval_minutes or 0)
+        CertificateStore.objects.filter(pk=store.pk).update(inventory_next_run=next_run)
+    return created
+
+
+def jobs_release_lapsed(*, orchestrator: Orchestrator | None = None) -> int:
+    """Offer again the jobs whose lease lapsed; fail those out of attempts. Returns count."""
+    now = timezone.now()
+    lapsed = Job.objects.filter(state=Job.State.LEASED, lease_expires_at__lt=now)
+    if orchestrator is not None:
+        lapsed = lapsed.filter(orchestrator=orchestrator)
+    count = 0
+    for job in lapsed:
+        out_of_attempts = job.attempts >= job.max_attempts
+        message = (
+            f"the lease lapsed on attempt {job.attempts} of {job.max_attempts}: "
+            "the orchestrator did not report a result in time"
+        )
+        with transaction.atomic():
+            changes: dict[str, Any] = {"lease_expires_at": None, "message": message}
+            if out_of_attempts:
+                changes.update(state=Job.State.FAILED, outcome=JobOutcome.FAILURE, completed_at=now)
+            else:
+                changes.update(state=Job.State.PENDING, available_at=now)
+            if not Job.objects.filter(pk=job.pk, state=Job.State.LEASED).update(**changes):
+                continue  # reported meanwhile
+            JobHistory.objects.filter(job=job, attempt=job.attempts).update(
+                finished_at=now, outcome=JobHistory.Outcome.LEASE_EXPIRED, message=message
+            )
+        count += 1
+    return count
+
+
+def _orchestrator_require_approved(orchestrator: Orchestrator) -> None:
+    if orchestrator.status != Orchestrator.Status.APPROVED:
+        raise ServiceError(
+            f"this orchestrator is {orchestrator.get_status_display().lower()}: "
+            "an administrator must approve it before it gets jobs",
+            code="not_approved",
+            http_status=403,
+        )
+
+
+def job_lease_next(*, orchestrator: Orchestrator) -> Job | None:
+    """Lease the oldest available job of this orchestrator to it, if any."""
+    _orchestrator_require_approved(orchestrator)
+    jobs_release_lapsed(orchestrator=orchestrator)
+    now = timezone.now()
+    candidates = list(
+        Job.objects.filter(
+            orchestrator=orchestrator, state=Job.State.PENDING, available_at__lte=now
+        )
+        .order_by("available_at", "created_at")
+        .values_list("pk", flat=True)[:10]
+    )
+    lease = dt.timedelta(seconds=settings.CERTYARD_JOB_LEASE_SECONDS)
+    for pk in candidates:
+        with transaction.atomic():
+            # Compare-and-set: whoever flips it from pending owns this attempt.
+            if not Job.objects.filter(pk=pk, state=Job.State.PENDING).update(
+                state=Job.State.LEASED,
+                attempts=F("attempts") + 1,
+                leased_at=now,
+                lease_expires_at=now + lease,
+            ):
+                continue
+            job = Job.objects.select_related("store", "store__store_type").get(pk=pk)
+            JobHistory.objects.create(
+                job=job, attempt=job.attempts, orchestrator=orchestrator, started_at=now
+            )
+        return job
+    return None
+
+
+def _job_for(orchestrator: Orchestrator, job_id: Any) -> Job:
+    job = (
+        Job.objects.select_related("store", "store__store_type")
+        .filter(pk=job_id, orchestrator=orchestrator)
+        .first()
+    )
+    if job is None:
+        raise NotFound("no such job for this orchestrator")
+    return job
+
+
+def _job_require_leased(job: Job) -> None:
+    if job.state != Job.State.LEASED:
+        raise Conflict(
+            f"the job is {job.get_state_display().lower()}, not leased to you "
+            "(a lapsed lease is offered again)",
+            code="not_leased",
+        )
+
+
+def job_configuration(*, orchestrator: Orchestrator, job_id: Any) -> dict[str, Any]:
+    """What the agent needs to run the job, secrets included, while it may run it."""
+    _orchestrator_require_approved(orchestrator)
+    job = _job_for(orchestrator, job_id)
+    _job_require_leased(job)
+    store = job.store
+    return {
+        "job_id": str(job.pk),
+        "type": job.type,
+        "attempt": job.attempts,
+        "payload": job.payload,
+        "store": None
+        if store is None
+        else {
+            "id": str(store.pk),
+            "store_type": store.store_type.short_name,
+            "client_machine": store.client_machine,
+            "store_path": store.store_path,
+            "properties": store.properties,
+            "password": store.password or None,
+        },
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryReport:
+    job: Job
+    summary: dict[str, Any]
+    duplicate: bool = False  # a repeat of a report already applied: not applied again
+
+
+def job_inventory_report(
+    *, orchestrator: Orchestrator, job_id: Any, entries: list[Any]
+) -> InventoryReport:
+    """Apply an inventory report for a job once; a repeat is acknowledged, not applied."""
+    _orchestrator_require_approved(orchestrator)
+    job = _job_for(orchestrator, job_id)
+    if job.type != JobType.INVENTORY or job.store is None:
+        raise ServiceError(f"job {job.pk} is a {job.type} job, not an inventory job")
+    if job.report_received_at is not None:
+        return InventoryReport(job, job.result.get("inventory", {}), duplicate=True)
+    _job_require_leased(job)
+    prepared = inventory_prepare(entries=entries)  # parsing happens outside the transaction
+    if prepared.all_rejected:
+        # Recording it would only delete what we know. The job stays open for a
+        # corrected report.
+        return InventoryReport(job, InventoryOutcome(rejected=prepared.rejected).summary())
+    now = timezone.now()
+    with transaction.atomic():
+        if not Job.objects.filter(pk=job.pk, report_received_at__isnull=True).update(
+            report_received_at=now
+        ):
+            job.refresh_from_db()
+            return InventoryReport(job, job.result.get("inventory", {}), duplicate=True)
+        outcome = inventory_apply(store=job.store, prepared=prepared, seen_at=now)
+        summary = outcome.summary()
+        job.result = {**job.result, "inventory": summary}
+        job.report_received_at = now
+        job.save(update_fields=["result", "updated_at"])
+    return InventoryReport(job, summary)
+
+
+_MESSAGE_LIMIT = 10_000
+
+
+def job_complete(
+    *, orchestrator: Orchestrator, job_id: Any, outcome: JobOutcome, message: str
+) -> tuple[Job, bool]:
+    """Record how the job ended: ``(job, duplicate)``.
+
+    A failure is retried, after a delay, while attempts remain.
+    """
+    job = _job_for(orchestrator, job_id)
+    if job.is_finished:
+        return job, True
+    _orchestrator_require_approved(orchestrator)
+    _job_require_leased(job)
+    now = timezone.now()
+    message = message[:_MESSAGE_LIMIT]
+    changes: dict[str, Any] = {"message": message, "lease_expires_at": None, "outcome": outcome}
+    if outcome == JobOutcome.FAILURE and job.attempts < job.max_attempts:
+        delay = settings.CERTYARD_JOB_RETRY_DELAY_SECONDS * max(job.attempts, 1)
+        changes.update(
+            state=Job.State.PENDING,
+            available_at=now + dt.timedelta(seconds=delay),
+            report_received_at=None,
+        )
+    elif outcome == JobOutcome.FAILURE:
+        changes.update(state=Job.State.FAILED, completed_at=now)
+    else:
+        changes.update(state=Job.State.SUCCEEDED, completed_at=now)
+    with transaction.atomic():
+        if not Job.objects.filter(pk=job.pk, state=Job.State.LEASED).update(**changes):
+            job.refresh_from_db()
+            return job, True
+        JobHistory.objects.filter(job=job, attempt=job.attempts).update(
+            finished_at=now, outcome=outcome, message=message
+        )
+        if outcome == JobOutcome.FAILURE:
+            Orchestrator.objects.filter(pk=orchestrator.pk).update(last_error=message)
+    job.refresh_from_db()
+    return job, False
+
+
+def job_cancel(*, job: Job, actor: Any) -> Job:
+    if job.is_finished:
+        raise Conflict(f"the job is already {job.get_state_display().lower()}")
+    Job.objects.filter(pk=job.pk, state__in=Job.OPEN_STATES).update(
+        state=Job.State.CANCELLED,
+        completed_at=timezone.now(),
+        lease_expires_at=None,
+        message=f"cancelled by {actor}",
+    )
+    job.refresh_from_db()
+    return job
+
+
+def jobs_release_for_orchestrator(orchestrator: Orchestrator) -> None:
+    """Put the orchestrator's leased jobs back in the queue, closing their open attempts."""
+    now = timezone.now()
+    leased = list(
+        Job.objects.filter(orchestrator=orchestrator, state=Job.State.LEASED).values_list(
+            "pk", "attempts"
+        )
+    )
+    for pk, attempt in leased:
+        if Job.objects.filter(pk=pk, state=Job.State.LEASED).update(
+            state=Job.State.PENDING, lease_expires_at=None, available_at=now
+        ):
+            JobHistory.objects.filter(job_id=pk, attempt=attempt, finished_at=None).update(
+                finished_at=now,
+                outcome=JobHistory.Outcome.RELEASED,
+                message="the orchestrator was disapproved or reset while it held the job",
+            )
