@@ -25,7 +25,17 @@ and implementing the class::
                 slots = read_slots(job.store.client_machine, job.store.password)
             except OSError as exc:
                 raise StoreError(f"cannot reach {job.store.client_machine}: {exc}") from exc
-            return [InventoryEntry(s.name, s.has_key, [s.cert_pem, *s.chain_pems]) for s in slots]
+            return [
+                InventoryEntry(slot.name, slot.has_key, [slot.cert_pem, *slot.chain_pems])
+                if slot.cert_pem
+                else InventoryEntry(slot.name, False, [], error="the slot holds no certificate")
+                for slot in slots
+            ]
+
+An entry the store found but cannot use (an empty slot, a damaged file, a keystore the store
+password does not open) is reported with ``error`` set instead of certificates: the platform
+records it as a rejected entry with that reason, and the job ends with a warning rather than
+a success that hides what was missed.
 
 After installing the package next to the agent, ``certyard-orchestrator register`` advertises
 ``ACME_APPLIANCE.Inventory`` among the agent's capabilities.
@@ -38,6 +48,7 @@ from __future__ import annotations
 
 import abc
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -143,14 +154,36 @@ class InventoryEntry:
         certificates: PEM strings; the first is the certificate installed at ``alias``,
             the rest its chain. Pass them through as found: the platform parses and
             validates them and rejects malformed entries itself.
+        error: Set instead of certificates when the store found something at this alias it
+            could not use; the platform records it as a rejected entry with this reason, and
+            the job ends with a warning. A sentence for a person (``"is empty"``, ``"is a
+            PKCS#12 file and the store password does not open it"``), never a secret.
     """
 
     alias: str
     private_key: bool
     certificates: list[str]
+    error: str | None = None
+
+    @property
+    def rejected(self) -> bool:
+        """Whether the store could not use this entry (``error`` is set); count these with
+        ``sum(entry.rejected for entry in entries)``."""
+        return self.error is not None
 
     def to_wire(self) -> dict[str, Any]:
-        """The entry as sent in ``POST jobs/<id>/inventory``."""
+        """The entry as sent in ``POST jobs/<id>/inventory``.
+
+        ``{"alias", "private_key", "certificates": [PEM, ...]}``; a rejected entry is
+        ``{"alias", "private_key", "certificates": [], "error": reason}``.
+        """
+        if self.error is not None:
+            return {
+                "alias": self.alias,
+                "private_key": self.private_key,
+                "certificates": [],
+                "error": self.error,
+            }
         return {
             "alias": self.alias,
             "private_key": self.private_key,
@@ -174,8 +207,14 @@ class StoreTypeExtension(abc.ABC):
     operations: ClassVar[frozenset[StoreOperation]]
 
     @abc.abstractmethod
-    def inventory(self, job: JobConfiguration) -> list[InventoryEntry]:
-        """Return every entry of ``job.store`` (an empty list for an empty store)."""
+    def inventory(self, job: JobConfiguration) -> Iterable[InventoryEntry]:
+        """Return every entry of ``job.store`` (nothing for an empty store).
+
+        A list will do for a small store. For a large one, yield the entries (write a
+        generator): the agent sends them to the platform in chunks as they come, so the
+        memory a job costs stays bounded whatever the size of the store. A ``StoreError``
+        raised at any point fails the job, and nothing of it is recorded.
+        """
 
     def add(self, job: JobConfiguration) -> None:
         """Install the certificate described by ``job.payload`` into ``job.store``."""

@@ -1,66 +1,388 @@
-"""The built-in ``PEM`` store type: a folder of PEM files, or one PEM bundle file.
+"""The built-in ``PEM`` store type: a folder of certificate files, or one bundle file.
 
-Directory store: every ``.pem``/``.crt``/``.cer`` file (any case) holding at least one
-certificate is one entry. Its alias is the file's path relative to the store path (POSIX
-separators), its certificates the file's CERTIFICATE blocks in order (the installed one first,
-then its chain), and it has a private key when the file also holds a PRIVATE KEY block.
-Subdirectories are read only when the store property ``recursive`` is true.
+Formats, recognised by content, not by file name:
 
-Bundle store (``store_path`` is a file): every CERTIFICATE block is its own entry, named by
-the lowercase hex SHA-256 of its DER.
+- PEM text with any line endings, with text, keys and other PEM blocks around the
+  certificates. ``CERTIFICATE``, ``X509 CERTIFICATE`` and ``TRUSTED CERTIFICATE`` blocks are
+  certificates (OpenSSL's trust settings after a trusted certificate are dropped);
+  ``PKCS7`` blocks are certificate bundles.
+- DER: binary data starting with a SEQUENCE is a certificate (several DER certificates one
+  after the other are read too).
+- PKCS#7 bundles (``.p7b``/``.p7c``), DER or PEM; read with ``cryptography``.
+- PKCS#12 (``.p12``/``.pfx``), opened with the store password (or none, for files without one).
 
-Blocks are passed through unvalidated: the platform is the single certificate parser.
+Certificates go to the platform as ``-----BEGIN CERTIFICATE-----`` PEM strings. They are not
+validated here: the platform is the single certificate parser, so a certificate that
+``cryptography`` cannot load is passed through all the same. Only multi-certificate files are
+parsed, to see whether they form one chain.
+
+Store properties:
+
+- ``recursive`` (default false): read subdirectories too.
+- ``file_patterns`` (default :data:`DEFAULT_FILE_PATTERNS`): the comma-separated glob patterns
+  a file's *name* must match, in any case, to be read (``*.pem,*.crt,*.txt``).
+
+Directory store: the alias of a file is its path relative to the store path (POSIX
+separators).
+
+- A file holding one certificate, or certificates forming one chain (each certificate's
+  issuer is the next one's subject), is one entry: the first certificate is the installed
+  one, the rest its chain, and ``private_key`` says whether the file also holds a private key
+  (a PEM ``... PRIVATE KEY`` block or a PKCS#12 key).
+- A file holding certificates that are not one chain (a CA bundle, a PKCS#7 of unrelated
+  certificates) is one entry per distinct certificate, aliased ``<path>#<SHA-256>`` (the
+  lowercase hex SHA-256 of its DER), without chain; only the first one carries the file's
+  private key (a key's certificate comes first: PKCS#12 puts it there, PEM files by habit).
+- A matching file the store cannot use (no certificate in it, empty, a PKCS#12 the store
+  password does not open, unreadable, ...) is a rejected entry: ``error`` says why. So is a
+  subdirectory that cannot be listed (alias ``<path>/``).
+
+Bundle store (``store_path`` is a file, in any of the formats): every certificate is its own
+entry, aliased by its SHA-256. An empty file is an empty store; a file holding no usable
+certificate fails the job.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
+import fnmatch
 import hashlib
 import os
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs7, pkcs12
 
 from orchestrators.protocol import StoreOperation
 from orchestrators.sdk import InventoryEntry, JobConfiguration, StoreError, StoreTypeExtension
 
-CERTIFICATE_SUFFIXES = frozenset({".pem", ".crt", ".cer"})
+DEFAULT_FILE_PATTERNS = "*.pem,*.crt,*.cer,*.der,*.p7b,*.p7c,*.p12,*.pfx"
+# The suffixes of the default patterns.
+CERTIFICATE_SUFFIXES = frozenset({".pem", ".crt", ".cer", ".der", ".p7b", ".p7c", ".p12", ".pfx"})
+# No certificate file comes near this; a bigger file matching the patterns is not read.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
 _BEGIN_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 _END_CERTIFICATE = "-----END CERTIFICATE-----"
+_CERTIFICATE_LABELS = frozenset({"CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"})
+# A block's body never holds "-": a BEGIN without its END does not swallow the next block.
+_PEM_BLOCK = re.compile(r"-----BEGIN ([^\n-]+)-----([^-]*)-----END \1-----")
+_PEM_BEGIN = re.compile(r"-----BEGIN ([^\n-]+)-----")
+_PRIVATE_KEY_BEGIN = re.compile(r"-----BEGIN [^\n-]*PRIVATE KEY-----")
+
+NOT_CERTIFICATE_DATA = "is not PEM, DER, PKCS#7 or PKCS#12 data"
+
+
+@dataclass(frozen=True, slots=True)
+class FoundCertificate:
+    """One certificate found in a file.
+
+    Attributes:
+        pem: What is sent to the platform: a ``-----BEGIN CERTIFICATE-----`` block.
+        der: Its DER, or None when the PEM body is not base64 (then ``pem`` is the block as
+            found, passed through for the platform to judge).
+        parsed: The certificate, when ``cryptography`` already loaded it (PKCS#7, PKCS#12).
+    """
+
+    pem: str
+    der: bytes | None
+    parsed: x509.Certificate | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """Lowercase hex SHA-256 of the DER, or None without DER."""
+        return hashlib.sha256(self.der).hexdigest() if self.der else None
+
+    def load(self) -> x509.Certificate | None:
+        """The certificate as ``cryptography`` reads it, or None when it cannot."""
+        if self.parsed is not None or self.der is None:
+            return self.parsed
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. a negative serial: not ours to judge
+                return x509.load_der_x509_certificate(self.der)
+        except Exception:  # an odd certificate: the platform judges it, not the agent
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class FileContents:
+    """What a file holds: its certificates in file order, or why it holds none usable."""
+
+    certificates: tuple[FoundCertificate, ...] = ()
+    private_key: bool = False
+    error: str | None = None
+
+
+# -- PEM and DER helpers (public: kept for existing callers) -----------------------------------
 
 
 def certificate_blocks(text: str) -> list[str]:
-    """The CERTIFICATE blocks of ``text`` in order, BEGIN to END line inclusive, with ``\\n``
-    line endings."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    blocks = []
-    start = text.find(_BEGIN_CERTIFICATE)
-    while start != -1:
-        end = text.find(_END_CERTIFICATE, start)
-        if end == -1:
-            break  # a truncated last block is not a certificate
-        end += len(_END_CERTIFICATE)
-        blocks.append(text[start:end])
-        start = text.find(_BEGIN_CERTIFICATE, end)
-    return blocks
+    """The certificates of the PEM ``text`` in order, as ``-----BEGIN CERTIFICATE-----``
+    blocks with ``\\n`` line endings (``X509 CERTIFICATE``, ``TRUSTED CERTIFICATE`` and
+    certificates in ``PKCS7`` blocks included)."""
+    return [found.pem for found in _read_pem(_normalise(text)).certificates]
 
 
 def has_private_key(text: str) -> bool:
     """Whether ``text`` holds a private key block of any kind (RSA, EC, ENCRYPTED, PKCS#8)."""
-    return any(
-        line.startswith("-----BEGIN ") and line.rstrip().endswith("PRIVATE KEY-----")
-        for line in text.splitlines()
-    )
+    return _PRIVATE_KEY_BEGIN.search(text) is not None
 
 
 def block_fingerprint(block: str) -> str | None:
     """Lowercase hex SHA-256 of the block's DER, or None when its body is not base64."""
-    body = block[len(_BEGIN_CERTIFICATE) : -len(_END_CERTIFICATE)]
+    match = _PEM_BLOCK.search(_normalise(block))
+    der = _base64_body(match.group(2)) if match else None
+    return hashlib.sha256(der).hexdigest() if der else None
+
+
+def der_to_pem(der: bytes) -> str:
+    """A ``-----BEGIN CERTIFICATE-----`` block for ``der`` (64-character lines)."""
+    # 48 bytes make one 64-character line; b2a_base64 ends each with "\n".
+    lines = [binascii.b2a_base64(der[start : start + 48]) for start in range(0, len(der), 48)]
+    return f"{_BEGIN_CERTIFICATE}\n{b''.join(lines).decode('ascii')}{_END_CERTIFICATE}"
+
+
+def _normalise(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _base64_body(body: str) -> bytes | None:
     try:
-        der = base64.b64decode("".join(body.split()), validate=True)
+        return binascii.a2b_base64("".join(body.split()), strict_mode=True) or None
     except (binascii.Error, ValueError):
         return None
-    return hashlib.sha256(der).hexdigest() if der else None
+
+
+def _tlv(data: bytes, offset: int) -> tuple[int, int | None] | None:
+    """(header length, content length; None when indefinite) of the DER element at
+    ``offset``, or None when no element starts there."""
+    if offset + 2 > len(data) or data[offset] & 0x1F == 0x1F:
+        return None
+    first = data[offset + 1]
+    if first < 0x80:
+        return 2, first
+    if first == 0x80:
+        return 2, None
+    count = first & 0x7F
+    if count > 4 or offset + 2 + count > len(data):
+        return None
+    return 2 + count, int.from_bytes(data[offset + 2 : offset + 2 + count], "big")
+
+
+def _der_kind(der: bytes) -> str:
+    """``"pkcs7"``, ``"pkcs12"``, ``"key"`` or ``"certificate"``, by the first element
+    inside the outer SEQUENCE: an OID starts a PKCS#7 ContentInfo, version 3 a PKCS#12 PFX,
+    another version a private key; anything else is taken for a certificate."""
+    header = _tlv(der, 0)
+    if header is None:
+        return "certificate"
+    inner = der[header[0] : header[0] + 3]
+    if inner[:1] == b"\x06":
+        return "pkcs7"
+    if inner[:1] == b"\x02":
+        return "pkcs12" if inner == b"\x02\x01\x03" else "key"
+    return "certificate"
+
+
+def _der_elements(data: bytes) -> list[bytes]:
+    """The SEQUENCEs of ``data`` one after the other (trailing whitespace allowed), or
+    ``[data]`` when it is not exactly that: passed through whole for the platform to judge."""
+    elements, offset = [], 0
+    while offset < len(data) and data[offset:].strip():
+        header = _tlv(data, offset)
+        if data[offset] != 0x30 or header is None or header[1] is None:
+            return [data]
+        end = offset + header[0] + header[1]
+        if end > len(data):
+            return [data]
+        elements.append(data[offset:end])
+        offset = end
+    return elements or [data]
+
+
+# -- reading a file ----------------------------------------------------------------------------
+
+
+def read_certificates(data: bytes, *, password: str | None) -> FileContents:
+    """The certificates in ``data`` (the bytes of one file), whatever its format."""
+    if not data.strip():
+        return FileContents(error="is empty")
+    if b"-----BEGIN " in data:
+        # PEM is ASCII; latin-1 never fails on whatever surrounds the blocks.
+        return _read_pem(_normalise(data.decode("latin-1")))
+    if data[0] == 0x30:
+        return _read_der(data, password=password)
+    return FileContents(error=NOT_CERTIFICATE_DATA)
+
+
+def _read_pem(text: str) -> FileContents:
+    found: list[FoundCertificate] = []
+    problems: list[str] = []
+    other_labels: list[str] = []
+    for match in _PEM_BLOCK.finditer(text):
+        label, body = match.group(1), match.group(2)
+        if label in _CERTIFICATE_LABELS:
+            der = _base64_body(body)
+            if der is None:  # passed through as found, under the certificate label
+                pem = match.group(0)
+                if label != "CERTIFICATE":
+                    pem = pem.replace(f"-----BEGIN {label}-----", _BEGIN_CERTIFICATE)
+                    pem = pem.replace(f"-----END {label}-----", _END_CERTIFICATE)
+                found.append(FoundCertificate(pem, None))
+                continue
+            if der[0] == 0x30 and _der_kind(der) == "pkcs7":  # a PKCS#7 under a cert label
+                label = "PKCS7"
+            else:
+                if label == "TRUSTED CERTIFICATE":
+                    der = _der_elements(der)[0]  # the certificate, without its trust settings
+                found.append(FoundCertificate(der_to_pem(der), der))
+                continue
+        if label == "PKCS7":
+            contents = _read_pkcs7(_base64_body(body) or b"")
+            found.extend(contents.certificates)
+            if contents.error:
+                problems.append(contents.error)
+        elif not label.endswith("PRIVATE KEY"):
+            other_labels.append(label)
+    private_key = has_private_key(text)
+    if found:
+        return FileContents(tuple(found), private_key)
+    if problems:
+        return FileContents(private_key=private_key, error=problems[0])
+    if other_labels:
+        kinds = ", ".join(sorted(set(other_labels)))
+        return FileContents(error=f"holds no certificate (only PEM blocks of type {kinds})")
+    if private_key:
+        return FileContents(private_key=True, error="holds no certificate (a private key only)")
+    if _PEM_BEGIN.search(text):
+        return FileContents(error="holds no certificate (a PEM block without its END line)")
+    return FileContents(error=NOT_CERTIFICATE_DATA)
+
+
+def _read_der(data: bytes, *, password: str | None) -> FileContents:
+    elements = _der_elements(data)
+    kind = _der_kind(elements[0])
+    if kind == "pkcs7":
+        return _read_pkcs7(data)
+    if kind == "pkcs12":
+        return _read_pkcs12(data, password=password)
+    if kind == "key":
+        return FileContents(error="holds no certificate (DER data that looks like a private key)")
+    return FileContents(tuple(FoundCertificate(der_to_pem(der), der) for der in elements))
+
+
+def _loaded(certificates: Iterable[x509.Certificate]) -> tuple[FoundCertificate, ...]:
+    found = []
+    for certificate in certificates:
+        der = certificate.public_bytes(Encoding.DER)
+        found.append(FoundCertificate(der_to_pem(der), der, certificate))
+    return tuple(found)
+
+
+def _read_pkcs7(der: bytes) -> FileContents:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "parsed as BER": read all the same
+            certificates = pkcs7.load_der_pkcs7_certificates(der)
+    except UnsupportedAlgorithm:
+        return FileContents(
+            error="is a PKCS#7 file that is not a certificate bundle (not signed data)"
+        )
+    except Exception as exc:
+        return FileContents(error=f"is a PKCS#7 file the agent cannot read ({exc})")
+    if not certificates:
+        return FileContents(error="holds no certificate (an empty PKCS#7 bundle)")
+    return FileContents(_loaded(certificates))
+
+
+def _read_pkcs12(data: bytes, *, password: str | None) -> FileContents:
+    # The store password first; then none, for a file written without one.
+    attempts: list[bytes | None] = [password.encode()] if password else []
+    attempts += [None, b""]
+    unsupported: Exception | None = None
+    for attempt in attempts:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "parsed as BER": read all the same
+                bundle = pkcs12.load_pkcs12(data, attempt)
+        except UnsupportedAlgorithm as exc:
+            unsupported = exc
+            continue
+        except (ValueError, TypeError):
+            continue
+        certificates = [bundle.cert] if bundle.cert else []
+        certificates += bundle.additional_certs
+        private_key = bundle.key is not None
+        if certificates:
+            found = _loaded(certificate.certificate for certificate in certificates)
+            return FileContents(found, private_key)
+        if private_key:
+            return FileContents(private_key=True, error="holds no certificate (a private key only)")
+        return FileContents(error="holds no certificate (an empty PKCS#12 file)")
+    if unsupported is not None:
+        return FileContents(error=f"is a PKCS#12 file the agent cannot open ({unsupported})")
+    if password:
+        return FileContents(error="is a PKCS#12 file and the store password does not open it")
+    return FileContents(error="is a PKCS#12 file and the store has no password to open it")
+
+
+def read_file(path: str, *, password: str | None) -> FileContents | None:
+    """The contents of the file at ``path``; None when it vanished since it was listed."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        return FileContents(error="cannot be read: permission denied")
+    except OSError as exc:
+        return FileContents(error=f"cannot be read: {exc.strerror or exc}")
+    if len(data) > MAX_FILE_BYTES:
+        return FileContents(error=f"is larger than {MAX_FILE_BYTES // 2**20} MiB; not read")
+    return read_certificates(data, password=password)
+
+
+def _one_chain(certificates: Iterable[FoundCertificate]) -> bool:
+    """Whether each certificate's issuer is the next one's subject (False when
+    ``cryptography`` cannot load one of those it has to compare)."""
+    previous = None
+    for found in certificates:
+        certificate = found.load()
+        if certificate is None:
+            return False
+        if previous is not None and previous.issuer.public_bytes() != (
+            certificate.subject.public_bytes()
+        ):
+            return False
+        previous = certificate
+    return True
+
+
+def file_entries(alias: str, contents: FileContents) -> list[InventoryEntry]:
+    """The directory-store entries of one file (see the module docstring)."""
+    if contents.error is not None:
+        return [InventoryEntry(alias, False, [], error=contents.error)]
+    certificates = list({found.pem: found for found in contents.certificates}.values())
+    if len(certificates) == 1 or _one_chain(certificates):
+        return [InventoryEntry(alias, contents.private_key, [found.pem for found in certificates])]
+    return [
+        InventoryEntry(
+            f"{alias}#{found.fingerprint or f'entry-{index}'}",
+            contents.private_key and index == 0,
+            [found.pem],
+        )
+        for index, found in enumerate(certificates)
+    ]
+
+
+# -- the store type ----------------------------------------------------------------------------
 
 
 def _truthy(value: Any) -> bool:
@@ -70,67 +392,115 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def _read_text(path: Path) -> str:
-    try:
-        # PEM is ASCII; latin-1 never fails, so a binary DER file simply has no blocks.
-        return path.read_bytes().decode("latin-1")
-    except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+def file_name_matcher(patterns: Any) -> Callable[[str], bool]:
+    """A test of file names against ``patterns`` (the ``file_patterns`` property: a
+    comma-separated string or a list of globs; empty for :data:`DEFAULT_FILE_PATTERNS`),
+    in any case."""
+    if isinstance(patterns, list | tuple):
+        items = [str(pattern) for pattern in patterns]
+    else:
+        items = str(patterns or "").split(",")
+    globs = [item.strip().lower() for item in items if item.strip()]
+    if not globs:
+        globs = DEFAULT_FILE_PATTERNS.split(",")
+    regex = re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in globs))
+    return lambda name: regex.match(name.lower()) is not None
 
 
 class PemStore(StoreTypeExtension):
-    """PEM files in a directory, or a single PEM bundle (see the module docstring)."""
+    """Certificate files in a directory, or a single bundle (see the module docstring)."""
 
     short_name: ClassVar[str] = "PEM"
     operations: ClassVar[frozenset[StoreOperation]] = frozenset({StoreOperation.INVENTORY})
 
-    def inventory(self, job: JobConfiguration) -> list[InventoryEntry]:
-        """The entries of the directory or bundle at ``job.store.store_path``, sorted by alias."""
+    def inventory(self, job: JobConfiguration) -> Iterator[InventoryEntry]:
+        """The entries of the directory or bundle at ``job.store.store_path``.
+
+        A directory's files are read one at a time as the agent sends the report, in the
+        order of their paths, so a store of a million files costs little memory.
+        """
         root = Path(job.store.store_path)
+        properties = job.store.properties
         try:
             if root.is_dir():
-                recursive = _truthy(job.store.properties.get("recursive", False))
-                entries = self._directory_entries(root, recursive=recursive)
+                entries = self._directory_entries(
+                    root,
+                    recursive=_truthy(properties.get("recursive", False)),
+                    matches=file_name_matcher(properties.get("file_patterns")),
+                    password=job.store.password,
+                )
             elif root.is_file():
-                entries = self._bundle_entries(root)
+                entries = self._bundle_entries(root, password=job.store.password)
             elif root.exists():
                 raise StoreError(f"store path {root} is neither a directory nor a file")
             else:
                 raise StoreError(f"store path {root} does not exist")
+            yield from entries
         except PermissionError as exc:
             raise StoreError(f"cannot read store path {root}: permission denied") from exc
-        return sorted(entries, key=lambda entry: entry.alias)
 
-    def _directory_entries(self, root: Path, *, recursive: bool) -> list[InventoryEntry]:
-        entries = []
-        for path in self._candidate_files(root, recursive=recursive):
-            text = _read_text(path)
-            blocks = certificate_blocks(text)
-            if blocks:
-                alias = path.relative_to(root).as_posix()
-                entries.append(InventoryEntry(alias, has_private_key(text), blocks))
-        return entries
-
-    @staticmethod
-    def _candidate_files(root: Path, *, recursive: bool) -> list[Path]:
-        def raise_error(exc: OSError) -> None:
-            raise StoreError(f"cannot list {exc.filename}: {exc.strerror or exc}") from exc
-
-        files = []
-        for directory, subdirectories, names in os.walk(root, onerror=raise_error):
-            if not recursive:
-                subdirectories.clear()
-            for name in names:
-                path = Path(directory, name)
-                if path.suffix.lower() in CERTIFICATE_SUFFIXES and path.is_file():
-                    files.append(path)
-        return files
+    def _directory_entries(
+        self,
+        root: Path,
+        *,
+        recursive: bool,
+        matches: Callable[[str], bool],
+        password: str | None,
+    ) -> Iterator[InventoryEntry]:
+        # Only the paths are held (sorted, so reports come in a stable order); each file
+        # is read when its turn comes.
+        files = sorted(self._files(root, recursive=recursive, matches=matches))
+        for alias, path, listing_error in files:
+            if listing_error:
+                contents: FileContents | None = FileContents(error=listing_error)
+            else:
+                contents = read_file(path, password=password)
+            if contents is not None:
+                yield from sorted(file_entries(alias, contents), key=lambda entry: entry.alias)
 
     @staticmethod
-    def _bundle_entries(path: Path) -> list[InventoryEntry]:
+    def _files(
+        root: Path, *, recursive: bool, matches: Callable[[str], bool]
+    ) -> Iterator[tuple[str, str, str | None]]:
+        """(alias, path, None) for each matching file; (alias, path, reason) for each
+        subdirectory that cannot be listed. The store path itself must be listable.
+        """
+        pending = [(str(root), "")]
+        while pending:
+            directory, prefix = pending.pop()
+            try:
+                with os.scandir(directory) as listing:
+                    children = list(listing)
+            except OSError as exc:
+                if not prefix:
+                    if isinstance(exc, PermissionError):
+                        raise
+                    raise StoreError(f"cannot list {directory}: {exc.strerror or exc}") from exc
+                reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
+                yield prefix, directory, f"cannot be listed: {reason or exc}"
+                continue
+            for child in children:
+                if recursive and child.is_dir(follow_symlinks=False):
+                    pending.append((child.path, f"{prefix}{child.name}/"))
+                elif matches(child.name) and child.is_file():
+                    yield f"{prefix}{child.name}", child.path, None
+
+    @staticmethod
+    def _bundle_entries(path: Path, *, password: str | None) -> list[InventoryEntry]:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        contents = read_certificates(data, password=password)
+        if contents.error == "is empty":
+            return []
+        if contents.error is not None:
+            raise StoreError(f"store path {path} {contents.error}")
         entries: dict[str, InventoryEntry] = {}
-        for index, block in enumerate(certificate_blocks(_read_text(path))):
-            alias = block_fingerprint(block) or f"entry-{index}"
+        for index, found in enumerate(contents.certificates):
+            alias = found.fingerprint or f"entry-{index}"
             # The same certificate twice in a bundle is one entry: its alias is its fingerprint.
-            entries.setdefault(alias, InventoryEntry(alias, False, [block]))
-        return list(entries.values())
+            # A key's certificate comes first, so only the first entry can carry the key.
+            private_key = contents.private_key and index == 0
+            entries.setdefault(alias, InventoryEntry(alias, private_key, [found.pem]))
+        return sorted(entries.values(), key=lambda entry: entry.alias)

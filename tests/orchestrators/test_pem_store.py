@@ -41,10 +41,13 @@ def store_dir(tmp_path: Path, issue: Callable[[str], Any], ca_certificate: Any) 
 def test_directory_entries_are_files_with_their_chains(
     store_dir: Path, ca_certificate: Any
 ) -> None:
-    entries = PemStore().inventory(inventory_job(store_dir))
+    entries = list(PemStore().inventory(inventory_job(store_dir)))
 
-    assert [entry.alias for entry in entries] == ["mail.CRT", "web.pem"]
-    mail, web = entries
+    assert [entry.alias for entry in entries] == ["mail.CRT", "notes.pem", "web.pem"]
+    mail, notes, web = entries
+    # A matching file without a certificate is reported, not skipped in silence.
+    assert notes.error == "is not PEM, DER, PKCS#7 or PKCS#12 data"
+    assert notes.certificates == []
     assert mail.private_key is True
     assert len(mail.certificates) == 1
     assert "\r" not in mail.certificates[0]
@@ -56,9 +59,14 @@ def test_directory_entries_are_files_with_their_chains(
 
 
 def test_subdirectories_are_read_only_when_recursive(store_dir: Path) -> None:
-    entries = PemStore().inventory(inventory_job(store_dir, recursive="true"))
+    entries = list(PemStore().inventory(inventory_job(store_dir, recursive="true")))
 
-    assert [entry.alias for entry in entries] == ["mail.CRT", "sub/nested.cer", "web.pem"]
+    assert [entry.alias for entry in entries] == [
+        "mail.CRT",
+        "notes.pem",
+        "sub/nested.cer",
+        "web.pem",
+    ]
 
 
 def test_any_private_key_block_counts(tmp_path: Path, issue: Callable[[str], Any]) -> None:
@@ -68,7 +76,7 @@ def test_any_private_key_block_counts(tmp_path: Path, issue: Callable[[str], Any
     rsa = "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"
     (tmp_path / "b.pem").write_text(leaf.pem + rsa)
 
-    entries = PemStore().inventory(inventory_job(tmp_path))
+    entries = list(PemStore().inventory(inventory_job(tmp_path)))
 
     assert [entry.private_key for entry in entries] == [True, True]
 
@@ -81,7 +89,7 @@ def test_bundle_entries_are_named_by_fingerprint(
     bundle = tmp_path / "bundle.pem"
     bundle.write_text(first.pem + broken + second.pem + first.pem)
 
-    entries = PemStore().inventory(inventory_job(bundle))
+    entries = list(PemStore().inventory(inventory_job(bundle)))
 
     expected = sorted(
         [hashlib.sha256(first.der).hexdigest(), hashlib.sha256(second.der).hexdigest(), "entry-1"]
@@ -97,11 +105,11 @@ def test_missing_store_path_is_a_store_error(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
 
     with pytest.raises(StoreError, match=f"store path {missing} does not exist"):
-        PemStore().inventory(inventory_job(missing))
+        list(PemStore().inventory(inventory_job(missing)))
 
 
 def test_empty_directory_has_no_entries(tmp_path: Path) -> None:
-    assert PemStore().inventory(inventory_job(tmp_path)) == []
+    assert list(PemStore().inventory(inventory_job(tmp_path))) == []
 
 
 def test_store_password_is_not_in_repr(tmp_path: Path) -> None:
