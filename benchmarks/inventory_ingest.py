@@ -94,8 +94,9 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     from certyard.fleet.models import Orchestrator
+    from certyard.inventory.ingest import inventory_submit
     from certyard.inventory.models import Certificate, CertificateLocation, CertificateStoreType
-    from certyard.inventory.services import inventory_submit, store_create
+    from certyard.inventory.services import store_create
 
     started = time.perf_counter()
     pems = _certificates(count + count // 100)
@@ -124,8 +125,8 @@ def main() -> None:
         print(
             f"{label:<34} {len(report):>8} entries  {seconds:7.2f} s  "
             f"{len(report) / seconds:>9,.0f} entries/s  "
-            f"(added {len(outcome.added)}, changed {len(outcome.changed)}, "
-            f"removed {len(outcome.removed)}, unchanged {outcome.unchanged})"
+            f"(added {outcome.added_count}, changed {outcome.changed_count}, "
+            f"removed {outcome.removed_count}, unchanged {outcome.unchanged})"
         )
 
     timed("first inventory (all new)", entries)

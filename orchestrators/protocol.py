@@ -36,22 +36,45 @@ Protocol, version 1 (all bodies are JSON, all paths under ``API_PREFIX``):
     The job's full configuration, including the store password (the only
     place a secret leaves the platform, to the agent that holds the lease).
 
+``POST jobs/<id>/inventory/chunks``
+    One chunk of an inventory report: ``attempt`` (the job attempt it
+    belongs to), ``sequence`` (0, 1, 2, ...), ``first_index`` (the report
+    index of its first entry) and ``entries``. An entry is ``{"alias",
+    "private_key", "certificates": [PEM, ...]}`` (the first certificate is the
+    one installed at that alias, the rest its chain), or ``{"alias", "error":
+    reason, "certificates": []}`` for something the agent found at that alias
+    and could not use (recorded as a rejected entry; the location there is
+    kept). Each chunk is checked and parsed as it arrives; sending the same
+    chunk again replaces it. Answer 200: ``accepted``, ``new_certificates``
+    and the chunk's ``rejected`` entries (``index``, ``alias``, ``error``).
+
+``POST jobs/<id>/inventory/commit``
+    Body: ``attempt``, ``chunks`` (how many were sent), ``new_certificates``
+    (the sum of the chunks' answers) and ``submission_errors`` (the agent's
+    failed tries at sending, ``[{"at", "error"}]``, kept on the attempt's
+    history). The staged report becomes the store's contents in one
+    transaction: a report is the whole store. Answer 200 when every entry was
+    recorded; 422 when some were rejected, listing the first of them
+    (``rejected``, and ``rejected_count``), while the good entries are
+    recorded (``recorded: true``). When every entry is rejected nothing is
+    recorded (``recorded: false``: the store's last inventory stands) and the
+    job stays open for a corrected report. A missing chunk is answered 409
+    ``chunks_missing``. A report for an attempt that is no longer the job's
+    current one is answered 409 ``stale_attempt``. Once an attempt's report
+    is committed, a repeat is acknowledged (``duplicate: true``) and not
+    applied again; the next attempt reports afresh.
+
 ``POST jobs/<id>/inventory``
-    Body: ``{"entries": [{"alias", "private_key", "certificates": [PEM, ...]}]}``
-    (the first certificate of an entry is the one installed at that alias,
-    the rest its chain). Answer 200 when every entry was recorded; 422 when
-    some were rejected, with each rejected entry's index, alias and reason
-    (``error.rejected``), while the good entries are recorded (``recorded:
-    true``). When every entry is rejected nothing is recorded (``recorded:
-    false``: the store's last inventory stands) and the job stays open for a
-    corrected report. A repeated submission for the same job is acknowledged
-    (``duplicate: true``) and not applied again.
+    A whole report in one request (``attempt``, ``entries``): one chunk and
+    its commit, with the commit's answer. For small stores and older agents.
 
 ``POST jobs/<id>/complete``
     Body: ``status`` (one of ``JobOutcome``), ``message``. A repeated report
     is acknowledged (``duplicate: true``) and not applied again.
 
-Errors are always JSON: ``{"error": {"code": ..., "message": ..., "fields": {...}}}``.
+Errors are always JSON: ``{"error": {"code": ..., "message": ..., "fields": {...}}}``,
+a server error (5xx) included. An agent that gets a 5xx or no answer while sending a
+report keeps the report and sends it again, backing off, while it holds the lease.
 """
 
 from __future__ import annotations

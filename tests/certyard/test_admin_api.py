@@ -18,8 +18,8 @@ from rest_framework.test import APIClient
 
 from certyard.fleet.models import Orchestrator, RegistrationToken
 from certyard.fleet.services import orchestrator_register, registration_token_create
+from certyard.inventory.ingest import inventory_submit
 from certyard.inventory.models import CertificateStore, CertificateStoreType
-from certyard.inventory.services import inventory_submit
 from certyard.jobs.models import Job
 from certyard.jobs.services import job_complete, job_inventory_request, job_lease_next
 from tests.certs import Issued, agent_key, csr_pem, issue

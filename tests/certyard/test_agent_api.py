@@ -132,7 +132,7 @@ def test_happy_path_from_registration_to_completion(api: APIClient, make_token) 
     assert config.json()["job_id"] == str(job.pk) and config.json()["attempt"] == 1
     assert config.json()["store"]["store_path"] == "/srv/tls"
     assert config.json()["store"]["password"] == "store-secret-123"
-    assert config.json()["store"]["properties"] == {"recursive": True}
+    assert config.json()["store"]["properties"]["recursive"] is True
 
     ca = issue("Happy CA", ca=True)
     leaf = issue("happy.example.test", issuer=ca)

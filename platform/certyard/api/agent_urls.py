@@ -14,5 +14,15 @@ urlpatterns = [
     path("jobs/next", job_views.NextJobView.as_view(), name="job-next"),
     path("jobs/<uuid:job_id>/config", job_views.JobConfigView.as_view(), name="job-config"),
     path("jobs/<uuid:job_id>/inventory", job_views.InventoryView.as_view(), name="job-inventory"),
+    path(
+        "jobs/<uuid:job_id>/inventory/chunks",
+        job_views.InventoryChunkView.as_view(),
+        name="job-inventory-chunk",
+    ),
+    path(
+        "jobs/<uuid:job_id>/inventory/commit",
+        job_views.InventoryCommitView.as_view(),
+        name="job-inventory-commit",
+    ),
     path("jobs/<uuid:job_id>/complete", job_views.CompleteView.as_view(), name="job-complete"),
 ]

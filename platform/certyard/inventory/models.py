@@ -59,6 +59,15 @@ class CertificateStoreType(models.Model):
         return bool(getattr(self, f"supports_{operation}", False))
 
 
+class InventoryStatus(models.TextChoices):
+    """How a store's last inventory job ended, as the console shows it."""
+
+    NEVER = "never", "Never run"
+    OK = "ok", "OK"
+    WARNING = "warning", "Warning"
+    FAILING = "failing", "Failing"
+
+
 class CertificateStore(models.Model):
     """One certificate store on one machine, managed by one orchestrator."""
 
@@ -76,7 +85,18 @@ class CertificateStore(models.Model):
         null=True, blank=True, help_text="Run inventory this often; empty for no schedule."
     )
     inventory_next_run = models.DateTimeField(null=True, blank=True, db_index=True)
-    last_inventory_at = models.DateTimeField(null=True, blank=True)
+    last_inventory_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an inventory of this store was last recorded."
+    )
+    inventory_status = models.CharField(
+        max_length=10, choices=InventoryStatus.choices, default=InventoryStatus.NEVER, db_index=True
+    )
+    inventory_message = models.TextField(
+        blank=True, help_text="What the last finished inventory job said (its error, if it failed)."
+    )
+    inventory_checked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last inventory job finished, however it ended."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -103,15 +123,25 @@ class Certificate(models.Model):
     common_name = models.CharField(max_length=255, blank=True, db_index=True)
     sans = models.JSONField(default=list, blank=True, help_text='["DNS:example.com", ...]')
     sans_text = models.TextField(blank=True, help_text="SANs joined by spaces, for search.")
-    not_before = models.DateTimeField()
-    not_after = models.DateTimeField(db_index=True)
-    key_algorithm = models.CharField(max_length=20, db_index=True)
+    # Empty (null) when the certificate's validity could not be read: see parse_warnings.
+    not_before = models.DateTimeField(null=True, blank=True)
+    not_after = models.DateTimeField(null=True, blank=True, db_index=True)
+    version = models.PositiveSmallIntegerField(null=True, blank=True, help_text="1, 2 or 3.")
+    key_algorithm = models.CharField(max_length=60, db_index=True)
     key_size = models.PositiveIntegerField(null=True, blank=True)
-    signature_algorithm = models.CharField(max_length=60, blank=True)
+    signature_algorithm = models.CharField(max_length=100, blank=True)
     is_ca = models.BooleanField(default=False)
     self_signed = models.BooleanField(default=False)
     issuer_certificate = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="issued"
+    )
+    parse_warnings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="What does not conform to X.509 / RFC 5280; fields it affects are left empty.",
+    )
+    conformant = models.BooleanField(
+        default=True, db_index=True, help_text="False when the certificate has parse warnings."
     )
     first_seen = models.DateTimeField(auto_now_add=True)
 
@@ -140,3 +170,31 @@ class CertificateLocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alias} in {self.store}"
+
+
+class InventoryStagedEntry(models.Model):
+    """One entry of an inventory report that arrives in chunks, held until it is committed.
+
+    An upload names one report (``job:<id>:<attempt>``); its rows are applied to the
+    store's locations in one transaction at commit and then deleted.
+    """
+
+    store = models.ForeignKey(CertificateStore, on_delete=models.CASCADE, related_name="+")
+    upload = models.CharField(max_length=100)
+    sequence = models.PositiveIntegerField(help_text="The chunk this entry came in.")
+    position = models.PositiveIntegerField(help_text="The entry's index in the whole report.")
+    alias = models.CharField(max_length=512)
+    certificate = models.ForeignKey(
+        Certificate, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    private_key = models.BooleanField(default=False)
+    error = models.TextField(blank=True, help_text="Why the entry was rejected; empty if not.")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["upload", "alias"], name="staged_upload_alias"),
+            models.Index(fields=["upload", "sequence"], name="staged_upload_sequence"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.alias} in {self.upload}"

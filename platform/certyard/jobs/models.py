@@ -100,6 +100,11 @@ class JobHistory(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=14, choices=Outcome.choices, blank=True)
     message = models.TextField(blank=True)
+    report_errors = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Report submissions of this attempt that failed: [{at, error}], oldest first.",
+    )
 
     class Meta:
         db_table = "fleet_jobhistory"

@@ -11,8 +11,14 @@ from django.utils import timezone
 
 from certyard.errors import Conflict, NotFound, ServiceError
 from certyard.fleet.models import Orchestrator
-from certyard.inventory.models import CertificateStore
-from certyard.inventory.services import InventoryOutcome, inventory_apply, inventory_prepare
+from certyard.inventory.ingest import (
+    ChunkOutcome,
+    inventory_chunk_stage,
+    inventory_upload_commit,
+    inventory_upload_discard,
+)
+from certyard.inventory.models import CertificateStore, InventoryStatus
+from certyard.inventory.services import store_inventory_status_record
 from certyard.jobs.models import Job, JobHistory
 from orchestrators.protocol import JobOutcome, JobType
 
@@ -78,10 +84,7 @@ def jobs_release_lapsed(*, orchestrator: Orchestrator | None = None) -> int:
     count = 0
     for job in lapsed:
         out_of_attempts = job.attempts >= job.max_attempts
-        message = (
-            f"the lease lapsed on attempt {job.attempts} of {job.max_attempts}: "
-            "the orchestrator did not report a result in time"
-        )
+        message = _lapse_message(job)
         with transaction.atomic():
             changes: dict[str, Any] = {"lease_expires_at": None, "message": message}
             if out_of_attempts:
@@ -93,8 +96,34 @@ def jobs_release_lapsed(*, orchestrator: Orchestrator | None = None) -> int:
             JobHistory.objects.filter(job=job, attempt=job.attempts).update(
                 finished_at=now, outcome=JobHistory.Outcome.LEASE_EXPIRED, message=message
             )
+            inventory_upload_discard(upload_prefix=f"job:{job.pk}:")
+            _store_status_note(job, JobOutcome.FAILURE, message, now)
         count += 1
     return count
+
+
+def _lapse_message(job: Job) -> str:
+    """Why the lease lapsed, naming the platform when it refused or failed the reports."""
+    where = f"the lease lapsed on attempt {job.attempts} of {job.max_attempts}"
+    history = JobHistory.objects.filter(job=job, attempt=job.attempts).first()
+    errors = history.report_errors if history is not None else []
+    if errors:
+        return (
+            f"{where} after {len(errors)} failed report submission(s): the platform could "
+            f"not take the orchestrator's result (last: {errors[-1].get('error', '')})"
+        )
+    return f"{where}: the orchestrator did not report a result in time"
+
+
+def _store_status_note(job: Job, outcome: str, message: str, at: dt.datetime) -> None:
+    """An inventory job's end is its store's status, shown on the Stores page."""
+    if job.type != JobType.INVENTORY or job.store_id is None:
+        return
+    status = {
+        JobOutcome.SUCCESS: InventoryStatus.OK,
+        JobOutcome.WARNING: InventoryStatus.WARNING,
+    }.get(outcome, InventoryStatus.FAILING)
+    store_inventory_status_record(store_id=job.store_id, status=status, message=message, at=at)
 
 
 def _orchestrator_require_approved(orchestrator: Orchestrator) -> None:
@@ -128,8 +157,10 @@ def job_lease_next(*, orchestrator: Orchestrator) -> Job | None:
                 attempts=F("attempts") + 1,
                 leased_at=now,
                 lease_expires_at=now + lease,
+                report_received_at=None,  # each attempt reports afresh
             ):
                 continue
+            inventory_upload_discard(upload_prefix=f"job:{pk}:")  # earlier attempts' chunks
             job = Job.objects.select_related("store", "store__store_type").get(pk=pk)
             JobHistory.objects.create(
                 job=job, attempt=job.attempts, orchestrator=orchestrator, started_at=now
@@ -184,40 +215,154 @@ def job_configuration(*, orchestrator: Orchestrator, job_id: Any) -> dict[str, A
 
 @dataclass(frozen=True, slots=True)
 class InventoryReport:
+    """The answer to a committed report (or to a repeat of one)."""
+
     job: Job
     summary: dict[str, Any]
     duplicate: bool = False  # a repeat of a report already applied: not applied again
 
+    @property
+    def recorded(self) -> bool:
+        return self.duplicate or bool(self.summary.get("recorded", True))
 
-def job_inventory_report(
-    *, orchestrator: Orchestrator, job_id: Any, entries: list[Any]
-) -> InventoryReport:
-    """Apply an inventory report for a job once; a repeat is acknowledged, not applied."""
+    @property
+    def rejected_count(self) -> int:
+        return int(self.summary.get("rejected_count", 0))
+
+
+def _upload_name(job: Job) -> str:
+    """Each attempt's report is its own: a later attempt never mixes with an earlier one."""
+    return f"job:{job.pk}:{job.attempts}"
+
+
+def _inventory_job_for(orchestrator: Orchestrator, job_id: Any, attempt: int | None) -> Job:
     _orchestrator_require_approved(orchestrator)
     job = _job_for(orchestrator, job_id)
     if job.type != JobType.INVENTORY or job.store is None:
         raise ServiceError(f"job {job.pk} is a {job.type} job, not an inventory job")
+    if attempt is not None and attempt != job.attempts:
+        raise Conflict(
+            f"this report is for attempt {attempt}, but the job is on attempt {job.attempts}: "
+            "an earlier lease lapsed and the job was offered again",
+            code="stale_attempt",
+        )
+    return job
+
+
+def job_inventory_chunk(
+    *,
+    orchestrator: Orchestrator,
+    job_id: Any,
+    attempt: int | None,
+    sequence: int,
+    first_index: int,
+    entries: list[Any],
+) -> ChunkOutcome | InventoryReport:
+    """Stage one chunk of the job's report; a repeat after the commit is a duplicate."""
+    job = _inventory_job_for(orchestrator, job_id, attempt)
     if job.report_received_at is not None:
         return InventoryReport(job, job.result.get("inventory", {}), duplicate=True)
     _job_require_leased(job)
-    prepared = inventory_prepare(entries=entries)  # parsing happens outside the transaction
-    if prepared.all_rejected:
-        # Recording it would only delete what we know. The job stays open for a
-        # corrected report.
-        return InventoryReport(job, InventoryOutcome(rejected=prepared.rejected).summary())
+    return inventory_chunk_stage(
+        store=job.store,
+        upload=_upload_name(job),
+        sequence=sequence,
+        first_index=first_index,
+        entries=entries,
+    )
+
+
+def job_inventory_commit(
+    *,
+    orchestrator: Orchestrator,
+    job_id: Any,
+    attempt: int | None,
+    chunks: int,
+    new_certificates: int = 0,
+    submission_errors: list[dict[str, str]] | None = None,
+) -> InventoryReport:
+    """Apply the staged report of the job's current attempt once; a repeat is a duplicate.
+
+    ``submission_errors`` are the agent's failed tries at sending this report (kept on
+    the attempt's history, so a job that fails names its cause).
+    """
+    job = _inventory_job_for(orchestrator, job_id, attempt)
+    if submission_errors:
+        job_report_errors_record(job=job, errors=submission_errors)
+    if job.report_received_at is not None:
+        return InventoryReport(job, job.result.get("inventory", {}), duplicate=True)
+    _job_require_leased(job)
     now = timezone.now()
+    upload = _upload_name(job)
     with transaction.atomic():
-        if not Job.objects.filter(pk=job.pk, report_received_at__isnull=True).update(
-            report_received_at=now
-        ):
+        # Compare-and-set: one commit per attempt, however many arrive at once.
+        if not Job.objects.filter(
+            pk=job.pk, state=Job.State.LEASED, attempts=job.attempts, report_received_at=None
+        ).update(report_received_at=now):
             job.refresh_from_db()
             return InventoryReport(job, job.result.get("inventory", {}), duplicate=True)
-        outcome = inventory_apply(store=job.store, prepared=prepared, seen_at=now)
+        outcome = inventory_upload_commit(
+            store=job.store, upload=upload, chunks=chunks, seen_at=now
+        )
+        outcome.new_certificates = new_certificates
         summary = outcome.summary()
+        if not outcome.recorded:
+            # Nothing recorded: the job stays open for a corrected report.
+            Job.objects.filter(pk=job.pk).update(report_received_at=None)
+            return InventoryReport(job, summary)
         job.result = {**job.result, "inventory": summary}
         job.report_received_at = now
         job.save(update_fields=["result", "updated_at"])
     return InventoryReport(job, summary)
+
+
+def job_inventory_report(
+    *, orchestrator: Orchestrator, job_id: Any, entries: list[Any], attempt: int | None = None
+) -> InventoryReport:
+    """A whole report in one request: one chunk, committed at once."""
+    staged = job_inventory_chunk(
+        orchestrator=orchestrator,
+        job_id=job_id,
+        attempt=attempt,
+        sequence=0,
+        first_index=0,
+        entries=entries,
+    )
+    if isinstance(staged, InventoryReport):
+        return staged
+    return job_inventory_commit(
+        orchestrator=orchestrator,
+        job_id=job_id,
+        attempt=attempt,
+        chunks=1,
+        new_certificates=staged.new_certificates,
+    )
+
+
+_REPORT_ERRORS_KEPT = 20
+
+
+def job_report_errors_record_by_id(
+    *, orchestrator: Orchestrator, job_id: Any, errors: list[dict[str, str]]
+) -> None:
+    """As ``job_report_errors_record``, for a job named by id (from a failed request)."""
+    job = Job.objects.filter(pk=job_id, orchestrator=orchestrator).first()
+    if job is not None:
+        job_report_errors_record(job=job, errors=errors)
+
+
+def job_report_errors_record(*, job: Job, errors: list[dict[str, str]]) -> None:
+    """Keep failed report submissions on the attempt's history (the last few)."""
+    history = JobHistory.objects.filter(job=job, attempt=job.attempts).first()
+    if history is None:
+        return
+    cleaned = [
+        {"at": str(e.get("at", ""))[:40], "error": str(e.get("error", ""))[:500]}
+        for e in errors
+        if isinstance(e, dict)
+    ]
+    history.report_errors = [*history.report_errors, *cleaned][-_REPORT_ERRORS_KEPT:]
+    history.save(update_fields=["report_errors"])
 
 
 _MESSAGE_LIMIT = 10_000
@@ -258,21 +403,59 @@ def job_complete(
         )
         if outcome == JobOutcome.FAILURE:
             Orchestrator.objects.filter(pk=orchestrator.pk).update(last_error=message)
+        _store_status_note(job, outcome, message, now)
     job.refresh_from_db()
     return job, False
 
 
 def job_cancel(*, job: Job, actor: Any) -> Job:
+    """Stop an open job: a running attempt's report is refused from now on."""
     if job.is_finished:
         raise Conflict(f"the job is already {job.get_state_display().lower()}")
-    Job.objects.filter(pk=job.pk, state__in=Job.OPEN_STATES).update(
-        state=Job.State.CANCELLED,
-        completed_at=timezone.now(),
-        lease_expires_at=None,
-        message=f"cancelled by {actor}",
-    )
+    now = timezone.now()
+    message = f"cancelled by {actor}"
+    with transaction.atomic():
+        if Job.objects.filter(pk=job.pk, state__in=Job.OPEN_STATES).update(
+            state=Job.State.CANCELLED, completed_at=now, lease_expires_at=None, message=message
+        ):
+            JobHistory.objects.filter(job=job, finished_at=None).update(
+                finished_at=now, outcome=JobHistory.Outcome.RELEASED, message=message
+            )
+            inventory_upload_discard(upload_prefix=f"job:{job.pk}:")
     job.refresh_from_db()
     return job
+
+
+def job_retry(*, job: Job, actor: Any) -> tuple[Job, bool]:
+    """Run a finished job again, as a new job: ``(job, created)``.
+
+    The finished job keeps its history. For an inventory, an open job of the same store
+    is answered instead of a second one.
+    """
+    if not job.is_finished:
+        raise Conflict(
+            f"the job is {job.get_state_display().lower()}; only a finished job can be retried",
+            code="not_finished",
+        )
+    if job.type == JobType.INVENTORY and job.store is not None:
+        return job_inventory_request(store=job.store, source=Job.Source.ADMIN, requested_by=actor)
+    if job.orchestrator.status != Orchestrator.Status.APPROVED:
+        raise ServiceError(
+            f"orchestrator {job.orchestrator.name} is not approved: it cannot run jobs",
+            code="not_approved",
+            http_status=409,
+        )
+    retried = Job.objects.create(
+        type=job.type,
+        store=job.store,
+        orchestrator=job.orchestrator,
+        payload=job.payload,
+        source=Job.Source.ADMIN,
+        requested_by=actor,
+        max_attempts=settings.CERTYARD_JOB_MAX_ATTEMPTS,
+        available_at=timezone.now(),
+    )
+    return retried, True
 
 
 def jobs_release_for_orchestrator(orchestrator: Orchestrator) -> None:

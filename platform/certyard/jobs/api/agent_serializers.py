@@ -25,11 +25,84 @@ class InventoryEntrySerializer(serializers.Serializer):
 
     alias = serializers.CharField()
     private_key = serializers.BooleanField(default=False)
-    certificates = serializers.ListField(child=serializers.CharField())
+    certificates = serializers.ListField(child=serializers.CharField(), required=False)
+    error = serializers.CharField(
+        required=False,
+        help_text="Set by the agent instead of certificates: why it could not use this entry.",
+    )
+    sha256 = serializers.ListField(
+        child=serializers.RegexField(r"^[0-9a-fA-F]{64}$"),
+        required=False,
+        help_text="Instead of certificates: their SHA-256, for certificates the platform "
+        "already holds (an unchanged re-inventory sends no certificate again).",
+    )
 
 
 class InventorySerializer(serializers.Serializer):
-    entries = serializers.ListField(child=serializers.JSONField())
+    """A whole report in one request; entries are checked one by one by the service."""
+
+    attempt = serializers.IntegerField(min_value=1, required=False)
+    entries = InventoryEntrySerializer(many=True)
+
+
+class InventoryChunkParamsSerializer(serializers.Serializer):
+    """A chunk's numbers. Its entries are checked one by one by the service, each with its
+    own verdict, so they are not validated here (and a large chunk costs no second pass)."""
+
+    attempt = serializers.IntegerField(min_value=1, required=False)
+    sequence = serializers.IntegerField(min_value=0, max_value=1_000_000)
+    first_index = serializers.IntegerField(min_value=0, default=0)
+
+
+class InventoryChunkSerializer(InventoryChunkParamsSerializer):
+    """One chunk of a report, as documented."""
+
+    entries = InventoryEntrySerializer(many=True)
+
+
+class SubmissionErrorSerializer(serializers.Serializer):
+    at = serializers.CharField(max_length=40, allow_blank=True, default="")
+    error = serializers.CharField(max_length=2000)
+
+
+class InventoryCommitSerializer(serializers.Serializer):
+    attempt = serializers.IntegerField(min_value=1, required=False)
+    chunks = serializers.IntegerField(min_value=1, max_value=1_000_000)
+    new_certificates = serializers.IntegerField(min_value=0, default=0)
+    submission_errors = SubmissionErrorSerializer(many=True, default=list, max_length=100)
+
+
+class RejectedEntrySerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    alias = serializers.CharField()
+    error = serializers.CharField()
+
+
+class InventoryChunkAnswerSerializer(serializers.Serializer):
+    job_id = serializers.UUIDField()
+    sequence = serializers.IntegerField()
+    accepted = serializers.IntegerField()
+    new_certificates = serializers.IntegerField()
+    rejected = RejectedEntrySerializer(many=True)
+    unknown = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="Indexes of entries that named a certificate by SHA-256 the platform does "
+        "not hold: send the chunk again with those entries in full.",
+    )
+
+
+class InventoryAnswerSerializer(serializers.Serializer):
+    job_id = serializers.UUIDField()
+    duplicate = serializers.BooleanField()
+    recorded = serializers.BooleanField()
+    entries = serializers.IntegerField()
+    added = serializers.IntegerField()
+    changed = serializers.IntegerField()
+    removed = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    new_certificates = serializers.IntegerField()
+    rejected = RejectedEntrySerializer(many=True)
+    rejected_count = serializers.IntegerField()
 
 
 class CompleteSerializer(serializers.Serializer):

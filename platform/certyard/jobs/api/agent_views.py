@@ -4,24 +4,38 @@ Thin views: check the input, call one service, answer. The contract is written
 down in orchestrators/protocol.py.
 """
 
+import logging
 import time
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from django.conf import settings
+from django.http import Http404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from certyard.api.errors import ApiError, error_body
+from certyard.errors import ServiceError
 from certyard.fleet.api.agent_views import AgentView, valid_body
 from certyard.jobs import services
 from certyard.jobs.api.agent_serializers import (
     CompleteSerializer,
-    InventoryEntrySerializer,
+    InventoryAnswerSerializer,
+    InventoryChunkAnswerSerializer,
+    InventoryChunkParamsSerializer,
+    InventoryChunkSerializer,
+    InventoryCommitSerializer,
+    InventorySerializer,
     JobSummarySerializer,
 )
 from orchestrators.protocol import MAX_POLL_WAIT_SECONDS, JobOutcome
+
+logger = logging.getLogger(__name__)
 
 _TAG = ["orchestrator agent"]
 _POLL_INTERVAL_SECONDS = 1.0
@@ -55,59 +69,174 @@ class JobConfigView(AgentView):
         return Response(services.job_configuration(orchestrator=request.user, job_id=job_id))
 
 
+def _entries_of(request: Request) -> list[Any]:
+    """The body's ``entries``, refused before any work when it is too large."""
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > settings.CERTYARD_INVENTORY_MAX_BYTES:
+        raise ApiError(
+            f"the inventory report is {length} bytes; the limit is "
+            f"{settings.CERTYARD_INVENTORY_MAX_BYTES} (CERTYARD_INVENTORY_MAX_BYTES): "
+            "send it in chunks",
+            code="too_large",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    body: Any = request.data
+    entries = body.get("entries") if isinstance(body, dict) else None
+    if not isinstance(entries, list):
+        raise ApiError('the body must be {"entries": [...]}')
+    if len(entries) > settings.CERTYARD_INVENTORY_MAX_ENTRIES:
+        raise ApiError(
+            f"the report has {len(entries)} entries; the limit is "
+            f"{settings.CERTYARD_INVENTORY_MAX_ENTRIES} (CERTYARD_INVENTORY_MAX_ENTRIES): "
+            "send it in chunks",
+            code="too_large",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    return entries
+
+
+def _report_answer(report: services.InventoryReport) -> Response:
+    """200 when every entry was recorded; 422 listing the rejected ones otherwise."""
+    rejected = report.rejected_count
+    answer = {
+        "job_id": str(report.job.pk),
+        "duplicate": report.duplicate,
+        **report.summary,
+        "recorded": report.recorded,
+    }
+    if report.duplicate or not rejected:
+        return Response(answer)
+    entries = int(report.summary.get("entries", rejected))
+    message = (
+        f"{rejected} of {entries} entries were rejected; "
+        f"the other {entries - rejected} were recorded"
+        if report.recorded
+        else f"all {rejected} entries were rejected; nothing was recorded"
+    )
+    return Response(
+        {
+            **error_body("invalid_entries", message, rejected=report.summary["rejected"]),
+            **answer,
+        },
+        status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+    )
+
+
+def _guarded(request: Request, job_id: str, work: Callable[[], Response]) -> Response:
+    """Run a report call; a platform failure is kept on the job's attempt, then answered
+    as JSON, so the job's history names the platform, not the agent."""
+    try:
+        return work()
+    except (APIException, ServiceError, Http404):
+        raise  # answers of their own: the request was refused, not failed
+    except Exception as exc:
+        logger.exception("inventory report for job %s failed", job_id)
+        reason = f"the platform failed to process a report ({type(exc).__name__})"
+        try:
+            services.job_report_errors_record_by_id(
+                orchestrator=request.user,
+                job_id=job_id,
+                errors=[{"at": timezone.now().isoformat(), "error": reason}],
+            )
+        except Exception:
+            logger.exception("could not record the failure on job %s", job_id)
+        return Response(
+            error_body("server_error", f"{reason}; send the report again"),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+
+def _attempt_of(request: Request) -> int | None:
+    value = request.query_params.get("attempt")
+    if value is None and isinstance(request.data, dict):
+        value = request.data.get("attempt")
+    if value is None:
+        return None
+    try:
+        attempt = int(value)
+    except (TypeError, ValueError):
+        raise ApiError("attempt must be a whole number") from None
+    if attempt < 1:
+        raise ApiError("attempt must be 1 or more")
+    return attempt
+
+
 class InventoryView(AgentView):
     @extend_schema(
         tags=_TAG,
-        request=InventoryEntrySerializer(many=True),
-        responses={200: dict, 422: dict},
-        summary="Report what a store holds (the whole store, replacing the last report)",
+        request=InventorySerializer,
+        responses={200: InventoryAnswerSerializer, 422: InventoryAnswerSerializer},
+        summary="Report what a store holds in one request (the whole store)",
     )
     def post(self, request: Request, job_id: str) -> Response:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-        if length > settings.CERTYARD_INVENTORY_MAX_BYTES:
-            raise ApiError(
-                f"the inventory report is {length} bytes; the limit is "
-                f"{settings.CERTYARD_INVENTORY_MAX_BYTES} (CERTYARD_INVENTORY_MAX_BYTES)",
-                code="too_large",
-                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        def work() -> Response:
+            report = services.job_inventory_report(
+                orchestrator=request.user,
+                job_id=job_id,
+                entries=_entries_of(request),
+                attempt=_attempt_of(request),
             )
-        body: Any = request.data
-        entries = body.get("entries") if isinstance(body, dict) else None
-        if not isinstance(entries, list):
-            raise ApiError('the body must be {"entries": [...]}')
-        if len(entries) > settings.CERTYARD_INVENTORY_MAX_ENTRIES:
-            raise ApiError(
-                f"the report has {len(entries)} entries; the limit is "
-                f"{settings.CERTYARD_INVENTORY_MAX_ENTRIES} (CERTYARD_INVENTORY_MAX_ENTRIES)",
-                code="too_large",
-                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            return _report_answer(report)
+
+        return _guarded(request, job_id, work)
+
+
+class InventoryChunkView(AgentView):
+    @extend_schema(
+        tags=_TAG,
+        request=InventoryChunkSerializer,
+        responses={200: InventoryChunkAnswerSerializer},
+        summary="Send one chunk of a report; commit when every chunk is sent",
+    )
+    def post(self, request: Request, job_id: str) -> Response:
+        def work() -> Response:
+            entries = _entries_of(request)
+            data = valid_body(InventoryChunkParamsSerializer, request)
+            staged = services.job_inventory_chunk(
+                orchestrator=request.user,
+                job_id=job_id,
+                attempt=data.get("attempt"),
+                sequence=data["sequence"],
+                first_index=data["first_index"],
+                entries=entries,
             )
-        report = services.job_inventory_report(
-            orchestrator=request.user, job_id=job_id, entries=entries
-        )
-        rejected = report.summary.get("rejected_count", 0)
-        recorded = report.duplicate or rejected < len(entries)
-        answer = {
-            "job_id": str(report.job.pk),
-            "duplicate": report.duplicate,
-            "recorded": recorded,
-            **report.summary,
-        }
-        if report.duplicate or not rejected:
-            return Response(answer)
-        message = (
-            f"{rejected} of {len(entries)} entries were rejected; "
-            f"the other {len(entries) - rejected} were recorded"
-            if recorded
-            else f"all {rejected} entries were rejected; nothing was recorded"
-        )
-        return Response(
-            {
-                **error_body("invalid_entries", message, rejected=report.summary["rejected"]),
-                **answer,
-            },
-            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
-        )
+            if isinstance(staged, services.InventoryReport):
+                return _report_answer(staged)
+            return Response(
+                {
+                    "job_id": job_id,
+                    "sequence": data["sequence"],
+                    "accepted": staged.accepted,
+                    "new_certificates": staged.new_certificates,
+                    "rejected": [asdict(r) for r in staged.rejected],
+                    "unknown": staged.unknown,
+                }
+            )
+
+        return _guarded(request, job_id, work)
+
+
+class InventoryCommitView(AgentView):
+    @extend_schema(
+        tags=_TAG,
+        request=InventoryCommitSerializer,
+        responses={200: InventoryAnswerSerializer, 422: InventoryAnswerSerializer},
+        summary="Apply a report sent in chunks: the store's contents become what it says",
+    )
+    def post(self, request: Request, job_id: str) -> Response:
+        def work() -> Response:
+            data = valid_body(InventoryCommitSerializer, request)
+            report = services.job_inventory_commit(
+                orchestrator=request.user,
+                job_id=job_id,
+                attempt=data.get("attempt"),
+                chunks=data["chunks"],
+                new_certificates=data["new_certificates"],
+                submission_errors=data["submission_errors"],
+            )
+            return _report_answer(report)
+
+        return _guarded(request, job_id, work)
 
 
 class CompleteView(AgentView):
