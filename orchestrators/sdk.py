@@ -48,9 +48,10 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar
 
 from orchestrators.protocol import JobType, StoreOperation, capability_name
@@ -100,6 +101,9 @@ class JobConfiguration:
         attempt: 1 for the first run, more when the platform re-offers the job.
         store: The store the job targets.
         payload: Job-type specific data (for ``add``: the certificate and alias, ...).
+        state_dir: A private folder (mode 0700) where the store type may keep state
+            between jobs of this store, such as a cache of what it read last time; None
+            when the agent gives none. The agent creates it; the extension owns its contents.
     """
 
     job_id: str
@@ -107,6 +111,7 @@ class JobConfiguration:
     attempt: int
     store: StoreConfiguration
     payload: dict[str, Any] = field(default_factory=dict)
+    state_dir: Path | None = None
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> JobConfiguration:
@@ -158,12 +163,21 @@ class InventoryEntry:
             could not use; the platform records it as a rejected entry with this reason, and
             the job ends with a warning. A sentence for a person (``"is empty"``, ``"is a
             PKCS#12 file and the store password does not open it"``), never a secret.
+        certificate_sha256: Instead of ``certificates``: their SHA-256 fingerprints (hex),
+            for an entry the store knows is unchanged since a report the platform took
+            (e.g. from a cache kept in ``job.state_dir``). Nothing is read or sent again.
+            Give ``load_full`` with it.
+        load_full: Returns this entry with its certificates, for when the platform answers
+            that it does not hold one of the fingerprinted certificates (it was deleted
+            meanwhile); the agent then sends the entry again in full.
     """
 
     alias: str
     private_key: bool
     certificates: list[str]
     error: str | None = None
+    certificate_sha256: list[str] | None = None
+    load_full: Callable[[], InventoryEntry] | None = field(default=None, compare=False, repr=False)
 
     @property
     def rejected(self) -> bool:
@@ -183,6 +197,12 @@ class InventoryEntry:
                 "private_key": self.private_key,
                 "certificates": [],
                 "error": self.error,
+            }
+        if self.certificate_sha256 and not self.certificates:
+            return {
+                "alias": self.alias,
+                "private_key": self.private_key,
+                "sha256": list(self.certificate_sha256),
             }
         return {
             "alias": self.alias,

@@ -196,7 +196,9 @@ def _run(args: argparse.Namespace) -> int:
             config.name,
             config.platform_url,
         )
-        return Runner(client, store_types, poll_wait=args.poll_wait).run()
+        return Runner(
+            client, store_types, poll_wait=args.poll_wait, state_root=config_dir / "state"
+        ).run()
 
 
 def _status(args: argparse.Namespace) -> int:

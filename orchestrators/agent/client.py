@@ -110,7 +110,8 @@ def _verify_option(verify_tls: bool | str) -> bool | ssl.SSLContext:
 class PlatformClient:
     """A synchronous client for the orchestrator API.
 
-    Not thread-safe: use it from one thread at a time. Every call raises
+    Several threads may send requests at once (the agent sends report chunks side by
+    side); opening a session is done by one of them at a time. Every call raises
     :class:`PlatformUnavailable`, :class:`NotApproved`, :class:`IdentityRejected` or
     :class:`PlatformError` rather than returning an error.
     """
@@ -128,6 +129,7 @@ class PlatformClient:
         self._token: str | None = None
         self._token_expires_at = 0.0
         self.status: str | None = None
+        self._session_lock = threading.Lock()
         self._http = httpx.Client(
             base_url=platform_url.rstrip("/") + protocol.API_PREFIX,
             verify=_verify_option(verify_tls),
@@ -237,6 +239,46 @@ class PlatformClient:
         response = self._request("POST", f"jobs/{job_id}/inventory", json=body, accept=(422,))
         return response.status_code, self._json(response)
 
+    def submit_inventory_chunk(
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        sequence: int,
+        first_index: int,
+        entries: Iterable[InventoryEntry],
+    ) -> dict[str, Any]:
+        """``POST jobs/<id>/inventory/chunks``: stage one chunk (safe to send again)."""
+        body = {
+            "attempt": attempt,
+            "sequence": sequence,
+            "first_index": first_index,
+            "entries": [entry.to_wire() for entry in entries],
+        }
+        return self._json(self._request("POST", f"jobs/{job_id}/inventory/chunks", json=body))
+
+    def commit_inventory(
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        chunks: int,
+        new_certificates: int,
+        submission_errors: list[dict[str, str]],
+    ) -> tuple[int, dict[str, Any]]:
+        """``POST jobs/<id>/inventory/commit``: (200, body), or (422, body) when entries were
+        rejected."""
+        body = {
+            "attempt": attempt,
+            "chunks": chunks,
+            "new_certificates": new_certificates,
+            "submission_errors": submission_errors,
+        }
+        response = self._request(
+            "POST", f"jobs/{job_id}/inventory/commit", json=body, accept=(422,)
+        )
+        return response.status_code, self._json(response)
+
     def complete(self, job_id: str, outcome: protocol.JobOutcome, message: str) -> dict[str, Any]:
         """``POST jobs/<id>/complete`` with the job's outcome."""
         body = {"status": str(outcome), "message": message}
@@ -253,10 +295,15 @@ class PlatformClient:
         **kwargs: Any,
     ) -> httpx.Response:
         if not self.has_session:
-            self.open_session()
+            with self._session_lock:
+                if not self.has_session:
+                    self.open_session()
+        token = self._token
         response = self._send(method, path, headers=self._auth(), **kwargs)
         if response.status_code == 401:
-            self.open_session()
+            with self._session_lock:
+                if self._token == token:  # no other thread renewed it meanwhile
+                    self.open_session()
             response = self._send(method, path, headers=self._auth(), **kwargs)
         if response.status_code not in accept:
             self._raise_for_status(response)

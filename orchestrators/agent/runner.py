@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import hashlib
 import logging
 import random
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -19,6 +24,7 @@ from orchestrators.agent.client import (
     PlatformError,
     PlatformUnavailable,
 )
+from orchestrators.agent.config import ensure_config_dir
 from orchestrators.protocol import MAX_POLL_WAIT_SECONDS, JobOutcome, JobType
 from orchestrators.sdk import (
     InventoryEntry,
@@ -40,8 +46,19 @@ BACKOFF_MAX_SECONDS = 60.0
 MESSAGE_MAX_CHARS = 2000
 # How often the main thread looks at the stop event while a long poll is in flight.
 STOP_CHECK_SECONDS = 0.2
-# Attempts at reporting a job's result while the platform is unavailable.
-REPORT_ATTEMPTS = 3
+# Backoff between tries at delivering a report while the platform is unavailable; the
+# tries go on while the job's lease holds.
+REPORT_BACKOFF_FIRST_SECONDS = 1.0
+REPORT_BACKOFF_MAX_SECONDS = 20.0
+# Without a lease expiry from the platform, keep trying for this long.
+DEFAULT_LEASE_SECONDS = 300.0
+# A chunk of an inventory report: at most this many entries, or about this many bytes.
+CHUNK_MAX_ENTRIES = 2000
+CHUNK_MAX_BYTES = 4 * 1024 * 1024
+# Chunks sent at once: the platform may parse them in parallel.
+CHUNKS_IN_FLIGHT = 2
+# Rejected entries named in a job's message (the platform keeps the rest).
+REJECTED_NAMED = 20
 
 
 def truncate(message: str, limit: int = MESSAGE_MAX_CHARS) -> str:
@@ -49,14 +66,17 @@ def truncate(message: str, limit: int = MESSAGE_MAX_CHARS) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
-def rejected_summary(body: dict[str, Any], submitted: int) -> str:
-    """A job message for a 422 inventory answer: each rejected entry's alias and reason."""
+def rejected_summary(body: dict[str, Any], submitted: int, count: int | None = None) -> str:
+    """A job message for an inventory answer with rejected entries: each one's alias and
+    reason (the first few), and how many there were."""
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
     rejected = (
         body.get("rejected") or error.get("rejected") or error.get("fields", {}).get("entries")
     )
     if not isinstance(rejected, list) or not rejected:
         return truncate(f"inventory partly rejected: {error.get('message', body)}")
+    count = count or len(rejected)
+    rejected = rejected[:REJECTED_NAMED]
     parts = []
     for item in rejected:
         if isinstance(item, dict):
@@ -67,7 +87,7 @@ def rejected_summary(body: dict[str, Any], submitted: int) -> str:
             )
         else:
             parts.append(str(item))
-    return truncate(f"{len(rejected)} of {submitted} entries rejected: " + "; ".join(parts))
+    return truncate(f"{count} of {submitted} entries rejected: " + "; ".join(parts))
 
 
 class Runner:
@@ -84,9 +104,13 @@ class Runner:
         store_types: dict[str, type[StoreTypeExtension]],
         *,
         poll_wait: int = 20,
+        state_root: Path | None = None,
     ) -> None:
         self._client = client
         self._store_types = store_types
+        # Each store gets a private folder below this for its store type's state (a cache
+        # of what it read); None gives store types no state.
+        self._state_root = state_root
         self._poll_wait = max(1, min(poll_wait, MAX_POLL_WAIT_SECONDS))
         self._stop = threading.Event()
         self._failures = 0
@@ -201,15 +225,19 @@ class Runner:
     def _run_job(self, summary: dict[str, Any]) -> None:
         job_id = str(summary.get("id"))
         logger.info("job %s: %s (attempt %s)", job_id, summary.get("type"), summary.get("attempt"))
+        deadline = _lease_deadline(summary.get("lease_expires_at"))
         try:
             job = JobConfiguration.from_wire(self._client.job_config(job_id))
+            if self._state_root is not None:
+                state_dir = ensure_config_dir(self._state_root / _safe_folder_name(job.store.id))
+                job = dataclasses.replace(job, state_dir=state_dir)
         except ValueError as exc:
-            self._complete(job_id, JobOutcome.FAILURE, f"cannot run job: {exc}")
+            self._complete(job_id, JobOutcome.FAILURE, f"cannot run job: {exc}", deadline)
             return
-        outcome, message = self._execute(job)
-        self._complete(job_id, outcome, message)
+        outcome, message = self._execute(job, deadline)
+        self._complete(job_id, outcome, message, deadline)
 
-    def _execute(self, job: JobConfiguration) -> tuple[JobOutcome, str]:
+    def _execute(self, job: JobConfiguration, deadline: float) -> tuple[JobOutcome, str]:
         store = job.store
         store_type = self._store_types.get(store.store_type)
         if store_type is None:
@@ -222,47 +250,87 @@ class Runner:
                 f"job type {job.type} is not supported for store type {store.store_type} "
                 "by this orchestrator"
             )
+        report = _ChunkedReport(self._client, job, deadline, self._reporting)
         try:
-            entries = store_type().inventory(job)
-            if not all(isinstance(entry, InventoryEntry) for entry in entries):
-                raise TypeError("inventory() must return InventoryEntry objects")
+            try:
+                for entry in store_type().inventory(job):
+                    if not isinstance(entry, InventoryEntry):
+                        raise TypeError("inventory() must return InventoryEntry objects")
+                    report.add(entry)
+            except BaseException:
+                report.abandon()
+                raise
+            status, body = report.commit()
         except StoreError as exc:
             logger.warning("job %s failed: %s", job.job_id, exc)
             return JobOutcome.FAILURE, truncate(str(exc))
+        except PlatformError as exc:
+            # Refused, not failed: e.g. the lease lapsed and the job moved to another attempt.
+            logger.warning("job %s: the platform refused the report: %s", job.job_id, exc)
+            return JobOutcome.FAILURE, truncate(
+                f"the platform refused the inventory report: {exc.message}"
+            )
+        except PlatformUnavailable as exc:
+            logger.warning("job %s: the report could not be delivered: %s", job.job_id, exc)
+            return JobOutcome.FAILURE, truncate(
+                f"the platform could not take the inventory report before the lease ran out "
+                f"({report.failures_text()})"
+            )
         except Exception as exc:
             logger.exception("job %s: store type %s failed", job.job_id, store.store_type)
             return JobOutcome.FAILURE, truncate(
                 f"store type {store.store_type} failed: {type(exc).__name__}: {exc}"
             )
-        status, body = self._reporting(lambda: self._client.submit_inventory(job.job_id, entries))
-        if status == 422:
-            message = rejected_summary(body, len(entries))
+        rejected = int(body.get("rejected_count") or 0)
+        if status == 422 or rejected:
+            message = rejected_summary(body, report.entries, rejected)
             logger.warning("job %s: %s", job.job_id, message)
             # Some entries recorded: a warning. None recorded: the inventory failed.
             recorded = bool(body.get("recorded"))
             return (JobOutcome.WARNING if recorded else JobOutcome.FAILURE), message
-        return JobOutcome.SUCCESS, f"{len(entries)} entries"
+        return JobOutcome.SUCCESS, f"{report.entries} entries"
 
-    def _complete(self, job_id: str, outcome: JobOutcome, message: str) -> None:
+    def _complete(self, job_id: str, outcome: JobOutcome, message: str, deadline: float) -> None:
         try:
-            self._reporting(lambda: self._client.complete(job_id, outcome, message))
+            self._reporting(lambda: self._client.complete(job_id, outcome, message), deadline)
         except PlatformError as exc:
             # E.g. the lease lapsed and the job went to another attempt: nothing to redo here.
             logger.warning("job %s: the platform refused its result: %s", job_id, exc.message)
             return
+        except PlatformUnavailable as exc:
+            logger.warning("job %s: its result could not be delivered: %s", job_id, exc)
+            return
         logger.info("job %s: %s (%s)", job_id, outcome, message)
 
-    def _reporting(self, call: Callable[[], T]) -> T:
-        """Run ``call`` (a report, safe to repeat), retrying briefly while the platform is
-        unavailable, even after a stop request: a finished job is reported before exiting."""
-        for attempt in range(1, REPORT_ATTEMPTS + 1):
+    def _reporting(
+        self,
+        call: Callable[[], T],
+        deadline: float,
+        failures: list[dict[str, str]] | None = None,
+    ) -> T:
+        """Run ``call`` (safe to repeat) until it is answered, backing off while the platform
+        is unavailable (network error, 5xx) and the lease still holds — even after a stop
+        request: a finished job's result is worth delivering. Each failure is appended to
+        ``failures`` so the platform can keep it on the job's history."""
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return call()
-            except PlatformUnavailable:
-                if attempt == REPORT_ATTEMPTS:
+            except PlatformUnavailable as exc:
+                if failures is not None:
+                    failures.append({"at": _utc_now_iso(), "error": truncate(str(exc), 500)})
+                delay = min(
+                    REPORT_BACKOFF_MAX_SECONDS, REPORT_BACKOFF_FIRST_SECONDS * 2 ** (attempt - 1)
+                )
+                if time.time() + delay >= deadline:
                     raise
-                time.sleep(attempt)
-        raise AssertionError("unreachable")
+                logger.warning(
+                    "report not delivered (%s); trying again in %.1f s while the lease holds",
+                    exc,
+                    delay,
+                )
+                time.sleep(delay)
 
     # -- signals -------------------------------------------------------------------------------
 
@@ -283,3 +351,134 @@ class Runner:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _safe_folder_name(store_id: str) -> str:
+    """A folder name from a store id the platform sent: never a path of its own."""
+    return hashlib.sha256(store_id.encode()).hexdigest()[:32]
+
+
+def _utc_now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _lease_deadline(lease_expires_at: Any) -> float:
+    """The Unix time until which the job is ours, a little early to be safe."""
+    try:
+        expires = dt.datetime.fromisoformat(str(lease_expires_at).replace("Z", "+00:00"))
+        return expires.timestamp() - 5.0
+    except ValueError:
+        return time.time() + DEFAULT_LEASE_SECONDS
+
+
+class _ChunkedReport:
+    """Sends an inventory report in chunks as the store yields entries, then commits it.
+
+    Chunks travel in background threads while the store reads the next one, so reading
+    and the platform's work overlap, and a platform with several web workers parses
+    chunks side by side. At most ``CHUNKS_IN_FLIGHT`` are in flight and one is being
+    filled, so memory stays bounded whatever the size of the store. The commit comes
+    after every chunk was answered.
+    """
+
+    def __init__(
+        self,
+        client: PlatformClient,
+        job: JobConfiguration,
+        deadline: float,
+        reporting: Callable[..., Any],
+    ) -> None:
+        self._client = client
+        self._job = job
+        self._deadline = deadline
+        self._reporting = reporting
+        self._pending: list[InventoryEntry] = []
+        self._pending_bytes = 0
+        self._sequence = 0
+        self._first_index = 0
+        self._new_certificates = 0
+        self._sender = ThreadPoolExecutor(max_workers=CHUNKS_IN_FLIGHT, thread_name_prefix="report")
+        self._in_flight: list[Future[dict[str, Any]]] = []
+        self.entries = 0
+        self.failures: list[dict[str, str]] = []
+
+    def add(self, entry: InventoryEntry) -> None:
+        self._pending.append(entry)
+        self._pending_bytes += len(entry.alias) + sum(len(c) for c in entry.certificates)
+        self.entries += 1
+        if len(self._pending) >= CHUNK_MAX_ENTRIES or self._pending_bytes >= CHUNK_MAX_BYTES:
+            self._send()
+
+    def _send(self) -> None:
+        chunk, sequence, first_index = self._pending, self._sequence, self._first_index
+        while len(self._in_flight) >= CHUNKS_IN_FLIGHT:
+            self._wait_for_oldest()
+        self._in_flight.append(self._sender.submit(self._deliver, sequence, first_index, chunk))
+        self._sequence += 1
+        self._first_index += len(chunk)
+        self._pending, self._pending_bytes = [], 0
+
+    def _deliver(
+        self, sequence: int, first_index: int, chunk: list[InventoryEntry]
+    ) -> dict[str, Any]:
+        """Send one chunk; when the platform lacks certificates the chunk named by their
+        fingerprint, send it again with those entries in full."""
+
+        def send(entries: list[InventoryEntry]) -> dict[str, Any]:
+            return self._reporting(
+                lambda: self._client.submit_inventory_chunk(
+                    self._job.job_id,
+                    attempt=self._job.attempt,
+                    sequence=sequence,
+                    first_index=first_index,
+                    entries=entries,
+                ),
+                self._deadline,
+                self.failures,
+            )
+
+        answer = send(chunk)
+        unknown = {int(i) - first_index for i in answer.get("unknown") or []}
+        if unknown:
+            logger.info("the platform asked for %d entries in full", len(unknown))
+            full = [
+                entry.load_full() if i in unknown and entry.load_full is not None else entry
+                for i, entry in enumerate(chunk)
+            ]
+            answer = send(full)
+        return answer
+
+    def _wait_for_oldest(self) -> None:
+        """Wait for the oldest chunk in flight; its failure (after its retries) is the
+        report's."""
+        answer = self._in_flight.pop(0).result()
+        self._new_certificates += int(answer.get("new_certificates") or 0)
+
+    def commit(self) -> tuple[int, dict[str, Any]]:
+        try:
+            if self._pending or self._sequence == 0:
+                self._send()
+            while self._in_flight:
+                self._wait_for_oldest()
+        finally:
+            self._sender.shutdown(wait=True)
+        return self._reporting(
+            lambda: self._client.commit_inventory(
+                self._job.job_id,
+                attempt=self._job.attempt,
+                chunks=self._sequence,
+                new_certificates=self._new_certificates,
+                submission_errors=self.failures[-20:],
+            ),
+            self._deadline,
+            self.failures,
+        )
+
+    def abandon(self) -> None:
+        """Stop sending (the store failed); a chunk in flight finishes and is forgotten."""
+        self._sender.shutdown(wait=True, cancel_futures=True)
+
+    def failures_text(self) -> str:
+        if not self.failures:
+            return "no answer"
+        return f"{len(self.failures)} failed tries; last: {self.failures[-1]['error']}"

@@ -61,6 +61,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs7, pkcs12
 
 from orchestrators.protocol import StoreOperation
 from orchestrators.sdk import InventoryEntry, JobConfiguration, StoreError, StoreTypeExtension
+from orchestrators.stores.read_cache import CachedEntry, ReadCache, file_stamp
 
 DEFAULT_FILE_PATTERNS = "*.pem,*.crt,*.cer,*.der,*.p7b,*.p7c,*.p12,*.pfx"
 # The suffixes of the default patterns.
@@ -349,19 +350,51 @@ def read_file(path: str, *, password: str | None) -> FileContents | None:
     return read_certificates(data, password=password)
 
 
+def _issuer_and_subject(der: bytes | None) -> tuple[bytes, bytes] | None:
+    """The raw DER of a certificate's issuer and subject Names, read from the structure
+    alone (no parsing of the certificate), or None when it is not laid out as one."""
+    if not der:
+        return None
+    outer = _tlv(der, 0)
+    if outer is None or outer[1] is None:
+        return None
+    offset = outer[0]  # the tbsCertificate
+    tbs = _tlv(der, offset)
+    if tbs is None or tbs[1] is None:
+        return None
+    offset += tbs[0]
+    elements = []
+    while len(elements) < 6 and offset < len(der):
+        header = _tlv(der, offset)
+        if header is None or header[1] is None:
+            return None
+        elements.append(der[offset : offset + header[0] + header[1]])
+        offset += header[0] + header[1]
+    if elements and elements[0][:1] == b"\xa0":  # the optional [0] version
+        elements.pop(0)
+    if len(elements) < 5:
+        return None
+    return elements[2], elements[4]  # serial, signature, issuer, validity, subject
+
+
 def _one_chain(certificates: Iterable[FoundCertificate]) -> bool:
-    """Whether each certificate's issuer is the next one's subject (False when
-    ``cryptography`` cannot load one of those it has to compare)."""
-    previous = None
+    """Whether each certificate's issuer is the next one's subject.
+
+    The raw Names are compared first (cheap, and what a chain usually has); names that
+    differ in their bytes are compared again as ``cryptography`` reads them, which is
+    False when it cannot load one of the two.
+    """
+    previous: FoundCertificate | None = None
     for found in certificates:
-        certificate = found.load()
-        if certificate is None:
-            return False
-        if previous is not None and previous.issuer.public_bytes() != (
-            certificate.subject.public_bytes()
-        ):
-            return False
-        previous = certificate
+        if previous is not None:
+            names, next_names = _issuer_and_subject(previous.der), _issuer_and_subject(found.der)
+            if names is None or next_names is None or names[0] != next_names[1]:
+                issuer, subject = previous.load(), found.load()
+                if issuer is None or subject is None:
+                    return False
+                if issuer.issuer.public_bytes() != subject.subject.public_bytes():
+                    return False
+        previous = found
     return True
 
 
@@ -407,6 +440,66 @@ def file_name_matcher(patterns: Any) -> Callable[[str], bool]:
     return lambda name: regex.match(name.lower()) is not None
 
 
+def _entries_read(
+    alias: str, path: str, listing_error: str | None, password: str | None
+) -> list[InventoryEntry]:
+    """The entries of one file (or of a subdirectory that cannot be listed), read now."""
+    if listing_error:
+        contents: FileContents | None = FileContents(error=listing_error)
+    else:
+        contents = read_file(path, password=password)
+    if contents is None:
+        return []  # gone since it was listed
+    return sorted(file_entries(alias, contents), key=lambda entry: entry.alias)
+
+
+def _entries_cached(
+    cache: ReadCache, alias: str, path: str, listing_error: str | None, password: str | None
+) -> list[InventoryEntry]:
+    """The entries of one file: by fingerprint when it is unchanged since it was read."""
+    if listing_error:
+        return _entries_read(alias, path, listing_error, password)
+    try:
+        stamp = file_stamp(os.stat(path))
+    except OSError:
+        return _entries_read(alias, path, listing_error, password)
+    cached = cache.lookup(path, stamp)
+    if cached is not None:
+        return [_from_cache(entry, alias, path, password) for entry in cached]
+    entries = _entries_read(alias, path, listing_error, password)
+    remembered = []
+    for entry in entries:
+        if entry.error is not None and entry.error.startswith("cannot be read"):
+            return entries  # may pass: read it again next time
+        fingerprints = [block_fingerprint(pem) for pem in entry.certificates]
+        known = [f for f in fingerprints if f is not None]
+        if len(known) != len(fingerprints):
+            return entries  # passed through as found: nothing to name it by
+        remembered.append(CachedEntry(entry.alias, entry.private_key, tuple(known), entry.error))
+    cache.record(path, stamp, remembered)
+    return entries
+
+
+def _from_cache(
+    entry: CachedEntry, file_alias: str, path: str, password: str | None
+) -> InventoryEntry:
+    if entry.error is not None:
+        return InventoryEntry(entry.alias, False, [], error=entry.error)
+
+    def load_full() -> InventoryEntry:
+        fresh = _entries_read(file_alias, path, None, password)
+        found = next((e for e in fresh if e.alias == entry.alias), None)
+        return found or InventoryEntry(entry.alias, False, [], error="changed while it was read")
+
+    return InventoryEntry(
+        entry.alias,
+        entry.private_key,
+        [],
+        certificate_sha256=list(entry.sha256),
+        load_full=load_full,
+    )
+
+
 class PemStore(StoreTypeExtension):
     """Certificate files in a directory, or a single bundle (see the module docstring)."""
 
@@ -428,6 +521,12 @@ class PemStore(StoreTypeExtension):
                     recursive=_truthy(properties.get("recursive", False)),
                     matches=file_name_matcher(properties.get("file_patterns")),
                     password=job.store.password,
+                    cache_folder=job.state_dir,
+                    cache_scope={
+                        "store_path": job.store.store_path,
+                        "properties": properties,
+                        "password": job.store.password,
+                    },
                 )
             elif root.is_file():
                 entries = self._bundle_entries(root, password=job.store.password)
@@ -446,17 +545,20 @@ class PemStore(StoreTypeExtension):
         recursive: bool,
         matches: Callable[[str], bool],
         password: str | None,
+        cache_folder: Path | None = None,
+        cache_scope: dict[str, Any] | None = None,
     ) -> Iterator[InventoryEntry]:
         # Only the paths are held (sorted, so reports come in a stable order); each file
-        # is read when its turn comes.
+        # is read when its turn comes, or not at all when the cache says it is unchanged.
         files = sorted(self._files(root, recursive=recursive, matches=matches))
-        for alias, path, listing_error in files:
-            if listing_error:
-                contents: FileContents | None = FileContents(error=listing_error)
-            else:
-                contents = read_file(path, password=password)
-            if contents is not None:
-                yield from sorted(file_entries(alias, contents), key=lambda entry: entry.alias)
+        if cache_folder is None:
+            for alias, path, listing_error in files:
+                yield from _entries_read(alias, path, listing_error, password)
+            return
+        with ReadCache(cache_folder, scope=cache_scope or {}) as cache:
+            for alias, path, listing_error in files:
+                yield from _entries_cached(cache, alias, path, listing_error, password)
+            cache.finish()
 
     @staticmethod
     def _files(

@@ -89,8 +89,9 @@ class LivePlatform:
     admin_username: str
     admin_password: str
     api_token: str
-    process: subprocess.Popen
+    process: subprocess.Popen | None
     log_path: Path
+    web_workers: int = 1
 
     def api(self) -> httpx.Client:
         return httpx.Client(
@@ -169,25 +170,39 @@ def start_platform(
         capture_output=True,
     )
     log_path = base / "platform.log"
+    url = f"http://127.0.0.1:{port}"
+    platform = LivePlatform(
+        url, data_dir, env, "admin", password, token_file.read_text().strip(), None, log_path
+    )
+    platform.web_workers = web_workers
+    return _run_platform(platform)
+
+
+def restart_platform(platform: LivePlatform) -> LivePlatform:
+    """Start a stopped platform again: same port, same data directory."""
+    return _run_platform(platform)
+
+
+def _run_platform(platform: LivePlatform) -> LivePlatform:
+    port = platform.url.rsplit(":", 1)[1]
     process = subprocess.Popen(
         [
             *MANAGE,
             "certyard_run",
             "--no-demo-orchestrator",
             "--port",
-            str(port),
+            port,
             "--web-workers",
-            str(web_workers),
+            str(platform.web_workers),
         ],
         cwd=ROOT,
-        env=env,
-        stdout=log_path.open("wb"),
+        env=platform.env,
+        stdout=platform.log_path.open("ab"),
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
-    platform = LivePlatform(
-        url, data_dir, env, "admin", password, token_file.read_text().strip(), process, log_path
-    )
+    platform.process = process
+    url = platform.url
+    started_at = len(platform.log())
 
     def healthy() -> bool:
         if process.poll() is not None:
@@ -198,12 +213,17 @@ def start_platform(
             return False
 
     wait_for(healthy, timeout=90, what="the platform to answer /healthz")
-    wait_for(lambda: "running" in platform.log(), timeout=60, what="the worker cluster to start")
+    wait_for(
+        lambda: "running" in platform.log()[started_at:],
+        timeout=60,
+        what="the worker cluster to start",
+    )
     return platform
 
 
 def stop_platform(platform: LivePlatform) -> None:
     """SIGTERM, as Ctrl-C would: everything must stop, cleanly."""
+    assert platform.process is not None
     platform.process.send_signal(signal.SIGTERM)
     code = platform.process.wait(timeout=40)
     assert code == 0, f"the platform did not stop cleanly ({code}):\n{platform.log()[-3000:]}"

@@ -1,0 +1,261 @@
+"""A report survives the platform going away while the agent sends it, and lands once."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import re
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.certs import issue
+from tests.e2e.conftest import (
+    MANAGE,
+    ROOT,
+    LivePlatform,
+    restart_platform,
+    start_platform,
+    stop_platform,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+class GatedProxy:
+    """A reverse proxy between the agent and the platform, as a real deployment has.
+
+    It holds the first inventory submission until the test opens the gate; a platform
+    that is down answers 502, as any reverse proxy in front of a stopped server does.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.submission_seen = threading.Event()
+        self.gate = threading.Event()
+        self.statuses: list[tuple[str, int]] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if "/inventory" in self.path and not proxy.gate.is_set():
+                    proxy.submission_seen.set()
+                    proxy.gate.wait(timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                try:
+                    answer = httpx.request(
+                        self.command,
+                        proxy.upstream + self.path,
+                        headers=headers,
+                        content=body,
+                        timeout=60,
+                    )
+                    status, content, answer_headers = (
+                        answer.status_code,
+                        answer.content,
+                        answer.headers,
+                    )
+                except httpx.TransportError:
+                    status, content, answer_headers = 502, b"bad gateway", httpx.Headers()
+                proxy.statuses.append((self.path, status))
+                self.send_response(status)
+                for key, value in answer_headers.items():
+                    if key.lower() not in HOP_BY_HOP | {"content-encoding"}:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(content)  # an agent that stopped waiting
+
+            do_GET = do_POST = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.gate.set()
+        self.server.shutdown()
+
+
+@pytest.fixture
+def own_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlatform]:
+    """A platform of this test's own: the test stops and restarts it."""
+    platform = start_platform(tmp_path_factory.mktemp("restarted"))
+    yield platform
+    if platform.process is not None and platform.process.poll() is None:
+        stop_platform(platform)
+
+
+def _port_free(url: str) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", int(url.rsplit(":", 1)[1]))) != 0
+
+
+def test_a_report_sent_while_the_web_server_is_down_lands_once_after_it_restarts(
+    own_platform: LivePlatform, agent_factory, tmp_path: Path
+) -> None:
+    folder = tmp_path / "store"
+    folder.mkdir()
+    count = 30
+    for index in range(count):
+        (folder / f"host{index}.pem").write_text(issue(f"host{index}.restart.e2e.test").pem)
+    agent = agent_factory("e2e-restart", platform=own_platform)
+    config = agent.config_dir / "agent.json"
+    proxy = GatedProxy(own_platform.url)
+    try:
+        config.write_text(config.read_text().replace(own_platform.url, proxy.url))
+        agent.start()
+        with own_platform.api() as api:
+            orchestrator = wait_for(
+                lambda: next(
+                    (
+                        o
+                        for o in api.get("orchestrators/").json()["results"]
+                        if o["name"] == "e2e-restart"
+                    ),
+                    None,
+                ),
+                timeout=30,
+                what="the orchestrator",
+            )
+            assert api.post(f"orchestrators/{orchestrator['id']}/approve/").status_code == 200
+            store = api.post(
+                "stores/",
+                json={
+                    "store_type": "PEM",
+                    "client_machine": "e2e-restart.e2e.test",
+                    "store_path": str(folder),
+                    "orchestrator": orchestrator["id"],
+                },
+            )
+            assert store.status_code == 201, store.text
+            store_id = store.json()["id"]
+            job_id = api.post(f"stores/{store_id}/inventory-now/").json()["id"]
+
+        assert proxy.submission_seen.wait(timeout=60), agent.log()[-2000:]
+        stop_platform(own_platform)  # the web server goes away mid-submission
+        wait_for(lambda: _port_free(own_platform.url), timeout=20, what="the port to close")
+        proxy.gate.set()
+        wait_for(
+            lambda: any(status == 502 for path, status in proxy.statuses if "inventory" in path),
+            timeout=30,
+            what="the agent's submission to fail while the platform is down",
+        )
+        wait_for(lambda: "trying again" in agent.log(), timeout=30, what="the agent to back off")
+        restart_platform(own_platform)
+
+        with own_platform.api() as api:
+            job = wait_for(
+                lambda: (lambda j: j if j["state"] != "leased" else None)(
+                    api.get(f"jobs/{job_id}/").json()
+                ),
+                timeout=90,
+                what=f"the job to finish\n{agent.log()[-3000:]}",
+            )
+            assert job["state"] == "succeeded", job
+            assert job["attempts"] == 1  # the same attempt delivered its report
+            assert job["result"]["inventory"]["added"] == count
+            history = job["history"]
+            assert len(history) == 1
+            assert history[0]["report_errors"], "the failed submissions are on the attempt"
+            assert "502" in history[0]["report_errors"][0]["error"]
+            locations = api.get("certificates/", params={"store": store_id, "page_size": 100})
+            assert len(locations.json()["results"]) == count
+            store_now = api.get(f"stores/{store_id}/").json()
+            assert store_now["location_count"] == count  # landed once, not twice
+    finally:
+        proxy.close()
+    assert agent.stop() == 0
+    assert not re.search(r"Traceback", own_platform.log())
+
+
+def test_an_unchanged_store_is_sent_by_fingerprint_and_in_full_when_the_platform_lost_one(
+    live_platform: LivePlatform, agent_factory, tmp_path: Path
+) -> None:
+    folder = tmp_path / "store"
+    folder.mkdir()
+    count = 5
+    certs = [issue(f"cached{i}.e2e.test") for i in range(count)]
+    for index, cert in enumerate(certs):
+        (folder / f"c{index}.pem").write_text(cert.pem)
+    agent = agent_factory("e2e-cache")
+    agent.start()
+    with live_platform.api() as api:
+        orchestrator = wait_for(
+            lambda: next(
+                (
+                    o
+                    for o in api.get("orchestrators/").json()["results"]
+                    if o["name"] == "e2e-cache"
+                ),
+                None,
+            ),
+            timeout=30,
+            what="the orchestrator",
+        )
+        assert api.post(f"orchestrators/{orchestrator['id']}/approve/").status_code == 200
+        store = api.post(
+            "stores/",
+            json={
+                "store_type": "PEM",
+                "client_machine": "e2e-cache.e2e.test",
+                "store_path": str(folder),
+                "orchestrator": orchestrator["id"],
+            },
+        ).json()
+
+        def inventory() -> dict:
+            job_id = api.post(f"stores/{store['id']}/inventory-now/").json()["id"]
+            return wait_for(
+                lambda: (lambda j: j if j["state"] not in ("pending", "leased") else None)(
+                    api.get(f"jobs/{job_id}/").json()
+                ),
+                timeout=60,
+                what=f"the inventory job\n{agent.log()[-2000:]}",
+            )
+
+        assert inventory()["result"]["inventory"]["added"] == count
+        unchanged = inventory()
+        assert unchanged["outcome"] == "success"
+        assert unchanged["result"]["inventory"]["unchanged"] == count
+        assert "entries in full" not in agent.log()
+
+        # The platform loses one certificate (an admin deleted it): the agent, which named
+        # it by fingerprint, is asked for it and sends it in full.
+        subprocess.run(
+            [
+                *MANAGE,
+                "shell",
+                "-c",
+                "from certyard.inventory.models import Certificate; "
+                f"Certificate.objects.filter(sha256='{certs[2].sha256}').delete()",
+            ],
+            cwd=ROOT,
+            env=live_platform.env,
+            check=True,
+            capture_output=True,
+        )
+        recovered = inventory()
+
+        assert recovered["outcome"] == "success", recovered["message"]
+        assert recovered["result"]["inventory"]["added"] == 1  # its location went with it
+        assert "the platform asked for 1 entries in full" in agent.log()
+        located = api.get("certificates/", params={"store": store["id"]}).json()["results"]
+        assert {c["sha256"] for c in located} == {c.sha256 for c in certs}
+    assert agent.stop() == 0
