@@ -50,5 +50,10 @@ class EncryptedTextField(models.TextField):
         return encrypt(value) if value else ""
 
     def formfield(self, **kwargs: Any) -> forms.Field:
-        # Never offer the stored secret back in a form.
-        return super().formfield(widget=forms.PasswordInput(render_value=False), **kwargs)
+        # Never offer the stored secret back in a form, whatever widget the caller asks
+        # for (the admin asks for its textarea). A form that edits a stored secret must
+        # treat an empty answer as "unchanged" itself: the widget cannot show the value.
+        kwargs["widget"] = forms.PasswordInput(render_value=False)
+        if not self.choices:
+            kwargs.setdefault("strip", False)  # a secret's spaces are part of it
+        return super().formfield(**kwargs)

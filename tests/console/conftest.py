@@ -13,8 +13,9 @@ from django.test import Client
 
 from certyard.fleet.models import Orchestrator
 from certyard.fleet.services import orchestrator_register, registration_token_create
+from certyard.inventory.ingest import inventory_submit
 from certyard.inventory.models import Certificate, CertificateStore, CertificateStoreType
-from certyard.inventory.services import inventory_submit, store_create
+from certyard.inventory.services import store_create
 from tests.certs import Issued, agent_key, csr_pem, issue
 from tests.conftest import entry
 
@@ -121,10 +122,9 @@ def pki(ca: Issued) -> Pki:
 
 @pytest.fixture
 def store(approved_orchestrator: Orchestrator) -> CertificateStore:
-    # Not the shared ``pem_store``: the tests look for this client machine, not the agent's.
+    """A PEM store on the approved orchestrator's machine (approved-agent.example.test)."""
     return store_create(
         store_type=CertificateStoreType.objects.get(short_name="PEM"),
-        client_machine="web01.example.test",
         store_path="/etc/ssl/certs",
         orchestrator=approved_orchestrator,
     )
@@ -162,3 +162,27 @@ def inventory(store: CertificateStore, pki: Pki) -> Inventory:
     outcome = inventory_submit(store=store, entries=entries)
     assert not outcome.rejected
     return Inventory(store=store, ca=pki.ca, leaves=leaves)
+
+
+def nonconformant_pem(issued: Issued, *, unreadable_validity: bool = False) -> str:
+    """The certificate with its version set to 6 (X.509 has 1 to 3), and, if asked, its
+    notAfter made unreadable: the platform keeps it, with parse warnings."""
+    from certyard.inventory.parsing import der_to_pem, pem_to_der
+
+    der = pem_to_der(issued.pem)
+    at = der.index(bytes.fromhex("a003020102"))
+    der = der[:at] + bytes.fromhex("a003020105") + der[at + 5 :]
+    if unreadable_validity:
+        not_before = der.index(b"\x17\x0d")
+        not_after = der.index(b"\x17\x0d", not_before + 1)
+        der = der[: not_after + 2] + b"XX" + der[not_after + 4 :]
+    return der_to_pem(der)
+
+
+@pytest.fixture
+def viewer_web(plain_user: User) -> Client:
+    """A signed-in person who may view everything and change nothing."""
+    from django.contrib.auth.models import Permission
+
+    plain_user.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    return _signed_in(plain_user)

@@ -181,3 +181,37 @@ def test_navigation_links(admin_web: Client) -> None:
         ("Django admin", "/admin/"),
     ]:
         assert f'href="{url}"' in page and f">{label}</a>" in page, label
+
+
+@pytest.mark.django_db
+def test_pages_of_one_thing_need_a_login_too(client: Client, store) -> None:
+    from certyard.jobs.models import Job
+    from certyard.jobs.services import job_inventory_request
+
+    job, _ = job_inventory_request(store=store, source=Job.Source.ADMIN)
+    for name, pk in [
+        ("console:orchestrator-detail", store.orchestrator.pk),
+        ("console:store-edit", store.pk),
+        ("console:store-delete", store.pk),
+        ("console:job-detail", job.pk),
+    ]:
+        url = reverse(name, args=[pk])
+        response = client.get(url)
+        assert response.status_code == 302, name
+        assert response["Location"] == f"{reverse('login')}?next={url}"
+
+
+@pytest.mark.django_db
+def test_new_actions_refuse_posts_without_csrf_token(admin_user_: User, store) -> None:
+    from certyard.inventory.models import CertificateStore
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user_)
+
+    deleted = client.post(reverse("console:store-delete", args=[store.pk]))
+    edited = client.post(reverse("console:store-edit", args=[store.pk]), {"store_path": "/x"})
+
+    assert deleted.status_code == 403 and edited.status_code == 403
+    store.refresh_from_db()
+    assert store.store_path == "/etc/ssl/certs"
+    assert CertificateStore.objects.filter(pk=store.pk).exists()

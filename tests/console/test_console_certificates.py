@@ -11,8 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from certyard.console import views
+from certyard.inventory.ingest import inventory_submit
 from certyard.inventory.models import Certificate
-from certyard.inventory.services import inventory_submit
+from tests.console.conftest import nonconformant_pem
 
 
 def _listed(page: str) -> list[str]:
@@ -176,16 +177,18 @@ def test_detail_page(admin_web: Client, inventory) -> None:
         leaf.serial_number,
         leaf.sha256,
         leaf.sha1,
-        "DNS:www.month.example.test",
         "ecdsa-with-SHA256",
         "Download PEM",
     ]:
         assert text in page, text
+    sans = re.search(r'data-testid="sans">(.*?)</dl>', page, re.S).group(1)
+    assert re.search(r"<dt>DNS names</dt><dd>.*www\.month\.example\.test.*</dd>", sans, re.S), sans
+    assert 'data-testid="parse-warnings"' not in page  # a conformant certificate
     chain = re.search(r'data-testid="chain">(.*?)</ol>', page, re.S).group(1)
     assert "month.example.test" in chain and "Certyard Test Root CA" in chain
     locations = re.findall(r'data-testid="location-row">(.*?)</tr>', page, re.S)
     assert len(locations) == 1
-    assert "/etc/ssl/certs" in locations[0] and "web01.example.test" in locations[0]
+    assert "/etc/ssl/certs" in locations[0] and "approved-agent.example.test" in locations[0]
     assert "<td>month.example.test</td>" in locations[0]  # the alias
 
 
@@ -253,3 +256,100 @@ def test_download_filename_survives_a_hostile_common_name(
     assert response["Content-Disposition"] == (
         'attachment; filename="evil_Set-Cookie_x_1_.example.test.pem"'
     )
+
+
+# --- Non-conformant certificates ----------------------------------------------------------
+
+
+@pytest.fixture
+def odd_certificates(inventory, pki) -> dict[str, Certificate]:
+    """Two non-conformant leaves beside the inventory: a bad version, and a bad version with
+    an unreadable expiry."""
+    version = pki.leaf("odd-version.example.test", days_left=50, sans=("odd-version.example.test",))
+    dateless = pki.leaf("no-expiry.example.test", days_left=50)
+    outcome = inventory_submit(
+        store=inventory.store,
+        entries=[
+            *(
+                {"alias": cn, "private_key": False, "certificates": [issued.pem]}
+                for cn, issued in inventory.leaves.items()
+            ),
+            {"alias": "root-ca", "private_key": False, "certificates": [inventory.ca.pem]},
+            {"alias": "odd", "private_key": False, "certificates": [nonconformant_pem(version)]},
+            {
+                "alias": "dateless",
+                "private_key": False,
+                "certificates": [nonconformant_pem(dateless, unreadable_validity=True)],
+            },
+        ],
+    )
+    assert not outcome.rejected
+    return {
+        "odd": Certificate.objects.get(common_name="odd-version.example.test"),
+        "dateless": Certificate.objects.get(common_name="no-expiry.example.test"),
+    }
+
+
+@pytest.mark.django_db
+def test_non_conformant_filter_and_badge(admin_web: Client, odd_certificates) -> None:
+    everything = _search(admin_web)
+    assert len(_listed(everything)) == 8
+    assert _listed(everything)[-1] == "no-expiry.example.test"  # unknown validity last
+    rows = dict(
+        re.findall(r'data-testid="certificate-row" data-cn="([^"]*)">(.*?)</tr>', everything, re.S)
+    )
+    assert 'data-testid="nonconformant-badge"' in rows["odd-version.example.test"]
+    assert 'data-testid="nonconformant-badge"' not in rows["soon.example.test"]
+    assert ">unknown</span>" in rows["no-expiry.example.test"]
+
+    only = _search(admin_web, nonconformant="on")
+    assert set(_listed(only)) == {"odd-version.example.test", "no-expiry.example.test"}
+    assert re.search(r'<input type="checkbox" name="nonconformant"[^>]*checked', only)
+
+
+@pytest.mark.django_db
+def test_detail_of_a_non_conformant_certificate_lists_its_warnings(
+    admin_web: Client, odd_certificates
+) -> None:
+    certificate = odd_certificates["dateless"]
+
+    response = admin_web.get(reverse("console:certificate-detail", args=[certificate.pk]))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    notice = re.search(r'data-testid="parse-warnings">(.*?)</section>', page, re.S).group(1)
+    assert "Non-conformant certificate" in notice
+    assert "version 6 is not a valid X.509 version" in notice
+    assert "notAfter" in notice
+    not_after = re.search(r'data-testid="not-after">(.*?)</dd>', page, re.S).group(1)
+    assert "unknown" in not_after
+    assert re.search(r"<dt>Version</dt><dd><span class=\"muted\">unknown", page)
+
+
+@pytest.mark.django_db
+def test_detail_shows_the_extensions(admin_web: Client, inventory) -> None:
+    ca = inventory.certificate("soon.example.test").issuer_certificate
+
+    page = admin_web.get(reverse("console:certificate-detail", args=[ca.pk])).content.decode()
+
+    extensions = re.search(r'data-testid="extensions">(.*?)</dl>', page, re.S).group(1)
+    for label in [
+        "Key usage",
+        "Extended key usage",
+        "Basic constraints",
+        "Certificate policies",
+        "Authority information access",
+        "CRL distribution points",
+        "Other extensions",
+    ]:
+        assert f"<dt>{label}</dt>" in extensions, label
+    assert "CA" in re.search(r"<dt>Basic constraints</dt><dd>(.*?)</dd>", extensions).group(1)
+
+
+@pytest.mark.django_db
+def test_dashboard_counts_certificates_of_unknown_validity(
+    admin_web: Client, odd_certificates
+) -> None:
+    page = admin_web.get(reverse("console:dashboard")).content.decode()
+    tile = re.search(r'data-testid="count-unknown"[^>]*>\s*<span class="tile-number">(\d+)<', page)
+    assert tile and tile.group(1) == "1"

@@ -1,4 +1,4 @@
-"""Orchestrators: approve, disapprove and reset in place; registration tokens."""
+"""Orchestrators: the list and each one's page; approve, disapprove and reset; tokens."""
 
 import hashlib
 import re
@@ -10,6 +10,10 @@ from django.urls import reverse
 
 from certyard.fleet.models import Orchestrator, RegistrationToken
 from certyard.fleet.services import orchestrator_reset
+from certyard.inventory.selectors import orchestrator_expiry_counts
+from certyard.inventory.services import store_inventory_status_record
+from certyard.jobs.models import Job
+from certyard.jobs.services import job_inventory_request
 
 
 def _htmx_post(client: Client, url: str, data: dict | None = None):
@@ -168,3 +172,123 @@ def test_token_revoke(admin_web: Client, waiting_orchestrator: Orchestrator) -> 
     assert token.revoked
     assert f"Token {token.token_prefix}" in response.content.decode()
     assert ">Revoked</span>" in response.content.decode()
+
+
+# --- The orchestrator's page ---------------------------------------------------------------
+
+
+def _tile(page: str, testid: str) -> int:
+    match = re.search(rf'data-testid="{testid}"><span class="tile-number">(\d+)</span>', page)
+    assert match, testid
+    return int(match.group(1))
+
+
+@pytest.mark.django_db
+def test_list_links_each_orchestrator_to_its_page(
+    admin_web: Client, approved_orchestrator: Orchestrator
+) -> None:
+    page = admin_web.get(reverse("console:orchestrator-list")).content.decode()
+    url = reverse("console:orchestrator-detail", args=[approved_orchestrator.pk])
+    assert f'<a href="{url}">approved-agent</a>' in page
+
+
+@pytest.mark.django_db
+def test_orchestrator_page_shows_it_its_stores_jobs_and_expiry(
+    admin_web: Client, inventory, admin_user_: User
+) -> None:
+    orchestrator = inventory.store.orchestrator
+    Orchestrator.objects.filter(pk=orchestrator.pk).update(client_parameters={"site": "lab-3"})
+    store_inventory_status_record(
+        store_id=inventory.store.pk, status="failing", message="permission denied"
+    )
+    job_inventory_request(store=inventory.store, source=Job.Source.ADMIN, requested_by=admin_user_)
+
+    response = admin_web.get(reverse("console:orchestrator-detail", args=[orchestrator.pk]))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    fields = re.search(r'data-testid="orchestrator-fields">(.*?)</dl>\s*</section>', page, re.S)
+    for text in ["approved-agent.example.test", "127.0.0.1", "0.1.0", "PEM.Inventory", "lab-3"]:
+        assert text in fields.group(1), text
+    assert 'data-status="approved"' in page and ">Approved</span>" in page
+    assert 'data-action="disapprove"' in page and 'data-action="reset"' in page
+    assert 'data-action="approve"' not in page
+
+    stores = re.findall(r'data-testid="store-row".*?</tr>', page, re.S)
+    assert len(stores) == 1
+    assert "/etc/ssl/certs" in stores[0] and ">Failing</span>" in stores[0]
+    assert "permission denied" in stores[0]
+    assert page.count('data-testid="job-row"') == 1
+
+    # Five leaves (one expired; 3, 20, 60 and 200 days left) and the CA.
+    assert _tile(page, "count-total") == 6
+    assert _tile(page, "count-expired") == 1
+    assert _tile(page, "count-7") == 1
+    assert _tile(page, "count-30") == 2
+    assert _tile(page, "count-90") == 3
+
+
+@pytest.mark.django_db
+def test_orchestrator_expiry_counts_only_its_own_stores(inventory, register) -> None:
+    other = register("other-agent", approve=True)
+    assert orchestrator_expiry_counts(orchestrator_id=other.pk)["total"] == 0
+    assert orchestrator_expiry_counts(orchestrator_id=inventory.store.orchestrator_id)["total"] == 6
+
+
+@pytest.mark.django_db
+def test_orchestrator_page_of_a_new_orchestrator(
+    admin_web: Client, waiting_orchestrator: Orchestrator
+) -> None:
+    page = admin_web.get(
+        reverse("console:orchestrator-detail", args=[waiting_orchestrator.pk])
+    ).content.decode()
+
+    assert 'data-action="approve"' in page
+    assert "has no store yet." in page
+    assert "No job for waiting-agent yet." in page
+    assert _tile(page, "count-total") == 0
+
+
+@pytest.mark.django_db
+def test_approve_from_the_orchestrator_page_comes_back_to_it(
+    admin_web: Client, waiting_orchestrator: Orchestrator
+) -> None:
+    detail = reverse("console:orchestrator-detail", args=[waiting_orchestrator.pk])
+
+    response = admin_web.post(
+        reverse("console:orchestrator-approve", args=[waiting_orchestrator.pk]),
+        {"return_to": "detail"},
+        follow=True,
+    )
+
+    assert response.redirect_chain == [(detail, 302)]
+    assert "waiting-agent: approved." in response.content.decode()
+    waiting_orchestrator.refresh_from_db()
+    assert waiting_orchestrator.status == Orchestrator.Status.APPROVED
+
+    reset = admin_web.post(
+        reverse("console:orchestrator-reset", args=[waiting_orchestrator.pk]),
+        {"return_to": "detail"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert reset["HX-Redirect"] == detail
+
+
+@pytest.mark.django_db
+def test_orchestrator_page_needs_view_permission_and_exists(
+    plain_web: Client, admin_web: Client, approved_orchestrator: Orchestrator
+) -> None:
+    url = reverse("console:orchestrator-detail", args=[approved_orchestrator.pk])
+    assert plain_web.get(url).status_code == 403
+    missing = reverse("console:orchestrator-detail", args=["00000000-0000-0000-0000-000000000000"])
+    assert admin_web.get(missing).status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_viewer_sees_the_orchestrator_page_without_actions(
+    viewer_web: Client, approved_orchestrator: Orchestrator
+) -> None:
+    url = reverse("console:orchestrator-detail", args=[approved_orchestrator.pk])
+    page = viewer_web.get(url).content.decode()
+    assert "approved-agent" in page
+    assert "data-action" not in page

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.certs import issue
-from tests.e2e.conftest import LivePlatform
+from tests.e2e.conftest import (
+    LivePlatform,
+    orchestrator_named,
+    start_platform,
+    stop_platform,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -114,3 +120,126 @@ def test_admin_logs_in_approves_runs_inventory_and_finds_a_certificate(
     page.screenshot(path=str(tmp_path / "certificate-detail.png"), full_page=True)
     assert offsite == [], f"the console loaded something from elsewhere: {offsite}"
     context.close()
+
+
+@pytest.fixture(scope="module")
+def one_attempt_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlatform]:
+    """A platform of its own whose jobs get one attempt: a failure is final at once, so the
+    failed job can be retried without waiting out the retry delays."""
+    platform = start_platform(
+        tmp_path_factory.mktemp("one-attempt"), env_overrides={"CERTYARD_JOB_MAX_ATTEMPTS": "1"}
+    )
+    yield platform
+    stop_platform(platform)
+
+
+def _log_in(page: object, platform: LivePlatform) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/login/")
+    page.fill("input[name=username]", platform.admin_username)
+    page.fill("input[name=password]", platform.admin_password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+
+def test_a_failing_store_is_flagged_fixed_retried_and_reported_ok(
+    one_attempt_platform: LivePlatform, agent_factory, browser, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    platform = one_attempt_platform
+    folder = tmp_path / "real-store"
+    folder.mkdir()
+    (folder / "month.pem").write_text(issue("month.fix.e2e.test", days=20).pem)
+    (folder / "later.pem").write_text(issue("later.fix.e2e.test", days=200).pem)
+    missing = tmp_path / "no-such-folder"
+    agent = agent_factory("fixing-agent", platform=platform)
+    agent.start()
+    with platform.api() as api:
+        orchestrator = orchestrator_named(api, "fixing-agent")
+        assert api.post(f"orchestrators/{orchestrator['id']}/approve/").status_code == 200
+
+    context = browser.new_context(base_url=platform.url)
+    page = context.new_page()
+    _log_in(page, platform)
+
+    # Add a store at a path that does not exist on the agent's machine; the client machine
+    # is left empty (it is the orchestrator's). Run inventory now.
+    page.get_by_role("link", name="Stores", exact=True).first.click()
+    form = page.get_by_test_id("add-store-form")
+    form.locator("select[name=store_type]").select_option("PEM")
+    form.locator("select[name=orchestrator]").select_option(
+        label="fixing-agent (fixing-agent.e2e.test)"
+    )
+    form.locator("input[name=store_path]").fill(str(missing))
+    form.get_by_role("button", name="Add store").click()
+    store_row = page.locator(f'[data-testid=store-row][data-path="{missing}"]')
+    expect(store_row).to_have_attribute("data-machine", "fixing-agent.e2e.test")
+    expect(store_row).to_have_attribute("data-status", "never")
+    store_row.locator("[data-action=inventory-now]").click()
+    expect(store_row.get_by_role("status")).to_contain_text("Inventory job queued")
+
+    # Its one attempt fails: the store is failing, with the agent's error.
+    with platform.api() as api:
+        store_id = api.get("stores/").json()["results"][0]["id"]
+        wait_for(
+            lambda: api.get(f"stores/{store_id}/").json()["inventory_status"] == "failing",
+            timeout=90,
+            what=f"the inventory of a missing folder to fail\n{agent.log()[-2000:]}",
+        )
+    page.reload()
+    store_row = page.locator(f'[data-testid=store-row][data-path="{missing}"]')
+    expect(store_row).to_have_attribute("data-status", "failing")
+    expect(store_row.get_by_test_id("store-message")).to_contain_text("does not exist")
+    page.screenshot(path=str(tmp_path / "stores-failing.png"), full_page=True)
+
+    # The dashboard flags it, and the failed job.
+    page.get_by_role("link", name="Dashboard", exact=True).first.click()
+    failing = page.get_by_test_id("failing-store")
+    expect(failing).to_have_count(1)
+    expect(failing.first).to_contain_text(str(missing))
+    expect(failing.first).to_contain_text("does not exist")
+    expect(page.get_by_test_id("failed-jobs").get_by_test_id("job-row")).to_have_count(1)
+    page.screenshot(path=str(tmp_path / "dashboard-failing.png"), full_page=True)
+
+    # Fix the store's path.
+    page.get_by_role("link", name="Stores", exact=True).first.click()
+    page.locator(f'[data-testid=store-row][data-path="{missing}"] [data-action=edit]').click()
+    edit = page.get_by_test_id("edit-store-form")
+    page.screenshot(path=str(tmp_path / "store-edit.png"), full_page=True)
+    edit.locator("input[name=store_path]").fill(str(folder))
+    edit.get_by_role("button", name="Save store").click()
+    expect(page.get_by_role("status").first).to_contain_text("saved")
+    expect(page.locator(f'[data-testid=store-row][data-path="{folder}"]')).to_be_visible()
+
+    # Retry the failed job from the jobs page: a new job runs, with the new path.
+    page.get_by_role("link", name="Jobs", exact=True).first.click()
+    failed_row = page.locator("[data-testid=job-row][data-state=failed]")
+    expect(failed_row).to_have_count(1)
+    failed_row.locator("[data-action=retry]").click()
+    expect(page.locator("[data-testid=job-row][data-state=succeeded]")).to_have_count(
+        1, timeout=90_000
+    )
+
+    # The store is OK now.
+    page.get_by_role("link", name="Stores", exact=True).first.click()
+    store_row = page.locator(f'[data-testid=store-row][data-path="{folder}"]')
+    expect(store_row).to_have_attribute("data-status", "ok")
+    expect(store_row.get_by_test_id("store-status")).to_contain_text("OK")
+    expect(store_row.get_by_test_id("store-message")).to_have_count(0)
+
+    # The orchestrator's page shows the store and its certificates' expiry.
+    store_row.get_by_role("link", name="fixing-agent").click()
+    expect(page.get_by_role("heading", name="fixing-agent")).to_be_visible()
+    own_store = page.get_by_test_id("orchestrator-stores").get_by_test_id("store-row")
+    expect(own_store).to_have_count(1)
+    expect(own_store.first).to_have_attribute("data-status", "ok")
+    expect(own_store.first).to_contain_text(str(folder))
+    expiry = page.get_by_test_id("orchestrator-expiry")
+    for tile, count in [("total", "2"), ("expired", "0"), ("7", "0"), ("30", "1"), ("90", "1")]:
+        expect(expiry.get_by_test_id(f"count-{tile}").locator(".tile-number")).to_have_text(count)
+
+    page.screenshot(path=str(tmp_path / "orchestrator-detail.png"), full_page=True)
+    context.close()
+    assert "Traceback" not in platform.log()

@@ -7,8 +7,9 @@ from typing import Any
 from django import forms
 
 from certyard.console import selectors
+from certyard.errors import ServiceError
 from certyard.fleet.models import Orchestrator
-from certyard.inventory.models import CertificateStore, CertificateStoreType
+from certyard.inventory.models import CertificateStore, CertificateStoreType, InventoryStatus
 from certyard.inventory.selectors import EXPIRY_WINDOWS_DAYS, CertificateFilters
 from certyard.jobs.models import Job
 
@@ -25,6 +26,56 @@ class StoreChoiceField(forms.ModelChoiceField):
         return f"{obj.store_type.short_name} {obj.client_machine}:{obj.store_path}"
 
 
+def _properties_field(rows: int = 3) -> forms.CharField:
+    return forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": rows, "placeholder": '{"recursive": true}'}),
+        help_text="A JSON object; leave empty for none.",
+    )
+
+
+def _interval_field() -> forms.IntegerField:
+    return forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=_MAX_INTERVAL_MINUTES,
+        label="Inventory every (minutes)",
+        help_text="Leave empty for no schedule.",
+    )
+
+
+def _password_field(help_text: str) -> forms.CharField:
+    return forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=help_text,
+    )
+
+
+def properties_from_json(raw: str) -> dict[str, Any]:
+    """A JSON object typed into a form; empty text is no properties."""
+    raw = raw.strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise forms.ValidationError(
+            f"Properties must be valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
+        ) from None
+    if not isinstance(value, dict):
+        raise forms.ValidationError('Properties must be a JSON object, like {"key": "value"}.')
+    return value
+
+
+def form_add_service_error(form: forms.Form, exc: ServiceError) -> None:
+    """Show a service's refusal on the field it names (``details["fields"]``), else on top."""
+    fields = exc.details.get("fields", {})
+    field = next((name for name in fields if name in form.fields), None)
+    form.add_error(field, exc.message)
+
+
 class StoreCreateForm(forms.Form):
     store_type = forms.ModelChoiceField(
         queryset=CertificateStoreType.objects.filter(supports_inventory=True),
@@ -35,41 +86,78 @@ class StoreCreateForm(forms.Form):
         queryset=selectors.orchestrators_approved(),
         help_text="Only approved orchestrators are offered.",
     )
-    client_machine = forms.CharField(max_length=255)
+    client_machine = forms.CharField(
+        max_length=255,
+        required=False,
+        help_text="Leave empty for the orchestrator's own machine (the only one it can reach).",
+    )
     store_path = forms.CharField(max_length=1024)
-    properties = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"recursive": true}'}),
-        help_text="A JSON object; leave empty for none.",
-    )
-    password = forms.CharField(
-        required=False,
-        strip=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Stored encrypted; never shown again.",
-    )
-    inventory_interval_minutes = forms.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=_MAX_INTERVAL_MINUTES,
-        label="Inventory every (minutes)",
-        help_text="Leave empty for no schedule.",
-    )
+    properties = _properties_field()
+    password = _password_field("Stored encrypted; never shown again.")
+    inventory_interval_minutes = _interval_field()
 
     def clean_properties(self) -> dict[str, Any]:
-        raw = self.cleaned_data["properties"].strip()
-        if not raw:
-            return {}
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(
-                f"Properties must be valid JSON ({exc.msg} at line {exc.lineno}, "
-                f"column {exc.colno})."
-            ) from None
-        if not isinstance(value, dict):
-            raise forms.ValidationError('Properties must be a JSON object, like {"key": "value"}.')
-        return value
+        return properties_from_json(self.cleaned_data["properties"])
+
+
+class StoreEditForm(forms.Form):
+    """Change a store's path, properties, password and schedule (its type, orchestrator and
+    machine are fixed: another one is a new store)."""
+
+    store_path = forms.CharField(max_length=1024)
+    properties = _properties_field(rows=8)
+    password = _password_field("Leave empty to keep the stored password; it is never shown.")
+    clear_password = forms.BooleanField(
+        required=False, label="Clear the stored password", help_text="The store has none after."
+    )
+    inventory_interval_minutes = _interval_field()
+
+    @classmethod
+    def for_store(cls, store: CertificateStore, data: Any = None) -> "StoreEditForm":
+        return cls(
+            data,
+            initial={
+                "store_path": store.store_path,
+                "properties": json.dumps(store.properties, indent=2) if store.properties else "",
+                "inventory_interval_minutes": store.inventory_interval_minutes,
+            },
+        )
+
+    def clean_properties(self) -> dict[str, Any]:
+        return properties_from_json(self.cleaned_data["properties"])
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("clear_password") and cleaned.get("password"):
+            self.add_error("password", "Either type a new password or clear it, not both.")
+        return cleaned
+
+    def changes(self) -> dict[str, Any]:
+        """``store_update``'s keyword arguments: only what the form changed."""
+        data = self.cleaned_data
+        changes: dict[str, Any] = {
+            "store_path": data["store_path"],
+            "properties": data["properties"],
+        }
+        if data.get("clear_password"):
+            changes["password"] = ""
+        elif data.get("password"):
+            changes["password"] = data["password"]
+        if "inventory_interval_minutes" in self.changed_data:
+            changes["inventory_interval_minutes"] = data["inventory_interval_minutes"]
+        return changes
+
+
+class StoreStatusFilterForm(forms.Form):
+    status = forms.ChoiceField(
+        required=False, choices=[("", "Any status"), *InventoryStatus.choices]
+    )
+    orchestrator = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    page = forms.IntegerField(required=False, min_value=1, max_value=100_000)
+
+    @property
+    def page_number(self) -> int:
+        return self.cleaned_data.get("page") or 1
 
 
 class StoreScheduleForm(forms.Form):
@@ -129,6 +217,11 @@ class CertificateSearchForm(forms.Form):
         label="Key type",
         choices=[("", "Any"), *((name, name) for name in KEY_ALGORITHMS)],
     )
+    nonconformant = forms.BooleanField(
+        required=False,
+        label="Non-conformant only",
+        help_text="Certificates that break X.509 / RFC 5280 rules (with parse warnings).",
+    )
     page = forms.IntegerField(required=False, min_value=1, max_value=100_000)
 
     def filters(self) -> CertificateFilters:
@@ -141,6 +234,7 @@ class CertificateSearchForm(forms.Form):
             expires_within_days=int(expiry) if expiry.isdigit() else None,
             store_id=str(store.pk) if store else None,
             key_algorithm=data.get("key") or "",
+            conformant=False if data.get("nonconformant") else None,
         )
 
     @property
@@ -149,7 +243,9 @@ class CertificateSearchForm(forms.Form):
 
     @property
     def is_filtered(self) -> bool:
-        return any(self.cleaned_data.get(name) for name in ("q", "expiry", "store", "key"))
+        return any(
+            self.cleaned_data.get(name) for name in ("q", "expiry", "store", "key", "nonconformant")
+        )
 
 
 class JobFilterForm(forms.Form):

@@ -40,3 +40,12 @@ def store_choices() -> QuerySet[CertificateStore]:
 def job_detail_queryset() -> QuerySet[Job]:
     """Jobs with their attempts, for the detail page."""
     return job_list().select_related("requested_by").prefetch_related("history__orchestrator")
+
+
+def jobs_failed_recent() -> QuerySet[Job]:
+    """Jobs that ended failed, the most recent first."""
+    return job_list().filter(state=Job.State.FAILED).order_by("-completed_at", "-created_at")
+
+
+def orchestrator_jobs_recent(*, orchestrator_id: object) -> QuerySet[Job]:
+    return job_list().filter(orchestrator_id=orchestrator_id)

@@ -9,6 +9,7 @@ app_name = "console"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("orchestrators/", views.orchestrator_list, name="orchestrator-list"),
+    path("orchestrators/<uuid:pk>/", views.orchestrator_detail, name="orchestrator-detail"),
     path(
         "orchestrators/<uuid:pk>/approve/",
         views.orchestrator_approve,
@@ -37,6 +38,8 @@ urlpatterns = [
     ),
     path("stores/", views.store_list, name="store-list"),
     path("stores/add/", views.store_create, name="store-create"),
+    path("stores/<uuid:pk>/edit/", views.store_edit, name="store-edit"),
+    path("stores/<uuid:pk>/delete/", views.store_delete, name="store-delete"),
     path("stores/<uuid:pk>/schedule/", views.store_schedule, name="store-schedule"),
     path(
         "stores/<uuid:pk>/inventory-now/",
@@ -59,4 +62,6 @@ urlpatterns = [
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/rows/", views.job_list, {"rows_only": True}, name="job-rows"),
     path("jobs/<uuid:pk>/", views.job_detail, name="job-detail"),
+    path("jobs/<uuid:pk>/cancel/", views.job_cancel, name="job-cancel"),
+    path("jobs/<uuid:pk>/retry/", views.job_retry, name="job-retry"),
 ]

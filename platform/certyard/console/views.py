@@ -12,7 +12,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from certyard.console import selectors
 from certyard.console.forms import (
@@ -20,7 +22,10 @@ from certyard.console.forms import (
     JobFilterForm,
     RegistrationTokenForm,
     StoreCreateForm,
+    StoreEditForm,
     StoreScheduleForm,
+    StoreStatusFilterForm,
+    form_add_service_error,
 )
 from certyard.console.pagination import slice_page
 from certyard.errors import ServiceError
@@ -38,6 +43,8 @@ from certyard.jobs.models import Job
 CERTIFICATES_PER_PAGE = 50
 JOBS_SHOWN = 100
 RECENT_JOBS_SHOWN = 10
+STORES_PER_PAGE = 50
+DASHBOARD_ROWS_SHOWN = 10
 
 
 # --- Dashboard ---------------------------------------------------------------------
@@ -53,8 +60,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     if user.has_perm("fleet.view_orchestrator"):
         context["status_counts"] = selectors.orchestrator_status_counts()
         context["waiting"] = fleet_selectors.orchestrators_waiting()
+    if user.has_perm("inventory.view_certificatestore"):
+        context["failing_stores"] = inventory_selectors.stores_failing()[:DASHBOARD_ROWS_SHOWN]
     if user.has_perm("jobs.view_job"):
         context["recent_jobs"] = job_selectors.job_list()[:RECENT_JOBS_SHOWN]
+        context["failed_jobs"] = selectors.jobs_failed_recent()[:DASHBOARD_ROWS_SHOWN]
     return render(request, "console/dashboard.html", context)
 
 
@@ -72,6 +82,29 @@ def orchestrator_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+@login_required
+@require_GET
+@permission_required("fleet.view_orchestrator", raise_exception=True)
+def orchestrator_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    orchestrator = get_object_or_404(Orchestrator, pk=pk)
+    user = request.user
+    context: dict[str, Any] = {"o": orchestrator}
+    if user.has_perm("inventory.view_certificatestore"):
+        stores = inventory_selectors.store_list(orchestrator_id=orchestrator.pk)
+        shown = list(stores[: STORES_PER_PAGE + 1])
+        context["stores"] = shown[:STORES_PER_PAGE]
+        context["more_stores"] = len(shown) > STORES_PER_PAGE
+    if user.has_perm("inventory.view_certificate"):
+        context["expiry"] = inventory_selectors.orchestrator_expiry_counts(
+            orchestrator_id=orchestrator.pk
+        )
+    if user.has_perm("jobs.view_job"):
+        context["recent_jobs"] = selectors.orchestrator_jobs_recent(
+            orchestrator_id=orchestrator.pk
+        )[:RECENT_JOBS_SHOWN]
+    return render(request, "console/orchestrators/detail.html", context)
+
+
 def _orchestrator_action(
     request: HttpRequest, pk: str, service: Callable[..., Orchestrator], done: str
 ) -> HttpResponse:
@@ -82,7 +115,8 @@ def _orchestrator_action(
     except ServiceError as exc:
         error = exc.message
         orchestrator.refresh_from_db()
-    if request.htmx:
+    from_detail = request.POST.get("return_to") == "detail"
+    if request.htmx and not from_detail:
         return render(
             request,
             "console/orchestrators/list.html#orchestrator-row",
@@ -92,6 +126,9 @@ def _orchestrator_action(
         messages.error(request, f"{orchestrator.name}: {error}")
     else:
         messages.success(request, f"{orchestrator.name}: {done}")
+    if from_detail:
+        url = reverse("console:orchestrator-detail", args=[orchestrator.pk])
+        return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
     return redirect("console:orchestrator-list")
 
 
@@ -180,10 +217,18 @@ def registration_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _store_page(request: HttpRequest, form: StoreCreateForm) -> HttpResponse:
+    filters = StoreStatusFilterForm(request.GET)
+    page = None
+    if filters.is_valid():
+        stores = inventory_selectors.store_list(
+            status=filters.cleaned_data["status"],
+            orchestrator_id=filters.cleaned_data["orchestrator"],
+        )
+        page = slice_page(stores, number=filters.page_number, size=STORES_PER_PAGE)
     return render(
         request,
         "console/stores/list.html",
-        {"stores": inventory_selectors.store_list(), "form": form},
+        {"page": page, "filters": filters, "form": form},
     )
 
 
@@ -203,11 +248,44 @@ def store_create(request: HttpRequest) -> HttpResponse:
         try:
             store = inventory_services.store_create(**form.cleaned_data)
         except ServiceError as exc:
-            form.add_error(None, exc.message)
+            form_add_service_error(form, exc)
         else:
             messages.success(request, f"Store {store} added.")
             return redirect("console:store-list")
     return _store_page(request, form)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@permission_required("inventory.change_certificatestore", raise_exception=True)
+def store_edit(request: HttpRequest, pk: str) -> HttpResponse:
+    store = get_object_or_404(inventory_selectors.store_list(), pk=pk)
+    form = StoreEditForm.for_store(store, request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
+        try:
+            inventory_services.store_update(store=store, **form.changes())
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
+        else:
+            messages.success(request, f"Store {store} saved.")
+            return redirect("console:store-list")
+    return render(request, "console/stores/edit.html", {"store": store, "form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@permission_required("inventory.delete_certificatestore", raise_exception=True)
+def store_delete(request: HttpRequest, pk: str) -> HttpResponse:
+    """GET asks for confirmation; POST deletes."""
+    store = get_object_or_404(inventory_selectors.store_list(), pk=pk)
+    if request.method == "GET":
+        return render(request, "console/stores/delete.html", {"store": store})
+    name = str(store)
+    inventory_services.store_delete(store=store)
+    messages.success(
+        request, f"Store {name} deleted, with its locations and jobs; its certificates stay."
+    )
+    return redirect("console:store-list")
 
 
 def _store_answer(
@@ -296,6 +374,7 @@ def certificate_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "console/certificates/detail.html",
         {
             "certificate": certificate,
+            "details": inventory_selectors.certificate_details(certificate=certificate),
             "chain": inventory_selectors.certificate_chain(certificate=certificate),
             "locations": inventory_selectors.certificate_locations(certificate=certificate),
         },
@@ -349,3 +428,59 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
         "console/jobs/detail.html",
         {"job": job, "inventory": job.result.get("inventory") if job.result else None},
     )
+
+
+def _job_answer(
+    request: HttpRequest, job: Job, *, message: str = "", error: str = "", other: Job | None = None
+) -> HttpResponse:
+    """The job's row for the list's htmx; otherwise a message and the job's page (``other``'s
+    when a retry opened or found another job)."""
+    from_detail = request.POST.get("return_to") == "detail"
+    if request.htmx and not from_detail:
+        return render(
+            request,
+            "console/jobs/list.html#job-row",
+            {
+                "job": job_selectors.job_list().get(pk=job.pk),
+                "row_message": message,
+                "row_error": error,
+                "other_job": other,
+            },
+        )
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, message)
+    url = reverse("console:job-detail", args=[(other or job).pk])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
+@require_POST
+@permission_required("jobs.change_job", raise_exception=True)
+def job_cancel(request: HttpRequest, pk: str) -> HttpResponse:
+    job = get_object_or_404(job_selectors.job_list(), pk=pk)
+    try:
+        job = job_services.job_cancel(job=job, actor=request.user)
+    except ServiceError as exc:
+        return _job_answer(request, job, error=f"Not cancelled: {exc.message}.")
+    return _job_answer(request, job, message="Job cancelled.")
+
+
+@login_required
+@require_POST
+@permission_required("jobs.change_job", raise_exception=True)
+def job_retry(request: HttpRequest, pk: str) -> HttpResponse:
+    job = get_object_or_404(job_selectors.job_list(), pk=pk)
+    try:
+        retried, created = job_services.job_retry(job=job, actor=request.user)
+    except ServiceError as exc:
+        return _job_answer(request, job, error=f"Not retried: {exc.message}.")
+    if created:
+        message = "Retried as a new job."
+    else:
+        message = (
+            f"Not retried: an inventory job of this store is already open "
+            f"({retried.get_state_display().lower()})."
+        )
+    return _job_answer(request, job, message=message, other=retried)

@@ -1,3 +1,6 @@
+"""Django admin for the fleet. Status changes go through the console or the API, whose
+services also release an orchestrator's jobs; here they are read-only."""
+
 from django.contrib import admin
 from django.http import HttpRequest
 
@@ -9,6 +12,8 @@ class RegistrationTokenAdmin(admin.ModelAdmin):
     """Tokens are created in the console or the API, where their value is shown once."""
 
     list_display = ["description", "token_prefix", "reusable", "expires_at", "revoked", "use_count"]
+    list_filter = ["revoked", "reusable", "approve_on_register"]
+    search_fields = ["description", "token_prefix"]
     readonly_fields = ["token_prefix", "use_count", "last_used_at", "created_by", "created_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -19,8 +24,12 @@ class RegistrationTokenAdmin(admin.ModelAdmin):
 class OrchestratorAdmin(admin.ModelAdmin):
     list_display = ["name", "client_machine", "status", "agent_version", "last_seen"]
     list_filter = ["status"]
-    search_fields = ["name", "client_machine"]
+    search_fields = ["name", "client_machine", "source_address"]
     readonly_fields = [
+        "status",
+        "status_changed_at",
+        "status_changed_by",
+        "registration_token",
         "public_key_sha256",
         "public_key_pem",
         "certificate_pem",
@@ -28,5 +37,9 @@ class OrchestratorAdmin(admin.ModelAdmin):
         "last_assertion_at",
         "registered_at",
         "last_seen",
+        "last_error",
         "source_address",
     ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # orchestrators register themselves with a token

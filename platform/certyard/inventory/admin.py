@@ -1,6 +1,14 @@
+"""Django admin for the inventory: stores go through the same services as the console and API."""
+
+from typing import Any
+
+from django import forms
 from django.contrib import admin
+from django.db import transaction
 from django.http import HttpRequest
 
+from certyard.errors import ServiceError
+from certyard.inventory import services
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
@@ -11,24 +19,179 @@ from certyard.inventory.models import (
 
 @admin.register(CertificateStoreType)
 class CertificateStoreTypeAdmin(admin.ModelAdmin):
-    list_display = ["short_name", "name", "supports_inventory", "supports_add", "private_key"]
+    list_display = [
+        "short_name",
+        "name",
+        "supports_inventory",
+        "supports_add",
+        "supports_remove",
+        "private_key",
+        "password_supported",
+    ]
+    list_filter = ["supports_inventory", "supports_add", "password_supported"]
     search_fields = ["short_name", "name"]
+
+
+class _DryRun(Exception):
+    """Raised inside a transaction to undo a service call made only to check its rules."""
+
+
+class CertificateStoreAdminForm(forms.ModelForm):
+    """The admin's store form: the services' rules, and a password that is never shown.
+
+    ``clean`` runs ``store_create`` / ``store_update`` in a transaction it then rolls
+    back, so any refusal (wrong machine, unknown property, duplicate, ...) is a form
+    error; ``CertificateStoreAdmin.save_form`` then makes the same call for real.
+    """
+
+    password = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted and never shown. Leave empty to keep the current one.",
+    )
+    clear_password = forms.BooleanField(
+        required=False, help_text="Remove the stored password (ignored when adding a store)."
+    )
+
+    class Meta:
+        model = CertificateStore
+        fields = [
+            "store_type",
+            "orchestrator",
+            "client_machine",
+            "store_path",
+            "properties",
+            "password",
+            "inventory_interval_minutes",
+        ]
+        help_texts = {
+            "client_machine": "Leave empty for the orchestrator's own machine.",
+            "properties": "A JSON object of the store type's declared properties.",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "client_machine" in self.fields:
+            self.fields["client_machine"].required = False
+        if "properties" in self.fields:
+            self.fields["properties"].required = False
+
+    @property
+    def _adding(self) -> bool:
+        return self.instance._state.adding
+
+    def clean_properties(self) -> dict[str, Any]:
+        value = self.cleaned_data.get("properties")
+        if value in (None, ""):
+            return {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError('Properties must be a JSON object, like {"key": "value"}.')
+        return value
+
+    def service_call(self) -> CertificateStore:
+        """Create or change the store through its service; raises ServiceError."""
+        data = self.cleaned_data
+        if self._adding:
+            return services.store_create(
+                store_type=data["store_type"],
+                orchestrator=data["orchestrator"],
+                client_machine=data.get("client_machine") or "",
+                store_path=data["store_path"],
+                properties=data.get("properties") or {},
+                password=data.get("password") or "",
+                inventory_interval_minutes=data.get("inventory_interval_minutes"),
+            )
+        changes: dict[str, Any] = {
+            "store_path": data["store_path"],
+            "properties": data.get("properties") or {},
+        }
+        if data.get("clear_password"):
+            changes["password"] = ""
+        elif data.get("password"):
+            changes["password"] = data["password"]
+        if "inventory_interval_minutes" in self.changed_data:
+            changes["inventory_interval_minutes"] = data.get("inventory_interval_minutes")
+        # A fresh copy: the service changes the instance it is given.
+        store = CertificateStore.objects.select_related("store_type").get(pk=self.instance.pk)
+        return services.store_update(store=store, **changes)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            with transaction.atomic():
+                self.service_call()
+                raise _DryRun
+        except _DryRun:
+            pass
+        except ServiceError as exc:
+            fields = exc.details.get("fields", {})
+            field = next((name for name in fields if name in self.fields), None)
+            self.add_error(field, exc.message)
+        return cleaned
 
 
 @admin.register(CertificateStore)
 class CertificateStoreAdmin(admin.ModelAdmin):
+    form = CertificateStoreAdminForm
     list_display = [
         "store_type",
         "client_machine",
         "store_path",
         "orchestrator",
+        "inventory_status",
+        "inventory_checked_at",
         "inventory_interval_minutes",
         "last_inventory_at",
     ]
-    list_filter = ["store_type", "approved"]
-    search_fields = ["client_machine", "store_path"]
+    list_filter = ["inventory_status", "store_type", "approved"]
+    search_fields = ["client_machine", "store_path", "orchestrator__name", "inventory_message"]
     list_select_related = ["store_type", "orchestrator"]
     autocomplete_fields = ["orchestrator"]
+    _status_fields = [
+        "approved",
+        "inventory_status",
+        "inventory_message",
+        "inventory_checked_at",
+        "last_inventory_at",
+        "inventory_next_run",
+        "created_at",
+    ]
+
+    def get_fields(self, request: HttpRequest, obj: CertificateStore | None = None) -> list[str]:
+        editable = list(CertificateStoreAdminForm.Meta.fields)
+        if obj is None:
+            return editable
+        return [*editable[:6], "clear_password", editable[6], *self._status_fields]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: CertificateStore | None = None
+    ) -> list[str]:
+        if obj is None:
+            return []
+        # Type, orchestrator and machine are fixed: a different one is a new store.
+        return ["store_type", "orchestrator", "client_machine", *self._status_fields]
+
+    def save_form(self, request: HttpRequest, form: Any, change: bool) -> CertificateStore:
+        # The form's clean checked this call's rules; make it for real.
+        return form.service_call()
+
+    def save_model(
+        self, request: HttpRequest, obj: CertificateStore, form: Any, change: bool
+    ) -> None:
+        pass  # saved by the service in save_form
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass  # a store has no many-to-many fields or inlines; save_form saved it all
+
+    def delete_model(self, request: HttpRequest, obj: CertificateStore) -> None:
+        services.store_delete(store=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for store in queryset:
+            services.store_delete(store=store)
 
 
 class LocationInline(admin.TabularInline):
@@ -37,11 +200,22 @@ class LocationInline(admin.TabularInline):
     readonly_fields = ["store", "alias", "has_private_key", "first_seen", "last_seen"]
     can_delete = False
 
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # locations arrive by inventory
+
 
 @admin.register(Certificate)
 class CertificateAdmin(admin.ModelAdmin):
-    list_display = ["common_name", "issuer", "not_after", "key_algorithm", "key_size", "sha256"]
-    list_filter = ["key_algorithm", "is_ca", "self_signed"]
+    list_display = [
+        "common_name",
+        "issuer",
+        "not_after",
+        "key_algorithm",
+        "key_size",
+        "conformant",
+        "sha256",
+    ]
+    list_filter = ["conformant", "key_algorithm", "is_ca", "self_signed"]
     search_fields = ["common_name", "sans_text", "serial_number", "sha256", "sha1"]
     show_full_result_count = False  # counting a large inventory on every page is slow
     exclude = ["der"]
@@ -49,6 +223,7 @@ class CertificateAdmin(admin.ModelAdmin):
         "sha256",
         "sha1",
         "serial_number",
+        "version",
         "issuer",
         "subject",
         "common_name",
@@ -61,10 +236,15 @@ class CertificateAdmin(admin.ModelAdmin):
         "is_ca",
         "self_signed",
         "issuer_certificate",
+        "conformant",
+        "parse_warnings",
         "first_seen",
         "sans_text",
     ]
     inlines = [LocationInline]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).defer("der")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # certificates arrive by inventory, enrollment or upload
@@ -74,5 +254,9 @@ class CertificateAdmin(admin.ModelAdmin):
 class CertificateLocationAdmin(admin.ModelAdmin):
     list_display = ["alias", "store", "certificate", "has_private_key", "last_seen"]
     list_select_related = ["store__store_type", "certificate"]
-    search_fields = ["alias"]
+    search_fields = ["alias", "store__store_path", "certificate__common_name"]
     raw_id_fields = ["store", "certificate"]
+    readonly_fields = ["first_seen", "last_seen"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # locations arrive by inventory

@@ -2,11 +2,18 @@
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from certyard.inventory.models import Certificate, CertificateLocation, CertificateStore
+from certyard.inventory import parsing
+from certyard.inventory.models import (
+    Certificate,
+    CertificateLocation,
+    CertificateStore,
+    InventoryStatus,
+)
 
 EXPIRY_WINDOWS_DAYS = (7, 30, 90)
 
@@ -20,6 +27,7 @@ class CertificateFilters:
     expired: bool | None = None
     store_id: str | None = None
     key_algorithm: str = ""
+    conformant: bool | None = None
 
 
 def certificate_list(*, filters: CertificateFilters) -> QuerySet[Certificate]:
@@ -28,7 +36,8 @@ def certificate_list(*, filters: CertificateFilters) -> QuerySet[Certificate]:
     Search matches the common name, SANs, issuer (substring), or the serial number
     and fingerprints (prefix, case-insensitive, colons ignored).
     """
-    queryset = Certificate.objects.defer("der").order_by("not_after", "pk")
+    # Unknown validity (unreadable dates) sorts last on every database.
+    queryset = Certificate.objects.defer("der").order_by(F("not_after").asc(nulls_last=True), "pk")
     now = timezone.now()
     if term := filters.search.strip():
         hexed = term.replace(":", "").lower()
@@ -56,7 +65,17 @@ def certificate_list(*, filters: CertificateFilters) -> QuerySet[Certificate]:
         )
     if filters.key_algorithm:
         queryset = queryset.filter(key_algorithm__iexact=filters.key_algorithm)
+    if filters.conformant is not None:
+        queryset = queryset.filter(conformant=filters.conformant)
     return queryset
+
+
+def certificate_details(*, certificate: Certificate) -> parsing.CertificateDetails | None:
+    """The certificate's extensions and SANs in words; None when its DER cannot be read."""
+    try:
+        return parsing.certificate_details(bytes(certificate.der))
+    except parsing.CertificateParseError:
+        return None
 
 
 def certificate_chain(*, certificate: Certificate, limit: int = 10) -> list[Certificate]:
@@ -77,20 +96,36 @@ def certificate_locations(*, certificate: Certificate) -> QuerySet[CertificateLo
     )
 
 
-def store_list() -> QuerySet[CertificateStore]:
+def store_list(*, status: str = "", orchestrator_id: Any = None) -> QuerySet[CertificateStore]:
+    """Stores with their location counts, narrowed by inventory status or orchestrator."""
     # An aggregate drops Meta.ordering: order explicitly, or pages repeat and skip.
-    return (
+    queryset = (
         CertificateStore.objects.select_related("store_type", "orchestrator")
         .annotate(location_count=Count("locations"))
         .order_by("client_machine", "store_path", "pk")
     )
+    if status:
+        queryset = queryset.filter(inventory_status=status)
+    if orchestrator_id is not None:
+        queryset = queryset.filter(orchestrator_id=orchestrator_id)
+    return queryset
 
 
-def expiry_counts() -> dict[str, int]:
-    """Counts for the dashboard: ``total``, ``expired``, and ``d7``/``d30``/``d90``
-    (valid now and expiring within that many days)."""
+def stores_failing() -> QuerySet[CertificateStore]:
+    """Stores whose last inventory failed, most recently checked first."""
+    return (
+        CertificateStore.objects.select_related("store_type", "orchestrator")
+        .filter(inventory_status=InventoryStatus.FAILING)
+        .order_by(F("inventory_checked_at").desc(nulls_last=True), "pk")
+    )
+
+
+def expiry_counts(*, certificates: QuerySet[Certificate] | None = None) -> dict[str, int]:
+    """Counts for the dashboard: ``total``, ``expired``, ``d7``/``d30``/``d90`` (valid now
+    and expiring within that many days) and ``unknown`` (validity unreadable)."""
     now = timezone.now()
-    aggregates = Certificate.objects.aggregate(
+    queryset = Certificate.objects.all() if certificates is None else certificates
+    aggregates = queryset.aggregate(
         **{
             f"d{days}": Count(
                 "pk", filter=Q(not_after__gte=now, not_after__lt=now + dt.timedelta(days=days))
@@ -98,6 +133,15 @@ def expiry_counts() -> dict[str, int]:
             for days in EXPIRY_WINDOWS_DAYS
         },
         expired=Count("pk", filter=Q(not_after__lt=now)),
+        unknown=Count("pk", filter=Q(not_after__isnull=True)),
         total=Count("pk"),
     )
     return aggregates
+
+
+def orchestrator_expiry_counts(*, orchestrator_id: Any) -> dict[str, int]:
+    """``expiry_counts`` of the certificates installed in the orchestrator's stores."""
+    installed = CertificateLocation.objects.filter(store__orchestrator_id=orchestrator_id)
+    return expiry_counts(
+        certificates=Certificate.objects.filter(pk__in=installed.values("certificate_id"))
+    )

@@ -1,14 +1,33 @@
+"""Django admin for jobs: read-only, since the platform writes jobs and their attempts.
+Cancel and retry are in the console and the API."""
+
+from typing import Any
+
 from django.contrib import admin
 from django.http import HttpRequest
 
 from certyard.jobs.models import Job, JobHistory
+
+_HISTORY_FIELDS = [
+    "attempt",
+    "orchestrator",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "message",
+    "report_errors",
+]
 
 
 class JobHistoryInline(admin.TabularInline):
     model = JobHistory
     extra = 0
     can_delete = False
-    readonly_fields = ["attempt", "orchestrator", "started_at", "finished_at", "outcome", "message"]
+    fields = _HISTORY_FIELDS
+    readonly_fields = _HISTORY_FIELDS
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Job)
@@ -23,10 +42,17 @@ class JobAdmin(admin.ModelAdmin):
         "attempts",
         "created_at",
     ]
-    list_filter = ["state", "type", "outcome"]
+    list_filter = ["state", "type", "outcome", "source"]
+    search_fields = ["id", "message", "store__store_path", "orchestrator__name"]
     list_select_related = ["store__store_type", "orchestrator"]
     raw_id_fields = ["store", "orchestrator", "requested_by"]
     inlines = [JobHistoryInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # jobs come from schedules, the console and the API
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a job's state is the platform's; cancel or retry it in the console
 
 
 @admin.register(JobHistory)
@@ -35,8 +61,10 @@ class JobHistoryAdmin(admin.ModelAdmin):
 
     list_display = ["job", "attempt", "orchestrator", "started_at", "finished_at", "outcome"]
     list_filter = ["outcome"]
+    search_fields = ["message", "job__id", "orchestrator__name"]
     list_select_related = ["job", "orchestrator"]
     raw_id_fields = ["job", "orchestrator"]
+    readonly_fields = ["report_errors"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

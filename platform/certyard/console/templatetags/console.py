@@ -25,12 +25,17 @@ _BADGE_TONES = {
     "warning": "warn",
     "failure": "bad",
     "lease_expired": "warn",
+    "released": "muted",
+    # A store's inventory status.
+    "never": "muted",
+    "ok": "ok",
+    "failing": "bad",
 }
 
 
 @register.simple_tag
 def status_badge(value: str, label: str = "") -> SafeString:
-    """A coloured badge for an orchestrator status, job state or outcome."""
+    """A coloured badge for an orchestrator status, job state or outcome, or store status."""
     tone = _BADGE_TONES.get(str(value), "muted")
     return format_html('<span class="badge badge-{}">{}</span>', tone, label or value)
 

@@ -1,6 +1,10 @@
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from certyard.fleet.models import Orchestrator
+from certyard.inventory import selectors
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
@@ -38,6 +42,9 @@ class StoreSerializer(serializers.ModelSerializer):
             "inventory_interval_minutes",
             "inventory_next_run",
             "last_inventory_at",
+            "inventory_status",
+            "inventory_message",
+            "inventory_checked_at",
             "location_count",
             "created_at",
         ]
@@ -51,7 +58,12 @@ class StoreCreateSerializer(serializers.Serializer):
     store_type = serializers.SlugRelatedField(
         slug_field="short_name", queryset=CertificateStoreType.objects.all()
     )
-    client_machine = serializers.CharField(max_length=255)
+    client_machine = serializers.CharField(
+        max_length=255,
+        allow_blank=True,
+        default="",
+        help_text="Empty for the orchestrator's own machine, the only one it can reach.",
+    )
     store_path = serializers.CharField(max_length=1024)
     orchestrator = serializers.PrimaryKeyRelatedField(queryset=Orchestrator.objects.all())
     properties = serializers.DictField(default=dict)
@@ -61,6 +73,32 @@ class StoreCreateSerializer(serializers.Serializer):
     inventory_interval_minutes = serializers.IntegerField(
         min_value=1, max_value=525_600, required=False, allow_null=True
     )
+
+
+class StoreUpdateSerializer(serializers.Serializer):
+    """A store's changeable fields; each one optional. Its type, orchestrator and machine
+    are fixed."""
+
+    store_path = serializers.CharField(max_length=1024, required=False)
+    properties = serializers.DictField(required=False)
+    password = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        style={"input_type": "password"},
+        help_text='The new store password; "" clears it. Never returned.',
+    )
+    inventory_interval_minutes = serializers.IntegerField(
+        min_value=1,
+        max_value=525_600,
+        required=False,
+        allow_null=True,
+        help_text="null stops the schedule; a number schedules inventory, the first run now.",
+    )
+
+    def changes(self) -> dict[str, Any]:
+        """``store_update``'s keyword arguments: only the fields sent."""
+        return dict(self.validated_data)
 
 
 class ScheduleSerializer(serializers.Serializer):
@@ -93,12 +131,35 @@ class CertificateSerializer(serializers.ModelSerializer):
         exclude = ["der", "sans_text"]
 
 
+class CertificateDetailsSerializer(serializers.Serializer):
+    """The certificate's SANs by type and its main extensions, in words."""
+
+    sans = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text='Names by type: "DNS names", "IP addresses", "Directory names", ...',
+    )
+    key_usage = serializers.ListField(child=serializers.CharField())
+    extended_key_usage = serializers.ListField(child=serializers.CharField())
+    basic_constraints = serializers.CharField(allow_null=True)
+    policies = serializers.ListField(child=serializers.CharField())
+    authority_information_access = serializers.ListField(child=serializers.CharField())
+    crl_distribution_points = serializers.ListField(child=serializers.CharField())
+    other_extensions = serializers.ListField(child=serializers.CharField())
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
 class CertificateDetailSerializer(CertificateSerializer):
     locations = LocationSerializer(many=True, read_only=True)
     pem = serializers.SerializerMethodField()
+    details = serializers.SerializerMethodField()
 
     def get_pem(self, certificate: Certificate) -> str:
         return der_to_pem(bytes(certificate.der))
+
+    @extend_schema_field(CertificateDetailsSerializer(allow_null=True))
+    def get_details(self, certificate: Certificate) -> dict[str, Any] | None:
+        details = selectors.certificate_details(certificate=certificate)
+        return None if details is None else CertificateDetailsSerializer(details).data
 
 
 class CertificateListParamsSerializer(serializers.Serializer):
@@ -109,6 +170,7 @@ class CertificateListParamsSerializer(serializers.Serializer):
     expired = serializers.BooleanField(required=False, allow_null=True, default=None)
     store = serializers.UUIDField(required=False)
     key_algorithm = serializers.CharField(required=False, allow_blank=True, max_length=20)
+    conformant = serializers.BooleanField(required=False, allow_null=True, default=None)
 
     def to_filters(self) -> CertificateFilters:
         data = self.validated_data
@@ -118,4 +180,5 @@ class CertificateListParamsSerializer(serializers.Serializer):
             expired=data.get("expired"),
             store_id=str(data["store"]) if data.get("store") else None,
             key_algorithm=data.get("key_algorithm", ""),
+            conformant=data.get("conformant"),
         )

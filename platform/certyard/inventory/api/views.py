@@ -23,6 +23,7 @@ from certyard.inventory.api.serializers import (
     StoreCreateSerializer,
     StoreSerializer,
     StoreTypeSerializer,
+    StoreUpdateSerializer,
 )
 from certyard.inventory.models import Certificate, CertificateStore, CertificateStoreType
 from certyard.inventory.parsing import certificate_file_stem, der_to_pem
@@ -60,6 +61,19 @@ class StoreViewSet(
             status=status.HTTP_201_CREATED,
         )
 
+    @extend_schema(request=StoreUpdateSerializer, responses={200: StoreSerializer})
+    def partial_update(self, request: Request, pk: str) -> Response:
+        """Change the path, properties, password or schedule; only the fields sent."""
+        store = self.get_object()  # PATCH needs inventory.change_certificatestore
+        data = StoreUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.store_update(store=store, **data.changes())
+        return Response(StoreSerializer(self.get_queryset().get(pk=store.pk)).data)
+
+    def perform_destroy(self, instance: CertificateStore) -> None:
+        # DELETE needs inventory.delete_certificatestore (the model permissions).
+        services.store_delete(store=instance)
+
     @extend_schema(request=ScheduleSerializer, responses={200: StoreSerializer})
     @action(
         detail=True,
@@ -96,6 +110,9 @@ _CERTIFICATE_FILTERS = [
     OpenApiParameter("expired", bool),
     OpenApiParameter("store", str, description="Store id"),
     OpenApiParameter("key_algorithm", str, description="RSA, EC, Ed25519, ..."),
+    OpenApiParameter(
+        "conformant", bool, description="false: only certificates with parse warnings"
+    ),
 ]
 
 

@@ -5,10 +5,27 @@ from rest_framework import serializers
 from certyard.jobs.models import Job, JobHistory
 
 
+class ReportErrorSerializer(serializers.Serializer):
+    """A report submission of the attempt that failed."""
+
+    at = serializers.CharField()
+    error = serializers.CharField()
+
+
 class JobHistorySerializer(serializers.ModelSerializer):
+    report_errors = ReportErrorSerializer(many=True, read_only=True)
+
     class Meta:
         model = JobHistory
-        fields = ["attempt", "orchestrator", "started_at", "finished_at", "outcome", "message"]
+        fields = [
+            "attempt",
+            "orchestrator",
+            "started_at",
+            "finished_at",
+            "outcome",
+            "message",
+            "report_errors",
+        ]
 
 
 class JobSerializer(serializers.ModelSerializer):

@@ -3,7 +3,12 @@
 import uuid
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
@@ -53,13 +58,34 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
                 queryset = queryset.filter(**{name: value})
         return queryset
 
+    def _job_to_change(self) -> Job:
+        if not self.request.user.has_perm("jobs.change_job"):
+            self.permission_denied(self.request, message="you may not change jobs")
+        return self.get_object()
+
     @extend_schema(request=None, responses={200: JobSerializer})
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def cancel(self, request: Request, pk: str) -> Response:
-        if not request.user.has_perm("jobs.change_job"):
-            self.permission_denied(request, message="you may not change jobs")
-        job = services.job_cancel(job=self.get_object(), actor=request.user)
+        job = services.job_cancel(job=self._job_to_change(), actor=request.user)
         return Response(JobSerializer(job).data)
+
+    @extend_schema(
+        request=None,
+        responses={
+            201: OpenApiResponse(JobSerializer, description="A new job was opened."),
+            200: OpenApiResponse(
+                JobSerializer, description="The store's inventory job already open."
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    def retry(self, request: Request, pk: str) -> Response:
+        """Run a finished job again as a new job (409 ``not_finished`` while it is open)."""
+        job, created = services.job_retry(job=self._job_to_change(), actor=request.user)
+        return Response(
+            JobSerializer(job).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 class StoreInventoryNowView(APIView):

@@ -1,0 +1,291 @@
+"""Django admin: every page of every registered model answers, and never shows a secret."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.contrib.admin.utils import quote
+from django.contrib.auth.models import Group
+from django.db.models import Model
+from django.test import Client, RequestFactory
+from django.urls import reverse
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule, Task
+from django_q.signing import SignedPackage
+from rest_framework.authtoken.models import Token
+
+from certyard.fleet.models import Orchestrator
+from certyard.inventory.ingest import inventory_submit
+from certyard.inventory.models import CertificateStore, CertificateStoreType
+from certyard.inventory.services import store_create
+from certyard.jobs.models import Job
+from certyard.jobs.services import (
+    job_complete,
+    job_inventory_request,
+    job_lease_next,
+    job_report_errors_record,
+)
+from certyard.pki.models import CertificateAuthority
+from orchestrators.protocol import JobOutcome
+from tests.certs import Issued, issue
+from tests.conftest import RegisteredAgent, entry
+
+pytestmark = pytest.mark.django_db
+
+STORE_SECRET = "store-secret-never-shown-4711"
+
+
+@pytest.fixture
+def admin_web(superuser: Any) -> Client:
+    client = Client()
+    client.force_login(superuser)
+    return client
+
+
+@pytest.fixture
+def orchestrator(register_agent: Callable[..., RegisteredAgent]) -> Orchestrator:
+    return register_agent("admin-agent").orchestrator
+
+
+@pytest.fixture
+def secret_store(orchestrator: Orchestrator) -> CertificateStore:
+    return store_create(
+        store_type=CertificateStoreType.objects.get(short_name="PEM"),
+        store_path="/etc/admin-walk",
+        orchestrator=orchestrator,
+        password=STORE_SECRET,
+    )
+
+
+@pytest.fixture
+def one_of_each(superuser: Any, secret_store: CertificateStore, ca: Issued) -> None:
+    """At least one row of every model the admin shows."""
+    orchestrator = secret_store.orchestrator
+    leaf = issue("admin-walk.example.test", issuer=ca, days=40, sans=("admin-walk.example.test",))
+    inventory_submit(store=secret_store, entries=[entry("leaf", leaf, ca)])
+    job, _created = job_inventory_request(store=secret_store, source=Job.Source.ADMIN)
+    job_lease_next(orchestrator=orchestrator)
+    job.refresh_from_db()
+    job_report_errors_record(
+        job=job, errors=[{"at": "2025-01-01T00:00:00Z", "error": "the platform said 500"}]
+    )
+    job_complete(
+        orchestrator=orchestrator,
+        job_id=job.pk,
+        outcome=JobOutcome.FAILURE,
+        message="disk on fire",
+    )
+    Group.objects.create(name="operators")
+    Token.objects.create(user=superuser)
+    now = timezone.now()
+    for success in (True, False):
+        Task.objects.create(
+            id=uuid.uuid4().hex,
+            name=f"task-{success}",
+            func="math.copysign",
+            started=now,
+            stopped=now,
+            success=success,
+        )
+    OrmQ.objects.create(
+        key="certyard",
+        payload=SignedPackage.dumps({"id": "t1", "name": "queued", "func": "math.copysign"}),
+    )
+    assert Schedule.objects.exists()  # the maintenance schedule, from a migration
+    assert CertificateAuthority.objects.exists()  # the orchestrator CA, from registration
+
+
+def _registered() -> list[tuple[type[Model], admin.ModelAdmin]]:
+    return sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label)
+
+
+def _secrets() -> list[str]:
+    """Plain text that must never reach an admin page: store passwords and CA keys."""
+    keys = [ca.private_key_pem for ca in CertificateAuthority.objects.all()]
+    # The PEM body of each key, without its BEGIN/END lines (which are not secret).
+    bodies = [line for key in keys for line in key.splitlines() if "-----" not in line]
+    return [STORE_SECRET, *bodies[:3]]
+
+
+def test_every_admin_page_answers_and_shows_no_secret(
+    admin_web: Client, superuser: Any, one_of_each: None
+) -> None:
+    request = RequestFactory().get("/admin/")
+    request.user = superuser
+    secrets = _secrets()
+    checked: list[str] = []
+
+    def fetch(url: str, expected: int = 200) -> None:
+        response = admin_web.get(url)
+        assert response.status_code == expected, f"{url}: {response.status_code}"
+        page = response.content.decode()
+        for secret in secrets:
+            assert secret not in page, f"{url} shows a secret"
+        checked.append(url)
+
+    for model, model_admin in _registered():
+        info = (model._meta.app_label, model._meta.model_name)
+        changelist = reverse("admin:{}_{}_changelist".format(*info))
+        fetch(changelist)
+        fetch(f"{changelist}?q=x")
+        add_allowed = model_admin.has_add_permission(request)
+        fetch(reverse("admin:{}_{}_add".format(*info)), 200 if add_allowed else 403)
+
+        obj = model_admin.get_queryset(request).first()
+        assert obj is not None, f"no {model._meta.label} to open"
+        object_id = quote(obj.pk)
+        fetch(reverse("admin:{}_{}_change".format(*info), args=[object_id]))
+        delete_allowed = model_admin.has_delete_permission(request, obj)
+        fetch(
+            reverse("admin:{}_{}_delete".format(*info), args=[object_id]),
+            200 if delete_allowed else 403,
+        )
+        fetch(reverse("admin:{}_{}_history".format(*info), args=[object_id]))
+
+    assert len(checked) == 6 * len(admin.site._registry)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "admin:inventory_certificatestore_changelist?inventory_status__exact=failing",
+        "admin:inventory_certificate_changelist?conformant__exact=0",
+        "admin:jobs_jobhistory_changelist?outcome__exact=failure",
+    ],
+)
+def test_admin_filters_answer(admin_web: Client, one_of_each: None, query: str) -> None:
+    name, params = query.split("?")
+    response = admin_web.get(f"{reverse(name)}?{params}")
+    assert response.status_code == 200
+
+
+def test_store_admin_shows_status_and_job_history_its_report_errors(
+    admin_web: Client, one_of_each: None, secret_store: CertificateStore
+) -> None:
+    listing = admin_web.get(reverse("admin:inventory_certificatestore_changelist"))
+    assert "Failing" in listing.content.decode()
+
+    history = Job.objects.get().history.get()
+    page = admin_web.get(reverse("admin:jobs_jobhistory_change", args=[history.pk]))
+    assert "the platform said 500" in page.content.decode()
+
+
+# --- The store form goes through the services -------------------------------------------
+
+
+def _add_form(orchestrator: Orchestrator, **changes: str) -> dict[str, str]:
+    data = {
+        "store_type": str(CertificateStoreType.objects.get(short_name="PEM").pk),
+        "orchestrator": str(orchestrator.pk),
+        "client_machine": "",
+        "store_path": "/srv/admin-added",
+        "properties": '{"recursive": true}',
+        "password": "typed-in-admin",
+        "inventory_interval_minutes": "",
+        "_save": "Save",
+    }
+    data.update(changes)
+    return data
+
+
+def test_store_add_form_creates_a_store_through_the_service(
+    admin_web: Client, orchestrator: Orchestrator
+) -> None:
+    response = admin_web.post(
+        reverse("admin:inventory_certificatestore_add"), _add_form(orchestrator)
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    store = CertificateStore.objects.get()
+    assert store.client_machine == orchestrator.client_machine  # defaulted by the service
+    assert store.properties["recursive"] is True
+    assert "file_patterns" in store.properties  # the type's declared default, filled in
+    assert store.password == "typed-in-admin"
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"client_machine": "elsewhere.example.test"}, "cannot reach a store on elsewhere"),
+        ({"properties": '{"no_such_property": 1}'}, "has no property no_such_property"),
+        ({"properties": "[1, 2]"}, "Properties must be a JSON object"),
+    ],
+)
+def test_store_add_form_shows_a_service_refusal_as_a_form_error(
+    admin_web: Client, orchestrator: Orchestrator, changes: dict[str, str], error: str
+) -> None:
+    response = admin_web.post(
+        reverse("admin:inventory_certificatestore_add"), _add_form(orchestrator, **changes)
+    )
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert error in page
+    assert "errorlist" in page
+    assert "typed-in-admin" not in page  # the typed password is not rendered back
+    assert not CertificateStore.objects.exists()
+
+
+def _change_form(store: CertificateStore, **changes: str) -> dict[str, str]:
+    data = {
+        "store_path": store.store_path,
+        "properties": '{"recursive": true}',
+        "password": "",
+        "inventory_interval_minutes": "",
+        "_save": "Save",
+    }
+    data.update(changes)
+    return data
+
+
+def test_store_change_form_keeps_the_password_when_left_empty(
+    admin_web: Client, secret_store: CertificateStore
+) -> None:
+    url = reverse("admin:inventory_certificatestore_change", args=[secret_store.pk])
+    page = admin_web.get(url).content.decode()
+    assert STORE_SECRET not in page
+    assert 'name="password"' in page and 'type="password"' in page
+
+    response = admin_web.post(url, _change_form(secret_store, store_path="/etc/moved"))
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    secret_store.refresh_from_db()
+    assert secret_store.store_path == "/etc/moved"
+    assert secret_store.password == STORE_SECRET
+
+    admin_web.post(url, _change_form(secret_store, password="a-new-one"))
+    secret_store.refresh_from_db()
+    assert secret_store.password == "a-new-one"
+
+    admin_web.post(url, _change_form(secret_store, clear_password="on"))
+    secret_store.refresh_from_db()
+    assert secret_store.password == ""
+
+
+def test_store_change_form_refuses_what_the_service_refuses(
+    admin_web: Client, secret_store: CertificateStore
+) -> None:
+    url = reverse("admin:inventory_certificatestore_change", args=[secret_store.pk])
+
+    response = admin_web.post(url, _change_form(secret_store, properties='{"bogus": true}'))
+
+    assert response.status_code == 200
+    assert "has no property bogus" in response.content.decode()
+    secret_store.refresh_from_db()
+    assert "bogus" not in secret_store.properties
+    assert secret_store.password == STORE_SECRET
+
+
+def test_an_encrypted_field_never_renders_its_value_whatever_widget_is_asked() -> None:
+    from django import forms
+    from django.contrib.admin.widgets import AdminTextareaWidget
+
+    field = CertificateStore._meta.get_field("password")
+    for kwargs in ({}, {"widget": AdminTextareaWidget}):
+        form_field = field.formfield(**kwargs)
+        assert isinstance(form_field.widget, forms.PasswordInput)
+        assert "hunter2" not in form_field.widget.render("password", "hunter2")
