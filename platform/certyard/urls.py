@@ -21,6 +21,21 @@ urlpatterns = [
 ]
 
 
+def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Refused before any view ran (a body over the size limit, a bad Host header)."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            error_body("bad_request", "the request was refused before it was read"), status=400
+        )
+    return defaults.bad_request(request, exception)
+
+
+def handler403(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("permission_denied", "you may not do this"), status=403)
+    return defaults.permission_denied(request, exception)
+
+
 def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
     """API clients get JSON, people get the page."""
     if request.path.startswith("/api/"):
