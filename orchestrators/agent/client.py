@@ -265,9 +265,10 @@ class PlatformClient:
         chunks: int,
         new_certificates: int,
         submission_errors: list[dict[str, str]],
+        timeout: float | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """``POST jobs/<id>/inventory/commit``: (200, body), or (422, body) when entries were
-        rejected."""
+        rejected. ``timeout``: a large store's commit may take longer than other calls."""
         body = {
             "attempt": attempt,
             "chunks": chunks,
@@ -275,7 +276,11 @@ class PlatformClient:
             "submission_errors": submission_errors,
         }
         response = self._request(
-            "POST", f"jobs/{job_id}/inventory/commit", json=body, accept=(422,)
+            "POST",
+            f"jobs/{job_id}/inventory/commit",
+            json=body,
+            accept=(422,),
+            timeout=timeout or DEFAULT_TIMEOUT_SECONDS,
         )
         return response.status_code, self._json(response)
 

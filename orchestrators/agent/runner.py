@@ -55,6 +55,8 @@ DEFAULT_LEASE_SECONDS = 300.0
 # A chunk of an inventory report: at most this many entries, or about this many bytes.
 CHUNK_MAX_ENTRIES = 2000
 CHUNK_MAX_BYTES = 4 * 1024 * 1024
+# The least the agent waits for a commit's answer (it waits longer while the lease holds).
+COMMIT_TIMEOUT_MIN_SECONDS = 60.0
 # Chunks sent at once: the platform may parse them in parallel.
 CHUNKS_IN_FLIGHT = 2
 # Rejected entries named in a job's message (the platform keeps the rest).
@@ -234,10 +236,11 @@ class Runner:
         except ValueError as exc:
             self._complete(job_id, JobOutcome.FAILURE, f"cannot run job: {exc}", deadline)
             return
-        outcome, message = self._execute(job, deadline)
-        self._complete(job_id, outcome, message, deadline)
+        lease = _Lease(deadline)
+        outcome, message = self._execute(job, lease)
+        self._complete(job_id, outcome, message, lease.deadline)
 
-    def _execute(self, job: JobConfiguration, deadline: float) -> tuple[JobOutcome, str]:
+    def _execute(self, job: JobConfiguration, lease: _Lease) -> tuple[JobOutcome, str]:
         store = job.store
         store_type = self._store_types.get(store.store_type)
         if store_type is None:
@@ -250,7 +253,7 @@ class Runner:
                 f"job type {job.type} is not supported for store type {store.store_type} "
                 "by this orchestrator"
             )
-        report = _ChunkedReport(self._client, job, deadline, self._reporting)
+        report = _ChunkedReport(self._client, job, lease, self._reporting)
         try:
             try:
                 for entry in store_type().inventory(job):
@@ -371,6 +374,16 @@ def _lease_deadline(lease_expires_at: Any) -> float:
         return time.time() + DEFAULT_LEASE_SECONDS
 
 
+class _Lease:
+    """Until when the job is the agent's (Unix time, a little early): each chunk renews it."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def renewed(self, deadline: float) -> None:
+        self.deadline = max(self.deadline, deadline)
+
+
 class _ChunkedReport:
     """Sends an inventory report in chunks as the store yields entries, then commits it.
 
@@ -385,12 +398,12 @@ class _ChunkedReport:
         self,
         client: PlatformClient,
         job: JobConfiguration,
-        deadline: float,
+        lease: _Lease,
         reporting: Callable[..., Any],
     ) -> None:
         self._client = client
         self._job = job
-        self._deadline = deadline
+        self._lease = lease
         self._reporting = reporting
         self._pending: list[InventoryEntry] = []
         self._pending_bytes = 0
@@ -433,11 +446,14 @@ class _ChunkedReport:
                     first_index=first_index,
                     entries=entries,
                 ),
-                self._deadline,
+                self._lease.deadline,
                 self.failures,
             )
 
         answer = send(chunk)
+        # Each chunk renews the lease: keep trying (and waiting) as long as it now runs.
+        if answer.get("lease_expires_at"):
+            self._lease.renewed(_lease_deadline(answer["lease_expires_at"]))
         unknown = {int(i) - first_index for i in answer.get("unknown") or []}
         if unknown:
             logger.info("the platform asked for %d entries in full", len(unknown))
@@ -469,8 +485,10 @@ class _ChunkedReport:
                 chunks=self._sequence,
                 new_certificates=self._new_certificates,
                 submission_errors=self.failures[-20:],
+                # Applying a large store takes a while: wait for it while the lease holds.
+                timeout=max(COMMIT_TIMEOUT_MIN_SECONDS, self._lease.deadline - time.time()),
             ),
-            self._deadline,
+            self._lease.deadline,
             self.failures,
         )
 

@@ -179,13 +179,22 @@ class InventoryStagedEntry(models.Model):
     store's locations in one transaction at commit and then deleted.
     """
 
-    store = models.ForeignKey(CertificateStore, on_delete=models.CASCADE, related_name="+")
+    # No database constraints on this scratch table: checking them per row costs more than
+    # staging the row (PostgreSQL); the ORM still cascades deletes.
+    store = models.ForeignKey(
+        CertificateStore, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
     upload = models.CharField(max_length=100)
     sequence = models.PositiveIntegerField(help_text="The chunk this entry came in.")
     position = models.PositiveIntegerField(help_text="The entry's index in the whole report.")
     alias = models.CharField(max_length=512)
     certificate = models.ForeignKey(
-        Certificate, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        Certificate,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
     )
     private_key = models.BooleanField(default=False)
     error = models.TextField(blank=True, help_text="Why the entry was rejected; empty if not.")

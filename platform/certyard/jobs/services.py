@@ -258,18 +258,28 @@ def job_inventory_chunk(
     first_index: int,
     entries: list[Any],
 ) -> ChunkOutcome | InventoryReport:
-    """Stage one chunk of the job's report; a repeat after the commit is a duplicate."""
+    """Stage one chunk of the job's report; a repeat after the commit is a duplicate.
+
+    A chunk is proof the agent is at work: the lease is renewed, so a store that takes
+    longer than one lease to report is not offered to another attempt meanwhile.
+    """
     job = _inventory_job_for(orchestrator, job_id, attempt)
     if job.report_received_at is not None:
         return InventoryReport(job, job.result.get("inventory", {}), duplicate=True)
     _job_require_leased(job)
-    return inventory_chunk_stage(
+    staged = inventory_chunk_stage(
         store=job.store,
         upload=_upload_name(job),
         sequence=sequence,
         first_index=first_index,
         entries=entries,
     )
+    renewed = timezone.now() + dt.timedelta(seconds=settings.CERTYARD_JOB_LEASE_SECONDS)
+    Job.objects.filter(pk=job.pk, state=Job.State.LEASED, attempts=job.attempts).update(
+        lease_expires_at=renewed
+    )
+    staged.lease_expires_at = renewed
+    return staged
 
 
 def job_inventory_commit(

@@ -89,6 +89,9 @@ class InventoryChunkAnswerSerializer(serializers.Serializer):
         help_text="Indexes of entries that named a certificate by SHA-256 the platform does "
         "not hold: send the chunk again with those entries in full.",
     )
+    lease_expires_at = serializers.DateTimeField(
+        help_text="The lease, renewed by each chunk: a large store may take several leases."
+    )
 
 
 class InventoryAnswerSerializer(serializers.Serializer):

@@ -210,6 +210,7 @@ class InventoryChunkView(AgentView):
                     "new_certificates": staged.new_certificates,
                     "rejected": [asdict(r) for r in staged.rejected],
                     "unknown": staged.unknown,
+                    "lease_expires_at": staged.lease_expires_at,
                 }
             )
 
