@@ -23,6 +23,7 @@ from certyard.jobs.models import Job
 from certyard.jobs.services import job_inventory_request, job_lease_next
 from tests.certs import issue
 from tests.certyard.conftest import AGENT
+from tests.certyard.test_parsing_fuzz import encode, encode_oid, rebuild
 
 VECTORS = Path(os.path.dirname(cryptography_vectors.__file__)) / "x509"
 SOURCES = [
@@ -57,12 +58,56 @@ def _pem(der: bytes) -> str:
 REAL_DERS = [_der_of(VECTORS / name) for name in SOURCES]
 
 
+def _rebuilt(der: bytes, **changes: Any) -> bytes:
+    """``der`` with a structural change, or as it is when its layout does not allow it."""
+    try:
+        return rebuild(der, **changes)
+    except Exception:
+        return der
+
+
 @st.composite
 def mutated_der(draw: st.DrawFn) -> bytes:
     der = bytearray(draw(st.sampled_from(REAL_DERS)))
     mutation = draw(
-        st.sampled_from(["truncate", "flip", "insert", "delete", "retag", "duplicate", "none"])
+        st.sampled_from(
+            [
+                "truncate",
+                "flip",
+                "insert",
+                "delete",
+                "retag",
+                "duplicate",
+                "duplicate-extension",
+                "unknown-extension",
+                "odd-key-algorithm",
+                "none",
+            ]
+        )
     )
+    if mutation == "duplicate-extension":
+        index = draw(st.integers(0, 20))
+        return _rebuilt(
+            bytes(der),
+            extensions=lambda items: [*items, items[index % len(items)]] if items else items,
+        )
+    if mutation == "unknown-extension":
+        arcs = [1, 3, 6, 1, 4, 1, draw(st.integers(0, 2**32)), draw(st.integers(0, 99))]
+        critical = b"\x01\x01\xff" if draw(st.booleans()) else b""
+        value = encode(0x04, draw(st.binary(max_size=32)))
+        invented = encode(0x30, encode_oid(arcs) + critical + value)
+        return _rebuilt(bytes(der), extensions=lambda items: [*items, invented])
+    if mutation == "odd-key-algorithm":
+        # GOST, a made-up algorithm, or a known one with garbage parameters.
+        arcs = draw(
+            st.sampled_from([[1, 2, 643, 2, 2, 19], [1, 2, 643, 7, 1, 1, 1, 1], [1, 3, 9999, 1]])
+        )
+
+        def replace(spki: Any) -> bytes:
+            key = spki.children()[1].encoded
+            return encode(0x30, encode(0x30, encode_oid(arcs)) + key)
+
+        return _rebuilt(bytes(der), public_key_info=replace)
     if mutation == "truncate":
         del der[draw(st.integers(0, len(der) - 1)) :]
     elif mutation == "flip":
