@@ -53,12 +53,12 @@ REPORT_BACKOFF_MAX_SECONDS = 20.0
 # Without a lease expiry from the platform, keep trying for this long.
 DEFAULT_LEASE_SECONDS = 300.0
 # A chunk of an inventory report: at most this many entries, or about this many bytes.
-CHUNK_MAX_ENTRIES = 2000
+CHUNK_MAX_ENTRIES = 1000
 CHUNK_MAX_BYTES = 4 * 1024 * 1024
 # The least the agent waits for a commit's answer (it waits longer while the lease holds).
 COMMIT_TIMEOUT_MIN_SECONDS = 60.0
 # Chunks sent at once: the platform may parse them in parallel.
-CHUNKS_IN_FLIGHT = 2
+CHUNKS_IN_FLIGHT = 3
 # Rejected entries named in a job's message (the platform keeps the rest).
 REJECTED_NAMED = 20
 

@@ -58,6 +58,46 @@ def certificates_listed(api: httpx.Client, **params: object) -> list[dict]:
     return answer.json()["results"]
 
 
+def orchestrator_approved(api: httpx.Client, name: str) -> dict:
+    """Wait for the agent called ``name`` to have registered, approve it, return it."""
+    orchestrator = wait_for(
+        lambda: next(
+            (o for o in api.get("orchestrators/").json()["results"] if o["name"] == name), None
+        ),
+        timeout=30,
+        what=f"the orchestrator {name}",
+    )
+    assert api.post(f"orchestrators/{orchestrator['id']}/approve/").status_code == 200
+    return orchestrator
+
+
+def file_store_created(api: httpx.Client, orchestrator: dict, folder: Path, **extra: Any) -> dict:
+    """A file store (type PEM) of ``folder`` on the orchestrator's own machine."""
+    created = api.post(
+        "stores/",
+        json={
+            "store_type": "PEM",
+            "store_path": str(folder),
+            "orchestrator": orchestrator["id"],
+            **extra,
+        },
+    )
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def inventory_finished(
+    api: httpx.Client, store_id: str, agent: AgentProcess, *, timeout: float = 60
+) -> dict:
+    """Open an inventory job for the store now and wait for it to end; the job's detail."""
+    job_id = api.post(f"stores/{store_id}/inventory-now/").json()["id"]
+    return wait_for(
+        lambda: job_if_finished(api, job_id),
+        timeout=timeout,
+        what=f"the inventory job\n{agent.log()[-3000:]}",
+    )
+
+
 def job_if_finished(api: httpx.Client, job_id: str) -> dict | None:
     job = api.get(f"jobs/{job_id}/").json()
     return job if job["state"] in ("succeeded", "failed", "cancelled") else None

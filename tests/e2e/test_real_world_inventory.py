@@ -20,7 +20,12 @@ import pytest
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from tests.certs import issue
-from tests.e2e.conftest import LivePlatform, wait_for
+from tests.e2e.conftest import (
+    LivePlatform,
+    file_store_created,
+    inventory_finished,
+    orchestrator_approved,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -126,39 +131,9 @@ def test_a_folder_of_real_world_certificates_is_recorded_whole(
     agent = agent_factory("e2e-real-world")
     agent.start()
     with live_platform.api() as api:
-        orchestrator = wait_for(
-            lambda: next(
-                (
-                    o
-                    for o in api.get("orchestrators/").json()["results"]
-                    if o["name"] == "e2e-real-world"
-                ),
-                None,
-            ),
-            timeout=30,
-            what="the orchestrator",
-        )
-        assert api.post(f"orchestrators/{orchestrator['id']}/approve/").status_code == 200
-        created = api.post(
-            "stores/",
-            json={
-                "store_type": "PEM",
-                "client_machine": "e2e-real-world.e2e.test",
-                "store_path": str(folder),
-                "orchestrator": orchestrator["id"],
-                "password": "cryptography",
-            },
-        )
-        assert created.status_code == 201, created.text
-        store = created.json()
-        job_id = api.post(f"stores/{store['id']}/inventory-now/").json()["id"]
-        job = wait_for(
-            lambda: (lambda j: j if j["state"] not in ("pending", "leased") else None)(
-                api.get(f"jobs/{job_id}/").json()
-            ),
-            timeout=120,
-            what=f"the inventory job\n{agent.log()[-3000:]}",
-        )
+        orchestrator = orchestrator_approved(api, "e2e-real-world")
+        store = file_store_created(api, orchestrator, folder, password="cryptography")
+        job = inventory_finished(api, store["id"], agent, timeout=120)
 
         assert job["state"] == "succeeded", job
         assert job["outcome"] == "warning", job["message"]

@@ -19,6 +19,9 @@ from tests.e2e.conftest import (
     MANAGE,
     ROOT,
     LivePlatform,
+    file_store_created,
+    inventory_finished,
+    orchestrator_approved,
     restart_platform,
     start_platform,
     stop_platform,
@@ -122,30 +125,8 @@ def test_a_report_sent_while_the_web_server_is_down_lands_once_after_it_restarts
         config.write_text(config.read_text().replace(own_platform.url, proxy.url))
         agent.start()
         with own_platform.api() as api:
-            orchestrator = wait_for(
-                lambda: next(
-                    (
-                        o
-                        for o in api.get("orchestrators/").json()["results"]
-                        if o["name"] == "e2e-restart"
-                    ),
-                    None,
-                ),
-                timeout=30,
-                what="the orchestrator",
-            )
-            assert api.post(f"orchestrators/{orchestrator['id']}/approve/").status_code == 200
-            store = api.post(
-                "stores/",
-                json={
-                    "store_type": "PEM",
-                    "client_machine": "e2e-restart.e2e.test",
-                    "store_path": str(folder),
-                    "orchestrator": orchestrator["id"],
-                },
-            )
-            assert store.status_code == 201, store.text
-            store_id = store.json()["id"]
+            orchestrator = orchestrator_approved(api, "e2e-restart")
+            store_id = file_store_created(api, orchestrator, folder)["id"]
             job_id = api.post(f"stores/{store_id}/inventory-now/").json()["id"]
 
         assert proxy.submission_seen.wait(timeout=60), agent.log()[-2000:]
@@ -197,38 +178,11 @@ def test_an_unchanged_store_is_sent_by_fingerprint_and_in_full_when_the_platform
     agent = agent_factory("e2e-cache")
     agent.start()
     with live_platform.api() as api:
-        orchestrator = wait_for(
-            lambda: next(
-                (
-                    o
-                    for o in api.get("orchestrators/").json()["results"]
-                    if o["name"] == "e2e-cache"
-                ),
-                None,
-            ),
-            timeout=30,
-            what="the orchestrator",
-        )
-        assert api.post(f"orchestrators/{orchestrator['id']}/approve/").status_code == 200
-        store = api.post(
-            "stores/",
-            json={
-                "store_type": "PEM",
-                "client_machine": "e2e-cache.e2e.test",
-                "store_path": str(folder),
-                "orchestrator": orchestrator["id"],
-            },
-        ).json()
+        orchestrator = orchestrator_approved(api, "e2e-cache")
+        store = file_store_created(api, orchestrator, folder)
 
         def inventory() -> dict:
-            job_id = api.post(f"stores/{store['id']}/inventory-now/").json()["id"]
-            return wait_for(
-                lambda: (lambda j: j if j["state"] not in ("pending", "leased") else None)(
-                    api.get(f"jobs/{job_id}/").json()
-                ),
-                timeout=60,
-                what=f"the inventory job\n{agent.log()[-2000:]}",
-            )
+            return inventory_finished(api, store["id"], agent)
 
         assert inventory()["result"]["inventory"]["added"] == count
         unchanged = inventory()
