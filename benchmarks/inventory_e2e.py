@@ -189,7 +189,7 @@ class Platform:
     def __init__(self, base: Path, database_url: str | None) -> None:
         self.base = base
         data_dir = base / "var"
-        data_dir.mkdir(parents=True)
+        data_dir.mkdir(mode=0o700, parents=True)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {

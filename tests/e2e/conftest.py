@@ -199,7 +199,7 @@ def start_platform(
         **(env_overrides or {}),
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    data_dir.mkdir()
+    data_dir.mkdir(mode=0o700)
     subprocess.run([*MANAGE, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     token_file = base / "api-token"
     subprocess.run(

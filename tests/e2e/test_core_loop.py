@@ -144,3 +144,15 @@ def test_agent_backs_off_and_exits_when_reset(live_platform: LivePlatform, agent
     code = agent.process.wait(timeout=60)
     assert code == 3, agent.log()
     assert "register" in agent.log().lower()
+
+
+def test_every_file_of_the_running_platform_is_private(live_platform: LivePlatform) -> None:
+    """The database, its WAL and the secret key: readable by their owner alone."""
+    files = [path for path in live_platform.data_dir.rglob("*") if not path.is_symlink()]
+    assert any(path.name.endswith("sqlite3-wal") for path in files)
+    loose = {
+        str(path): oct(path.stat().st_mode & 0o777) for path in files if path.stat().st_mode & 0o077
+    }
+    assert not loose
+    assert live_platform.data_dir.stat().st_mode & 0o077 == 0
+    assert "cyreg_" not in live_platform.log(), "no registration token in make run's output"

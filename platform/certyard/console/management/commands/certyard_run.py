@@ -20,6 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from certyard.console.demo import demo_pem_folder_seed
+from certyard.datadir import data_dir_problem, data_dir_tighten
 from certyard.fleet.models import Orchestrator
 from certyard.fleet.services import registration_token_create
 from certyard.inventory.models import CertificateStoreType
@@ -47,9 +48,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         self.children: dict[str, subprocess.Popen] = {}
         self.stopping = False
+        # Everything this command and its processes create is the owner's alone.
+        os.umask(0o077)
+        data_dir = Path(settings.DATA_DIR)
+        if problem := data_dir_problem(data_dir):
+            raise CommandError(problem)
         call_command("migrate", interactive=False, verbosity=0)
         call_command("certyard_bootstrap", stdout=self.stdout)
         self._collect_static()
+        data_dir_tighten(data_dir)  # collectstatic copies its files' modes
         url = f"http://{options['host']}:{options['port']}"
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -173,9 +180,8 @@ class Command(BaseCommand):
         self._start("orchestrator", [*agent, "run", "--config-dir", str(config_dir)])
 
     def _announce(self, url: str) -> None:
-        _, token = registration_token_create(
-            description="printed by make run", valid_for=dt.timedelta(days=1), reusable=True
-        )
+        # No registration token here: a log is no place for a secret. Tokens are made in
+        # the console (or the API), where their value is shown once.
         user = os.environ.get("CERTYARD_ADMIN_USER", "admin")
         self.stdout.write(
             "\n"
@@ -183,8 +189,8 @@ class Command(BaseCommand):
             f"  Log in as '{user}' with the password printed when the account was created\n"
             "  (or start with CERTYARD_ADMIN_PASSWORD=... to set it).\n"
             f"  API docs: {url}/api/docs/   Django admin: {url}/admin/\n"
-            f"  Register another agent (token valid 24 h):\n"
-            f"    certyard-orchestrator register --url {url} --token {token}\n"
+            "  Register another agent: make a token in Orchestrators -> Registration tokens,\n"
+            f"    then: certyard-orchestrator register --url {url} --token <token>\n"
             "  Press Ctrl-C to stop.\n"
         )
         self.stdout.flush()
