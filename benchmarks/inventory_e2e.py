@@ -286,6 +286,8 @@ def bench(
                 "bench",
                 "--client-machine",
                 "bench.local",
+                "--store-root",
+                str(folder),
                 "--config-dir",
                 str(agent_dir),
             ],

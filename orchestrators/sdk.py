@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -104,6 +105,12 @@ class JobConfiguration:
         state_dir: A private folder (mode 0700) where the store type may keep state
             between jobs of this store, such as a cache of what it read last time; None
             when the agent gives none. The agent creates it; the extension owns its contents.
+        store_roots: The folders of this machine the agent's administrator allows stores
+            in (real paths). The agent refuses a job whose store path lies outside them
+            before any extension runs; an extension that follows links or reads other
+            paths must check each with :func:`path_within_roots`. None: no restriction
+            (an agent run without a configuration, as in tests).
+        max_file_bytes: The largest file an extension may read whole; None: no limit.
     """
 
     job_id: str
@@ -112,6 +119,8 @@ class JobConfiguration:
     store: StoreConfiguration
     payload: dict[str, Any] = field(default_factory=dict)
     state_dir: Path | None = None
+    store_roots: tuple[str, ...] | None = None
+    max_file_bytes: int | None = None
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> JobConfiguration:
@@ -247,6 +256,16 @@ class StoreTypeExtension(abc.ABC):
     def discover(self, job: JobConfiguration) -> list[str]:
         """Return the store paths of this type found on ``job.store.client_machine``."""
         raise NotImplementedError(f"store type {self.short_name} does not implement discover")
+
+
+def path_within_roots(path: str | Path, roots: tuple[str, ...] | None) -> bool:
+    """Whether ``path``, links and ``..`` resolved, lies inside one of ``roots``
+    (``None``: no restriction). An extension reading a path the platform named, or a link
+    it found, checks it with this before reading."""
+    if roots is None:
+        return True
+    real = os.path.realpath(path)
+    return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
 def _builtin_store_types() -> dict[str, type[StoreTypeExtension]]:

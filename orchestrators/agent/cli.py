@@ -26,6 +26,7 @@ from orchestrators.agent.config import (
     default_config_dir,
     ensure_config_dir,
     generate_private_key,
+    guards_update,
     load_config,
     save_registration,
 )
@@ -71,6 +72,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a client parameter for registration handlers (repeatable)",
     )
+    register.add_argument(
+        "--store-root",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a folder stores may be in (repeatable); the agent reads nothing outside them",
+    )
+    register.add_argument(
+        "--max-file-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="the largest file the agent reads (default: 16 MiB)",
+    )
     config_dir_option(register)
     tls = register.add_mutually_exclusive_group()
     tls.add_argument("--ca-bundle", type=Path, help="CA bundle that signs the platform's TLS cert")
@@ -89,6 +104,14 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="show the saved registration")
     config_dir_option(status)
+
+    roots = commands.add_parser(
+        "roots", help="show or change the folders stores may be in, and the file size limit"
+    )
+    roots.add_argument("--add", action="append", default=[], metavar="PATH")
+    roots.add_argument("--remove", action="append", default=[], metavar="PATH")
+    roots.add_argument("--max-file-size", type=int, default=None, metavar="BYTES")
+    config_dir_option(roots)
     return parser
 
 
@@ -163,6 +186,7 @@ def _register(args: argparse.Namespace) -> int:
         certificate=_pem_text(answer.get("certificate")),
         ca_chain=_pem_text(answer.get("ca_chain")),
     )
+    config = guards_update(config, add=args.store_root, max_file_bytes=args.max_file_size)
     hint = STATUS_HINTS.get(status)
     print(
         f"registered as {config.orchestrator_id}; status {status}" + (f": {hint}" if hint else "")
@@ -197,7 +221,12 @@ def _run(args: argparse.Namespace) -> int:
             config.platform_url,
         )
         return Runner(
-            client, store_types, poll_wait=args.poll_wait, state_root=config_dir / "state"
+            client,
+            store_types,
+            poll_wait=args.poll_wait,
+            state_root=config_dir / "state",
+            store_roots=config.store_roots,
+            max_file_bytes=config.max_file_bytes,
         ).run()
 
 
@@ -209,6 +238,7 @@ def _status(args: argparse.Namespace) -> int:
     print(f"platform_url:    {config.platform_url}")
     print(f"verify_tls:      {config.verify_tls}")
     print(f"config_dir:      {config.config_dir}")
+    _print_guards(config)
     if config.cert_path.exists():
         try:
             cert = x509.load_pem_x509_certificate(config.cert_path.read_bytes())
@@ -221,10 +251,26 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_guards(config: AgentConfig) -> None:
+    roots = ", ".join(config.store_roots) or "none: no store can be read (add one with `roots`)"
+    print(f"store_roots:     {roots}")
+    print(f"max_file_size:   {config.max_file_bytes} bytes")
+
+
+def _roots(args: argparse.Namespace) -> int:
+    config = load_config(args.config_dir or default_config_dir())
+    if args.add or args.remove or args.max_file_size is not None:
+        config = guards_update(
+            config, add=args.add, remove=args.remove, max_file_bytes=args.max_file_size
+        )
+    _print_guards(config)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code (see the module docstring)."""
     args = _parser().parse_args(argv)
-    command = {"register": _register, "run": _run, "status": _status}[args.command]
+    command = {"register": _register, "run": _run, "status": _status, "roots": _roots}[args.command]
     try:
         return command(args)
     except ConfigError as exc:

@@ -14,7 +14,7 @@ import json
 import os
 import stat
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,52 @@ def write_private_file(path: Path, data: bytes) -> None:
         raise
 
 
+DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+def store_root_normalised(path: str | Path) -> str:
+    """A store root as the agent keeps it: absolute, links and ``..`` resolved."""
+    return os.path.realpath(os.path.abspath(os.path.expanduser(str(path))))
+
+
+def guards_update(
+    config: AgentConfig,
+    *,
+    add: list[str] | None = None,
+    remove: list[str] | None = None,
+    max_file_bytes: int | None = None,
+) -> AgentConfig:
+    """Change the store roots or the file size limit and save them; the new config."""
+    roots = list(config.store_roots)
+    for path in add or []:
+        root = store_root_normalised(path)
+        if not os.path.isdir(root):
+            raise ConfigError(f"{path} is not a folder of this machine")
+        if root not in roots:
+            roots.append(root)
+    for path in remove or []:
+        root = store_root_normalised(path)
+        if root not in roots:
+            raise ConfigError(f"{path} is not a store root (roots: {', '.join(roots) or 'none'})")
+        roots.remove(root)
+    if max_file_bytes is not None and max_file_bytes < 1:
+        raise ConfigError("the file size limit must be at least 1 byte")
+    updated = replace(
+        config,
+        store_roots=tuple(roots),
+        max_file_bytes=config.max_file_bytes if max_file_bytes is None else max_file_bytes,
+    )
+    _config_write(updated)
+    return updated
+
+
+def _config_write(config: AgentConfig) -> None:
+    data = asdict(config)
+    del data["config_dir"]
+    data["store_roots"] = list(config.store_roots)
+    write_private_file(config.config_dir / AGENT_FILE, json.dumps(data, indent=2).encode() + b"\n")
+
+
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
     """A saved registration.
@@ -81,6 +127,10 @@ class AgentConfig:
     name: str
     client_machine: str
     verify_tls: bool | str = True
+    # The folders stores may be in (real paths): the agent refuses any other, whatever
+    # the platform asks. Empty: no store can be read until an administrator adds one.
+    store_roots: tuple[str, ...] = ()
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
     @property
     def key_path(self) -> Path:
@@ -130,10 +180,8 @@ def save_registration(
             write_private_file(path, pem.encode())
         else:
             path.unlink(missing_ok=True)  # never keep a previous registration's certificate
-    data = asdict(config)
-    del data["config_dir"]
     # agent.json last: its presence is what marks the directory as registered.
-    write_private_file(config.config_dir / AGENT_FILE, json.dumps(data, indent=2).encode() + b"\n")
+    _config_write(config)
 
 
 def load_config(config_dir: Path) -> AgentConfig:
@@ -157,6 +205,8 @@ def load_config(config_dir: Path) -> AgentConfig:
             name=str(data["name"]),
             client_machine=str(data["client_machine"]),
             verify_tls=data.get("verify_tls", True),
+            store_roots=tuple(str(root) for root in data.get("store_roots", [])),
+            max_file_bytes=int(data.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read {agent_file}: {exc}") from exc

@@ -31,6 +31,7 @@ from orchestrators.sdk import (
     JobConfiguration,
     StoreError,
     StoreTypeExtension,
+    path_within_roots,
 )
 
 logger = logging.getLogger(__name__)
@@ -107,12 +108,18 @@ class Runner:
         *,
         poll_wait: int = 20,
         state_root: Path | None = None,
+        store_roots: tuple[str, ...] | None = None,
+        max_file_bytes: int | None = None,
     ) -> None:
         self._client = client
         self._store_types = store_types
         # Each store gets a private folder below this for its store type's state (a cache
         # of what it read); None gives store types no state.
         self._state_root = state_root
+        # The agent's own guards: whatever the platform asks, it reads stores only inside
+        # these folders, and no file larger than this (None: unguarded, as in tests).
+        self._store_roots = store_roots
+        self._max_file_bytes = max_file_bytes
         self._poll_wait = max(1, min(poll_wait, MAX_POLL_WAIT_SECONDS))
         self._stop = threading.Event()
         self._failures = 0
@@ -230,6 +237,9 @@ class Runner:
         deadline = _lease_deadline(summary.get("lease_expires_at"))
         try:
             job = JobConfiguration.from_wire(self._client.job_config(job_id))
+            job = dataclasses.replace(
+                job, store_roots=self._store_roots, max_file_bytes=self._max_file_bytes
+            )
             if self._state_root is not None:
                 state_dir = ensure_config_dir(self._state_root / _safe_folder_name(job.store.id))
                 job = dataclasses.replace(job, state_dir=state_dir)
@@ -252,6 +262,15 @@ class Runner:
             return JobOutcome.FAILURE, (
                 f"job type {job.type} is not supported for store type {store.store_type} "
                 "by this orchestrator"
+            )
+        if not path_within_roots(store.store_path, job.store_roots):
+            logger.warning(
+                "job %s refused: %s is outside the store roots", job.job_id, store.store_path
+            )
+            return JobOutcome.FAILURE, (
+                f"store path {store.store_path} is outside the folders this orchestrator may "
+                f"read ({', '.join(job.store_roots or ()) or 'none configured'}); an "
+                "administrator of its machine can add one with `certyard-orchestrator roots --add`"
             )
         report = _ChunkedReport(self._client, job, lease, self._reporting)
         try:

@@ -60,7 +60,13 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7, pkcs12
 
 from orchestrators.protocol import StoreOperation
-from orchestrators.sdk import InventoryEntry, JobConfiguration, StoreError, StoreTypeExtension
+from orchestrators.sdk import (
+    InventoryEntry,
+    JobConfiguration,
+    StoreError,
+    StoreTypeExtension,
+    path_within_roots,
+)
 from orchestrators.stores.read_cache import CachedEntry, ReadCache, file_stamp
 
 DEFAULT_FILE_PATTERNS = "*.pem,*.crt,*.cer,*.der,*.p7b,*.p7c,*.p12,*.pfx"
@@ -68,6 +74,7 @@ DEFAULT_FILE_PATTERNS = "*.pem,*.crt,*.cer,*.der,*.p7b,*.p7c,*.p12,*.pfx"
 CERTIFICATE_SUFFIXES = frozenset({".pem", ".crt", ".cer", ".der", ".p7b", ".p7c", ".p12", ".pfx"})
 # No certificate file comes near this; a bigger file matching the patterns is not read.
 MAX_FILE_BYTES = 16 * 1024 * 1024
+OUTSIDE_ROOTS = "is a link to a place outside the orchestrator's store roots; not read"
 
 _BEGIN_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 _END_CERTIFICATE = "-----END CERTIFICATE-----"
@@ -334,19 +341,21 @@ def _read_pkcs12(data: bytes, *, password: str | None) -> FileContents:
     return FileContents(error="is a PKCS#12 file and the store has no password to open it")
 
 
-def read_file(path: str, *, password: str | None) -> FileContents | None:
+def read_file(
+    path: str, *, password: str | None, max_bytes: int = MAX_FILE_BYTES
+) -> FileContents | None:
     """The contents of the file at ``path``; None when it vanished since it was listed."""
     try:
         with open(path, "rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
+            data = file.read(max_bytes + 1)
     except FileNotFoundError:
         return None
     except PermissionError:
         return FileContents(error="cannot be read: permission denied")
     except OSError as exc:
         return FileContents(error=f"cannot be read: {exc.strerror or exc}")
-    if len(data) > MAX_FILE_BYTES:
-        return FileContents(error=f"is larger than {MAX_FILE_BYTES // 2**20} MiB; not read")
+    if len(data) > max_bytes:
+        return FileContents(error=f"is larger than the agent's limit ({max_bytes} bytes); not read")
     return read_certificates(data, password=password)
 
 
@@ -440,33 +449,41 @@ def file_name_matcher(patterns: Any) -> Callable[[str], bool]:
     return lambda name: regex.match(name.lower()) is not None
 
 
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """How files of one job are read: the store password and the agent's size limit."""
+
+    password: str | None
+    max_bytes: int = MAX_FILE_BYTES
+
+
 def _entries_read(
-    alias: str, path: str, listing_error: str | None, password: str | None
+    alias: str, path: str, listing_error: str | None, reading: _Reading
 ) -> list[InventoryEntry]:
     """The entries of one file (or of a subdirectory that cannot be listed), read now."""
     if listing_error:
         contents: FileContents | None = FileContents(error=listing_error)
     else:
-        contents = read_file(path, password=password)
+        contents = read_file(path, password=reading.password, max_bytes=reading.max_bytes)
     if contents is None:
         return []  # gone since it was listed
     return sorted(file_entries(alias, contents), key=lambda entry: entry.alias)
 
 
 def _entries_cached(
-    cache: ReadCache, alias: str, path: str, listing_error: str | None, password: str | None
+    cache: ReadCache, alias: str, path: str, listing_error: str | None, reading: _Reading
 ) -> list[InventoryEntry]:
     """The entries of one file: by fingerprint when it is unchanged since it was read."""
     if listing_error:
-        return _entries_read(alias, path, listing_error, password)
+        return _entries_read(alias, path, listing_error, reading)
     try:
         stamp = file_stamp(os.stat(path))
     except OSError:
-        return _entries_read(alias, path, listing_error, password)
+        return _entries_read(alias, path, listing_error, reading)
     cached = cache.lookup(path, stamp)
     if cached is not None:
-        return [_from_cache(entry, alias, path, password) for entry in cached]
-    entries = _entries_read(alias, path, listing_error, password)
+        return [_from_cache(entry, alias, path, reading) for entry in cached]
+    entries = _entries_read(alias, path, listing_error, reading)
     remembered = []
     for entry in entries:
         if entry.error is not None and entry.error.startswith("cannot be read"):
@@ -481,13 +498,13 @@ def _entries_cached(
 
 
 def _from_cache(
-    entry: CachedEntry, file_alias: str, path: str, password: str | None
+    entry: CachedEntry, file_alias: str, path: str, reading: _Reading
 ) -> InventoryEntry:
     if entry.error is not None:
         return InventoryEntry(entry.alias, False, [], error=entry.error)
 
     def load_full() -> InventoryEntry:
-        fresh = _entries_read(file_alias, path, None, password)
+        fresh = _entries_read(file_alias, path, None, reading)
         found = next((e for e in fresh if e.alias == entry.alias), None)
         return found or InventoryEntry(entry.alias, False, [], error="changed while it was read")
 
@@ -520,7 +537,8 @@ class PemStore(StoreTypeExtension):
                     root,
                     recursive=_truthy(properties.get("recursive", False)),
                     matches=file_name_matcher(properties.get("file_patterns")),
-                    password=job.store.password,
+                    reading=_Reading(job.store.password, job.max_file_bytes or MAX_FILE_BYTES),
+                    roots=job.store_roots,
                     cache_folder=job.state_dir,
                     cache_scope={
                         "store_path": job.store.store_path,
@@ -529,7 +547,9 @@ class PemStore(StoreTypeExtension):
                     },
                 )
             elif root.is_file():
-                entries = self._bundle_entries(root, password=job.store.password)
+                entries = self._bundle_entries(
+                    root, password=job.store.password, max_bytes=job.max_file_bytes
+                )
             elif root.exists():
                 raise StoreError(f"store path {root} is neither a directory nor a file")
             else:
@@ -544,7 +564,8 @@ class PemStore(StoreTypeExtension):
         *,
         recursive: bool,
         matches: Callable[[str], bool],
-        password: str | None,
+        reading: _Reading,
+        roots: tuple[str, ...] | None = None,
         cache_folder: Path | None = None,
         cache_scope: dict[str, Any] | None = None,
     ) -> Iterator[InventoryEntry]:
@@ -553,7 +574,7 @@ class PemStore(StoreTypeExtension):
         # or not at all when the cache says it is unchanged.
         aliases: list[str] = []
         unlistable: dict[str, str] = {}
-        for alias, reason in self._files(root, recursive=recursive, matches=matches):
+        for alias, reason in self._files(root, recursive=recursive, matches=matches, roots=roots):
             if reason is None:
                 aliases.append(alias)
             else:
@@ -564,21 +585,26 @@ class PemStore(StoreTypeExtension):
         if cache_folder is None:
             for alias in aliases:
                 path = os.path.join(base, alias)
-                yield from _entries_read(alias, path, unlistable.get(alias), password)
+                yield from _entries_read(alias, path, unlistable.get(alias), reading)
             return
         with ReadCache(cache_folder, scope=cache_scope or {}) as cache:
             for alias in aliases:
                 path = os.path.join(base, alias)
-                yield from _entries_cached(cache, alias, path, unlistable.get(alias), password)
+                yield from _entries_cached(cache, alias, path, unlistable.get(alias), reading)
             cache.finish()
 
     @staticmethod
     def _files(
-        root: Path, *, recursive: bool, matches: Callable[[str], bool]
+        root: Path,
+        *,
+        recursive: bool,
+        matches: Callable[[str], bool],
+        roots: tuple[str, ...] | None = None,
     ) -> Iterator[tuple[str, str | None]]:
         """(alias, None) for each matching file; (alias, reason) for each subdirectory that
-        cannot be listed. The store path itself must be listable. Directories are read
-        entry by entry, never held whole."""
+        cannot be listed and each link that leads outside the agent's store roots. The
+        store path itself must be listable. Directories are read entry by entry, never
+        held whole; links to folders are not followed."""
         pending = [(str(root), "")]
         while pending:
             directory, prefix = pending.pop()
@@ -597,14 +623,23 @@ class PemStore(StoreTypeExtension):
                     if recursive and child.is_dir(follow_symlinks=False):
                         pending.append((child.path, f"{prefix}{child.name}/"))
                     elif matches(child.name) and child.is_file():
-                        yield f"{prefix}{child.name}", None
+                        if child.is_symlink() and not path_within_roots(child.path, roots):
+                            yield f"{prefix}{child.name}", OUTSIDE_ROOTS
+                        else:
+                            yield f"{prefix}{child.name}", None
 
     @staticmethod
-    def _bundle_entries(path: Path, *, password: str | None) -> list[InventoryEntry]:
+    def _bundle_entries(
+        path: Path, *, password: str | None, max_bytes: int | None = None
+    ) -> list[InventoryEntry]:
+        limit = max_bytes or MAX_FILE_BYTES
         try:
-            data = path.read_bytes()
+            with path.open("rb") as file:
+                data = file.read(limit + 1)
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if len(data) > limit:
+            raise StoreError(f"store path {path} is larger than the agent's limit ({limit} bytes)")
         contents = read_certificates(data, password=password)
         if contents.error == "is empty":
             return []

@@ -304,6 +304,9 @@ def agent_factory(
                 name,
                 "--client-machine",
                 f"{name}.e2e.test",
+                # The agent reads stores only below its roots: the test's own folder.
+                "--store-root",
+                str(tmp_path),
                 "--config-dir",
                 str(config_dir),
             ],

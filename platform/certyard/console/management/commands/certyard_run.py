@@ -157,6 +157,8 @@ class Command(BaseCommand):
                     DEMO_ORCHESTRATOR,
                     "--client-machine",
                     "localhost",
+                    "--store-root",
+                    str(pem_folder),
                     "--config-dir",
                     str(config_dir),
                 ],
@@ -177,6 +179,13 @@ class Command(BaseCommand):
                 orchestrator=orchestrator,
                 inventory_interval_minutes=60,
             )
+        # An agent configured before store roots existed is given its demo folder.
+        subprocess.run(
+            [*agent, "roots", "--add", str(pem_folder), "--config-dir", str(config_dir)],
+            cwd=settings.BASE_DIR,
+            check=False,
+            capture_output=True,
+        )
         self._start("orchestrator", [*agent, "run", "--config-dir", str(config_dir)])
 
     def _announce(self, url: str) -> None:
