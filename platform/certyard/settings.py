@@ -26,7 +26,7 @@ def _secret_key() -> str:
         return key
     path = DATA_DIR / "secret_key"
     if not path.exists():
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(50))
@@ -70,6 +70,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "certyard.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -226,3 +227,48 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("CERTYARD_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Security behind a TLS proxy -------------------------------------------------
+# The defaults fit the embedded setup (plain HTTP on loopback). Behind a reverse proxy
+# that terminates TLS, set the variables below; README.md, "Behind a TLS proxy".
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def secure_cookies() -> bool:
+    """CERTYARD_SECURE_COOKIES: send the session and CSRF cookies over HTTPS only."""
+    return _env_bool("CERTYARD_SECURE_COOKIES", False)
+
+
+def hsts_seconds() -> int:
+    """CERTYARD_HSTS_SECONDS: Strict-Transport-Security max-age; 0 sends none."""
+    return max(0, _env_int("CERTYARD_HSTS_SECONDS", 0))
+
+
+def proxy_ssl_header() -> tuple[str, str] | None:
+    """CERTYARD_TRUST_PROXY_PROTO: believe the proxy's X-Forwarded-Proto (only behind one)."""
+    if _env_bool("CERTYARD_TRUST_PROXY_PROTO", False):
+        return ("HTTP_X_FORWARDED_PROTO", "https")
+    return None
+
+
+def ssl_redirect() -> bool:
+    """CERTYARD_SSL_REDIRECT: redirect plain-HTTP requests to HTTPS."""
+    return _env_bool("CERTYARD_SSL_REDIRECT", False)
+
+
+SESSION_COOKIE_SECURE = secure_cookies()
+CSRF_COOKIE_SECURE = secure_cookies()
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_HSTS_SECONDS = hsts_seconds()
+SECURE_HSTS_INCLUDE_SUBDOMAINS = False
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header()
+SECURE_SSL_REDIRECT = ssl_redirect()
+SECURE_REFERRER_POLICY = "same-origin"
+# Already set above: SESSION_COOKIE_HTTPONLY, X_FRAME_OPTIONS ("DENY"),
+# SECURE_CONTENT_TYPE_NOSNIFF. The Content-Security-Policy comes from
+# certyard.security.ContentSecurityPolicyMiddleware.
