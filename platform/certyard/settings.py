@@ -151,9 +151,11 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # --- REST API -------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: DRF answers a request without credentials from the first class's
+    # WWW-Authenticate header, so 401 "Token"; session auth has none and would make it 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["certyard.api.permissions.ModelPermissions"],
     "DEFAULT_PAGINATION_CLASS": "certyard.api.pagination.Pagination",
@@ -161,7 +163,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "certyard.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only, refused above JSON_MAX_DEPTH levels of nesting (a 400, not a RecursionError).
+    "DEFAULT_PARSER_CLASSES": ["certyard.api.parsers.SafeJSONParser"],
     # Per client address, for the agent API's unauthenticated endpoints.
     "DEFAULT_THROTTLE_RATES": {
         "agent-register": os.environ.get("CERTYARD_REGISTER_RATE", "30/minute"),

@@ -48,6 +48,9 @@ class CertificateStoreType(models.Model):
     entry_parameters = models.JSONField(default=list, blank=True)
     password_supported = models.BooleanField(default=False)
     password_required = models.BooleanField(default=False)
+    builtin = models.BooleanField(
+        default=False, editable=False, help_text="Shipped with Certyard: cannot be deleted."
+    )
 
     class Meta:
         ordering = ["short_name"]

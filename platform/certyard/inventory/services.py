@@ -1,12 +1,13 @@
 """Writes of the inventory app: stores. Ingestion of inventory reports is in ``ingest``."""
 
 import datetime as dt
+import re
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from certyard.errors import ServiceError
+from certyard.errors import Conflict, ServiceError
 from certyard.fleet.models import Orchestrator
 from certyard.fleet.selectors import orchestrator_can
 from certyard.inventory.models import CertificateStore, CertificateStoreType, InventoryStatus
@@ -140,6 +141,77 @@ _PROPERTY_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "secret": (str,),
 }
+
+
+# --- Store types -----------------------------------------------------------------
+
+STORE_TYPE_SHORT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+_PROPERTY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_PROPERTY_KEYS = {"name", "type", "required", "default"}
+
+
+def _is_of_type(value: Any, type_name: str) -> bool:
+    # bool is an int in Python; an int property must not accept true/false.
+    expected = _PROPERTY_TYPES[type_name]
+    return isinstance(value, expected) and (bool in expected or not isinstance(value, bool))
+
+
+def store_type_properties_check(properties: Any) -> list[dict[str, Any]]:
+    """A store type's declared properties (or entry parameters), checked against one schema.
+
+    A list of ``{"name", "type", "required", "default"}``: ``name`` an identifier, unique;
+    ``type`` one of bool, string, int, secret; ``required`` a bool; ``default`` of the
+    declared type. Only ``name`` and ``type`` must be given. Raises ``ServiceError``
+    naming the offending item.
+    """
+    if not isinstance(properties, list):
+        raise ServiceError("the declarations must be a list of {name, type, required, default}")
+    types = ", ".join(_PROPERTY_TYPES)
+    checked: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(properties):
+        where = f"item {index}"
+        if not isinstance(item, dict):
+            raise ServiceError(f"{where} must be an object {{name, type, required, default}}")
+        unknown = sorted(str(key) for key in set(item) - _PROPERTY_KEYS)
+        if unknown:
+            raise ServiceError(
+                f"{where} has unknown keys {', '.join(unknown)} "
+                "(allowed: name, type, required, default)"
+            )
+        name = item.get("name")
+        if not isinstance(name, str) or not _PROPERTY_NAME.fullmatch(name):
+            raise ServiceError(
+                f"{where}: the name must be a letter or _ then letters, digits or _ "
+                "(at most 64 characters)"
+            )
+        where = f"item {index} ({name})"
+        if name in seen:
+            raise ServiceError(f"{where}: the name {name} is declared twice")
+        seen.add(name)
+        type_name = item.get("type")
+        if not isinstance(type_name, str) or type_name not in _PROPERTY_TYPES:
+            raise ServiceError(f"{where}: the type must be one of {types}")
+        required = item.get("required", False)
+        if not isinstance(required, bool):
+            raise ServiceError(f"{where}: required must be true or false")
+        declaration: dict[str, Any] = {"name": name, "type": type_name, "required": required}
+        if "default" in item:
+            if not _is_of_type(item["default"], type_name):
+                raise ServiceError(f"{where}: the default must be a {type_name}")
+            declaration["default"] = item["default"]
+        checked.append(declaration)
+    return checked
+
+
+def store_type_delete(*, store_type: CertificateStoreType) -> None:
+    """Delete a store type nobody uses; the built-in ones stay."""
+    if store_type.builtin:
+        raise Conflict(
+            f"store type {store_type.short_name} is built in and cannot be deleted",
+            code="builtin",
+        )
+    store_type.delete()  # a type still used by stores raises ProtectedError: a 409
 
 
 def store_properties_check(

@@ -27,7 +27,8 @@ class OrchestratorSessionAuthentication(authentication.BaseAuthentication):
         return orchestrator, token
 
     def authenticate_header(self, request: Request) -> str:
-        return self.keyword
+        # Makes a request without a session a 401 naming the scheme, not a 403.
+        return f'{self.keyword} realm="certyard-orchestrator"'
 
 
 class IsOrchestrator(permissions.BasePermission):

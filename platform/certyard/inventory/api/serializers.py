@@ -3,8 +3,9 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from certyard.errors import ServiceError
 from certyard.fleet.models import Orchestrator
-from certyard.inventory import selectors
+from certyard.inventory import selectors, services
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
@@ -16,9 +17,45 @@ from certyard.inventory.selectors import CertificateFilters
 
 
 class StoreTypeSerializer(serializers.ModelSerializer):
+    short_name = serializers.CharField(
+        max_length=40,
+        trim_whitespace=False,
+        help_text="Matches the agent's extension, e.g. PEM: letters, digits, _ and -.",
+    )
+
     class Meta:
         model = CertificateStoreType
         fields = "__all__"
+
+    def validate_short_name(self, value: str) -> str:
+        if not services.STORE_TYPE_SHORT_NAME.fullmatch(value):
+            raise serializers.ValidationError(
+                "use a letter or digit, then letters, digits, _ or - (at most 40 characters)"
+            )
+        current = self.instance
+        if current is not None and current.builtin and value != current.short_name:
+            raise serializers.ValidationError(
+                f"{current.short_name} is a built-in store type and cannot be renamed"
+            )
+        clash = CertificateStoreType.objects.filter(short_name=value)
+        if current is not None:
+            clash = clash.exclude(pk=current.pk)
+        if clash.exists():
+            raise serializers.ValidationError(f"a store type {value} already exists")
+        return value
+
+    def validate_properties(self, value: Any) -> list[dict[str, Any]]:
+        return _declarations(value)
+
+    def validate_entry_parameters(self, value: Any) -> list[dict[str, Any]]:
+        return _declarations(value)
+
+
+def _declarations(value: Any) -> list[dict[str, Any]]:
+    try:
+        return services.store_type_properties_check(value)
+    except ServiceError as exc:
+        raise serializers.ValidationError(exc.message) from exc
 
 
 class StoreSerializer(serializers.ModelSerializer):

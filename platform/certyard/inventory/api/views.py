@@ -34,6 +34,10 @@ class StoreTypeViewSet(viewsets.ModelViewSet):
     serializer_class = StoreTypeSerializer
     lookup_field = "short_name"
 
+    def perform_destroy(self, instance: CertificateStoreType) -> None:
+        # DELETE needs inventory.delete_certificatestoretype (the model permissions).
+        services.store_type_delete(store_type=instance)
+
 
 class StoreViewSet(
     mixins.ListModelMixin,
