@@ -263,3 +263,19 @@ def test_chunk_numbers_are_checked(client, store) -> None:
     assert no_entries.status_code == 400
     commit = client.post(f"{AGENT}jobs/{job.pk}/inventory/commit", {"chunks": 0}, format="json")
     assert commit.status_code == 400
+
+
+def test_chunks_of_a_report_never_committed_are_forgotten_when_the_job_ends(client, store) -> None:
+    job = _lease(client, store)
+    _chunk(client, job, 0, [entry("a", issue("uncommitted.example.test"))])
+    assert InventoryStagedEntry.objects.exists()
+
+    answer = client.post(
+        f"{AGENT}jobs/{job.pk}/complete",
+        {"status": "failure", "message": "the store went away"},
+        format="json",
+    )
+
+    assert answer.status_code == 200
+    assert not InventoryStagedEntry.objects.exists()
+    assert not _aliases(store)

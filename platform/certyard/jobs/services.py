@@ -414,6 +414,8 @@ def job_complete(
         if outcome == JobOutcome.FAILURE:
             Orchestrator.objects.filter(pk=orchestrator.pk).update(last_error=message)
         _store_status_note(job, outcome, message, now)
+        # Chunks of a report that was never committed (the agent gave up): forget them.
+        inventory_upload_discard(upload_prefix=f"job:{job.pk}:")
     job.refresh_from_db()
     return job, False
 
