@@ -229,6 +229,21 @@ class InventoryReport:
     def rejected_count(self) -> int:
         return int(self.summary.get("rejected_count", 0))
 
+    @property
+    def rejection_message(self) -> str | None:
+        """What to tell the sender when entries were rejected (None when none were, or
+        for a repeat): shared by every answer to a report, API or console."""
+        rejected = self.rejected_count
+        if self.duplicate or not rejected:
+            return None
+        entries = int(self.summary.get("entries", rejected))
+        if not self.recorded:
+            return f"all {rejected} entries were rejected; nothing was recorded"
+        return (
+            f"{rejected} of {entries} entries were rejected; "
+            f"the other {entries - rejected} were recorded"
+        )
+
 
 def _upload_name(job: Job) -> str:
     """Each attempt's report is its own: a later attempt never mixes with an earlier one."""

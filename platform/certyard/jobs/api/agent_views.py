@@ -97,22 +97,15 @@ def _entries_of(request: Request) -> list[Any]:
 
 def _report_answer(report: services.InventoryReport) -> Response:
     """200 when every entry was recorded; 422 listing the rejected ones otherwise."""
-    rejected = report.rejected_count
     answer = {
         "job_id": str(report.job.pk),
         "duplicate": report.duplicate,
         **report.summary,
         "recorded": report.recorded,
     }
-    if report.duplicate or not rejected:
+    message = report.rejection_message
+    if message is None:
         return Response(answer)
-    entries = int(report.summary.get("entries", rejected))
-    message = (
-        f"{rejected} of {entries} entries were rejected; "
-        f"the other {entries - rejected} were recorded"
-        if report.recorded
-        else f"all {rejected} entries were rejected; nothing was recorded"
-    )
     return Response(
         {
             **error_body("invalid_entries", message, rejected=report.summary["rejected"]),
