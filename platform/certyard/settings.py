@@ -5,6 +5,7 @@ default (SQLite, django-q2 ORM broker) and the scale-out setup (PostgreSQL, Redi
 run the same code. See docs/architecture.md, "Two ways to run".
 """
 
+import datetime as dt
 import os
 import secrets
 from pathlib import Path
@@ -55,12 +56,13 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "django_q",
+    "certyard.accounts",
     "certyard.pki",
     "certyard.inventory",
     "certyard.fleet",
@@ -153,8 +155,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 REST_FRAMEWORK = {
     # Token first: DRF answers a request without credentials from the first class's
     # WWW-Authenticate header, so 401 "Token"; session auth has none and would make it 403.
+    # People's API tokens are knox's, stored as a hash (certyard.accounts).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "certyard.accounts.auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["certyard.api.permissions.ModelPermissions"],
@@ -190,6 +193,25 @@ SPECTACULAR_SETTINGS = {
         # JobHistory.Outcome (an inner class: named by its values).
         "AttemptOutcomeEnum": ["success", "warning", "failure", "lease_expired", "released"],
     },
+    # The client address is the peer's, not an X-Forwarded-For anyone can write, unless
+    # CERTYARD_TRUSTED_PROXIES says how many proxies in front of us append to that header.
+    "NUM_PROXIES": int(os.environ.get("CERTYARD_TRUSTED_PROXIES", "0")),
+}
+# People's API tokens (django-rest-knox, model certyard.accounts.ApiToken): only a SHA-512
+# digest is stored and the value is shown once; "cyd_" makes a Certyard token recognisable.
+# KNOX_TOKEN_MODEL swaps knox's own AuthToken model (and its admin page) out; knox's
+# migrations would still create that model's table, empty and in the way of flush.
+KNOX_TOKEN_MODEL = "accounts.ApiToken"  # noqa: S105 (a model label)
+MIGRATION_MODULES = {"knox": None}
+REST_KNOX = {
+    "TOKEN_MODEL": KNOX_TOKEN_MODEL,
+    "TOKEN_PREFIX": "cyd_",
+    "AUTH_HEADER_PREFIX": "Token",
+    # The default lifetime of a new token, 1 to 365 days; "never" only when asked for.
+    "TOKEN_TTL": dt.timedelta(
+        days=min(365, max(1, int(os.environ.get("CERTYARD_API_TOKEN_DAYS", "90"))))
+    ),
+    "AUTO_REFRESH": False,
 }
 
 # --- Background work -------------------------------------------------------------

@@ -13,9 +13,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from django.core.paginator import UnorderedObjectListWarning
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from certyard.accounts.services import api_token_create
 from certyard.fleet.models import Orchestrator, RegistrationToken
 from certyard.fleet.services import orchestrator_register, registration_token_create
 from certyard.inventory.ingest import inventory_submit
@@ -74,12 +74,12 @@ def test_unauthenticated_actions_change_nothing(api: APIClient, register_agent) 
     assert waiting.orchestrator.status == Orchestrator.Status.NEW
 
 
-def test_drf_token_authenticates_a_person(superuser, register_agent) -> None:
+def test_api_token_authenticates_a_person(superuser, register_agent) -> None:
     register_agent("listed")
-    token = Token.objects.create(user=superuser)
+    _, value = api_token_create(user=superuser, name="test", expires_in=dt.timedelta(days=1))
     client = APIClient()
 
-    with_token = client.get(f"{ADMIN}orchestrators/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    with_token = client.get(f"{ADMIN}orchestrators/", HTTP_AUTHORIZATION=f"Token {value}")
     wrong = client.get(f"{ADMIN}orchestrators/", HTTP_AUTHORIZATION="Token not-the-key")
 
     assert [o["name"] for o in _results(with_token)] == ["listed"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,8 +17,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Task
 from django_q.signing import SignedPackage
-from rest_framework.authtoken.models import Token
 
+from certyard.accounts.models import ApiToken
+from certyard.accounts.services import api_token_create
 from certyard.fleet.models import Orchestrator
 from certyard.inventory.ingest import inventory_submit
 from certyard.inventory.models import CertificateStore, CertificateStoreType
@@ -62,7 +64,15 @@ def secret_store(orchestrator: Orchestrator) -> CertificateStore:
 
 
 @pytest.fixture
-def one_of_each(superuser: Any, secret_store: CertificateStore, ca: Issued) -> None:
+def api_token(superuser: Any) -> tuple[ApiToken, str]:
+    """A person's API token and its value (which no admin page may show)."""
+    return api_token_create(user=superuser, name="admin walk", expires_in=dt.timedelta(days=1))
+
+
+@pytest.fixture
+def one_of_each(
+    superuser: Any, secret_store: CertificateStore, ca: Issued, api_token: tuple[ApiToken, str]
+) -> None:
     """At least one row of every model the admin shows."""
     orchestrator = secret_store.orchestrator
     leaf = issue("admin-walk.example.test", issuer=ca, days=40, sans=("admin-walk.example.test",))
@@ -80,7 +90,6 @@ def one_of_each(superuser: Any, secret_store: CertificateStore, ca: Issued) -> N
         message="disk on fire",
     )
     Group.objects.create(name="operators")
-    Token.objects.create(user=superuser)
     now = timezone.now()
     for success in (True, False):
         Task.objects.create(
@@ -104,19 +113,22 @@ def _registered() -> list[tuple[type[Model], admin.ModelAdmin]]:
 
 
 def _secrets() -> list[str]:
-    """Plain text that must never reach an admin page: store passwords and CA keys."""
+    """Plain text that must never reach an admin page: store passwords, CA keys and the
+    digests of API tokens."""
     keys = [ca.private_key_pem for ca in CertificateAuthority.objects.all()]
     # The PEM body of each key, without its BEGIN/END lines (which are not secret).
     bodies = [line for key in keys for line in key.splitlines() if "-----" not in line]
-    return [STORE_SECRET, *bodies[:3]]
+    digests = list(ApiToken.objects.values_list("digest", flat=True))
+    return [STORE_SECRET, *bodies[:3], *digests]
 
 
 def test_every_admin_page_answers_and_shows_no_secret(
-    admin_web: Client, superuser: Any, one_of_each: None
+    admin_web: Client, superuser: Any, one_of_each: None, api_token: tuple[ApiToken, str]
 ) -> None:
     request = RequestFactory().get("/admin/")
     request.user = superuser
-    secrets = _secrets()
+    secrets = [*_secrets(), api_token[1]]
+    assert api_token[0].digest in secrets
     checked: list[str] = []
 
     def fetch(url: str, expected: int = 200) -> None:

@@ -185,6 +185,45 @@ class RegistrationTokenForm(forms.Form):
         return dt.timedelta(hours=self.cleaned_data["valid_hours"])
 
 
+class ApiTokenForm(forms.Form):
+    """A new API token for the person signed in: what it is for and how long it lives."""
+
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. “CI deploys”.")
+    expires_in_days = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=365,
+        label="Expires in (days)",
+        help_text="1 to 365 days.",
+    )
+    never_expires = forms.BooleanField(
+        required=False,
+        label="Never expires",
+        help_text="Only if you must: a token that never expires works until it is revoked.",
+    )
+
+    def __init__(self, *args: Any, default_days: int = 90, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["expires_in_days"].initial = default_days
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        days = cleaned.get("expires_in_days")
+        never = cleaned.get("never_expires")
+        if never and days is not None:
+            self.add_error("expires_in_days", "Give a number of days or tick “Never expires”.")
+        elif not never and days is None and "expires_in_days" not in self.errors:
+            self.add_error("expires_in_days", "Give a number of days (1 to 365).")
+        return cleaned
+
+    @property
+    def expires_in(self) -> dt.timedelta | None:
+        """The token's lifetime; None only when "Never expires" was ticked."""
+        if self.cleaned_data["never_expires"]:
+            return None
+        return dt.timedelta(days=self.cleaned_data["expires_in_days"])
+
+
 EXPIRY_EXPIRED = "expired"
 KEY_ALGORITHMS = ("RSA", "EC", "Ed25519")
 

@@ -16,8 +16,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from certyard.accounts import selectors as accounts_selectors
+from certyard.accounts import services as accounts_services
 from certyard.console import selectors
 from certyard.console.forms import (
+    ApiTokenForm,
     CertificateSearchForm,
     JobFilterForm,
     RegistrationTokenForm,
@@ -211,6 +214,63 @@ def registration_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     fleet_services.registration_token_revoke(token=token)
     messages.success(request, f"Token {token.token_prefix}… ({token.description}) revoked.")
     return redirect("console:registration-token-list")
+
+
+# --- API tokens (each person's own) -------------------------------------------------
+
+
+def _api_token_form(data: Any = None) -> ApiTokenForm:
+    return ApiTokenForm(data, default_days=accounts_services.api_token_default_expiry().days)
+
+
+def _api_token_page(
+    request: HttpRequest, form: ApiTokenForm, created: tuple | None = None
+) -> HttpResponse:
+    return render(
+        request,
+        "console/api_tokens.html",
+        {
+            "form": form,
+            "tokens": accounts_selectors.api_token_list(user=request.user),
+            "created": created,
+        },
+    )
+
+
+@login_required
+@require_GET
+def api_token_list(request: HttpRequest) -> HttpResponse:
+    """The signed-in person's API tokens (never their values) and a form for a new one."""
+    return _api_token_page(request, _api_token_form())
+
+
+@login_required
+@require_POST
+def api_token_create(request: HttpRequest) -> HttpResponse:
+    """Answer with the page itself, not a redirect: the value is shown once, kept nowhere."""
+    form = _api_token_form(request.POST)
+    if not form.is_valid():
+        return _api_token_page(request, form)
+    try:
+        token, value = accounts_services.api_token_create(
+            user=request.user, name=form.cleaned_data["name"], expires_in=form.expires_in
+        )
+    except ServiceError as exc:
+        form_add_service_error(form, exc)
+        return _api_token_page(request, form)
+    response = _api_token_page(request, _api_token_form(), created=(token, value))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    """Revoke one of the person's own tokens; anyone else's is a 404."""
+    token = get_object_or_404(accounts_selectors.api_token_list(user=request.user), pk=pk)
+    accounts_services.api_token_revoke(token=token)
+    messages.success(request, f"API token {token.token_key}… ({token.name}) revoked.")
+    return redirect("console:api-token-list")
 
 
 # --- Stores --------------------------------------------------------------------------
