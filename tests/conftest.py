@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -13,11 +15,20 @@ from tests.certs import Issued, agent_key, csr_pem, issue, session_assertion
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rate_limits() -> None:
-    """Throttle counters live in the cache; each test starts with none spent."""
-    from django.core.cache import cache
+def _fresh_rate_limits() -> Iterator[None]:
+    """Throttle counters live in the shared cache (the database, or Redis); each test
+    starts with none spent, under cache keys of its own. No clearing: that would need the
+    database in every test, and would wipe what a concurrent run keeps in the same Redis."""
+    from django.conf import settings
+    from django.test import override_settings
 
-    cache.clear()
+    fresh = f"test-{uuid.uuid4().hex}"
+    caches = {
+        alias: {**config, "KEY_PREFIX": f"{config.get('KEY_PREFIX', '')}{fresh}"}
+        for alias, config in settings.CACHES.items()
+    }
+    with override_settings(CACHES=caches):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -120,6 +120,37 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if test_name := os.environ.get("CERTYARD_TEST_DATABASE_NAME"):
         DATABASES["default"]["TEST"] = {"NAME": test_name}
 
+# --- Cache ------------------------------------------------------------------------
+# Shared by every web process, so a rate limit holds however many there are: the
+# database (its table comes with `migrate`, fleet's migration 0006) on the embedded
+# setup, Redis when CERTYARD_REDIS_URL names one.
+CACHE_TABLE = "certyard_cache"
+
+
+def cache_settings(redis_url: str | None) -> dict[str, dict[str, object]]:
+    """The CACHES setting: Redis at ``redis_url`` when given, the database otherwise."""
+    if redis_url:
+        default: dict[str, object] = {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+        }
+    else:
+        default = {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": CACHE_TABLE,
+            # Culling drops a third of the keys once there are more: room for the
+            # throttle history of many client addresses before it forgets any.
+            "OPTIONS": {"MAX_ENTRIES": 20000},
+        }
+    return {
+        "default": {**default, "KEY_PREFIX": "certyard"},
+        # What need not be shared: django-q2's cluster heartbeat (a write every half second).
+        "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    }
+
+
+CACHES = cache_settings(os.environ.get("CERTYARD_REDIS_URL", "").strip() or None)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -163,7 +194,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["certyard.api.permissions.ModelPermissions"],
     "DEFAULT_PAGINATION_CLASS": "certyard.api.pagination.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "certyard.api.schema.AutoSchema",  # documents the error answers
     "EXCEPTION_HANDLER": "certyard.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON only, refused above JSON_MAX_DEPTH levels of nesting (a 400, not a RecursionError).
@@ -224,6 +255,7 @@ Q_CLUSTER = {
     "orm": "default",
     "save_limit": 250,
     "label": "Background tasks",
+    "cache": "local",  # its cluster status, as before; not worth a database write per cycle
 }
 if broker_url := os.environ.get("CERTYARD_BROKER_URL"):
     Q_CLUSTER.pop("orm")

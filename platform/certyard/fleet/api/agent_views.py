@@ -40,6 +40,12 @@ class RegisterView(APIView):
     # Unauthenticated and it signs certificates: bound how often one address may try.
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "agent-register"
+    # No credentials to check up front: the token in the body is what may be refused.
+    error_responses = {
+        401: "The registration token is unknown, revoked, expired or already used.",
+        409: "An orchestrator of this name on this machine is registered; an admin must "
+        "reset it first.",
+    }
 
     @extend_schema(
         tags=_TAG,
@@ -76,6 +82,11 @@ class SessionView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "agent-session"
+    error_responses = {
+        401: "The assertion proves no registered key, is too far from the platform's clock, "
+        "or was used before.",
+        409: None,  # it changes nothing that could be in the way
+    }
 
     @extend_schema(
         tags=_TAG,
@@ -101,6 +112,8 @@ class SessionView(APIView):
 
 
 class HeartbeatView(AgentView):
+    error_responses = {409: None}  # it only records that the agent was seen
+
     @extend_schema(tags=_TAG, request=None, responses={200: HeartbeatResponseSerializer})
     def post(self, request: Request) -> Response:
         services.orchestrator_seen(orchestrator=request.user)

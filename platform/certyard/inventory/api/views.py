@@ -134,7 +134,10 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=["pem", "der", "chain"])],
-        responses={(200, "application/x-pem-file"): OpenApiTypes.BINARY},
+        responses={
+            (200, "application/x-pem-file"): OpenApiTypes.BINARY,  # pem and chain
+            (200, "application/pkix-cert"): OpenApiTypes.BINARY,  # der
+        },
     )
     # `format` names the file format here, not one of DRF's renderers.
     @action(detail=True, methods=["get"], content_negotiation_class=FileDownloadNegotiation)

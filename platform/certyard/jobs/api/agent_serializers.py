@@ -51,7 +51,9 @@ class InventoryChunkParamsSerializer(serializers.Serializer):
 
     attempt = serializers.IntegerField(min_value=1, required=False)
     sequence = serializers.IntegerField(min_value=0, max_value=1_000_000)
-    first_index = serializers.IntegerField(min_value=0, default=0)
+    # Entry positions are stored as 32-bit integers: bounded far above any report's size
+    # (CERTYARD_INVENTORY_MAX_ENTRIES), so first_index plus a chunk's entries always fits.
+    first_index = serializers.IntegerField(min_value=0, max_value=1_000_000_000, default=0)
 
 
 class InventoryChunkSerializer(InventoryChunkParamsSerializer):

@@ -11,11 +11,18 @@ from dataclasses import asdict
 from typing import Any
 
 from django.conf import settings
-from django.http import Http404
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import status
 from rest_framework.exceptions import APIException
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -64,6 +71,8 @@ class NextJobView(AgentView):
 
 
 class JobConfigView(AgentView):
+    error_responses = {409: "The job is not leased to this orchestrator now."}
+
     @extend_schema(tags=_TAG, responses={200: dict}, summary="The job's configuration")
     def get(self, request: Request, job_id: str) -> Response:
         return Response(services.job_configuration(orchestrator=request.user, job_id=job_id))
@@ -155,6 +164,8 @@ def _attempt_of(request: Request) -> int | None:
 
 
 class InventoryView(AgentView):
+    error_responses = {413: "The report is over the size or entry limit: send it in chunks."}
+
     @extend_schema(
         tags=_TAG,
         request=InventorySerializer,
@@ -175,10 +186,21 @@ class InventoryView(AgentView):
 
 
 class InventoryChunkView(AgentView):
+    error_responses = {413: "The chunk is over the size or entry limit."}
+
     @extend_schema(
         tags=_TAG,
         request=InventoryChunkSerializer,
-        responses={200: InventoryChunkAnswerSerializer},
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="InventoryChunkOrReportAnswer",
+                serializers=[InventoryChunkAnswerSerializer, InventoryAnswerSerializer],
+                resource_type_field_name=None,
+                many=False,
+            ),
+            # A chunk sent again after its report was applied gets the report's answer.
+            422: InventoryAnswerSerializer,
+        },
         summary="Send one chunk of a report; commit when every chunk is sent",
     )
     def post(self, request: Request, job_id: str) -> Response:

@@ -5,6 +5,14 @@ from rest_framework import serializers
 from certyard.jobs.models import Job, JobHistory
 
 
+def _outcome_field(model: type[Job] | type[JobHistory]) -> serializers.ChoiceField:
+    """The outcome, blank ("") until the job or attempt ends. Declared, since DRF drops
+    ``allow_blank`` from read-only model fields and the schema would then leave "" out."""
+    return serializers.ChoiceField(
+        choices=model._meta.get_field("outcome").choices, allow_blank=True, read_only=True
+    )
+
+
 class ReportErrorSerializer(serializers.Serializer):
     """A report submission of the attempt that failed."""
 
@@ -13,6 +21,7 @@ class ReportErrorSerializer(serializers.Serializer):
 
 
 class JobHistorySerializer(serializers.ModelSerializer):
+    outcome = _outcome_field(JobHistory)
     report_errors = ReportErrorSerializer(many=True, read_only=True)
 
     class Meta:
@@ -29,6 +38,7 @@ class JobHistorySerializer(serializers.ModelSerializer):
 
 
 class JobSerializer(serializers.ModelSerializer):
+    outcome = _outcome_field(Job)
     store_path = serializers.CharField(source="store.store_path", read_only=True, default=None)
     orchestrator_name = serializers.CharField(source="orchestrator.name", read_only=True)
 
