@@ -69,8 +69,11 @@ Protocol, version 1 (all bodies are JSON, all paths under ``API_PREFIX``):
     its commit, with the commit's answer. For small stores and older agents.
 
 ``POST jobs/<id>/complete``
-    Body: ``status`` (one of ``JobOutcome``), ``message``. A repeated report
-    is acknowledged (``duplicate: true``) and not applied again.
+    Body: ``status`` (one of ``JobOutcome``), ``message`` and ``attempt`` (the
+    attempt the result is for). A repeated report is acknowledged
+    (``duplicate: true``) and not applied again; an earlier attempt's result is
+    refused (409 ``stale_attempt``), so an agent whose lease lapsed cannot end
+    the attempt that replaced it.
 
 Errors are always JSON: ``{"error": {"code": ..., "message": ..., "fields": {...}}}``,
 a server error (5xx) included. An agent that gets a 5xx or no answer while sending a

@@ -284,9 +284,13 @@ class PlatformClient:
         )
         return response.status_code, self._json(response)
 
-    def complete(self, job_id: str, outcome: protocol.JobOutcome, message: str) -> dict[str, Any]:
-        """``POST jobs/<id>/complete`` with the job's outcome."""
-        body = {"status": str(outcome), "message": message}
+    def complete(
+        self, job_id: str, outcome: protocol.JobOutcome, message: str, attempt: int | None = None
+    ) -> dict[str, Any]:
+        """``POST jobs/<id>/complete`` with the outcome of the job's attempt ``attempt``."""
+        body: dict[str, Any] = {"status": str(outcome), "message": message}
+        if attempt is not None:
+            body["attempt"] = attempt
         return self._json(self._request("POST", f"jobs/{job_id}/complete", json=body))
 
     # -- plumbing ----------------------------------------------------------------------------

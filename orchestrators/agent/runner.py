@@ -244,11 +244,12 @@ class Runner:
                 state_dir = ensure_config_dir(self._state_root / _safe_folder_name(job.store.id))
                 job = dataclasses.replace(job, state_dir=state_dir)
         except ValueError as exc:
-            self._complete(job_id, JobOutcome.FAILURE, f"cannot run job: {exc}", deadline)
+            attempt = _attempt_of(summary)
+            self._complete(job_id, JobOutcome.FAILURE, f"cannot run job: {exc}", deadline, attempt)
             return
         lease = _Lease(deadline)
         outcome, message = self._execute(job, lease)
-        self._complete(job_id, outcome, message, lease.deadline)
+        self._complete(job_id, outcome, message, lease.deadline, job.attempt)
 
     def _execute(self, job: JobConfiguration, lease: _Lease) -> tuple[JobOutcome, str]:
         store = job.store
@@ -312,9 +313,18 @@ class Runner:
             return (JobOutcome.WARNING if recorded else JobOutcome.FAILURE), message
         return JobOutcome.SUCCESS, f"{report.entries} entries"
 
-    def _complete(self, job_id: str, outcome: JobOutcome, message: str, deadline: float) -> None:
+    def _complete(
+        self,
+        job_id: str,
+        outcome: JobOutcome,
+        message: str,
+        deadline: float,
+        attempt: int | None,
+    ) -> None:
         try:
-            self._reporting(lambda: self._client.complete(job_id, outcome, message), deadline)
+            self._reporting(
+                lambda: self._client.complete(job_id, outcome, message, attempt), deadline
+            )
         except PlatformError as exc:
             # E.g. the lease lapsed and the job went to another attempt: nothing to redo here.
             logger.warning("job %s: the platform refused its result: %s", job_id, exc.message)
@@ -382,6 +392,13 @@ def _safe_folder_name(store_id: str) -> str:
 
 def _utc_now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _attempt_of(summary: dict[str, Any]) -> int | None:
+    try:
+        return int(summary["attempt"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _lease_deadline(lease_expires_at: Any) -> float:

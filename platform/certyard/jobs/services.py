@@ -255,6 +255,13 @@ def _inventory_job_for(orchestrator: Orchestrator, job_id: Any, attempt: int | N
     job = _job_for(orchestrator, job_id)
     if job.type != JobType.INVENTORY or job.store is None:
         raise ServiceError(f"job {job.pk} is a {job.type} job, not an inventory job")
+    _attempt_require_current(job, attempt)
+    return job
+
+
+def _attempt_require_current(job: Job, attempt: int | None) -> None:
+    """A report names its attempt; an earlier attempt's report is refused (not applied to a
+    later attempt, nor acknowledged as a repeat). ``None``: an agent that does not say."""
     if attempt is not None and attempt != job.attempts:
         raise Conflict(
             f"this report is for attempt {attempt}, but the job is on attempt {job.attempts}: "
@@ -394,13 +401,21 @@ _MESSAGE_LIMIT = 10_000
 
 
 def job_complete(
-    *, orchestrator: Orchestrator, job_id: Any, outcome: JobOutcome, message: str
+    *,
+    orchestrator: Orchestrator,
+    job_id: Any,
+    outcome: JobOutcome,
+    message: str,
+    attempt: int | None = None,
 ) -> tuple[Job, bool]:
     """Record how the job ended: ``(job, duplicate)``.
 
-    A failure is retried, after a delay, while attempts remain.
+    A failure is retried, after a delay, while attempts remain. With ``attempt``, the
+    result of an earlier attempt is refused (``stale_attempt``): an agent whose lease
+    lapsed cannot end the attempt that replaced it.
     """
     job = _job_for(orchestrator, job_id)
+    _attempt_require_current(job, attempt)
     if job.is_finished:
         return job, True
     _orchestrator_require_approved(orchestrator)
@@ -420,8 +435,12 @@ def job_complete(
     else:
         changes.update(state=Job.State.SUCCEEDED, completed_at=now)
     with transaction.atomic():
-        if not Job.objects.filter(pk=job.pk, state=Job.State.LEASED).update(**changes):
+        # Compare-and-set on the attempt too: a result never lands on a later attempt.
+        if not Job.objects.filter(pk=job.pk, state=Job.State.LEASED, attempts=job.attempts).update(
+            **changes
+        ):
             job.refresh_from_db()
+            _attempt_require_current(job, attempt)  # offered again meanwhile: refused
             return job, True
         JobHistory.objects.filter(job=job, attempt=job.attempts).update(
             finished_at=now, outcome=outcome, message=message

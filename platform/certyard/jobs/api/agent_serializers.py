@@ -113,3 +113,9 @@ class InventoryAnswerSerializer(serializers.Serializer):
 class CompleteSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=[o.value for o in JobOutcome])
     message = serializers.CharField(allow_blank=True, default="", max_length=100_000)
+    attempt = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        help_text="The attempt this result is for: an earlier attempt's result is refused "
+        "(409 stale_attempt) and cannot end the attempt that replaced it.",
+    )

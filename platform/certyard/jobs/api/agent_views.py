@@ -269,6 +269,7 @@ class CompleteView(AgentView):
             job_id=job_id,
             outcome=JobOutcome(data["status"]),
             message=data["message"],
+            attempt=data.get("attempt"),
         )
         return Response(
             {
