@@ -8,7 +8,9 @@ orchestrator's identity (re-register).
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
@@ -35,6 +37,8 @@ from orchestrators.agent.runner import Runner
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
 EXIT_REFUSED = 2
+# Where `register` finds the registration token when --token is not given.
+TOKEN_ENV = "CERTYARD_REGISTRATION_TOKEN"  # noqa: S105 (a variable's name)
 
 STATUS_HINTS = {
     "New": "an administrator must approve this orchestrator",
@@ -58,9 +62,21 @@ def _parser() -> argparse.ArgumentParser:
             "~/.config/certyard-orchestrator)",
         )
 
-    register = commands.add_parser("register", help="register this agent with a platform")
+    register = commands.add_parser(
+        "register",
+        help="register this agent with a platform",
+        description="Register this agent with a platform, using a registration token given "
+        f"by --token -, by ${TOKEN_ENV} or by --token VALUE.",
+    )
     register.add_argument("--url", required=True, help="the platform's base URL")
-    register.add_argument("--token", required=True, help="a registration token from an admin")
+    register.add_argument(
+        "--token",
+        default=None,
+        help="the one-time registration token from an admin; '-' reads it from standard "
+        "input (without echo at a terminal). Without --token it is read from "
+        f"${TOKEN_ENV}. Prefer either to a value here: a command line is visible to every "
+        "user of the machine (ps). The token is never printed",
+    )
     register.add_argument("--name", default=None, help="orchestrator name (default: host name)")
     register.add_argument(
         "--client-machine", default=None, help="machine name reported (default: host name)"
@@ -134,10 +150,30 @@ def _pem_text(value: Any) -> str | None:
     return str(value)
 
 
+def _registration_token(option: str | None) -> str:
+    """The registration token: --token VALUE, --token - (standard input) or $TOKEN_ENV."""
+    if option == "-":
+        if sys.stdin is not None and sys.stdin.isatty():
+            token = getpass.getpass("registration token: ")
+        else:
+            token = sys.stdin.readline() if sys.stdin is not None else ""
+    elif option is not None:
+        token = option
+    else:
+        token = os.environ.get(TOKEN_ENV, "")
+    if not token.strip():
+        raise ValueError(
+            f"a registration token is needed: --token - (standard input), ${TOKEN_ENV}, "
+            "or --token VALUE"
+        )
+    return token.strip()
+
+
 def _register(args: argparse.Namespace) -> int:
     config_dir = args.config_dir or default_config_dir()
     try:
         parameters = _client_parameters(args.param)
+        token = _registration_token(args.token)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -160,7 +196,7 @@ def _register(args: argparse.Namespace) -> int:
     )
     with PlatformClient(args.url, verify_tls=verify_tls) as client:
         answer = client.register(
-            token=args.token,
+            token=token,
             name=name,
             client_machine=args.client_machine or hostname,
             capabilities=sdk.capabilities(sdk.load_store_types()),

@@ -1,13 +1,15 @@
-"""`make run`: set up and start the whole embedded platform, and stop it cleanly.
+"""`make run`: set up and start the whole embedded platform, keep it running, stop it cleanly.
 
-Starts the web server (gunicorn), the django-q2 worker cluster and, unless told
-not to, a local demo orchestrator that manages a PEM folder of generated
-certificates. Ctrl-C (or SIGTERM) stops every process it started.
+Starts the web server, the django-q2 worker cluster and, unless told not to, a local demo
+orchestrator that manages a PEM folder of generated certificates, and supervises them with
+:class:`certyard.console.supervisor.Supervisor` (see that module: process groups, restarts
+with back-off, the run lock and pid file, cleaning up after a run that died). A web server
+or worker cluster that crashes 5 times within 2 minutes stops Certyard with an error; the
+demo orchestrator is then just left stopped.
 """
 
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,14 +22,19 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from certyard.console.demo import demo_pem_folder_seed
+from certyard.console.supervisor import Supervisor, SupervisorError
 from certyard.datadir import data_dir_problem, data_dir_tighten
 from certyard.fleet.models import Orchestrator
-from certyard.fleet.services import registration_token_create
+from certyard.fleet.services import registration_token_create, registration_token_revoke
 from certyard.inventory.models import CertificateStoreType
 from certyard.inventory.services import store_create
 
 DEMO_ORCHESTRATOR = "demo-orchestrator"
-_STOP_GRACE_SECONDS = 15
+# Agent exits after which starting it again cannot help (orchestrators/agent/cli.py).
+_AGENT_FINAL_EXITS = {
+    2: "it has no usable registration or the platform refused it",
+    3: "the platform no longer accepts its identity (re-register it)",
+}
 
 
 class Command(BaseCommand):
@@ -46,58 +53,61 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self.children: dict[str, subprocess.Popen] = {}
-        self.stopping = False
+        try:
+            self._run(options)
+        except SupervisorError as error:
+            raise CommandError(str(error)) from error
+
+    def _run(self, options: dict[str, Any]) -> None:
         # Everything this command and its processes create is the owner's alone.
         os.umask(0o077)
         data_dir = Path(settings.DATA_DIR)
         if problem := data_dir_problem(data_dir):
             raise CommandError(problem)
-        call_command("migrate", interactive=False, verbosity=0)
-        call_command("certyard_bootstrap", stdout=self.stdout)
-        self._collect_static()
-        data_dir_tighten(data_dir)  # collectstatic copies its files' modes
-        url = f"http://{options['host']}:{options['port']}"
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        self.supervisor = Supervisor(
+            data_dir, cwd=settings.BASE_DIR, stdout=self.stdout, stderr=self.stderr
+        )
+        self.supervisor.claim_data_dir()
         try:
+            call_command("migrate", interactive=False, verbosity=0)
+            call_command("certyard_bootstrap", stdout=self.stdout)
+            self._collect_static()
+            data_dir_tighten(data_dir)  # collectstatic copies its files' modes
+            url = f"http://{options['host']}:{options['port']}"
+            self.supervisor.handle_signals()
             self._start_web(options)
-            self._start("worker", [sys.executable, _manage_py(), "qcluster"])
+            self.supervisor.start(
+                "worker", [sys.executable, _manage_py(), "qcluster"], label="worker cluster"
+            )
             self._wait_healthy(url)
             if not options["no_demo_orchestrator"]:
                 self._start_demo_orchestrator(url)
             self._announce(url)
-            self._supervise()
+            self.supervisor.run()
         finally:
-            self._stop_all()
-
-    # --- processes ------------------------------------------------------------
-
-    def _start(self, name: str, command: list[str]) -> None:
-        self.children[name] = subprocess.Popen(command, cwd=settings.BASE_DIR)
+            self.supervisor.stop_all()
 
     def _collect_static(self) -> None:
         call_command("collectstatic", interactive=False, verbosity=0)
 
     def _start_web(self, options: dict[str, Any]) -> None:
-        self._start(
+        self.supervisor.start(
             "web",
             [
                 sys.executable,
                 "-m",
                 "gunicorn",
-                "certyard.wsgi",
+                "certyard.asgi",
                 "--pythonpath",
                 str(Path(settings.BASE_DIR) / "platform"),
                 "--bind",
                 f"{options['host']}:{options['port']}",
                 "--workers",
                 str(options["web_workers"]),
+                # Django under ASGI: an agent's long poll waits as a coroutine, not a thread,
+                # so thousands of waiting agents cannot starve the console.
                 "--worker-class",
-                "gthread",
-                # Agents hold a thread each while they long-poll.
-                "--threads",
-                "16",
+                "uvicorn_worker.UvicornWorker",
                 "--timeout",
                 "90",
                 "--graceful-timeout",
@@ -109,15 +119,21 @@ class Command(BaseCommand):
                 # Gunicorn's control socket has one default path per user: two instances
                 # (a test run beside `make run`) would fight over it, and we do not use it.
                 "--no-control-socket",
+                # Uvicorn would take the client's address from X-Forwarded-For sent by any
+                # local process; the client is the peer (CERTYARD_TRUSTED_PROXIES tells DRF
+                # about proxies, SECURE_PROXY_SSL_HEADER tells Django about TLS).
+                "--forwarded-allow-ips",
+                "",
             ],
+            label="web server",
         )
 
     def _wait_healthy(self, url: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.stopping:
+            if self.supervisor.stopping:
                 raise CommandError("stopped while starting")
-            if self.children["web"].poll() is not None:
+            if self.supervisor.children["web"].poll() is not None:
                 raise CommandError("the web server exited while starting (is the port in use?)")
             try:
                 with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:  # noqa: S310
@@ -140,31 +156,41 @@ class Command(BaseCommand):
             # A fresh database (or a reset) with an old agent configuration: start over.
             (config_dir / "agent.json").unlink(missing_ok=True)
         if not (config_dir / "agent.json").exists():
-            _, token = registration_token_create(
+            # One-time, short-lived, handed over on stdin (a command line is public in `ps`),
+            # and revoked unless the registration spent it.
+            record, token = registration_token_create(
                 description="demo orchestrator (make run)",
-                valid_for=dt.timedelta(minutes=10),
+                valid_for=dt.timedelta(minutes=5),
+                reusable=False,
                 approve_on_register=True,
             )
-            registration = subprocess.run(
-                [
-                    *agent,
-                    "register",
-                    "--url",
-                    url,
-                    "--token",
-                    token,
-                    "--name",
-                    DEMO_ORCHESTRATOR,
-                    "--client-machine",
-                    "localhost",
-                    "--store-root",
-                    str(pem_folder),
-                    "--config-dir",
-                    str(config_dir),
-                ],
-                cwd=settings.BASE_DIR,
-                check=False,
-            )
+            try:
+                registration = subprocess.run(
+                    [
+                        *agent,
+                        "register",
+                        "--url",
+                        url,
+                        "--token",
+                        "-",
+                        "--name",
+                        DEMO_ORCHESTRATOR,
+                        "--client-machine",
+                        "localhost",
+                        "--store-root",
+                        str(pem_folder),
+                        "--config-dir",
+                        str(config_dir),
+                    ],
+                    input=f"{token}\n",
+                    text=True,
+                    cwd=settings.BASE_DIR,
+                    check=False,
+                )
+            finally:
+                record.refresh_from_db()
+                if not record.use_count:
+                    registration_token_revoke(token=record)
             if registration.returncode != 0:
                 self.stderr.write("the demo orchestrator could not register; continuing without it")
                 return
@@ -186,7 +212,13 @@ class Command(BaseCommand):
             check=False,
             capture_output=True,
         )
-        self._start("orchestrator", [*agent, "run", "--config-dir", str(config_dir)])
+        self.supervisor.start(
+            "orchestrator",
+            [*agent, "run", "--config-dir", str(config_dir)],
+            label="demo orchestrator",
+            essential=False,
+            final_exits=_AGENT_FINAL_EXITS,
+        )
 
     def _announce(self, url: str) -> None:
         # No registration token here: a log is no place for a secret. Tokens are made in
@@ -199,42 +231,10 @@ class Command(BaseCommand):
             "  (or start with CERTYARD_ADMIN_PASSWORD=... to set it).\n"
             f"  API docs: {url}/api/docs/   Django admin: {url}/admin/\n"
             "  Register another agent: make a token in Orchestrators -> Registration tokens,\n"
-            f"    then: certyard-orchestrator register --url {url} --token <token>\n"
+            f"    then: certyard-orchestrator register --url {url} --token -  (paste it)\n"
             "  Press Ctrl-C to stop.\n"
         )
         self.stdout.flush()
-
-    def _supervise(self) -> None:
-        while not self.stopping:
-            for name, child in list(self.children.items()):
-                code = child.poll()
-                if code is None:
-                    continue
-                if name == "orchestrator":
-                    self.stderr.write(
-                        f"the demo orchestrator exited ({code}); the platform keeps running"
-                    )
-                    del self.children[name]
-                    continue
-                raise CommandError(f"the {name} process exited ({code}); stopping")
-            time.sleep(0.5)
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        self.stopping = True
-
-    def _stop_all(self) -> None:
-        for child in self.children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + _STOP_GRACE_SECONDS
-        for child in self.children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        if self.children:
-            self.stdout.write("Certyard stopped.")
 
 
 def _manage_py() -> str:
