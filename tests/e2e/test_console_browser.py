@@ -87,6 +87,7 @@ def test_admin_logs_in_approves_runs_inventory_and_finds_a_certificate(
 
     # Add a PEM store for it, then run inventory now.
     page.get_by_role("link", name="Stores", exact=True).first.click()
+    page.get_by_test_id("add-store-link").click()
     form = page.get_by_test_id("add-store-form")
     form.locator("select[name=store_type]").select_option("PEM")
     form.locator("select[name=orchestrator]").select_option(
@@ -167,6 +168,7 @@ def test_a_failing_store_is_flagged_fixed_retried_and_reported_ok(
     # Add a store at a path that does not exist on the agent's machine; the client machine
     # is left empty (it is the orchestrator's). Run inventory now.
     page.get_by_role("link", name="Stores", exact=True).first.click()
+    page.get_by_test_id("add-store-link").click()
     form = page.get_by_test_id("add-store-form")
     form.locator("select[name=store_type]").select_option("PEM")
     form.locator("select[name=orchestrator]").select_option(

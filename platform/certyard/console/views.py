@@ -276,7 +276,7 @@ def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 # --- Stores --------------------------------------------------------------------------
 
 
-def _store_page(request: HttpRequest, form: StoreCreateForm) -> HttpResponse:
+def _store_page(request: HttpRequest) -> HttpResponse:
     filters = StoreStatusFilterForm(request.GET)
     page = None
     if filters.is_valid():
@@ -288,7 +288,7 @@ def _store_page(request: HttpRequest, form: StoreCreateForm) -> HttpResponse:
     return render(
         request,
         "console/stores/list.html",
-        {"page": page, "filters": filters, "form": form},
+        {"page": page, "filters": filters},
     )
 
 
@@ -296,15 +296,17 @@ def _store_page(request: HttpRequest, form: StoreCreateForm) -> HttpResponse:
 @require_GET
 @permission_required("inventory.view_certificatestore", raise_exception=True)
 def store_list(request: HttpRequest) -> HttpResponse:
-    return _store_page(request, StoreCreateForm())
+    return _store_page(request)
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 @permission_required("inventory.add_certificatestore", raise_exception=True)
 def store_create(request: HttpRequest) -> HttpResponse:
-    form = StoreCreateForm(request.POST)
-    if form.is_valid():
+    # Its own page: the orchestrator choice lists the whole approved fleet, which the
+    # store list (read far more often) should not render on every visit.
+    form = StoreCreateForm(request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
         try:
             store = inventory_services.store_create(**form.cleaned_data)
         except ServiceError as exc:
@@ -312,7 +314,7 @@ def store_create(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Store {store} added.")
             return redirect("console:store-list")
-    return _store_page(request, form)
+    return render(request, "console/stores/add.html", {"form": form})
 
 
 @login_required
