@@ -28,13 +28,19 @@ Protocol, version 1 (all bodies are JSON, all paths under ``API_PREFIX``):
     Answer 200: ``status, server_time``.
 
 ``GET jobs/next?wait=<seconds>``
-    Long poll. Answer 200 with a job summary (``JOB_SUMMARY_FIELDS``), leased
-    to this orchestrator until ``lease_expires_at``, or 204 when nothing came
-    within ``wait`` seconds. 403 while the orchestrator is not approved.
+    Long poll (``wait`` up to ``MAX_POLL_WAIT_SECONDS``). Answer 200 with a job
+    summary (``JOB_SUMMARY_FIELDS``), leased to this orchestrator until
+    ``lease_expires_at``, or 204 when nothing came within ``wait`` seconds.
+    403 while the orchestrator is not approved. One poll per orchestrator: a
+    newer poll ends an older one with 204. The lease in the summary is short
+    (the pickup lease): an agent that has gone never fetches the job, and the
+    job is offered again within seconds.
 
 ``GET jobs/<id>/config``
     The job's full configuration, including the store password (the only
     place a secret leaves the platform, to the agent that holds the lease).
+    Fetching it is the pickup: the lease becomes a whole lease, and the
+    answer's ``lease_expires_at`` says until when.
 
 ``POST jobs/<id>/inventory/chunks``
     One chunk of an inventory report: ``attempt`` (the job attempt it

@@ -236,7 +236,11 @@ class Runner:
         logger.info("job %s: %s (attempt %s)", job_id, summary.get("type"), summary.get("attempt"))
         deadline = _lease_deadline(summary.get("lease_expires_at"))
         try:
-            job = JobConfiguration.from_wire(self._client.job_config(job_id))
+            wire = self._client.job_config(job_id)
+            # Fetching the job turns the platform's short pickup lease into a whole one.
+            if wire.get("lease_expires_at"):
+                deadline = _lease_deadline(wire["lease_expires_at"])
+            job = JobConfiguration.from_wire(wire)
             job = dataclasses.replace(
                 job, store_roots=self._store_roots, max_file_bytes=self._max_file_bytes
             )

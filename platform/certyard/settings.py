@@ -73,7 +73,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "certyard.security.ContentSecurityPolicyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "certyard.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -204,26 +204,6 @@ REST_FRAMEWORK = {
         "agent-register": os.environ.get("CERTYARD_REGISTER_RATE", "30/minute"),
         "agent-session": os.environ.get("CERTYARD_SESSION_RATE", "120/minute"),
     },
-}
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Certyard API",
-    "DESCRIPTION": (
-        "People's API under /api/v1/ (session or token auth); the orchestrator agents' "
-        "API under /api/orchestrator/v1/ (registration token, then proof of key)."
-    ),
-    "VERSION": "1",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {
-        "RequirementEnum": "certyard.inventory.models.Requirement",
-        # orchestrators.protocol.JobOutcome, as Job.outcome labels it.
-        "JobOutcomeEnum": [("success", "Success"), ("warning", "Warning"), ("failure", "Failure")],
-        # JobHistory.Outcome (an inner class: named by its values).
-        "AttemptOutcomeEnum": ["success", "warning", "failure", "lease_expired", "released"],
-    },
     # The client address is the peer's, not an X-Forwarded-For anyone can write, unless
     # CERTYARD_TRUSTED_PROXIES says how many proxies in front of us append to that header.
     "NUM_PROXIES": int(os.environ.get("CERTYARD_TRUSTED_PROXIES", "0")),
@@ -243,6 +223,33 @@ REST_KNOX = {
         days=min(365, max(1, int(os.environ.get("CERTYARD_API_TOKEN_DAYS", "90"))))
     ),
     "AUTO_REFRESH": False,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Certyard API",
+    "DESCRIPTION": (
+        "People's API under /api/v1/ (session or token auth); the orchestrator agents' "
+        "API under /api/orchestrator/v1/ (registration token, then proof of key)."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RequirementEnum": "certyard.inventory.models.Requirement",
+        # orchestrators.protocol.JobOutcome, as Job.outcome labels it.
+        "JobOutcomeEnum": [("success", "Success"), ("warning", "Warning"), ("failure", "Failure")],
+        # JobHistory.Outcome (an inner class: named by its values).
+        "AttemptOutcomeEnum": [
+            "success",
+            "warning",
+            "failure",
+            "lease_expired",
+            "not_picked_up",
+            "released",
+        ],
+    },
 }
 
 # --- Background work -------------------------------------------------------------
@@ -264,6 +271,11 @@ if broker_url := os.environ.get("CERTYARD_BROKER_URL"):
 # --- Certyard -------------------------------------------------------------------
 # A job leased to an agent is offered again when its lease lapses.
 CERTYARD_JOB_LEASE_SECONDS = int(os.environ.get("CERTYARD_JOB_LEASE_SECONDS", "300"))
+# A job handed to a long poll is leased this long until its agent fetches the job; an
+# agent that vanished with it costs the job seconds, not a whole lease.
+CERTYARD_JOB_PICKUP_SECONDS = int(os.environ.get("CERTYARD_JOB_PICKUP_SECONDS", "15"))
+# How often each web process looks for work for the agents waiting on it.
+CERTYARD_POLL_TICK_SECONDS = float(os.environ.get("CERTYARD_POLL_TICK_SECONDS", "0.25"))
 CERTYARD_JOB_MAX_ATTEMPTS = int(os.environ.get("CERTYARD_JOB_MAX_ATTEMPTS", "3"))
 CERTYARD_JOB_RETRY_DELAY_SECONDS = int(os.environ.get("CERTYARD_JOB_RETRY_DELAY_SECONDS", "30"))
 CERTYARD_SESSION_SECONDS = int(os.environ.get("CERTYARD_SESSION_SECONDS", "900"))

@@ -28,6 +28,7 @@ def client(agent: RegisteredAgent, agent_api: Callable[[RegisteredAgent], APICli
 def _lease(client: APIClient, store: Any) -> Job:
     job, _ = job_inventory_request(store=store, source=Job.Source.API)
     assert client.get(f"{AGENT}jobs/next", {"wait": 0}).status_code == 200
+    assert client.get(f"{AGENT}jobs/{job.pk}/config").status_code == 200  # picked up
     job.refresh_from_db()
     return job
 

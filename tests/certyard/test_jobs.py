@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -21,6 +22,7 @@ from certyard.jobs.models import Job, JobHistory
 from certyard.jobs.services import (
     job_cancel,
     job_complete,
+    job_configuration,
     job_inventory_report,
     job_inventory_request,
     job_lease_next,
@@ -36,6 +38,14 @@ pytestmark = pytest.mark.django_db
 def _lapse(job: Job) -> None:
     """Let the job's lease run out, as if the agent went silent."""
     Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
+
+
+def _leased_and_picked_up(orchestrator: Any) -> Job | None:
+    """Lease the next job and fetch its configuration, as the agent does."""
+    job = job_lease_next(orchestrator=orchestrator)
+    if job is not None:
+        job_configuration(orchestrator=orchestrator, job_id=job.pk)
+    return job
 
 
 def _make_available(job: Job) -> None:
@@ -144,6 +154,7 @@ def test_lease_goes_to_the_owner_only_and_is_recorded(
     settings,
 ) -> None:
     settings.CERTYARD_JOB_LEASE_SECONDS = 120
+    settings.CERTYARD_JOB_PICKUP_SECONDS = 10
     owner, other = register_agent("owner"), register_agent("other")
     job = _open_job(pem_store(owner.orchestrator))
 
@@ -154,6 +165,16 @@ def test_lease_goes_to_the_owner_only_and_is_recorded(
     assert leased is not None and leased.pk == job.pk
     job.refresh_from_db()
     assert job.state == Job.State.LEASED and job.attempts == 1
+    # Short until the agent fetches the job; a whole lease from then on.
+    assert job.picked_up_at is None
+    assert before + dt.timedelta(seconds=10) <= job.lease_expires_at
+    assert job.lease_expires_at <= timezone.now() + dt.timedelta(seconds=10)
+    with pytest.raises(ServiceError):
+        job_configuration(orchestrator=other.orchestrator, job_id=job.pk)
+    config = job_configuration(orchestrator=owner.orchestrator, job_id=job.pk)
+    job.refresh_from_db()
+    assert job.picked_up_at is not None
+    assert config["lease_expires_at"] == job.lease_expires_at.isoformat()
     assert job.lease_expires_at >= before + dt.timedelta(seconds=120)
     assert job.lease_expires_at <= timezone.now() + dt.timedelta(seconds=120)
     history = JobHistory.objects.get(job=job)
@@ -199,7 +220,7 @@ def test_disapproved_orchestrator_gets_no_job(agent, store) -> None:
 
 def test_lapsed_lease_is_offered_again_as_a_new_attempt(agent, store) -> None:
     job = _open_job(store)
-    job_lease_next(orchestrator=agent.orchestrator)
+    _leased_and_picked_up(agent.orchestrator)
     _lapse(job)
 
     again = job_lease_next(orchestrator=agent.orchestrator)
@@ -211,9 +232,38 @@ def test_lapsed_lease_is_offered_again_as_a_new_attempt(agent, store) -> None:
     assert second.attempt == 2 and second.outcome == "" and second.finished_at is None
 
 
+def test_a_job_never_picked_up_is_offered_again_without_costing_an_attempt(
+    agent, store, settings
+) -> None:
+    settings.CERTYARD_JOB_MAX_ATTEMPTS = 1
+    job = _open_job(store)
+    for missed in (1, 2):  # handed to polls whose agent had gone
+        assert job_lease_next(orchestrator=agent.orchestrator).pk == job.pk
+        _lapse(job)
+        assert maintenance()["lapsed_leases"] == 1
+        job.refresh_from_db()
+        assert job.state == Job.State.PENDING and job.missed_pickups == missed
+
+    again = _leased_and_picked_up(agent.orchestrator)
+
+    assert again is not None and again.attempts == 3
+    outcomes = list(JobHistory.objects.filter(job=job).values_list("attempt", "outcome"))
+    assert outcomes == [
+        (1, JobHistory.Outcome.NOT_PICKED_UP),
+        (2, JobHistory.Outcome.NOT_PICKED_UP),
+        (3, ""),
+    ]
+    assert "did not pick the job up" in JobHistory.objects.get(job=job, attempt=1).message
+    # The one real attempt lapses: now the job has used its attempts.
+    _lapse(job)
+    maintenance()
+    job.refresh_from_db()
+    assert job.state == Job.State.FAILED
+
+
 def test_maintenance_releases_lapsed_leases(agent, store) -> None:
     job = _open_job(store)
-    job_lease_next(orchestrator=agent.orchestrator)
+    _leased_and_picked_up(agent.orchestrator)
     assert maintenance()["lapsed_leases"] == 0
     _lapse(job)
 
@@ -231,7 +281,7 @@ def test_job_fails_after_max_attempts_lapse(agent, store, settings) -> None:
     assert job.max_attempts == 3
 
     for attempt in (1, 2, 3):
-        leased = job_lease_next(orchestrator=agent.orchestrator)
+        leased = _leased_and_picked_up(agent.orchestrator)
         assert leased is not None and leased.attempts == attempt
         _lapse(job)
     maintenance()

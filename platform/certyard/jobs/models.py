@@ -53,6 +53,15 @@ class Job(models.Model):
     available_at = models.DateTimeField(db_index=True)
     leased_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    picked_up_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the agent holding the lease fetched the job's configuration; until "
+        "then the lease is short, so a job handed to an agent that has gone is offered again.",
+    )
+    missed_pickups = models.PositiveIntegerField(
+        default=0, help_text="Leases that lapsed before the agent fetched the job: not attempts."
+    )
     report_received_at = models.DateTimeField(
         null=True, blank=True, help_text="When the agent's report (e.g. inventory) was applied."
     )
@@ -91,6 +100,7 @@ class JobHistory(models.Model):
         WARNING = "warning", "Warning"
         FAILURE = "failure", "Failure"
         LEASE_EXPIRED = "lease_expired", "Lease expired"
+        NOT_PICKED_UP = "not_picked_up", "Not picked up (the agent had gone)"
         RELEASED = "released", "Released (orchestrator disapproved or reset)"
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="history")
@@ -116,3 +126,23 @@ class JobHistory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job} attempt {self.attempt}"
+
+
+class AgentPoll(models.Model):
+    """The one open long poll of an orchestrator: a newer poll ends the older one.
+
+    Web processes each hold their own waiting polls; this row is how a poll answered by
+    one process learns that its agent opened a newer one on another.
+    """
+
+    orchestrator = models.OneToOneField(
+        Orchestrator, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    poll_id = models.UUIDField()
+    opened_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "open agent poll"
+
+    def __str__(self) -> str:
+        return f"poll {self.poll_id} of {self.orchestrator_id}"

@@ -1,6 +1,7 @@
 """Writes of the jobs app: opening, leasing, reporting and finishing orchestrators' jobs."""
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from certyard.inventory.ingest import (
 )
 from certyard.inventory.models import CertificateStore, InventoryStatus
 from certyard.inventory.services import store_inventory_status_record
-from certyard.jobs.models import Job, JobHistory
+from certyard.jobs.models import AgentPoll, Job, JobHistory
 from orchestrators.protocol import JobOutcome, JobType
 
 
@@ -83,7 +84,10 @@ def jobs_release_lapsed(*, orchestrator: Orchestrator | None = None) -> int:
         lapsed = lapsed.filter(orchestrator=orchestrator)
     count = 0
     for job in lapsed:
-        out_of_attempts = job.attempts >= job.max_attempts
+        if job.picked_up_at is None:
+            count += _job_pickup_missed(job, now)
+            continue
+        out_of_attempts = job.attempts - job.missed_pickups >= job.max_attempts
         message = _lapse_message(job)
         with transaction.atomic():
             changes: dict[str, Any] = {"lease_expires_at": None, "message": message}
@@ -91,7 +95,9 @@ def jobs_release_lapsed(*, orchestrator: Orchestrator | None = None) -> int:
                 changes.update(state=Job.State.FAILED, outcome=JobOutcome.FAILURE, completed_at=now)
             else:
                 changes.update(state=Job.State.PENDING, available_at=now)
-            if not Job.objects.filter(pk=job.pk, state=Job.State.LEASED).update(**changes):
+            if not Job.objects.filter(
+                pk=job.pk, state=Job.State.LEASED, attempts=job.attempts
+            ).update(**changes):
                 continue  # reported meanwhile
             JobHistory.objects.filter(job=job, attempt=job.attempts).update(
                 finished_at=now, outcome=JobHistory.Outcome.LEASE_EXPIRED, message=message
@@ -100,6 +106,29 @@ def jobs_release_lapsed(*, orchestrator: Orchestrator | None = None) -> int:
             _store_status_note(job, JobOutcome.FAILURE, message, now)
         count += 1
     return count
+
+
+def _job_pickup_missed(job: Job, now: dt.datetime) -> int:
+    """The agent never fetched the job it was handed (its poll had gone): offer it again
+    at once, without counting an attempt against it. Returns 1 if released."""
+    message = (
+        f"attempt {job.attempts}: the orchestrator did not pick the job up within "
+        f"{settings.CERTYARD_JOB_PICKUP_SECONDS} s (it had gone); offered again"
+    )
+    with transaction.atomic():
+        if not Job.objects.filter(
+            pk=job.pk, state=Job.State.LEASED, attempts=job.attempts, picked_up_at__isnull=True
+        ).update(
+            state=Job.State.PENDING,
+            available_at=now,
+            lease_expires_at=None,
+            missed_pickups=F("missed_pickups") + 1,
+        ):
+            return 0  # picked up meanwhile
+        JobHistory.objects.filter(job=job, attempt=job.attempts).update(
+            finished_at=now, outcome=JobHistory.Outcome.NOT_PICKED_UP, message=message
+        )
+    return 1
 
 
 def _lapse_message(job: Job) -> str:
@@ -136,8 +165,13 @@ def _orchestrator_require_approved(orchestrator: Orchestrator) -> None:
         )
 
 
-def job_lease_next(*, orchestrator: Orchestrator) -> Job | None:
-    """Lease the oldest available job of this orchestrator to it, if any."""
+def job_lease_next(*, orchestrator: Orchestrator, poll_id: Any = None) -> Job | None:
+    """Lease the oldest available job of this orchestrator to it, if any.
+
+    The lease is short (``CERTYARD_JOB_PICKUP_SECONDS``) until the agent fetches the job's
+    configuration, which proves it received the job. With ``poll_id``, nothing is leased
+    unless that poll is still the orchestrator's newest (an older one lost its agent).
+    """
     _orchestrator_require_approved(orchestrator)
     jobs_release_lapsed(orchestrator=orchestrator)
     now = timezone.now()
@@ -148,7 +182,13 @@ def job_lease_next(*, orchestrator: Orchestrator) -> Job | None:
         .order_by("available_at", "created_at")
         .values_list("pk", flat=True)[:10]
     )
-    lease = dt.timedelta(seconds=settings.CERTYARD_JOB_LEASE_SECONDS)
+    if (
+        candidates
+        and poll_id is not None
+        and not agent_poll_is_current(orchestrator=orchestrator, poll_id=poll_id)
+    ):
+        return None
+    pickup = dt.timedelta(seconds=settings.CERTYARD_JOB_PICKUP_SECONDS)
     for pk in candidates:
         with transaction.atomic():
             # Compare-and-set: whoever flips it from pending owns this attempt.
@@ -156,7 +196,8 @@ def job_lease_next(*, orchestrator: Orchestrator) -> Job | None:
                 state=Job.State.LEASED,
                 attempts=F("attempts") + 1,
                 leased_at=now,
-                lease_expires_at=now + lease,
+                lease_expires_at=now + pickup,
+                picked_up_at=None,
                 report_received_at=None,  # each attempt reports afresh
             ):
                 continue
@@ -189,16 +230,54 @@ def _job_require_leased(job: Job) -> None:
         )
 
 
+def _job_picked_up(job: Job) -> None:
+    """The agent has the job in hand: the short pickup lease becomes a whole lease."""
+    if job.picked_up_at is not None:
+        return
+    now = timezone.now()
+    expires = now + dt.timedelta(seconds=settings.CERTYARD_JOB_LEASE_SECONDS)
+    if Job.objects.filter(
+        pk=job.pk, state=Job.State.LEASED, attempts=job.attempts, picked_up_at__isnull=True
+    ).update(picked_up_at=now, lease_expires_at=expires):
+        job.picked_up_at, job.lease_expires_at = now, expires
+    else:
+        job.refresh_from_db()
+        _job_require_leased(job)
+
+
+# --- Long polls ----------------------------------------------------------------------
+
+
+def agent_poll_open(*, orchestrator: Orchestrator) -> uuid.UUID:
+    """Record a new long poll as the orchestrator's only one; any older poll ends."""
+    poll_id = uuid.uuid4()
+    AgentPoll.objects.update_or_create(
+        orchestrator=orchestrator, defaults={"poll_id": poll_id, "opened_at": timezone.now()}
+    )
+    return poll_id
+
+
+def agent_poll_close(*, orchestrator_id: Any, poll_id: Any) -> None:
+    """Forget the poll, unless a newer one replaced it meanwhile."""
+    AgentPoll.objects.filter(orchestrator_id=orchestrator_id, poll_id=poll_id).delete()
+
+
+def agent_poll_is_current(*, orchestrator: Orchestrator, poll_id: Any) -> bool:
+    return AgentPoll.objects.filter(orchestrator=orchestrator, poll_id=poll_id).exists()
+
+
 def job_configuration(*, orchestrator: Orchestrator, job_id: Any) -> dict[str, Any]:
     """What the agent needs to run the job, secrets included, while it may run it."""
     _orchestrator_require_approved(orchestrator)
     job = _job_for(orchestrator, job_id)
     _job_require_leased(job)
+    _job_picked_up(job)
     store = job.store
     return {
         "job_id": str(job.pk),
         "type": job.type,
         "attempt": job.attempts,
+        "lease_expires_at": job.lease_expires_at.isoformat() if job.lease_expires_at else None,
         "payload": job.payload,
         "store": None
         if store is None
@@ -268,7 +347,6 @@ def _attempt_require_current(job: Job, attempt: int | None) -> None:
             "an earlier lease lapsed and the job was offered again",
             code="stale_attempt",
         )
-    return job
 
 
 def job_inventory_chunk(

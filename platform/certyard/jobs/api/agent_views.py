@@ -5,9 +5,10 @@ down in orchestrators/protocol.py.
 """
 
 import logging
+import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.conf import settings
@@ -26,9 +27,10 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from certyard.api.errors import ApiError, error_body
+from certyard.api.errors import ApiError, error_body, exception_handler
 from certyard.errors import ServiceError
 from certyard.fleet.api.agent_views import AgentView, valid_body
+from certyard.fleet.models import Orchestrator
 from certyard.jobs import services
 from certyard.jobs.api.agent_serializers import (
     CompleteSerializer,
@@ -40,18 +42,41 @@ from certyard.jobs.api.agent_serializers import (
     InventorySerializer,
     JobSummarySerializer,
 )
+from certyard.jobs.api.waiting_room import Wake, poll_work, waiting_room
 from orchestrators.protocol import MAX_POLL_WAIT_SECONDS, JobOutcome
 
 logger = logging.getLogger(__name__)
 
 _TAG = ["orchestrator agent"]
-_POLL_INTERVAL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class _PendingPoll:
+    """A poll that found no job at once and must wait for one."""
+
+    orchestrator_id: str
+    poll_id: str
+    deadline: float
 
 
 class NextJobView(AgentView):
+    """The synchronous half of the long poll: authentication, checks, a first try.
+
+    It answers at once when a job is there (or ``wait`` is 0); otherwise its answer
+    carries a ``_PendingPoll`` and ``next_job`` waits for work on the event loop. This
+    class also documents the endpoint in the OpenAPI schema.
+    """
+
     @extend_schema(
         tags=_TAG,
-        parameters=[OpenApiParameter("wait", int, description="Seconds to wait for a job.")],
+        parameters=[
+            OpenApiParameter(
+                "wait",
+                int,
+                description=f"Seconds to wait for a job, 0 to {MAX_POLL_WAIT_SECONDS}. "
+                "A newer poll by the same orchestrator ends this one (204).",
+            )
+        ],
         responses={200: JobSummarySerializer, 204: OpenApiResponse(description="No job.")},
         summary="Long-poll for the next job; it is leased to this orchestrator",
     )
@@ -60,14 +85,101 @@ class NextJobView(AgentView):
             wait = int(request.query_params.get("wait", "0"))
         except ValueError:
             raise ApiError("wait must be a whole number of seconds") from None
-        deadline = time.monotonic() + min(max(wait, 0), MAX_POLL_WAIT_SECONDS)
-        while True:
-            job = services.job_lease_next(orchestrator=request.user)
-            if job is not None:
-                return Response(JobSummarySerializer(job).data)
-            if time.monotonic() + _POLL_INTERVAL_SECONDS > deadline:
-                return Response(status=status.HTTP_204_NO_CONTENT)
-            time.sleep(_POLL_INTERVAL_SECONDS)
+        wait = min(max(wait, 0), MAX_POLL_WAIT_SECONDS)
+        orchestrator = request.user
+        if wait == 0:
+            return _job_answer(services.job_lease_next(orchestrator=orchestrator))
+        poll_id = services.agent_poll_open(orchestrator=orchestrator)
+        job = services.job_lease_next(orchestrator=orchestrator, poll_id=poll_id)
+        if job is not None:
+            services.agent_poll_close(orchestrator_id=orchestrator.pk, poll_id=poll_id)
+            return _job_answer(job)
+        # A little short of ``wait``, at random: agents that all polled at once (after a
+        # restart of the platform) drift apart instead of coming back as one herd.
+        waited = wait * random.uniform(0.85, 1.0)  # noqa: S311 (jitter, not a secret)
+        answer = Response(status=status.HTTP_204_NO_CONTENT)
+        answer.pending_poll = _PendingPoll(  # type: ignore[attr-defined]
+            str(orchestrator.pk), str(poll_id), time.monotonic() + waited
+        )
+        return answer
+
+
+def _job_answer(job: Any) -> Response:
+    if job is None:
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    return Response(JobSummarySerializer(job).data)
+
+
+_next_job_first_try = NextJobView.as_view()
+
+
+async def next_job(request: HttpRequest) -> HttpResponse:
+    """``GET jobs/next``: a waiting agent holds a coroutine and a socket, not a thread.
+
+    When the agent goes away, Django cancels this coroutine and the poll leaves the
+    waiting room; a job leased in that very instant is offered again after the short
+    pickup lease (``CERTYARD_JOB_PICKUP_SECONDS``), since the agent never fetches it.
+    """
+    asgi = isinstance(request, ASGIRequest)
+    answer = await poll_work(_next_job_first_try, asgi=asgi)(request)
+    pending: _PendingPoll | None = getattr(answer, "pending_poll", None)
+    if pending is None:
+        return answer
+    room = waiting_room(asgi=asgi)
+    try:
+        while (remaining := pending.deadline - time.monotonic()) > 0:
+            wake = await room.wait(
+                orchestrator_id=pending.orchestrator_id,
+                poll_id=pending.poll_id,
+                timeout=remaining,
+            )
+            if wake is not Wake.WORK:
+                break
+            leased = await poll_work(_lease_for_poll, asgi=asgi)(pending)
+            if leased is not None:
+                return leased
+        return _rendered(Response(status=status.HTTP_204_NO_CONTENT))
+    finally:
+        await poll_work(services.agent_poll_close, asgi=asgi)(
+            orchestrator_id=pending.orchestrator_id, poll_id=pending.poll_id
+        )
+
+
+# What drf-spectacular documents and Django's CSRF check reads: the DRF view's.
+next_job.cls = NextJobView  # type: ignore[attr-defined]
+next_job.initkwargs = {}  # type: ignore[attr-defined]
+next_job.csrf_exempt = True  # type: ignore[attr-defined]
+
+
+def _lease_for_poll(pending: _PendingPoll) -> HttpResponse | None:
+    """Lease a job to the waiting poll's orchestrator: its answer, or None for none."""
+    try:
+        orchestrator = Orchestrator.objects.filter(pk=pending.orchestrator_id).first()
+        if orchestrator is None:  # deleted while it waited
+            return _rendered(
+                Response(
+                    error_body("authentication_failed", "this orchestrator no longer exists"),
+                    status=status.HTTP_401_UNAUTHORIZED,
+                    headers={"WWW-Authenticate": 'Bearer realm="certyard-orchestrator"'},
+                )
+            )
+        if not services.agent_poll_is_current(orchestrator=orchestrator, poll_id=pending.poll_id):
+            return _rendered(Response(status=status.HTTP_204_NO_CONTENT))  # a newer poll won
+        job = services.job_lease_next(orchestrator=orchestrator, poll_id=pending.poll_id)
+    except Exception as exc:
+        # Disapproved or deleted while it waited: the same answers as a fresh request.
+        answer = exception_handler(exc, {})
+        if answer is None:
+            raise
+        return _rendered(answer)
+    return None if job is None else _rendered(_job_answer(job))
+
+
+def _rendered(answer: Response) -> Response:
+    answer.accepted_renderer = JSONRenderer()
+    answer.accepted_media_type = "application/json"
+    answer.renderer_context = {}
+    return answer
 
 
 class JobConfigView(AgentView):

@@ -1,0 +1,325 @@
+"""Benchmark: thousands of agents long-polling the embedded platform at once.
+
+Starts the platform as `make run` starts it (SQLite, the django-q2 ORM broker, two web
+processes), registers N orchestrators with a store each (through the services, with a
+real key and session per agent), then opens one long poll per agent (``jobs/next?wait=30``,
+each agent polling again as soon as an answer comes, as the agent does) and, while every
+poll is open, measures:
+
+1. ``/healthz`` latency and console latency (the logged-in dashboard and the stores
+   page, and the people's API orchestrator list): p50, p99 and max;
+2. job pickup latency: an admin asks for an inventory through the API, and the time
+   from its answer to the waiting agent receiving the job (p50, p99, max).
+
+The pollers are a small asyncio HTTP/1.1 client in this process, so the load generator
+shares the machine's cores with the platform it measures.
+
+Run: .venv/bin/python benchmarks/long_poll_load.py [N] [--samples 300] [--jobs 100]
+Goals (issue 6): N=2000, console and /healthz p99 < 100 ms, pickup median < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import logging
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from _live import ROOT, Platform
+
+POLL_WAIT_SECONDS = 30
+
+
+class Poller:
+    """One agent's long poll loop over a kept-alive connection."""
+
+    def __init__(self, url: str, token: str, orchestrator_id: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.orchestrator_id = orchestrator_id
+        self.request = (
+            f"GET /api/orchestrator/v1/jobs/next?wait={POLL_WAIT_SECONDS} HTTP/1.1\r\n"
+            f"Host: {self.host}:{self.port}\r\nAuthorization: Bearer {token}\r\n\r\n"
+        ).encode()
+        self.jobs_received: dict[str, float] = {}
+        self.polls = 0
+        self.errors: list[str] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        reader = writer = None
+        while not stop.is_set():
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
+                writer.write(self.request)
+                self.polls += 1
+                status, headers, body = await _response(reader)
+                if status == 200:
+                    job_id = re.search(rb'"id":"([0-9a-f-]+)"', body)
+                    if job_id:
+                        self.jobs_received[job_id.group(1).decode()] = time.perf_counter()
+                elif status != 204:
+                    self.errors.append(f"{status} {body[:200]!r}")
+                    await asyncio.sleep(1)
+                if headers.get("connection") == "close":
+                    writer.close()
+                    reader = writer = None
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                self.errors.append(type(exc).__name__)
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+                await asyncio.sleep(0.5)
+        if writer is not None:
+            writer.close()
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = await reader.readexactly(length) if length else b""
+    return status, headers, body
+
+
+def _django_setup(platform: Platform) -> None:
+    """This process reads and writes the platform's database through its own code."""
+    for name in ("CERTYARD_DATA_DIR", "DATABASE_URL"):
+        os.environ[name] = platform.env[name]
+    os.environ["DJANGO_SETTINGS_MODULE"] = "certyard.settings"
+    sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
+    import django
+
+    django.setup()
+
+
+def register_agents(count: int) -> list[tuple[str, str, str]]:
+    """``count`` approved orchestrators with a PEM store and an open session each:
+    ``[(orchestrator_id, session_token, store_id)]``."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509 import CertificateSigningRequestBuilder, Name, NameAttribute
+    from cryptography.x509.oid import NameOID
+
+    from certyard.fleet.services import (
+        orchestrator_register,
+        orchestrator_session_open,
+        registration_token_create,
+    )
+    from certyard.inventory.models import CertificateStoreType
+    from certyard.inventory.services import store_create
+    from orchestrators.protocol import session_signing_input
+
+    _, token = registration_token_create(
+        description="long-poll benchmark",
+        valid_for=dt.timedelta(hours=1),
+        reusable=True,
+        approve_on_register=True,
+    )
+    pem_type = CertificateStoreType.objects.get(short_name="PEM")
+    agents = []
+    issued_at = int(time.time())
+    for index in range(count):
+        name = f"bench-agent-{index:05d}"
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            CertificateSigningRequestBuilder()
+            .subject_name(Name([NameAttribute(NameOID.COMMON_NAME, name)]))
+            .sign(key, hashes.SHA256())
+        )
+        registration = orchestrator_register(
+            token=token,
+            name=name,
+            client_machine=f"{name}.bench.test",
+            agent_version="bench",
+            capabilities=["PEM.Inventory"],
+            client_parameters={},
+            csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode(),
+            source_address="127.0.0.1",
+        )
+        orchestrator = registration.orchestrator
+        nonce = os.urandom(12).hex()
+        signature = key.sign(
+            session_signing_input(
+                orchestrator_id=str(orchestrator.pk), issued_at=issued_at, nonce=nonce
+            ),
+            ec.ECDSA(hashes.SHA256()),
+        )
+        session = orchestrator_session_open(
+            orchestrator_id=str(orchestrator.pk),
+            issued_at=issued_at,
+            nonce=nonce,
+            signature_b64=base64.b64encode(signature).decode(),
+        )
+        store = store_create(
+            store_type=pem_type,
+            client_machine=orchestrator.client_machine,
+            store_path=f"/srv/{name}",
+            orchestrator=orchestrator,
+        )
+        agents.append((str(orchestrator.pk), session.token, str(store.pk)))
+    return agents
+
+
+def open_polls() -> int:
+    from certyard.jobs.models import AgentPoll
+
+    return AgentPoll.objects.count()
+
+
+def _percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return (
+        f"p50 {statistics.median(ordered) * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   "
+        f"max {ordered[-1] * 1000:7.1f} ms   (n={len(ordered)})"
+    )
+
+
+def _console_client(platform: Platform) -> httpx.Client:
+    client = httpx.Client(base_url=platform.url, timeout=30, follow_redirects=False)
+    page = client.get("/login/")
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert csrf, "no CSRF token on the login page"
+    answer = client.post(
+        "/login/",
+        data={
+            "username": platform.env["CERTYARD_ADMIN_USER"],
+            "password": platform.env["CERTYARD_ADMIN_PASSWORD"],
+            "csrfmiddlewaretoken": csrf.group(1),
+        },
+        headers={"Referer": f"{platform.url}/login/"},
+    )
+    assert answer.status_code == 302, f"login failed: {answer.status_code}"
+    return client
+
+
+async def _sample(name: str, call, samples: int, every: float) -> list[float]:
+    timings = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        status = await asyncio.to_thread(call)
+        timings.append(time.perf_counter() - started)
+        assert status == 200, f"{name} answered {status}"
+        await asyncio.sleep(every)
+    return timings
+
+
+async def measure(platform: Platform, count: int, samples: int, jobs: int) -> None:
+    print(f"registering {count} orchestrators (key, certificate, session and store each)...")
+    started = time.perf_counter()
+    agents = await asyncio.to_thread(register_agents, count)
+    print(f"  done in {time.perf_counter() - started:.1f} s")
+
+    health = httpx.Client(base_url=platform.url, timeout=30)
+    console = _console_client(platform)
+    api = platform.api
+    measured = {
+        "/healthz": lambda: health.get("/healthz").status_code,
+        "console dashboard": lambda: console.get("/").status_code,
+        "console stores page": lambda: console.get("/stores/").status_code,
+        "API orchestrator list": lambda: api.get("orchestrators/").status_code,
+    }
+    baseline = {}
+    for name, call in measured.items():
+        baseline[name] = await _sample(name, call, samples, every=0.02)
+
+    pollers = [Poller(platform.url, token, oid) for oid, token, _ in agents]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(p.run(stop)) for p in pollers]
+    started = time.perf_counter()
+    while (opened := await asyncio.to_thread(open_polls)) < count:
+        if time.perf_counter() - started > 120:
+            break
+        await asyncio.sleep(0.5)
+    print(f"{opened} long polls open after {time.perf_counter() - started:.1f} s")
+
+    results = {}
+    for name, call in measured.items():
+        results[name] = await _sample(name, call, samples, every=0.02)
+    still_open = await asyncio.to_thread(open_polls)
+
+    by_store = {store: poller for (_, _, store), poller in zip(agents, pollers, strict=True)}
+    pickups = []
+    for store_id in random.sample(list(by_store), min(jobs, len(by_store))):
+        poller = by_store[store_id]
+        answer = await asyncio.to_thread(api.post, f"stores/{store_id}/inventory-now/")
+        created = time.perf_counter()
+        assert answer.status_code in (200, 201), answer.text
+        job_id = answer.json()["id"]
+        deadline = created + 30
+        while job_id not in poller.jobs_received and time.perf_counter() < deadline:
+            await asyncio.sleep(0.005)
+        if job_id in poller.jobs_received:
+            pickups.append(poller.jobs_received[job_id] - created)
+        else:
+            print(f"  job {job_id} was not picked up within 30 s")
+        await asyncio.sleep(0.1)
+
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    errors = [e for p in pollers for e in p.errors]
+    polls = sum(p.polls for p in pollers)
+
+    print()
+    print(f"with no long poll open ({count} orchestrators registered):")
+    for name, timings in baseline.items():
+        print(f"  {name:24s} {_percentiles(timings)}")
+    print(f"with {still_open} of {count} long polls open ({polls} polls sent in all):")
+    for name, timings in results.items():
+        print(f"  {name:24s} {_percentiles(timings)}")
+    if pickups:
+        print(f"  {'job pickup':24s} {_percentiles(pickups)}")
+    print(f"  poll errors: {len(errors)}" + (f" (first: {errors[:3]})" if errors else ""))
+    healthz_p99 = sorted(results["/healthz"])[int(len(results["/healthz"]) * 0.99) - 1]
+    console_p99 = max(
+        sorted(t)[int(len(t) * 0.99) - 1] for n, t in results.items() if n != "/healthz"
+    )
+    print(
+        f"goals: /healthz p99 < 100 ms: {'met' if healthz_p99 < 0.1 else 'NOT met'}; "
+        f"console p99 < 100 ms: {'met' if console_p99 < 0.1 else 'NOT met'}; "
+        f"pickup median < 1 s: "
+        f"{'met' if pickups and statistics.median(pickups) < 1 else 'NOT met'}"
+    )
+
+
+def main() -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("count", nargs="?", type=int, default=2000)
+    parser.add_argument("--samples", type=int, default=300, help="requests per measured page")
+    parser.add_argument("--jobs", type=int, default=100, help="jobs whose pickup is timed")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="certyard-long-poll-") as tmp:
+        platform = Platform(Path(tmp), None)
+        try:
+            _django_setup(platform)
+            asyncio.run(measure(platform, args.count, args.samples, args.jobs))
+        finally:
+            platform.stop()
+            kept = Path(tempfile.gettempdir()) / "certyard-long-poll-platform.log"
+            kept.write_bytes((Path(tmp) / "platform.log").read_bytes())
+            print(f"platform log: {kept}")
+
+
+if __name__ == "__main__":
+    main()

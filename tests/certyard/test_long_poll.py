@@ -1,0 +1,218 @@
+"""The agent's long poll on the event loop: woken by work, ended by a newer poll or by its
+agent going away, and never leasing a job to a poll that is no longer there.
+
+These drive Django's async request path (``AsyncClient``) on a real event loop. As under
+a real ASGI server, the poll's database work runs in the loop's thread pool, on
+connections of its own: the tests commit what those must see (transactional tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.test import AsyncClient
+from rest_framework.test import APIClient
+
+from certyard.jobs.api.waiting_room import waiting_room
+from certyard.jobs.models import AgentPoll, Job, JobHistory
+from certyard.jobs.services import job_inventory_request
+from tests.certyard.conftest import AGENT, error_of
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.fixture(autouse=True)
+def _quick_ticks(settings: Any) -> None:
+    settings.CERTYARD_POLL_TICK_SECONDS = 0.05
+
+
+def _bearer(registered: Any) -> str:
+    answer = APIClient().post(f"{AGENT}session", registered.assertion(), format="json")
+    assert answer.status_code == 200, answer.content
+    return f"Bearer {answer.json()['token']}"
+
+
+async def _poll(bearer: str, wait: int) -> Any:
+    return await AsyncClient().get(
+        f"{AGENT}jobs/next", {"wait": wait}, headers={"Authorization": bearer}
+    )
+
+
+async def _until(predicate: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await sync_to_async(predicate)():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def test_a_waiting_poll_is_answered_when_a_job_arrives(agent, store) -> None:
+    bearer = _bearer(agent)
+
+    async def scenario() -> Any:
+        poll = asyncio.ensure_future(_poll(bearer, 30))
+        await _until(lambda: AgentPoll.objects.filter(orchestrator=agent.orchestrator).exists())
+        assert not poll.done()
+        await sync_to_async(job_inventory_request)(store=store, source=Job.Source.API)
+        return await asyncio.wait_for(poll, timeout=40)
+
+    answer = async_to_sync(scenario)()
+
+    # A poll whose wait ran out answers 204 without looking again: a 200 means the job
+    # woke it.
+    assert answer.status_code == 200, answer.content
+    job = Job.objects.get(store=store)
+    assert answer.json()["id"] == str(job.pk) and answer.json()["attempt"] == 1
+    assert job.state == Job.State.LEASED and job.picked_up_at is None
+    assert not AgentPoll.objects.exists()  # the poll is over: nothing left behind
+
+
+def test_a_poll_with_nothing_to_do_answers_204_when_its_wait_ends(agent, store) -> None:
+    bearer = _bearer(agent)
+    started = time.monotonic()
+
+    answer = async_to_sync(_poll)(bearer, 1)
+
+    assert answer.status_code == 204
+    assert time.monotonic() - started >= 0.85  # up to 15% short: jitter against herds
+    assert not AgentPoll.objects.exists()
+
+
+def test_a_newer_poll_ends_the_older_one(agent, store) -> None:
+    bearer = _bearer(agent)
+
+    async def scenario() -> tuple[Any, Any]:
+        older = asyncio.ensure_future(_poll(bearer, 20))
+        await _until(lambda: AgentPoll.objects.filter(orchestrator=agent.orchestrator).exists())
+        newer = asyncio.ensure_future(_poll(bearer, 20))
+        older_answer = await asyncio.wait_for(older, timeout=30)
+        # The job goes to the newer poll, the one the agent is listening on.
+        await sync_to_async(job_inventory_request)(store=store, source=Job.Source.API)
+        return older_answer, await asyncio.wait_for(newer, timeout=30)
+
+    older_answer, newer_answer = async_to_sync(scenario)()
+
+    assert older_answer.status_code == 204
+    assert newer_answer.status_code == 200
+    assert newer_answer.json()["id"] == str(Job.objects.get(store=store).pk)
+
+
+def test_a_poll_replaced_on_another_web_process_ends(agent, store) -> None:
+    """Another process's newer poll shows as a newer poll id in the database."""
+    bearer = _bearer(agent)
+
+    async def scenario() -> Any:
+        poll = asyncio.ensure_future(_poll(bearer, 20))
+        await _until(lambda: AgentPoll.objects.filter(orchestrator=agent.orchestrator).exists())
+        await sync_to_async(_poll_opened_elsewhere)(agent.orchestrator)
+        await sync_to_async(job_inventory_request)(store=store, source=Job.Source.API)
+        return await asyncio.wait_for(poll, timeout=30)
+
+    answer = async_to_sync(scenario)()
+
+    assert answer.status_code == 204
+    job = Job.objects.get(store=store)
+    assert job.state == Job.State.PENDING and job.attempts == 0  # kept for the newer poll
+
+
+def _poll_opened_elsewhere(orchestrator: Any) -> None:
+    import uuid
+
+    AgentPoll.objects.filter(orchestrator=orchestrator).update(poll_id=uuid.uuid4())
+
+
+def test_a_poll_whose_agent_went_away_leases_nothing(agent, store) -> None:
+    bearer = _bearer(agent)
+
+    async def scenario() -> None:
+        poll = asyncio.ensure_future(_poll(bearer, 20))
+        await _until(lambda: AgentPoll.objects.filter(orchestrator=agent.orchestrator).exists())
+        poll.cancel()  # what Django does when the client disconnects
+        with pytest.raises(asyncio.CancelledError):
+            await poll
+        await sync_to_async(job_inventory_request)(store=store, source=Job.Source.API)
+        await asyncio.sleep(0.3)  # several ticks
+
+    async_to_sync(scenario)()
+
+    job = Job.objects.get(store=store)
+    assert job.state == Job.State.PENDING and job.attempts == 0
+    assert not AgentPoll.objects.exists()
+    assert not JobHistory.objects.exists()
+
+
+def test_the_waiting_room_lets_go_of_every_poll(agent, store) -> None:
+    bearer = _bearer(agent)
+
+    async def scenario() -> int:
+        await _poll(bearer, 1)
+        return waiting_room(asgi=True).waiting
+
+    assert async_to_sync(scenario)() == 0
+
+
+@pytest.mark.parametrize("wait", ["soon", "1.5", ""])
+def test_a_bad_wait_is_a_400(agent, wait: str) -> None:
+    answer = APIClient().get(f"{AGENT}jobs/next", {"wait": wait}, HTTP_AUTHORIZATION=_bearer(agent))
+
+    assert answer.status_code == 400
+    assert "wait" in error_of(answer)["message"]
+
+
+def test_a_poll_without_a_session_is_a_401(db) -> None:
+    answer = async_to_sync(AsyncClient().get)(f"{AGENT}jobs/next", {"wait": 5})
+
+    assert answer.status_code == 401
+    assert answer["WWW-Authenticate"].startswith("Bearer")
+    assert error_of(answer)["code"] == "not_authenticated"
+
+
+def test_a_poll_of_an_orchestrator_disapproved_while_it_waits_is_a_403(agent, store) -> None:
+    from django.utils import timezone
+
+    from certyard.fleet.services import orchestrator_disapprove
+
+    bearer = _bearer(agent)
+
+    def disapproved_with_a_job() -> None:
+        orchestrator_disapprove(orchestrator=agent.orchestrator, actor=None)
+        # Written straight to the table: the services open no job for a disapproved one.
+        Job.objects.create(
+            type="inventory",
+            store=store,
+            orchestrator=agent.orchestrator,
+            available_at=timezone.now(),
+        )
+
+    async def scenario() -> Any:
+        poll = asyncio.ensure_future(_poll(bearer, 20))
+        await _until(lambda: AgentPoll.objects.filter(orchestrator=agent.orchestrator).exists())
+        await sync_to_async(disapproved_with_a_job)()
+        return await asyncio.wait_for(poll, timeout=30)
+
+    answer = async_to_sync(scenario)()
+
+    assert answer.status_code == 403
+    assert error_of(answer)["code"] == "not_approved"
+    assert Job.objects.get(store=store).state == Job.State.PENDING
+
+
+def test_a_poll_of_an_orchestrator_deleted_while_it_waits_ends_and_the_next_is_a_401(
+    agent,
+) -> None:
+    bearer = _bearer(agent)
+
+    async def scenario() -> tuple[Any, Any]:
+        poll = asyncio.ensure_future(_poll(bearer, 20))
+        await _until(lambda: AgentPoll.objects.filter(orchestrator=agent.orchestrator).exists())
+        await sync_to_async(agent.orchestrator.delete)()
+        return await asyncio.wait_for(poll, timeout=30), await _poll(bearer, 1)
+
+    ended, next_poll = async_to_sync(scenario)()
+
+    assert ended.status_code == 204
+    assert next_poll.status_code == 401
+    assert error_of(next_poll)["code"] == "authentication_failed"
