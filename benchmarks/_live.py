@@ -114,3 +114,13 @@ class Platform:
         self.api.close()
         os.killpg(self.process.pid, signal.SIGTERM)
         self.process.wait(timeout=60)
+
+
+def recreate_database(url: str) -> None:
+    """Drop and create the PostgreSQL database ``url`` names: every run starts empty."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _live import ROOT, Platform, peak_rss_mb
+from _live import ROOT, Platform, peak_rss_mb, recreate_database
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -275,17 +275,8 @@ def main() -> None:
     if not args.no_sqlite:
         bench(args.count, folder, issuers, None, with_parse_only=not args.no_parse_only)
     if args.postgres:
-        _recreate_database(args.postgres)
+        recreate_database(args.postgres)
         bench(args.count, folder, issuers, args.postgres, with_parse_only=not args.no_parse_only)
-
-
-def _recreate_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 if __name__ == "__main__":

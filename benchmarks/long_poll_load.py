@@ -15,6 +15,8 @@ The pollers are a small asyncio HTTP/1.1 client in this process, so the load gen
 shares the machine's cores with the platform it measures.
 
 Run: .venv/bin/python benchmarks/long_poll_load.py [N] [--samples 300] [--jobs 100]
+       [--spread SECONDS]  (0: every agent polls at once, a herd as after a restart)
+       [--postgres URL]    (the scale-out database instead of SQLite)
 Goals (issue 6): N=2000, console and /healthz p99 < 100 ms, pickup median < 1 s.
 """
 
@@ -25,6 +27,7 @@ import asyncio
 import base64
 import datetime as dt
 import logging
+import math
 import os
 import random
 import re
@@ -36,7 +39,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from _live import ROOT, Platform
+from _live import ROOT, Platform, recreate_database
 
 POLL_WAIT_SECONDS = 30
 
@@ -54,9 +57,11 @@ class Poller:
         ).encode()
         self.jobs_received: dict[str, float] = {}
         self.polls = 0
+        self.waiting = False  # a poll is sent and not answered yet
         self.errors: list[str] = []
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
         reader = writer = None
         while not stop.is_set():
             try:
@@ -64,7 +69,9 @@ class Poller:
                     reader, writer = await asyncio.open_connection(self.host, self.port)
                 writer.write(self.request)
                 self.polls += 1
+                self.waiting = True
                 status, headers, body = await _response(reader)
+                self.waiting = False
                 if status == 200:
                     job_id = re.search(rb'"id":"([0-9a-f-]+)"', body)
                     if job_id:
@@ -178,15 +185,25 @@ def register_agents(count: int) -> list[tuple[str, str, str]]:
     return agents
 
 
-def open_polls() -> int:
+def polled_recently() -> int:
+    """Orchestrators whose newest poll the platform recorded within one wait."""
+    from django.utils import timezone
+
     from certyard.jobs.models import AgentPoll
 
-    return AgentPoll.objects.count()
+    since = timezone.now() - dt.timedelta(seconds=POLL_WAIT_SECONDS)
+    return AgentPoll.objects.filter(opened_at__gte=since).count()
+
+
+def _p99(samples: list[float]) -> float:
+    """The nearest-rank 99th percentile: the value 99% of the samples do not exceed."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(len(ordered) * 0.99) - 1)]
 
 
 def _percentiles(samples: list[float]) -> str:
     ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    p99 = _p99(ordered)
     return (
         f"p50 {statistics.median(ordered) * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   "
         f"max {ordered[-1] * 1000:7.1f} ms   (n={len(ordered)})"
@@ -211,18 +228,23 @@ def _console_client(platform: Platform) -> httpx.Client:
     return client
 
 
-async def _sample(name: str, call, samples: int, every: float) -> list[float]:
-    timings = []
-    for _ in range(samples):
-        started = time.perf_counter()
-        status = await asyncio.to_thread(call)
-        timings.append(time.perf_counter() - started)
-        assert status == 200, f"{name} answered {status}"
-        await asyncio.sleep(every)
+async def _sample(measured: dict, rounds: int, every: float) -> dict[str, list[float]]:
+    """``rounds`` rounds of one request to each measured page, in turn, so every page
+    sees the same moments of the load (a herd of returning polls included)."""
+    timings: dict[str, list[float]] = {name: [] for name in measured}
+    for _ in range(rounds):
+        for name, call in measured.items():
+            started = time.perf_counter()
+            status = await asyncio.to_thread(call)
+            timings[name].append(time.perf_counter() - started)
+            assert status == 200, f"{name} answered {status}"
+            await asyncio.sleep(every)
     return timings
 
 
-async def measure(platform: Platform, count: int, samples: int, jobs: int) -> None:
+async def measure(
+    platform: Platform, count: int, samples: int, jobs: int, spread_seconds: float
+) -> None:
     print(f"registering {count} orchestrators (key, certificate, session and store each)...")
     started = time.perf_counter()
     agents = await asyncio.to_thread(register_agents, count)
@@ -237,24 +259,32 @@ async def measure(platform: Platform, count: int, samples: int, jobs: int) -> No
         "console stores page": lambda: console.get("/stores/").status_code,
         "API orchestrator list": lambda: api.get("orchestrators/").status_code,
     }
-    baseline = {}
-    for name, call in measured.items():
-        baseline[name] = await _sample(name, call, samples, every=0.02)
+    baseline = await _sample(measured, samples, every=0.02)
 
     pollers = [Poller(platform.url, token, oid) for oid, token, _ in agents]
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(p.run(stop)) for p in pollers]
+    # A fleet that has been running polls at random moments; one that has just started
+    # (or reconnected after a restart of the platform) polls all at once.
+    tasks = [asyncio.create_task(p.run(stop, random.uniform(0, spread_seconds))) for p in pollers]
     started = time.perf_counter()
-    while (opened := await asyncio.to_thread(open_polls)) < count:
+    while (opened := sum(p.waiting for p in pollers)) < count or (
+        await asyncio.to_thread(polled_recently)
+    ) < count:
         if time.perf_counter() - started > 120:
             break
         await asyncio.sleep(0.5)
     print(f"{opened} long polls open after {time.perf_counter() - started:.1f} s")
 
-    results = {}
-    for name, call in measured.items():
-        results[name] = await _sample(name, call, samples, every=0.02)
-    still_open = await asyncio.to_thread(open_polls)
+    open_counts: list[int] = []
+
+    async def count_open() -> None:
+        while True:
+            open_counts.append(sum(p.waiting for p in pollers))
+            await asyncio.sleep(0.5)
+
+    counter = asyncio.create_task(count_open())
+    results = await _sample(measured, samples, every=0.02)
+    counter.cancel()
 
     by_store = {store: poller for (_, _, store), poller in zip(agents, pollers, strict=True)}
     pickups = []
@@ -284,16 +314,18 @@ async def measure(platform: Platform, count: int, samples: int, jobs: int) -> No
     print(f"with no long poll open ({count} orchestrators registered):")
     for name, timings in baseline.items():
         print(f"  {name:24s} {_percentiles(timings)}")
-    print(f"with {still_open} of {count} long polls open ({polls} polls sent in all):")
+    start = f"started within {spread_seconds:.0f} s" if spread_seconds else "started at once"
+    print(
+        f"with {min(open_counts)} to {max(open_counts)} of {count} long polls open, {start} "
+        f"(median {statistics.median(open_counts):.0f}; {polls} polls sent in all):"
+    )
     for name, timings in results.items():
         print(f"  {name:24s} {_percentiles(timings)}")
     if pickups:
         print(f"  {'job pickup':24s} {_percentiles(pickups)}")
     print(f"  poll errors: {len(errors)}" + (f" (first: {errors[:3]})" if errors else ""))
-    healthz_p99 = sorted(results["/healthz"])[int(len(results["/healthz"]) * 0.99) - 1]
-    console_p99 = max(
-        sorted(t)[int(len(t) * 0.99) - 1] for n, t in results.items() if n != "/healthz"
-    )
+    healthz_p99 = _p99(results["/healthz"])
+    console_p99 = max(_p99(t) for name, t in results.items() if name != "/healthz")
     print(
         f"goals: /healthz p99 < 100 ms: {'met' if healthz_p99 < 0.1 else 'NOT met'}; "
         f"console p99 < 100 ms: {'met' if console_p99 < 0.1 else 'NOT met'}; "
@@ -306,14 +338,28 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("count", nargs="?", type=int, default=2000)
-    parser.add_argument("--samples", type=int, default=300, help="requests per measured page")
+    parser.add_argument(
+        "--samples", type=int, default=300, help="rounds of requests to the measured pages"
+    )
     parser.add_argument("--jobs", type=int, default=100, help="jobs whose pickup is timed")
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=POLL_WAIT_SECONDS,
+        help="agents start polling at random within this many seconds (default: one wait, "
+        "a fleet already running); 0 starts them all at once (a herd, as after a restart)",
+    )
+    parser.add_argument(
+        "--postgres", metavar="URL", help="run on this PostgreSQL database (dropped first)"
+    )
     args = parser.parse_args()
+    if args.postgres:
+        recreate_database(args.postgres)
     with tempfile.TemporaryDirectory(prefix="certyard-long-poll-") as tmp:
-        platform = Platform(Path(tmp), None)
+        platform = Platform(Path(tmp), args.postgres)
         try:
             _django_setup(platform)
-            asyncio.run(measure(platform, args.count, args.samples, args.jobs))
+            asyncio.run(measure(platform, args.count, args.samples, args.jobs, args.spread))
         finally:
             platform.stop()
             kept = Path(tempfile.gettempdir()) / "certyard-long-poll-platform.log"

@@ -281,7 +281,8 @@ def _identity_fingerprint(orchestrator: Orchestrator) -> str:
     return hashlib.sha256(orchestrator.certificate_pem.encode()).hexdigest()[:32]
 
 
-_SEEN_WRITE_INTERVAL = dt.timedelta(seconds=30)
+# Longer than a long poll (30 s at most): an agent that only polls writes every other poll.
+_SEEN_WRITE_INTERVAL = dt.timedelta(seconds=60)
 
 
 def orchestrator_seen(*, orchestrator: Orchestrator) -> None:

@@ -129,10 +129,11 @@ class JobHistory(models.Model):
 
 
 class AgentPoll(models.Model):
-    """The one open long poll of an orchestrator: a newer poll ends the older one.
+    """The newest long poll of an orchestrator: a newer poll ends the older one.
 
-    Web processes each hold their own waiting polls; this row is how a poll answered by
-    one process learns that its agent opened a newer one on another.
+    Web processes each hold their own waiting polls; this row is how a poll waiting in
+    one process learns that its agent opened a newer one in another. A poll that ends
+    leaves its row (no write): the next poll replaces it.
     """
 
     orchestrator = models.OneToOneField(

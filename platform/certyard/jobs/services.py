@@ -249,17 +249,24 @@ def _job_picked_up(job: Job) -> None:
 
 
 def agent_poll_open(*, orchestrator: Orchestrator) -> uuid.UUID:
-    """Record a new long poll as the orchestrator's only one; any older poll ends."""
+    """Record a new long poll as the orchestrator's only one; any older poll ends.
+
+    One short write per poll (an UPDATE, an INSERT the first time): thousands of agents
+    poll, and on SQLite every write waits its turn.
+    """
     poll_id = uuid.uuid4()
-    AgentPoll.objects.update_or_create(
-        orchestrator=orchestrator, defaults={"poll_id": poll_id, "opened_at": timezone.now()}
-    )
+    now = timezone.now()
+    if not AgentPoll.objects.filter(orchestrator=orchestrator).update(
+        poll_id=poll_id, opened_at=now
+    ):
+        try:
+            with transaction.atomic():
+                AgentPoll.objects.create(orchestrator=orchestrator, poll_id=poll_id, opened_at=now)
+        except IntegrityError:  # its other poll got there first: this one is the newer
+            AgentPoll.objects.filter(orchestrator=orchestrator).update(
+                poll_id=poll_id, opened_at=now
+            )
     return poll_id
-
-
-def agent_poll_close(*, orchestrator_id: Any, poll_id: Any) -> None:
-    """Forget the poll, unless a newer one replaced it meanwhile."""
-    AgentPoll.objects.filter(orchestrator_id=orchestrator_id, poll_id=poll_id).delete()
 
 
 def agent_poll_is_current(*, orchestrator: Orchestrator, poll_id: Any) -> bool:

@@ -92,11 +92,10 @@ class NextJobView(AgentView):
         poll_id = services.agent_poll_open(orchestrator=orchestrator)
         job = services.job_lease_next(orchestrator=orchestrator, poll_id=poll_id)
         if job is not None:
-            services.agent_poll_close(orchestrator_id=orchestrator.pk, poll_id=poll_id)
             return _job_answer(job)
-        # A little short of ``wait``, at random: agents that all polled at once (after a
+        # Up to 30% short of ``wait``, at random: agents that all polled at once (after a
         # restart of the platform) drift apart instead of coming back as one herd.
-        waited = wait * random.uniform(0.85, 1.0)  # noqa: S311 (jitter, not a secret)
+        waited = wait * random.uniform(0.7, 1.0)  # noqa: S311 (jitter, not a secret)
         answer = Response(status=status.HTTP_204_NO_CONTENT)
         answer.pending_poll = _PendingPoll(  # type: ignore[attr-defined]
             str(orchestrator.pk), str(poll_id), time.monotonic() + waited
@@ -113,36 +112,49 @@ def _job_answer(job: Any) -> Response:
 _next_job_first_try = NextJobView.as_view()
 
 
+# The key under which the ASGI entry point (certyard.jobs.api.long_poll_asgi) offers to
+# take a waiting poll off Django's hands.
+HANDOFF_SCOPE_KEY = "certyard.long_poll_handoff"
+
+
 async def next_job(request: HttpRequest) -> HttpResponse:
     """``GET jobs/next``: a waiting agent holds a coroutine and a socket, not a thread.
 
-    When the agent goes away, Django cancels this coroutine and the poll leaves the
-    waiting room; a job leased in that very instant is offered again after the short
-    pickup lease (``CERTYARD_JOB_PICKUP_SECONDS``), since the agent never fetches it.
+    Under the ASGI server the request ends in Django at once and the poll waits in the
+    ASGI entry point (``long_poll_asgi``), which keeps only the poll's few fields alive;
+    elsewhere (the test client, ``runserver``) it waits here. When the agent goes away,
+    its poll leaves the waiting room; a job leased in that very instant is offered again
+    after the short pickup lease (``CERTYARD_JOB_PICKUP_SECONDS``), since the agent
+    never fetches it.
     """
     asgi = isinstance(request, ASGIRequest)
     answer = await poll_work(_next_job_first_try, asgi=asgi)(request)
     pending: _PendingPoll | None = getattr(answer, "pending_poll", None)
     if pending is None:
         return answer
+    handoff = request.scope.get(HANDOFF_SCOPE_KEY) if asgi else None  # type: ignore[attr-defined]
+    if handoff is not None:
+        handoff["pending"] = pending
+        return answer  # held back by the entry point, which answers when the wait is over
+    del answer
+    return await job_waited_for(pending, asgi=asgi)
+
+
+async def job_waited_for(pending: _PendingPoll, *, asgi: bool) -> Response:
+    """Wait until the poll's orchestrator gets a job or the wait is over: the answer."""
     room = waiting_room(asgi=asgi)
-    try:
-        while (remaining := pending.deadline - time.monotonic()) > 0:
-            wake = await room.wait(
-                orchestrator_id=pending.orchestrator_id,
-                poll_id=pending.poll_id,
-                timeout=remaining,
-            )
-            if wake is not Wake.WORK:
-                break
-            leased = await poll_work(_lease_for_poll, asgi=asgi)(pending)
-            if leased is not None:
-                return leased
-        return _rendered(Response(status=status.HTTP_204_NO_CONTENT))
-    finally:
-        await poll_work(services.agent_poll_close, asgi=asgi)(
-            orchestrator_id=pending.orchestrator_id, poll_id=pending.poll_id
+    while (remaining := pending.deadline - time.monotonic()) > 0:
+        wake = await room.wait(
+            orchestrator_id=pending.orchestrator_id,
+            poll_id=pending.poll_id,
+            timeout=remaining,
         )
+        if wake is not Wake.WORK:
+            break
+        leased = await poll_work(_lease_for_poll, asgi=asgi)(pending)
+        if leased is not None:
+            return leased
+    return _rendered(Response(status=status.HTTP_204_NO_CONTENT))
 
 
 # What drf-spectacular documents and Django's CSRF check reads: the DRF view's.
@@ -151,7 +163,7 @@ next_job.initkwargs = {}  # type: ignore[attr-defined]
 next_job.csrf_exempt = True  # type: ignore[attr-defined]
 
 
-def _lease_for_poll(pending: _PendingPoll) -> HttpResponse | None:
+def _lease_for_poll(pending: _PendingPoll) -> Response | None:
     """Lease a job to the waiting poll's orchestrator: its answer, or None for none."""
     try:
         orchestrator = Orchestrator.objects.filter(pk=pending.orchestrator_id).first()

@@ -27,7 +27,7 @@ from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connections
 
 from certyard.jobs.selectors import agent_polls_current, orchestrators_with_work
 
@@ -67,11 +67,15 @@ def poll_work(func: Callable[P, R], *, asgi: bool) -> Callable[P, Awaitable[R]]:
     if not asgi:
         return sync_to_async(func)
 
-    def fresh_connection(*args: P.args, **kwargs: P.kwargs) -> R:
-        close_old_connections()
+    def healthy_connection(*args: P.args, **kwargs: P.kwargs) -> R:
+        # Each pool thread keeps its connection from one poll to the next (a few per
+        # process, whatever CONN_MAX_AGE says for requests), and drops a broken one.
+        for connection in connections.all(initialized_only=True):
+            connection.close_at = None
+            connection.close_if_unusable_or_obsolete()
         return func(*args, **kwargs)
 
-    return sync_to_async(fresh_connection, thread_sensitive=False)
+    return sync_to_async(healthy_connection, thread_sensitive=False)
 
 
 class WaitingRoom:
