@@ -17,7 +17,8 @@ from certyard.errors import ServiceError
 
 NAME_MAX_LENGTH = ApiToken._meta.get_field("name").max_length
 MAX_EXPIRY = dt.timedelta(days=365)
-# knox looks through all of a person's tokens on each request; keep that list short.
+# Tokens are for scripts and integrations, not one per request: a short list per person
+# stays reviewable (and revocable) on the console page.
 MAX_TOKENS_PER_USER = 50
 # last_used_at is written at most this often per token: one UPDATE a minute, not a write
 # per request.
