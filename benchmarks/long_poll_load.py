@@ -11,8 +11,9 @@ poll is open, measures:
 2. job pickup latency: an admin asks for an inventory through the API, and the time
    from its answer to the waiting agent receiving the job (p50, p99, max).
 
-The pollers are a small asyncio HTTP/1.1 client in this process, so the load generator
-shares the machine's cores with the platform it measures.
+The pollers are a small asyncio HTTP/1.1 client in a process of their own (the
+measuring requests are made from another, so they wait for no poll loop); the load
+generator shares the machine's two cores with the platform it measures.
 
 Run: .venv/bin/python benchmarks/long_poll_load.py [N] [--samples 300] [--jobs 100]
        [--spread SECONDS]  (0: every agent polls at once, a herd as after a restart)
@@ -25,15 +26,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import logging
 import math
+import multiprocessing
 import os
+import queue
 import random
 import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -44,21 +49,63 @@ from _live import ROOT, Platform, recreate_database
 POLL_WAIT_SECONDS = 30
 
 
+class Shared:
+    """What the pollers' process tells the measuring one: counters, jobs received, errors."""
+
+    def __init__(self) -> None:
+        self.counters = {name: multiprocessing.Value("l", 0) for name in ("waiting", "polls")}
+        self.errors = multiprocessing.Value("l", 0)
+        self.first_errors: multiprocessing.Queue = multiprocessing.Queue()
+        self.received: multiprocessing.Queue = multiprocessing.Queue()
+        self.stop = multiprocessing.Event()
+
+    def add(self, name: str, delta: int) -> None:
+        with self.counters[name].get_lock():
+            self.counters[name].value += delta
+
+    def value(self, name: str) -> int:
+        return self.counters[name].value
+
+    def error(self, text: str) -> None:
+        with self.errors.get_lock():
+            self.errors.value += 1
+            if self.errors.value <= 3:
+                self.first_errors.put(text)
+
+
+def run_pollers(url: str, tokens: list[str], spread_seconds: float, shared: Shared) -> None:
+    """The agents, in a process of their own: the measuring process shares no GIL with
+    two thousand poll loops."""
+
+    async def poll_all() -> None:
+        stop = asyncio.Event()
+        pollers = [Poller(url, token, shared) for token in tokens]
+        # A fleet that has been running polls at random moments; one that has just
+        # started (or reconnected after a restart of the platform) polls all at once.
+        tasks = [
+            asyncio.create_task(p.run(stop, random.uniform(0, spread_seconds))) for p in pollers
+        ]
+        while not shared.stop.is_set():
+            await asyncio.sleep(0.2)
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(poll_all())
+
+
 class Poller:
     """One agent's long poll loop over a kept-alive connection."""
 
-    def __init__(self, url: str, token: str, orchestrator_id: str) -> None:
+    def __init__(self, url: str, token: str, shared: Shared) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.orchestrator_id = orchestrator_id
+        self.shared = shared
         self.request = (
             f"GET /api/orchestrator/v1/jobs/next?wait={POLL_WAIT_SECONDS} HTTP/1.1\r\n"
             f"Host: {self.host}:{self.port}\r\nAuthorization: Bearer {token}\r\n\r\n"
         ).encode()
-        self.jobs_received: dict[str, float] = {}
-        self.polls = 0
-        self.waiting = False  # a poll is sent and not answered yet
-        self.errors: list[str] = []
 
     async def run(self, stop: asyncio.Event, delay: float = 0.0) -> None:
         await asyncio.sleep(delay)
@@ -68,22 +115,24 @@ class Poller:
                 if writer is None:
                     reader, writer = await asyncio.open_connection(self.host, self.port)
                 writer.write(self.request)
-                self.polls += 1
-                self.waiting = True
-                status, headers, body = await _response(reader)
-                self.waiting = False
+                self.shared.add("polls", 1)
+                self.shared.add("waiting", 1)
+                try:
+                    status, headers, body = await _response(reader)
+                finally:
+                    self.shared.add("waiting", -1)
                 if status == 200:
                     job_id = re.search(rb'"id":"([0-9a-f-]+)"', body)
                     if job_id:
-                        self.jobs_received[job_id.group(1).decode()] = time.perf_counter()
+                        self.shared.received.put((job_id.group(1).decode(), time.time()))
                 elif status != 204:
-                    self.errors.append(f"{status} {body[:200]!r}")
+                    self.shared.error(f"{status} {body[:200]!r}")
                     await asyncio.sleep(1)
                 if headers.get("connection") == "close":
                     writer.close()
                     reader = writer = None
             except (OSError, asyncio.IncompleteReadError) as exc:
-                self.errors.append(type(exc).__name__)
+                self.shared.error(type(exc).__name__)
                 if writer is not None:
                     writer.close()
                 reader = writer = None
@@ -228,26 +277,24 @@ def _console_client(platform: Platform) -> httpx.Client:
     return client
 
 
-async def _sample(measured: dict, rounds: int, every: float) -> dict[str, list[float]]:
+def _sample(measured: dict, rounds: int, every: float) -> dict[str, list[float]]:
     """``rounds`` rounds of one request to each measured page, in turn, so every page
     sees the same moments of the load (a herd of returning polls included)."""
     timings: dict[str, list[float]] = {name: [] for name in measured}
     for _ in range(rounds):
         for name, call in measured.items():
             started = time.perf_counter()
-            status = await asyncio.to_thread(call)
+            status = call()
             timings[name].append(time.perf_counter() - started)
             assert status == 200, f"{name} answered {status}"
-            await asyncio.sleep(every)
+            time.sleep(every)
     return timings
 
 
-async def measure(
-    platform: Platform, count: int, samples: int, jobs: int, spread_seconds: float
-) -> None:
+def measure(platform: Platform, count: int, samples: int, jobs: int, spread_seconds: float) -> None:
     print(f"registering {count} orchestrators (key, certificate, session and store each)...")
     started = time.perf_counter()
-    agents = await asyncio.to_thread(register_agents, count)
+    agents = register_agents(count)
     print(f"  done in {time.perf_counter() - started:.1f} s")
 
     health = httpx.Client(base_url=platform.url, timeout=30)
@@ -259,56 +306,62 @@ async def measure(
         "console stores page": lambda: console.get("/stores/").status_code,
         "API orchestrator list": lambda: api.get("orchestrators/").status_code,
     }
-    baseline = await _sample(measured, samples, every=0.02)
+    baseline = _sample(measured, samples, every=0.02)
 
-    pollers = [Poller(platform.url, token, oid) for oid, token, _ in agents]
-    stop = asyncio.Event()
-    # A fleet that has been running polls at random moments; one that has just started
-    # (or reconnected after a restart of the platform) polls all at once.
-    tasks = [asyncio.create_task(p.run(stop, random.uniform(0, spread_seconds))) for p in pollers]
-    started = time.perf_counter()
-    while (opened := sum(p.waiting for p in pollers)) < count or (
-        await asyncio.to_thread(polled_recently)
-    ) < count:
-        if time.perf_counter() - started > 120:
-            break
-        await asyncio.sleep(0.5)
-    print(f"{opened} long polls open after {time.perf_counter() - started:.1f} s")
+    shared = Shared()
+    pollers = multiprocessing.Process(
+        target=run_pollers,
+        args=(platform.url, [token for _, token, _ in agents], spread_seconds, shared),
+        daemon=True,
+    )
+    pollers.start()
+    try:
+        started = time.perf_counter()
+        while shared.value("waiting") < count or polled_recently() < count:
+            if time.perf_counter() - started > 120:
+                break
+            time.sleep(0.5)
+        took = time.perf_counter() - started
+        print(f"{shared.value('waiting')} long polls open after {took:.1f} s")
 
-    open_counts: list[int] = []
+        open_counts: list[int] = []
+        counting = threading.Event()
 
-    async def count_open() -> None:
+        def count_open() -> None:
+            while not counting.wait(0.5):
+                open_counts.append(shared.value("waiting"))
+
+        counter = threading.Thread(target=count_open, daemon=True)
+        counter.start()
+        results = _sample(measured, samples, every=0.02)
+        counting.set()
+        counter.join()
+
+        received: dict[str, float] = {}
+        pickups = []
+        for _, _, store_id in random.sample(agents, min(jobs, len(agents))):
+            answer = api.post(f"stores/{store_id}/inventory-now/")
+            created = time.time()
+            assert answer.status_code in (200, 201), answer.text
+            job_id = answer.json()["id"]
+            deadline = time.monotonic() + 30
+            while job_id not in received and time.monotonic() < deadline:
+                with contextlib.suppress(queue.Empty):
+                    got, at = shared.received.get(timeout=0.05)
+                    received[got] = at
+            if job_id in received:
+                pickups.append(max(0.0, received[job_id] - created))
+            else:
+                print(f"  job {job_id} was not picked up within 30 s")
+            time.sleep(0.1)
+        polls = shared.value("polls")
+    finally:
+        shared.stop.set()
+        pollers.join(timeout=30)
+    first_errors = []
+    with contextlib.suppress(queue.Empty):
         while True:
-            open_counts.append(sum(p.waiting for p in pollers))
-            await asyncio.sleep(0.5)
-
-    counter = asyncio.create_task(count_open())
-    results = await _sample(measured, samples, every=0.02)
-    counter.cancel()
-
-    by_store = {store: poller for (_, _, store), poller in zip(agents, pollers, strict=True)}
-    pickups = []
-    for store_id in random.sample(list(by_store), min(jobs, len(by_store))):
-        poller = by_store[store_id]
-        answer = await asyncio.to_thread(api.post, f"stores/{store_id}/inventory-now/")
-        created = time.perf_counter()
-        assert answer.status_code in (200, 201), answer.text
-        job_id = answer.json()["id"]
-        deadline = created + 30
-        while job_id not in poller.jobs_received and time.perf_counter() < deadline:
-            await asyncio.sleep(0.005)
-        if job_id in poller.jobs_received:
-            pickups.append(poller.jobs_received[job_id] - created)
-        else:
-            print(f"  job {job_id} was not picked up within 30 s")
-        await asyncio.sleep(0.1)
-
-    stop.set()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    errors = [e for p in pollers for e in p.errors]
-    polls = sum(p.polls for p in pollers)
+            first_errors.append(shared.first_errors.get(timeout=0.1))
 
     print()
     print(f"with no long poll open ({count} orchestrators registered):")
@@ -323,7 +376,8 @@ async def measure(
         print(f"  {name:24s} {_percentiles(timings)}")
     if pickups:
         print(f"  {'job pickup':24s} {_percentiles(pickups)}")
-    print(f"  poll errors: {len(errors)}" + (f" (first: {errors[:3]})" if errors else ""))
+    errors = shared.errors.value
+    print(f"  poll errors: {errors}" + (f" (first: {first_errors})" if errors else ""))
     healthz_p99 = _p99(results["/healthz"])
     console_p99 = max(_p99(t) for name, t in results.items() if name != "/healthz")
     print(
@@ -359,7 +413,7 @@ def main() -> None:
         platform = Platform(Path(tmp), args.postgres)
         try:
             _django_setup(platform)
-            asyncio.run(measure(platform, args.count, args.samples, args.jobs, args.spread))
+            measure(platform, args.count, args.samples, args.jobs, args.spread)
         finally:
             platform.stop()
             kept = Path(tempfile.gettempdir()) / "certyard-long-poll-platform.log"
