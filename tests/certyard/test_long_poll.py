@@ -9,7 +9,9 @@ connections of its own: the tests commit what those must see (transactional test
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,8 +28,12 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 @pytest.fixture(autouse=True)
-def _quick_ticks(settings: Any) -> None:
+def _quick_ticks(settings: Any) -> Iterator[None]:
     settings.CERTYARD_POLL_TICK_SECONDS = 0.05
+    yield
+    # Each test's event loop had its own pool threads, gone now; their database
+    # connections close when collected (PostgreSQL would not drop a test database in use).
+    gc.collect()
 
 
 def _bearer(registered: Any) -> str:
@@ -261,7 +267,7 @@ class _AsgiClient:
     @property
     def headers(self) -> dict[bytes, bytes]:
         start = next(m for m in self.sent if m["type"] == "http.response.start")
-        return dict(start["headers"])
+        return {bytes(name).lower(): bytes(value) for name, value in start["headers"]}
 
     @property
     def body(self) -> bytes:
@@ -333,3 +339,22 @@ def test_through_the_entry_point_a_poll_that_finds_a_job_at_once_passes_straight
 
     assert client.status == 200
     assert b'"attempt":1' in client.body
+
+
+def test_through_the_entry_point_a_refused_poll_passes_straight_through(db) -> None:
+    client = _AsgiClient(_entry_point(), "Bearer not-a-session", wait=30)
+
+    async_to_sync(client.run)()
+
+    assert client.status == 401
+    assert client.headers[b"www-authenticate"].startswith(b"Bearer")
+    assert b'"authentication_failed"' in client.body
+
+
+def test_the_entry_point_leaves_every_other_request_to_django(db) -> None:
+    client = _AsgiClient(_entry_point(), "Bearer not-a-session", wait=30)
+    client.scope = {**client.scope, "path": "/healthz", "raw_path": b"/healthz"}
+
+    async_to_sync(client.run)()
+
+    assert client.status == 200 and b'"ok"' in client.body
