@@ -25,7 +25,7 @@ from tests.e2e.conftest import (
     stop_platform,
     wait_for,
 )
-from tests.e2e.test_report_delivery import GatedProxy
+from tests.e2e.proxy import GatedProxy
 
 pytestmark = pytest.mark.e2e
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import re
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.certs import issue
@@ -27,73 +23,9 @@ from tests.e2e.conftest import (
     stop_platform,
     wait_for,
 )
+from tests.e2e.proxy import GatedProxy
 
 pytestmark = pytest.mark.e2e
-
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
-
-
-class GatedProxy:
-    """A reverse proxy between the agent and the platform, as a real deployment has.
-
-    It holds the first inventory submission until the test opens the gate; a platform
-    that is down answers 502, as any reverse proxy in front of a stopped server does.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.submission_seen = threading.Event()
-        self.gate = threading.Event()
-        self.statuses: list[tuple[str, int]] = []
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def _forward(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if "/inventory" in self.path and not proxy.gate.is_set():
-                    proxy.submission_seen.set()
-                    proxy.gate.wait(timeout=120)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                try:
-                    answer = httpx.request(
-                        self.command,
-                        proxy.upstream + self.path,
-                        headers=headers,
-                        content=body,
-                        timeout=60,
-                    )
-                    status, content, answer_headers = (
-                        answer.status_code,
-                        answer.content,
-                        answer.headers,
-                    )
-                except httpx.TransportError:
-                    status, content, answer_headers = 502, b"bad gateway", httpx.Headers()
-                proxy.statuses.append((self.path, status))
-                self.send_response(status)
-                for key, value in answer_headers.items():
-                    if key.lower() not in HOP_BY_HOP | {"content-encoding"}:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(content)  # an agent that stopped waiting
-
-            do_GET = do_POST = _forward
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.gate.set()
-        self.server.shutdown()
 
 
 @pytest.fixture
