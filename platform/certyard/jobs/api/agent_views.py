@@ -175,8 +175,7 @@ def _lease_for_poll(pending: _PendingPoll) -> Response | None:
                     headers={"WWW-Authenticate": 'Bearer realm="certyard-orchestrator"'},
                 )
             )
-        if not services.agent_poll_is_current(orchestrator=orchestrator, poll_id=pending.poll_id):
-            return _rendered(Response(status=status.HTTP_204_NO_CONTENT))  # a newer poll won
+        # A poll a newer one replaced leases nothing here; the waiting room ends it.
         job = services.job_lease_next(orchestrator=orchestrator, poll_id=pending.poll_id)
     except Exception as exc:
         # Disapproved or deleted while it waited: the same answers as a fresh request.
