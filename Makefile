@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The scale-out tests run against the PostgreSQL server on this machine.
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/certyard
 
-.PHONY: run test setup system-deps lint format test-fast test-postgres clean
+.PHONY: run test setup test-plugins system-deps lint format test-fast test-postgres clean
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -17,6 +17,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# The handlers that misbehave on purpose, for the tests only (never in `make run`).
+TEST_PLUGINS := $(VENV)/.test-plugins
+$(TEST_PLUGINS): $(STAMP) tests/plugins/pyproject.toml
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e tests/plugins
+	touch $(TEST_PLUGINS)
+
+test-plugins: $(TEST_PLUGINS)
 
 ## run: migrate, create the admin, start web + worker + a demo orchestrator
 run: setup
@@ -37,15 +45,15 @@ format: setup
 	$(PYTHON) -m ruff check --fix .
 
 ## test: everything, on SQLite, then the database-facing tests again on PostgreSQL
-test: setup system-deps lint
+test: setup test-plugins system-deps lint
 	$(PYTHON) manage.py makemigrations --check --dry-run
 	$(PYTHON) -m pytest
 	$(MAKE) --no-print-directory test-postgres
 
-test-fast: setup
+test-fast: setup test-plugins
 	$(PYTHON) -m pytest -m "not e2e and not browser"
 
-test-postgres: setup
+test-postgres: setup test-plugins
 	DATABASE_URL=$(TEST_POSTGRES_URL) $(PYTHON) -m pytest -m "not e2e and not browser" tests/certyard
 
 clean:

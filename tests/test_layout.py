@@ -40,7 +40,16 @@ def test_agent_and_handlers_never_import_django_or_the_platform() -> None:
 
 # The platform's apps from the bottom up: an app imports only apps listed before it,
 # and its models' foreign keys point only into those apps (docs/architecture.md, Layers).
-APP_ORDER = ["accounts", "pki", "fleet", "inventory", "jobs", "console"]
+APP_ORDER = [
+    "workflows",
+    "accounts",
+    "pki",
+    "fleet",
+    "inventory",
+    "jobs",
+    "blueprints",
+    "console",
+]
 
 
 def _certyard_apps_imported(folder: Path) -> set[str]:

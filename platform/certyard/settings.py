@@ -62,11 +62,13 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_q",
+    "certyard.workflows",
     "certyard.accounts",
     "certyard.pki",
     "certyard.inventory",
     "certyard.fleet",
     "certyard.jobs",
+    "certyard.blueprints",
     "certyard.console",
 ]
 
@@ -257,7 +259,9 @@ Q_CLUSTER = {
     "name": "certyard",
     "workers": int(os.environ.get("CERTYARD_WORKERS", "2")),
     "timeout": 300,
-    "retry": 360,
+    # Above the longest task timeout (an event's handlers, at most 3,000 s), or django-q2
+    # hands a task still running to a second worker.
+    "retry": 3_660,
     "catch_up": False,
     "orm": "default",
     "save_limit": 250,
@@ -285,6 +289,24 @@ CERTYARD_INVENTORY_MAX_BYTES = int(
 )
 CERTYARD_INVENTORY_MAX_ENTRIES = int(os.environ.get("CERTYARD_INVENTORY_MAX_ENTRIES", "500000"))
 CERTYARD_AGENT_CERT_DAYS = int(os.environ.get("CERTYARD_AGENT_CERT_DAYS", "365"))
+
+
+# --- Handlers (workflows) ---------------------------------------------------------------
+# Registration handlers decide inside the agent's registration request: all of them
+# together get at most this long.
+CERTYARD_REGISTRATION_HANDLERS_SECONDS = float(
+    os.environ.get("CERTYARD_REGISTRATION_HANDLERS_SECONDS", "10")
+)
+# Handler runs and events are kept this long, then pruned.
+CERTYARD_RUN_RETENTION_DAYS = int(os.environ.get("CERTYARD_RUN_RETENTION_DAYS", "90"))
+# A run still "running" this long past its timeout lost its worker: it is failed.
+CERTYARD_HANDLER_GRACE_SECONDS = int(os.environ.get("CERTYARD_HANDLER_GRACE_SECONDS", "60"))
+# A queued run handed to the queue this long ago and never started is handed over again.
+CERTYARD_HANDLER_REQUEUE_SECONDS = int(os.environ.get("CERTYARD_HANDLER_REQUEUE_SECONDS", "600"))
+# Script handlers run only scripts an administrator placed in this folder.
+CERTYARD_SCRIPTS_DIR = Path(os.environ.get("CERTYARD_SCRIPTS_DIR", DATA_DIR / "scripts"))
+# The script handler (in handlers/, without Django) reads the folder from the environment.
+os.environ["CERTYARD_SCRIPTS_DIR"] = str(CERTYARD_SCRIPTS_DIR)
 # Django refuses bodies above this before any view sees them; keep it above the inventory limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = CERTYARD_INVENTORY_MAX_BYTES + 1024 * 1024
 

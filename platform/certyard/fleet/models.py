@@ -51,6 +51,9 @@ class Orchestrator(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.NEW)
     capabilities = models.JSONField(default=list, blank=True)
     client_parameters = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(
+        default=dict, blank=True, help_text="Key/values a registration handler recorded."
+    )
     source_address = models.GenericIPAddressField(null=True, blank=True)
     registration_token = models.ForeignKey(
         RegistrationToken, null=True, blank=True, on_delete=models.SET_NULL

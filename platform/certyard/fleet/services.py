@@ -22,6 +22,13 @@ from django.utils import timezone
 from certyard.errors import Conflict, ServiceError
 from certyard.fleet.models import Orchestrator, RegistrationToken
 from certyard.pki.services import ca_issue_client_certificate, orchestrator_ca_get_or_create
+from certyard.workflows.registration import (
+    RegistrationOutcome,
+    registration_handlers_run,
+    registration_runs_record,
+)
+from certyard.workflows.services import event_emit
+from handlers.base import EventKind, RegistrationRequest, Verdict
 from orchestrators.protocol import SESSION_ASSERTION_MAX_SKEW_SECONDS, session_signing_input
 
 _SESSION_SALT = "certyard.orchestrator-session.v1"
@@ -130,6 +137,18 @@ def _spki_sha256(public_key: ec.EllipticCurvePublicKey) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+def _status_after_registration(
+    outcome: RegistrationOutcome, registration_token: RegistrationToken
+) -> str:
+    if outcome.verdict == Verdict.ALLOW:
+        return Orchestrator.Status.APPROVED
+    if outcome.verdict == Verdict.DENY:
+        return Orchestrator.Status.DISAPPROVED
+    if registration_token.approve_on_register:
+        return Orchestrator.Status.APPROVED
+    return Orchestrator.Status.NEW
+
+
 def orchestrator_register(
     *,
     token: str,
@@ -141,37 +160,61 @@ def orchestrator_register(
     csr_pem: str,
     source_address: str | None,
 ) -> Registration:
-    """Record an agent and certify its key; it starts New unless its token pre-approves it.
+    """Record an agent and certify its key; the registration handlers decide its status.
 
-    An orchestrator of the same name on the same machine may register again only
-    after an admin reset it (its stores and history are kept).
+    The enabled registration handlers run in order before anything is written; the first
+    to allow or deny decides. When all defer, the token decides: approved if it
+    pre-approves, else New for an administrator. An orchestrator of the same name on the
+    same machine may register again only after an admin reset it (its stores and history
+    are kept). A handler may withhold the client certificate: the orchestrator is then
+    recorded without an identity and the agent is told to register again later.
     """
     csr = csr_load(csr_pem)
-    # Refuse a bad token before doing any signing for its bearer.
+    # Refuse a bad token before doing any work for its bearer.
     _registration_token_check(token)
+    outcome = registration_handlers_run(
+        RegistrationRequest(
+            name=name,
+            client_machine=client_machine,
+            agent_version=agent_version,
+            capabilities=tuple(capabilities),
+            client_parameters=dict(client_parameters),
+            csr_pem=csr_pem,
+            source_address=source_address,
+        )
+    )
+    decision = outcome.decision
+    withheld = decision is not None and not decision.issue_certificate
     public_key = csr.public_key()
     ca = orchestrator_ca_get_or_create()
-    certificate = ca_issue_client_certificate(
-        ca=ca, csr=csr, common_name=name, days=settings.CERTYARD_AGENT_CERT_DAYS
-    )
-    certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
-    identity = {
-        "public_key_sha256": _spki_sha256(public_key),
-        "public_key_pem": public_key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode(),
-        "certificate_pem": certificate_pem,
-        "certificate_not_after": certificate.not_valid_after_utc,
+    identity: dict[str, Any] = {
+        "public_key_sha256": "",
+        "public_key_pem": "",
+        "certificate_pem": "",
+        "certificate_not_after": None,
         "last_assertion_at": 0,
     }
+    certificate_pem = ""
+    if not withheld:
+        certificate = ca_issue_client_certificate(
+            ca=ca, csr=csr, common_name=name, days=settings.CERTYARD_AGENT_CERT_DAYS
+        )
+        certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+        identity = {
+            "public_key_sha256": _spki_sha256(public_key),
+            "public_key_pem": public_key.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ).decode(),
+            "certificate_pem": certificate_pem,
+            "certificate_not_after": certificate.not_valid_after_utc,
+            "last_assertion_at": 0,
+        }
     now = timezone.now()
     with transaction.atomic():
         registration_token = _registration_token_spend(token)
-        status = (
-            Orchestrator.Status.APPROVED
-            if registration_token.approve_on_register
-            else Orchestrator.Status.NEW
-        )
+        status = _status_after_registration(outcome, registration_token)
+        if withheld and status == Orchestrator.Status.APPROVED:
+            status = Orchestrator.Status.NEW  # it cannot work without a certificate
         fields = {
             "agent_version": agent_version,
             "capabilities": capabilities,
@@ -182,9 +225,15 @@ def orchestrator_register(
             "status_changed_at": now,
             "status_changed_by": None,
             "last_seen": now,
-            "last_error": "",
+            "last_error": (
+                f"client certificate withheld by the registration handler {outcome.decided_by}"
+                if withheld
+                else ""
+            ),
             **identity,
         }
+        if decision is not None and decision.metadata:
+            fields["metadata"] = {str(k): str(v) for k, v in decision.metadata.items()}
         existing = (
             Orchestrator.objects.select_for_update()
             .filter(name=name, client_machine=client_machine)
@@ -205,7 +254,48 @@ def orchestrator_register(
                 setattr(existing, key, value)
             existing.save()
             orchestrator = existing
+        registration_runs_record(
+            outcome, orchestrator_id=str(orchestrator.pk), orchestrator_label=str(orchestrator)
+        )
+        blueprint = decision.blueprint if decision is not None else None
+        _orchestrator_event(
+            EventKind.ORCHESTRATOR_REGISTERED,
+            orchestrator,
+            verdict=outcome.verdict.value,
+            decided_by=outcome.decided_by,
+            blueprint=blueprint,
+            certificate_withheld=withheld,
+        )
+        if status == Orchestrator.Status.APPROVED:
+            _orchestrator_event(EventKind.ORCHESTRATOR_APPROVED, orchestrator, actor=None)
+            if blueprint:
+                _blueprint_apply_on_commit(orchestrator, blueprint)
+    if withheld:
+        raise ServiceError(
+            "registration recorded, but no client certificate is issued yet"
+            f"{': ' + decision.reason if decision and decision.reason else ''}; "
+            "register again once an administrator has approved this orchestrator",
+            code="certificate_withheld",
+            http_status=403,
+        )
     return Registration(orchestrator, certificate_pem, [ca.certificate_pem])
+
+
+def _orchestrator_event(kind: EventKind, orchestrator: Orchestrator, **data: Any) -> None:
+    event_emit(
+        kind=kind,
+        subject_type="orchestrator",
+        subject_id=orchestrator.pk,
+        subject_label=str(orchestrator),
+        data={
+            "orchestrator_id": str(orchestrator.pk),
+            "name": orchestrator.name,
+            "client_machine": orchestrator.client_machine,
+            "status": orchestrator.status,
+            "client_parameters": orchestrator.client_parameters,
+            **data,
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,14 +401,51 @@ def _lockout_hooks_run(orchestrator: Orchestrator) -> None:
         hook(orchestrator)
 
 
+# --- Blueprints ---------------------------------------------------------------------
+
+# Blueprints live above fleet (they hold stores); a registration handler names one, and
+# fleet hands the name to the applier the blueprints app registered at startup.
+_blueprint_appliers: list[Callable[..., None]] = []
+
+
+def orchestrator_blueprint_applier_register(applier: Callable[..., None]) -> None:
+    """Register ``applier(*, orchestrator, blueprint_name)``, called after commit.
+
+    It runs once a registration handler approved an orchestrator and named a blueprint.
+    It must not raise for a blueprint that does not exist: it records why instead.
+    """
+    if applier not in _blueprint_appliers:
+        _blueprint_appliers.append(applier)
+
+
+def _blueprint_apply_on_commit(orchestrator: Orchestrator, blueprint_name: str) -> None:
+    def apply() -> None:
+        for applier in _blueprint_appliers:
+            applier(orchestrator=orchestrator, blueprint_name=blueprint_name)
+
+    transaction.on_commit(apply)
+
+
 # --- Approval ---------------------------------------------------------------------
 
 
+_STATUS_EVENTS = {
+    Orchestrator.Status.APPROVED: EventKind.ORCHESTRATOR_APPROVED,
+    Orchestrator.Status.DISAPPROVED: EventKind.ORCHESTRATOR_DISAPPROVED,
+}
+
+
 def _status_set(*, orchestrator: Orchestrator, status: str, actor: Any) -> Orchestrator:
-    orchestrator.status = status
-    orchestrator.status_changed_at = timezone.now()
-    orchestrator.status_changed_by = actor
-    orchestrator.save(update_fields=["status", "status_changed_at", "status_changed_by"])
+    with transaction.atomic():
+        changed = orchestrator.status != status
+        orchestrator.status = status
+        orchestrator.status_changed_at = timezone.now()
+        orchestrator.status_changed_by = actor
+        orchestrator.save(update_fields=["status", "status_changed_at", "status_changed_by"])
+        if changed and status in _STATUS_EVENTS:
+            _orchestrator_event(
+                _STATUS_EVENTS[status], orchestrator, actor=getattr(actor, "username", None)
+            )
     return orchestrator
 
 

@@ -39,6 +39,8 @@ from certyard.inventory.parsing import (
     pem_to_der,
     sha256_hex,
 )
+from certyard.workflows.services import event_emit
+from handlers.base import EventKind
 
 logger = logging.getLogger(__name__)
 
@@ -560,7 +562,29 @@ def inventory_upload_commit(
         _apply_locations(store, upload, now, outcome)
         staged.delete()
         CertificateStore.objects.filter(pk=store.pk).update(last_inventory_at=now)
+        if outcome.added_count:
+            _certificates_added_emit(store, outcome)
     return outcome
+
+
+def _certificates_added_emit(store: CertificateStore, outcome: InventoryOutcome) -> None:
+    """One event per report that placed certificates in the store, however many."""
+    event_emit(
+        kind=EventKind.CERTIFICATES_ADDED,
+        subject_type="store",
+        subject_id=store.pk,
+        subject_label=f"{store.client_machine}:{store.store_path}",
+        data={
+            "store_id": str(store.pk),
+            "store_type": store.store_type.short_name,
+            "orchestrator_id": str(store.orchestrator_id),
+            "client_machine": store.client_machine,
+            "store_path": store.store_path,
+            "added": outcome.added_count,
+            "added_aliases": outcome.added[:_ALIASES_KEPT_IN_RESULT],
+            "new_certificates": outcome.new_certificates,
+        },
+    )
 
 
 def _duplicates_reject(upload: str) -> None:

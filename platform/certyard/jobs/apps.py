@@ -13,3 +13,9 @@ class JobsConfig(AppConfig):
         from certyard.jobs.services import jobs_release_for_orchestrator
 
         orchestrator_lockout_hook_register(jobs_release_for_orchestrator)
+
+        # Job complete handlers ask for follow-up jobs as data; jobs carries them out.
+        from certyard.jobs.services import job_request_for_handler
+        from certyard.workflows.services import action_applier_register
+
+        action_applier_register("schedule_job", job_request_for_handler)

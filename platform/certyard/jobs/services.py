@@ -21,6 +21,8 @@ from certyard.inventory.ingest import (
 from certyard.inventory.models import CertificateStore, InventoryStatus
 from certyard.inventory.services import store_inventory_status_record
 from certyard.jobs.models import AgentPoll, Job, JobHistory
+from certyard.workflows.services import event_emit
+from handlers.base import EventKind
 from orchestrators.protocol import JobOutcome, JobType
 
 
@@ -58,6 +60,20 @@ def job_inventory_request(
             raise
         return open_job, False
     return job, True
+
+
+def job_request_for_handler(*, store_id: str, job_type: str, delay_seconds: int = 0) -> None:
+    """Carry out a job complete handler's ``platform.schedule_job`` request."""
+    if job_type != JobType.INVENTORY:
+        raise ServiceError(f"handlers can schedule inventory jobs only, not {job_type!r}")
+    store = CertificateStore.objects.select_related("orchestrator").filter(pk=store_id).first()
+    if store is None:
+        raise ServiceError(f"there is no store {store_id}")
+    job, created = job_inventory_request(store=store, source=Job.Source.HANDLER)
+    if created and delay_seconds > 0:
+        Job.objects.filter(pk=job.pk).update(
+            available_at=timezone.now() + dt.timedelta(seconds=min(delay_seconds, 86_400))
+        )
 
 
 def inventory_schedules_run() -> int:
@@ -535,8 +551,48 @@ def job_complete(
         _store_status_note(job, outcome, message, now)
         # Chunks of a report that was never committed (the agent gave up): forget them.
         inventory_upload_discard(upload_prefix=f"job:{job.pk}:")
-    job.refresh_from_db()
+        job.refresh_from_db()
+        _job_completed_emit(job, orchestrator)
     return job, False
+
+
+def _job_completed_emit(job: Job, orchestrator: Orchestrator) -> None:
+    """The job-complete handlers' event: every attempt that ended, retried or not."""
+    store = job.store
+    store_data = None
+    if store is not None:
+        store_data = {
+            "id": str(store.pk),
+            "store_type": store.store_type.short_name,
+            "client_machine": store.client_machine,
+            "store_path": store.store_path,
+        }
+    event_emit(
+        kind=EventKind.JOB_COMPLETED,
+        subject_type="job",
+        subject_id=job.pk,
+        subject_label=f"{job.get_type_display()} {store or ''}".strip(),
+        data={
+            "job_type": job.type,
+            "store_type": store_data["store_type"] if store_data else "",
+            "orchestrator_id": str(orchestrator.pk),
+            "job": {
+                "id": str(job.pk),
+                "type": job.type,
+                "attempt": job.attempts,
+                "outcome": job.outcome,
+                "message": job.message[:2000],
+                "final": job.is_finished,
+                "result": job.result,
+            },
+            "orchestrator": {
+                "id": str(orchestrator.pk),
+                "name": orchestrator.name,
+                "client_machine": orchestrator.client_machine,
+            },
+            "store": store_data,
+        },
+    )
 
 
 def job_cancel(*, job: Job, actor: Any) -> Job:

@@ -1,0 +1,395 @@
+"""The platform's extension contracts: one small class per extension point.
+
+Everything here is plain Python (no Django): a handler receives frozen dataclasses and
+returns dataclasses, so it can be written and unit-tested without the platform.
+
+Writing a handler
+-----------------
+Subclass one contract, declare the parameters an administrator fills in when registering
+it, and implement its one method::
+
+    from handlers.base import EventContext, EventHandler, HandlerResult
+    from handlers.parameters import Parameter, ParameterType
+
+    class TicketOnExpiry(EventHandler):
+        \"\"\"Opens a ticket in our tracker when a certificate is about to expire.\"\"\"
+
+        label = "Open a ticket"
+        events = ("certificate.expiring",)
+        parameters = (
+            Parameter("queue", help="The tracker queue.", required=True),
+            Parameter("api_key", ParameterType.SECRET, required=True),
+        )
+
+        def handle(self, event: EventContext) -> HandlerResult:
+            ticket = open_ticket(self.config["queue"], self.config["api_key"], event)
+            return HandlerResult(message=f"opened {ticket}", output={"ticket": ticket})
+
+then expose it through the entry-point group ``certyard.handlers`` (:data:`ENTRY_POINT_GROUP`)
+in your package's ``pyproject.toml``::
+
+    [project.entry-points."certyard.handlers"]
+    ticket_on_expiry = "my_company.certyard:TicketOnExpiry"
+
+Install the package next to the platform, and register the class in Django admin
+(*Handler registrations*): the admin form shows the class's docstring and one field per
+declared parameter.
+
+Rules every handler follows
+---------------------------
+- The platform creates a fresh instance for every invocation, with the registration's
+  checked parameters (secrets decrypted) in ``self.config``. Keep no state on the class.
+- Raise :class:`HandlerError` with a sentence an administrator can act on; set
+  ``permanent=True`` when trying again cannot help (bad configuration), so the platform
+  does not retry. Any other exception is recorded with its traceback and retried.
+- Never log or return a secret parameter.
+- A handler runs in a background worker with the registration's timeout. It never blocks
+  the flow that emitted the event, and its failure never breaks that flow; registration
+  handlers are the one exception (they decide the registration, within a bounded time).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+from handlers.parameters import Parameter
+
+ENTRY_POINT_GROUP = "certyard.handlers"
+
+
+class HandlerError(Exception):
+    """A handler failed for a reason an administrator can act on.
+
+    ``permanent`` says retrying cannot help (a wrong parameter, a refused credential):
+    the platform then records the failure without trying again.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+class HandlerKind(StrEnum):
+    """The extension points a handler class can implement."""
+
+    REGISTRATION = "registration", "Registration handler"
+    EVENT = "event", "Event handler"
+    METADATA = "metadata", "Metadata generator"
+    JOB_COMPLETE = "job_complete", "Job complete handler"
+
+    def __new__(cls, value: str, label: str) -> HandlerKind:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.label = label  # type: ignore[attr-defined]
+        return member
+
+
+class EventKind(StrEnum):
+    """Every event the platform emits; a registration subscribes to some of them."""
+
+    ORCHESTRATOR_REGISTERED = "orchestrator.registered"
+    ORCHESTRATOR_APPROVED = "orchestrator.approved"
+    ORCHESTRATOR_DISAPPROVED = "orchestrator.disapproved"
+    JOB_COMPLETED = "job.completed"
+    CERTIFICATES_ADDED = "certificates.added"
+    CERTIFICATE_EXPIRING = "certificate.expiring"
+    METADATA_GENERATED = "metadata.generated"
+    ENROLLMENT_PENDING = "enrollment.pending"
+    ENROLLMENT_APPROVED = "enrollment.approved"
+    ENROLLMENT_DENIED = "enrollment.denied"
+    CERTIFICATE_ISSUED = "certificate.issued"
+    CERTIFICATE_RENEWED = "certificate.renewed"
+    CERTIFICATE_REVOKED = "certificate.revoked"
+    SSH_KEY_ROTATED = "ssh_key.rotated"
+
+
+class Handler(abc.ABC):
+    """What every handler class has; subclass one of the contracts below, not this.
+
+    Class attributes:
+        kind: The extension point (set by the contract).
+        label: A short human name shown in admin; defaults to the class name.
+        parameters: What an administrator fills in when registering the class.
+    """
+
+    kind: ClassVar[HandlerKind]
+    label: ClassVar[str] = ""
+    parameters: ClassVar[tuple[Parameter, ...]] = ()
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        #: The registration's parameter values, checked against ``parameters``, defaults
+        #: filled in and secrets decrypted.
+        self.config: dict[str, Any] = dict(config or {})
+
+    @classmethod
+    def config_check(cls, config: Mapping[str, Any]) -> None:
+        """Check what one parameter alone cannot (a file exists, two values agree).
+
+        Called with the values already checked against ``parameters``, when a registration
+        is saved. Raise :class:`handlers.parameters.ParameterError` naming the parameters
+        at fault; the admin form shows each message beside its field.
+        """
+        return None
+
+
+# --- Event handlers -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventContext:
+    """One event, as a handler sees it.
+
+    Attributes:
+        event_id: The platform's identifier of the event (stable across retries).
+        kind: What happened (an :class:`EventKind` value).
+        occurred_at: When, as an ISO 8601 UTC timestamp.
+        subject_type: What it happened to: ``orchestrator``, ``certificate``, ``job``,
+            ``store``, ``enrollment``.
+        subject_id: The subject's identifier on the platform.
+        subject_label: The subject as a person reads it (a name, a common name).
+        data: The event's details, JSON-compatible (see ``docs/extending.md`` per kind).
+        attempt: 1 for the first invocation of this handler for this event.
+        context: What the handlers that ran before this one for the same event asked for
+            (their ``HandlerResult.context_updates``, merged in order), e.g.
+            ``{"suppress_email": True}``.
+    """
+
+    event_id: int
+    kind: str
+    occurred_at: str
+    subject_type: str
+    subject_id: str
+    subject_label: str
+    data: Mapping[str, Any]
+    attempt: int = 1
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "kind": self.kind,
+            "occurred_at": self.occurred_at,
+            "subject_type": self.subject_type,
+            "subject_id": self.subject_id,
+            "subject_label": self.subject_label,
+            "data": dict(self.data),
+            "attempt": self.attempt,
+            "context": dict(self.context),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerResult:
+    """What a handler reports back; all optional.
+
+    Attributes:
+        message: One line for the run list ("sent to 2 recipients").
+        output: Details kept on the run (JSON-compatible, bounded in size by the platform).
+        context_updates: Changes a handler asks the platform to make to the rest of the
+            event's processing, e.g. ``{"suppress_email": True}`` keeps the built-in email
+            handlers of the same event quiet when they run after this one (by order).
+    """
+
+    message: str = ""
+    output: Mapping[str, Any] = field(default_factory=dict)
+    context_updates: Mapping[str, Any] = field(default_factory=dict)
+
+
+class EventHandler(Handler):
+    """Reacts to platform events: expiration thresholds, registrations, jobs, CA workflow.
+
+    ``events`` lists the event kinds the class understands (empty: any); a registration
+    picks among them. ``handle`` runs in a background worker, once per matching event, and
+    again (with ``event.attempt`` increased) after a failure while the registration's
+    retries last.
+    """
+
+    kind = HandlerKind.EVENT
+    events: ClassVar[tuple[str, ...]] = ()
+
+    @abc.abstractmethod
+    def handle(self, event: EventContext) -> HandlerResult | None:
+        """Do the work for one event; return what to record, or None."""
+
+
+# --- Registration handlers ----------------------------------------------------------------
+
+
+class Verdict(StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+    DEFER = "defer"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationRequest:
+    """An agent asking to join, as the registration handlers see it.
+
+    Attributes:
+        name, client_machine, agent_version: What the agent says of itself.
+        capabilities: Its store-type operations, e.g. ``("PEM.Inventory",)``.
+        client_parameters: Free key/values the agent's administrator set.
+        csr_pem: The certificate signing request for its key (already verified).
+        source_address: The address the request came from, if known.
+    """
+
+    name: str
+    client_machine: str
+    agent_version: str
+    capabilities: tuple[str, ...]
+    client_parameters: Mapping[str, str]
+    csr_pem: str
+    source_address: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationDecision:
+    """A registration handler's answer.
+
+    Attributes:
+        verdict: ``ALLOW`` approves the orchestrator, ``DENY`` disapproves it, ``DEFER``
+            leaves the decision to the next handler, and to an administrator at the end.
+        reason: Why, shown in the console and kept on the run.
+        blueprint: The name of a blueprint whose stores and schedules the orchestrator
+            receives once approved.
+        metadata: Key/values recorded on the orchestrator.
+        issue_certificate: False keeps the agent from receiving a client certificate
+            (it must register again once an administrator approves it).
+    """
+
+    verdict: Verdict
+    reason: str = ""
+    blueprint: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    issue_certificate: bool = True
+
+
+class RegistrationHandler(Handler):
+    """Decides, inside registration, whether an agent is trusted.
+
+    Registration handlers run in their registration order, synchronously, within the
+    platform's total registration budget. The first ``ALLOW`` or ``DENY`` decides; a
+    handler that raises, runs out of time or returns anything but a
+    :class:`RegistrationDecision` counts as ``DEFER`` and is recorded as failed.
+    """
+
+    kind = HandlerKind.REGISTRATION
+
+    @abc.abstractmethod
+    def decide(self, request: RegistrationRequest) -> RegistrationDecision:
+        """Allow, deny or defer this agent."""
+
+
+# --- Metadata generators ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    """A certificate as the inventory parsed it (no need to parse it again).
+
+    Attributes:
+        sha256: Its fingerprint (lowercase hex), the platform's key for it.
+        subject, issuer: RFC 4514 strings.
+        common_name: The subject's CN, or empty.
+        sans: Subject alternative names, each ``TYPE:value`` (``DNS:example.com``).
+        serial_number: Hexadecimal.
+        not_before, not_after: ISO 8601 UTC timestamps, or None when unreadable.
+        key_algorithm: ``RSA``, ``EC``, ``Ed25519``, ...; key_size in bits, or None.
+        signature_algorithm: e.g. ``sha256WithRSAEncryption``.
+        is_ca, self_signed: As the certificate says.
+        metadata: The certificate's metadata values so far.
+    """
+
+    sha256: str
+    subject: str
+    issuer: str
+    common_name: str
+    sans: tuple[str, ...]
+    serial_number: str
+    not_before: str | None
+    not_after: str | None
+    key_algorithm: str
+    key_size: int | None
+    signature_algorithm: str
+    is_ca: bool
+    self_signed: bool
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class MetadataGenerator(Handler):
+    """Fills in metadata fields from what a certificate says (or what your systems know).
+
+    Runs once for each new certificate, in batches in the background, and on demand over
+    the whole inventory. Return only the fields you set, by metadata field name; values
+    are checked against the field's type, and a value that fails is recorded as an error
+    on the run without stopping the batch. Keep ``generate`` fast and free of network
+    calls where you can: a backfill calls it for every certificate; override
+    ``generate_many`` to look a whole batch up at once.
+    """
+
+    kind = HandlerKind.METADATA
+
+    @abc.abstractmethod
+    def generate(self, certificate: CertificateInfo) -> Mapping[str, Any]:
+        """The metadata values for this certificate, by field name."""
+
+    def generate_many(self, certificates: list[CertificateInfo]) -> list[Mapping[str, Any]]:
+        """One mapping per certificate, in order; by default ``generate`` for each."""
+        return [self.generate(certificate) for certificate in certificates]
+
+
+# --- Job complete handlers ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobCompleteContext:
+    """A finished orchestrator job.
+
+    Attributes:
+        job_id, job_type, attempt: The job, its type (``inventory``, ...) and which attempt
+            finished (1 for the first).
+        outcome: ``success``, ``warning`` or ``failure``; message: the agent's or platform's.
+        final: False when a failed attempt will be tried again.
+        result: The job's result summary (for inventory: added, removed, unchanged, ...).
+        orchestrator: ``{"id", "name", "client_machine"}``.
+        store: ``{"id", "store_type", "client_machine", "store_path"}``, or None.
+    """
+
+    job_id: str
+    job_type: str
+    attempt: int
+    outcome: str
+    message: str
+    final: bool
+    result: Mapping[str, Any]
+    orchestrator: Mapping[str, str]
+    store: Mapping[str, str] | None
+
+
+class Platform(Protocol):
+    """The few things a job complete handler may ask of the platform.
+
+    Requests are recorded on the run and carried out by the platform after the handler
+    returns successfully; a failed run carries out none of them.
+    """
+
+    def schedule_job(self, *, store_id: str, job_type: str, delay_seconds: int = 0) -> None:
+        """Open a job of ``job_type`` (e.g. ``inventory``) for a store."""
+
+    def set_metadata(self, *, certificate_sha256: str, values: Mapping[str, Any]) -> None:
+        """Set metadata fields (by name) on a certificate."""
+
+
+class JobCompleteHandler(Handler):
+    """Runs when an orchestrator job finishes, selected by job type and store type."""
+
+    kind = HandlerKind.JOB_COMPLETE
+
+    @abc.abstractmethod
+    def handle(self, job: JobCompleteContext, platform: Platform) -> HandlerResult | None:
+        """React to the finished job; use ``platform`` for follow-up work."""

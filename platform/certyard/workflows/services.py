@@ -1,0 +1,228 @@
+"""Emitting events and keeping handler registrations: the writes of the workflows app.
+
+Every event of the platform goes through :func:`events_emit` (or :func:`event_emit`), in
+the emitting service's transaction. The event row and one queued run per matching
+registration are written with it; the runs are handed to the worker after commit, and a
+sweep hands over again whatever a crash left behind, so nothing is lost between the two.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from certyard.errors import ServiceError
+from certyard.workflows.models import Event, HandlerRegistration, HandlerRun
+from handlers.base import EventKind, HandlerKind
+from handlers.parameters import Parameter, ParameterError, parameters_check
+from handlers.registry import handler_class
+
+logger = logging.getLogger(__name__)
+
+# The keys of an event's data that registrations filter on, by registration field.
+_FILTERS = (
+    ("job_types", "job_type"),
+    ("store_types", "store_type"),
+    ("orchestrators", "orchestrator_id"),
+    ("templates", "template"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """One event to emit: what happened, to what, and its details (JSON-compatible)."""
+
+    kind: EventKind | str
+    subject_type: str
+    subject_id: str
+    subject_label: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- Registrations ------------------------------------------------------------------
+
+
+def registration_config(registration: HandlerRegistration) -> dict[str, Any]:
+    """The registration's parameter values, secrets decrypted: what the handler receives."""
+    secrets = json.loads(registration.secrets) if registration.secrets else {}
+    return {**registration.parameters, **secrets}
+
+
+def registration_parameters_check(
+    *, handler: str, values: Mapping[str, Any], keep: HandlerRegistration | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(parameters, secrets)`` for a class, checked; raise ``ParameterError``.
+
+    An empty secret with ``keep`` given means "unchanged": the stored one is kept, since
+    no form ever shows a secret back.
+    """
+    info = handler_class(handler)
+    if info is None or info.cls is None:
+        reason = info.error if info else "no installed package declares it"
+        raise ParameterError({"handler": f"handler {handler} cannot be used: {reason}"})
+    declared: tuple[Parameter, ...] = info.cls.parameters
+    values = dict(values)
+    if keep is not None:
+        stored = registration_config(keep)
+        for parameter in declared:
+            if parameter.secret and not values.get(parameter.name) and parameter.name in stored:
+                values[parameter.name] = stored[parameter.name]
+    checked = parameters_check(declared, values)
+    info.cls.config_check(checked)
+    secret_names = {parameter.name for parameter in declared if parameter.secret}
+    parameters = {name: value for name, value in checked.items() if name not in secret_names}
+    secrets = {name: value for name, value in checked.items() if name in secret_names}
+    return parameters, secrets
+
+
+def registration_save(
+    *, registration: HandlerRegistration, values: Mapping[str, Any]
+) -> HandlerRegistration:
+    """Check the parameter values against the class, encrypt the secrets, and save.
+
+    Raises ``ParameterError`` (one message per parameter) or ``ServiceError``.
+    """
+    info = handler_class(registration.handler)
+    if info is None or info.cls is None:
+        raise ServiceError(f"handler {registration.handler} is not installed or is broken")
+    keep = None
+    if registration.pk:
+        keep = HandlerRegistration.objects.filter(pk=registration.pk).first()
+    parameters, secrets = registration_parameters_check(
+        handler=registration.handler, values=values, keep=keep
+    )
+    events = list(registration.events or [])
+    understood = set(getattr(info.cls, "events", ()) or [kind.value for kind in EventKind])
+    if info.cls.kind == HandlerKind.EVENT:
+        unknown = sorted(set(events) - understood)
+        if unknown:
+            raise ServiceError(
+                f"{info.label} does not handle the events {', '.join(unknown)} "
+                f"(it handles: {', '.join(sorted(understood))})"
+            )
+    registration.kind = info.cls.kind.value
+    registration.parameters = parameters
+    registration.secrets = json.dumps(secrets) if secrets else ""
+    registration.save()
+    return registration
+
+
+def _applies(registration: HandlerRegistration, spec: EventSpec) -> bool:
+    if registration.kind == HandlerKind.JOB_COMPLETE:
+        if spec.kind != EventKind.JOB_COMPLETED:
+            return False
+    elif registration.kind == HandlerKind.EVENT:
+        if registration.events and spec.kind not in registration.events:
+            return False
+    else:
+        return False  # registration handlers and generators are not event-driven
+    for registration_field, data_key in _FILTERS:
+        allowed = getattr(registration, registration_field)
+        if allowed and str(spec.data.get(data_key, "")) not in {str(v) for v in allowed}:
+            return False
+    return True
+
+
+# --- Events -------------------------------------------------------------------------
+
+
+def event_emit(
+    *,
+    kind: EventKind | str,
+    subject_type: str,
+    subject_id: Any,
+    subject_label: str = "",
+    data: Mapping[str, Any] | None = None,
+) -> Event:
+    """Record one event and queue the runs of the registrations it matches."""
+    spec = EventSpec(kind, subject_type, str(subject_id), subject_label, data or {})
+    return events_emit([spec])[0]
+
+
+def events_emit(specs: Iterable[EventSpec]) -> list[Event]:
+    """Record events in bulk (the expiry scan emits thousands); see :func:`event_emit`.
+
+    Call it inside the transaction that made the change the events describe: they are
+    written with it or not at all, and their runs start only after it commits.
+    """
+    specs = list(specs)
+    if not specs:
+        return []
+    now = timezone.now()
+    events = Event.objects.bulk_create(
+        [
+            Event(
+                kind=str(spec.kind),
+                subject_type=spec.subject_type,
+                subject_id=spec.subject_id[:64],
+                subject_label=spec.subject_label[:300],
+                data=dict(spec.data),
+                occurred_at=now,
+            )
+            for spec in specs
+        ]
+    )
+    registrations = list(
+        HandlerRegistration.objects.filter(
+            enabled=True, kind__in=[HandlerKind.EVENT, HandlerKind.JOB_COMPLETE]
+        ).order_by("order", "pk")
+    )
+    runs = [
+        HandlerRun(
+            registration=registration,
+            registration_name=registration.name,
+            handler=registration.handler,
+            kind=registration.kind,
+            event=event,
+            subject_type=event.subject_type,
+            subject_id=event.subject_id,
+            subject_label=event.subject_label,
+            queued_at=now,
+            not_before=now,
+        )
+        for event, spec in zip(events, specs, strict=True)
+        for registration in registrations
+        if _applies(registration, spec)
+    ]
+    if runs:
+        HandlerRun.objects.bulk_create(runs)
+        event_ids = sorted({run.event_id for run in runs if run.event_id is not None})
+        transaction.on_commit(lambda: _events_enqueue(event_ids))
+    return events
+
+
+def _events_enqueue(event_ids: list[int]) -> None:
+    from certyard.workflows.tasks import enqueue_event_runs
+
+    for event_id in event_ids:
+        enqueue_event_runs(event_id)
+
+
+# --- Actions handlers ask for -------------------------------------------------------
+
+# Handlers never touch another app's models: they return actions as data, and the app
+# that owns each action registers how to carry it out (in its AppConfig.ready).
+_action_appliers: dict[str, Callable[..., None]] = {}
+
+
+def action_applier_register(action: str, applier: Callable[..., None]) -> None:
+    """Register ``applier(**arguments)`` for the action a handler's run asked for."""
+    _action_appliers[action] = applier
+
+
+def actions_apply(actions: list[dict[str, Any]]) -> None:
+    """Carry out a run's actions, in one transaction; ServiceError names the one that failed."""
+    with transaction.atomic():
+        for action in actions:
+            name = action.get("action", "")
+            applier = _action_appliers.get(name)
+            if applier is None:
+                raise ServiceError(f"the platform cannot carry out the action {name!r}")
+            arguments = {key: value for key, value in action.items() if key != "action"}
+            applier(**arguments)

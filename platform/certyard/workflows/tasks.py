@@ -1,0 +1,107 @@
+"""Background work of the workflows app, run by the django-q2 cluster."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.db.models import Q, Sum
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from certyard.workflows.models import Event, HandlerRun
+from certyard.workflows.runner import event_runs_execute, run_execute, runs_stuck_fail
+
+logger = logging.getLogger(__name__)
+
+MAINTENANCE_SCHEDULE_NAME = "certyard: handler runs (retries, lost runs, retention)"
+_PRUNE_BATCH = 5_000
+# django-q2 kills a task that outlives its timeout; an event's handlers run one after
+# another, so its task may take their timeouts added up, within this ceiling.
+_TASK_TIMEOUT_CEILING = 3_000
+
+
+def enqueue_event_runs(event_id: int) -> None:
+    """Hand an event's queued runs to the worker as one task (they run in order)."""
+    runs = HandlerRun.objects.filter(event_id=event_id, state=HandlerRun.State.QUEUED)
+    total = runs.aggregate(total=Sum("registration__timeout_seconds"))["total"] or 0
+    runs.update(enqueued_at=timezone.now())
+    async_task(
+        "certyard.workflows.tasks.event_runs",
+        event_id,
+        timeout=min(total + 60, _TASK_TIMEOUT_CEILING),
+        task_name=f"event {event_id} handlers",
+    )
+
+
+def event_runs(event_id: int) -> int:
+    return event_runs_execute(event_id)
+
+
+def run(run_id: int) -> None:
+    run_execute(run_id)
+
+
+def runs_due_enqueue(now: dt.datetime | None = None) -> int:
+    """Hand over the runs that are due: retries whose wait is over, and lost hand-overs."""
+    now = now or timezone.now()
+    lost_before = now - dt.timedelta(seconds=settings.CERTYARD_HANDLER_REQUEUE_SECONDS)
+    due = HandlerRun.objects.filter(state=HandlerRun.State.QUEUED, not_before__lte=now).filter(
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=lost_before)
+    )
+    count = 0
+    for run_id, timeout in due.values_list("pk", "registration__timeout_seconds")[:1000]:
+        if HandlerRun.objects.filter(pk=run_id, state=HandlerRun.State.QUEUED).update(
+            enqueued_at=now
+        ):
+            async_task(
+                "certyard.workflows.tasks.run",
+                run_id,
+                timeout=min((timeout or 60) + 60, _TASK_TIMEOUT_CEILING),
+                task_name=f"handler run {run_id}",
+            )
+            count += 1
+    return count
+
+
+def history_prune(now: dt.datetime | None = None) -> int:
+    """Delete finished runs and events older than the retention setting, in batches."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(days=settings.CERTYARD_RUN_RETENTION_DAYS)
+    deleted = 0
+    while True:
+        ids = list(
+            HandlerRun.objects.filter(
+                state__in=[HandlerRun.State.SUCCEEDED, HandlerRun.State.FAILED],
+                queued_at__lt=cutoff,
+            ).values_list("pk", flat=True)[:_PRUNE_BATCH]
+        )
+        if not ids:
+            break
+        deleted += HandlerRun.objects.filter(pk__in=ids).delete()[0]
+    while True:
+        ids = list(
+            Event.objects.filter(occurred_at__lt=cutoff)
+            .exclude(runs__state__in=[HandlerRun.State.QUEUED, HandlerRun.State.RUNNING])
+            .values_list("pk", flat=True)[:_PRUNE_BATCH]
+        )
+        if not ids:
+            break
+        deleted += Event.objects.filter(pk__in=ids).delete()[0]
+    return deleted
+
+
+def maintenance() -> dict[str, int]:
+    """Fail the runs whose worker died, hand over due runs, prune old history."""
+    stuck = runs_stuck_fail()
+    enqueued = runs_due_enqueue()
+    pruned = history_prune()
+    if stuck or enqueued or pruned:
+        logger.info(
+            "workflows maintenance: %d run(s) lost, %d handed over, %d row(s) pruned",
+            stuck,
+            enqueued,
+            pruned,
+        )
+    return {"runs_lost": stuck, "runs_enqueued": enqueued, "rows_pruned": pruned}

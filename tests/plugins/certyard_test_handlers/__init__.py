@@ -1,0 +1,140 @@
+"""Handlers for Certyard's tests: each does one thing, well or badly, on purpose.
+
+``RecordEvent`` appends what it received to a file, so a test in another process can see
+that (and with what) a worker ran it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from handlers.base import (
+    EventContext,
+    EventHandler,
+    HandlerError,
+    HandlerResult,
+    JobCompleteContext,
+    JobCompleteHandler,
+    Platform,
+    RegistrationDecision,
+    RegistrationHandler,
+    RegistrationRequest,
+    Verdict,
+)
+from handlers.parameters import Parameter, ParameterType
+
+
+def _append(path: str, record: Mapping[str, Any]) -> None:
+    with Path(path).open("a", encoding="utf-8") as file:
+        file.write(json.dumps(record, default=str) + "\n")
+
+
+class RecordEvent(EventHandler):
+    """Appends each event it receives, as one JSON line, to a file."""
+
+    label = "Record events (test)"
+    parameters = (Parameter("path", required=True, help="The file to append to."),)
+
+    def handle(self, event: EventContext) -> HandlerResult:
+        _append(self.config["path"], event.as_json())
+        return HandlerResult(message=f"recorded {event.kind}", output={"kind": event.kind})
+
+
+class Raises(EventHandler):
+    """Raises an ordinary exception, as a buggy handler would."""
+
+    label = "Raises (test)"
+    parameters = (
+        Parameter("permanent", ParameterType.BOOLEAN, default=False),
+        Parameter("handler_error", ParameterType.BOOLEAN, default=False),
+    )
+
+    def handle(self, event: EventContext) -> HandlerResult:
+        if self.config["handler_error"]:
+            raise HandlerError("the ticket system refused us", permanent=self.config["permanent"])
+        raise RuntimeError(f"boom on {event.kind}")
+
+
+class Hangs(EventHandler):
+    """Sleeps far longer than any timeout."""
+
+    label = "Hangs (test)"
+    parameters = (Parameter("seconds", ParameterType.INTEGER, default=3600),)
+
+    def handle(self, event: EventContext) -> HandlerResult:
+        time.sleep(self.config["seconds"])
+        return HandlerResult(message="woke up")
+
+
+class SuppressEmail(EventHandler):
+    """Asks the handlers after it to send no email."""
+
+    label = "Suppress email (test)"
+
+    def handle(self, event: EventContext) -> HandlerResult:
+        return HandlerResult(message="email suppressed", context_updates={"suppress_email": True})
+
+
+class FollowUpInventory(JobCompleteHandler):
+    """After a failed job, records it and asks for another inventory of the store."""
+
+    label = "Follow-up inventory (test)"
+    parameters = (Parameter("path", required=True),)
+
+    def handle(self, job: JobCompleteContext, platform: Platform) -> HandlerResult:
+        _append(
+            self.config["path"],
+            {
+                "job_id": job.job_id,
+                "type": job.job_type,
+                "outcome": job.outcome,
+                "attempt": job.attempt,
+            },
+        )
+        if job.store is not None and job.outcome == "failure" and job.final:
+            platform.schedule_job(store_id=job.store["id"], job_type="inventory")
+        return HandlerResult(message=f"{job.job_type} ended {job.outcome}")
+
+
+class GarbageRegistration(RegistrationHandler):
+    """Answers something that is not a decision."""
+
+    label = "Garbage decision (test)"
+
+    def decide(self, request: RegistrationRequest) -> Any:
+        return {"verdict": "allow"}
+
+
+class HangingRegistration(RegistrationHandler):
+    """Never answers in time."""
+
+    label = "Hanging decision (test)"
+
+    def decide(self, request: RegistrationRequest) -> Any:
+        time.sleep(3600)
+
+
+class FixedDecision(RegistrationHandler):
+    """Answers the same decision for every agent."""
+
+    label = "Fixed decision (test)"
+    parameters = (
+        Parameter(
+            "verdict", ParameterType.CHOICE, choices=("allow", "deny", "defer"), required=True
+        ),
+        Parameter("blueprint"),
+        Parameter("issue_certificate", ParameterType.BOOLEAN, default=True),
+    )
+
+    def decide(self, request: RegistrationRequest) -> RegistrationDecision:
+        return RegistrationDecision(
+            Verdict(self.config["verdict"]),
+            reason=f"fixed for {request.name}",
+            blueprint=self.config.get("blueprint") or None,
+            metadata={"decided": "fixed"},
+            issue_certificate=self.config["issue_certificate"],
+        )
