@@ -20,6 +20,7 @@ from django_q.signing import SignedPackage
 
 from certyard.accounts.models import ApiToken
 from certyard.accounts.services import api_token_create
+from certyard.blueprints.services import blueprint_save
 from certyard.fleet.models import Orchestrator
 from certyard.inventory.ingest import inventory_submit
 from certyard.inventory.models import CertificateStore, CertificateStoreType
@@ -90,6 +91,8 @@ def one_of_each(
         message="disk on fire",
     )
     Group.objects.create(name="operators")
+    # A copy of the store's password travels with the blueprint: no page may show it either.
+    blueprint_save(orchestrator=orchestrator, name="admin walk", actor=superuser)
     now = timezone.now()
     for success in (True, False):
         Task.objects.create(

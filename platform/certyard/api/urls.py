@@ -1,6 +1,6 @@
 """The people's API, /api/v1/."""
 
-from django.urls import path
+from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from certyard.fleet.api.views import OrchestratorViewSet, RegistrationTokenViewSet
@@ -23,4 +23,5 @@ urlpatterns = [
         name="store-inventory-now",
     ),
     *router.urls,
+    path("", include("certyard.blueprints.api.urls")),
 ]

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from certyard.console import views
+from certyard.console import blueprint_views, views
 
 app_name = "console"
 
@@ -67,4 +67,17 @@ urlpatterns = [
     path("jobs/<uuid:pk>/", views.job_detail, name="job-detail"),
     path("jobs/<uuid:pk>/cancel/", views.job_cancel, name="job-cancel"),
     path("jobs/<uuid:pk>/retry/", views.job_retry, name="job-retry"),
+    path("blueprints/", blueprint_views.blueprint_list, name="blueprint-list"),
+    path("blueprints/<int:pk>/", blueprint_views.blueprint_detail, name="blueprint-detail"),
+    path("blueprints/<int:pk>/delete/", blueprint_views.blueprint_delete, name="blueprint-delete"),
+    path(
+        "orchestrators/<uuid:pk>/save-blueprint/",
+        blueprint_views.orchestrator_blueprint_save,
+        name="orchestrator-blueprint-save",
+    ),
+    path(
+        "orchestrators/<uuid:pk>/apply-blueprint/",
+        blueprint_views.orchestrator_blueprint_apply,
+        name="orchestrator-blueprint-apply",
+    ),
 ]
