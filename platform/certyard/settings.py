@@ -291,6 +291,29 @@ CERTYARD_INVENTORY_MAX_ENTRIES = int(os.environ.get("CERTYARD_INVENTORY_MAX_ENTR
 CERTYARD_AGENT_CERT_DAYS = int(os.environ.get("CERTYARD_AGENT_CERT_DAYS", "365"))
 
 
+def expiry_thresholds_parse(raw: str) -> tuple[int, ...]:
+    """CERTYARD_EXPIRY_THRESHOLDS: days left that raise an expiration warning, e.g. "90,30,7,1".
+
+    Refused at start rather than at the first daily scan, so a typo is seen at once.
+    """
+    from django.core.exceptions import ImproperlyConfigured
+
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    valid = [part for part in parts if part.isascii() and part.isdigit()]
+    if not parts or valid != parts or not all(0 < int(part) <= 3650 for part in parts):
+        raise ImproperlyConfigured(
+            f"CERTYARD_EXPIRY_THRESHOLDS must be whole numbers of days from 1 to 3650, separated "
+            f'by commas (e.g. "90,30,7,1"), not {raw!r}; an expired certificate is always '
+            "reported."
+        )
+    return tuple(sorted({int(part) for part in parts}))
+
+
+# The daily expiration scan warns once per threshold crossed, and once more when expired.
+CERTYARD_EXPIRY_THRESHOLDS = expiry_thresholds_parse(
+    os.environ.get("CERTYARD_EXPIRY_THRESHOLDS", "90,30,7,1")
+)
+
 # --- Handlers (workflows) ---------------------------------------------------------------
 # Registration handlers decide inside the agent's registration request: all of them
 # together get at most this long.

@@ -147,3 +147,36 @@ class AgentPoll(models.Model):
 
     def __str__(self) -> str:
         return f"poll {self.poll_id} of {self.orchestrator_id}"
+
+
+class ExpiryNotice(models.Model):
+    """An expiration threshold a certificate at a location was reported for: once only.
+
+    Written with the ``certificate.expiring`` event, in its transaction, so a notice means
+    the event exists. A renewed certificate at the same location is another certificate,
+    with notices of its own. ``threshold_days`` 0 is the "expired" notice.
+    """
+
+    location = models.ForeignKey(
+        "inventory.CertificateLocation", on_delete=models.CASCADE, related_name="+"
+    )
+    certificate = models.ForeignKey(
+        "inventory.Certificate", on_delete=models.CASCADE, related_name="+"
+    )
+    not_after = models.DateTimeField(help_text="The certificate's expiry when it was reported.")
+    threshold_days = models.PositiveSmallIntegerField(help_text="0 means expired.")
+    emitted_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-emitted_at", "-id"]
+        constraints = [
+            # Two scans at once: the second one's insert fails, and its batch (events
+            # included) is rolled back and read again.
+            models.UniqueConstraint(
+                fields=["location", "certificate", "threshold_days"],
+                name="expiry_notice_once",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.threshold_days}-day notice for {self.certificate_id} at {self.location_id}"

@@ -2,11 +2,13 @@
 
 import logging
 
+from certyard.jobs.expiry import expiry_scan
 from certyard.jobs.services import inventory_schedules_run, jobs_release_lapsed
 
 logger = logging.getLogger(__name__)
 
 MAINTENANCE_SCHEDULE_NAME = "certyard: job schedules and leases"
+EXPIRY_SCAN_SCHEDULE_NAME = "certyard: expiration scan"
 
 
 def maintenance() -> dict[str, int]:
@@ -18,3 +20,14 @@ def maintenance() -> dict[str, int]:
             "maintenance: %d scheduled job(s) opened, %d lapsed lease(s)", created, released
         )
     return {"scheduled_jobs": created, "lapsed_leases": released}
+
+
+def expiry_scan_daily() -> dict[str, object]:
+    """Emit the day's expiration warnings (``certificate.expiring``); see jobs.expiry."""
+    result = expiry_scan()
+    return {
+        "locations_examined": result.locations_examined,
+        "events_emitted": result.events_emitted,
+        "by_threshold": {str(days): count for days, count in result.by_threshold.items()},
+        "batches": result.batches,
+    }
