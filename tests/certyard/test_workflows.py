@@ -21,7 +21,12 @@ from certyard.jobs.models import Job
 from certyard.workflows.models import Event, HandlerRegistration, HandlerRun
 from certyard.workflows.runner import event_runs_execute, run_execute, runs_stuck_fail
 from certyard.workflows.services import event_emit, registration_config, registration_save
-from certyard.workflows.tasks import history_prune, runs_due_enqueue
+from certyard.workflows.tasks import (
+    enqueue_event_runs,
+    event_runs,
+    history_prune,
+    runs_due_enqueue,
+)
 from handlers.base import EventKind
 from handlers.parameters import ParameterError
 
@@ -335,3 +340,19 @@ def test_a_withheld_certificate_records_the_orchestrator_without_identity(
     orchestrator = Orchestrator.objects.get()
     assert not orchestrator.has_identity and orchestrator.status == Orchestrator.Status.NEW
     assert orchestrator.last_error.endswith("allow but withhold")
+
+
+def test_many_events_are_handed_over_in_few_tasks(tmp_path: Path) -> None:
+    from django_q.models import OrmQ
+
+    path = tmp_path / "events.jsonl"
+    register("test.record", values={"path": str(path)}, timeout_seconds=600)
+    events = [
+        event_emit(kind=EventKind.CERTIFICATE_EXPIRING, subject_type="certificate", subject_id=n)
+        for n in range(12)
+    ]
+    # 600 s each: four events fit under the task ceiling of 3,000 s (less a margin).
+    assert enqueue_event_runs([event.pk for event in events]) == 3
+    assert OrmQ.objects.count() == 3
+    assert event_runs([event.pk for event in events]) == 12
+    assert len(lines(path)) == 12

@@ -198,10 +198,10 @@ def events_emit(specs: Iterable[EventSpec]) -> list[Event]:
 
 
 def _events_enqueue(event_ids: list[int]) -> None:
+    # The tasks module imports django-q2, which needs the app registry: import it late.
     from certyard.workflows.tasks import enqueue_event_runs
 
-    for event_id in event_ids:
-        enqueue_event_runs(event_id)
+    enqueue_event_runs(event_ids)
 
 
 # --- Actions handlers ask for -------------------------------------------------------
