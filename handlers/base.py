@@ -65,13 +65,21 @@ class HandlerError(Exception):
     """A handler failed for a reason an administrator can act on.
 
     ``permanent`` says retrying cannot help (a wrong parameter, a refused credential):
-    the platform then records the failure without trying again.
+    the platform then records the failure without trying again. ``output`` is kept on the
+    failed run, like a result's output (a script's captured output, a server's answer).
     """
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        output: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
+        self.output: dict[str, Any] = dict(output or {})
 
 
 class HandlerKind(StrEnum):
