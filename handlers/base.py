@@ -363,7 +363,9 @@ class JobCompleteContext:
             finished (1 for the first).
         outcome: ``success``, ``warning`` or ``failure``; message: the agent's or platform's.
         final: False when a failed attempt will be tried again.
-        result: The job's result summary (for inventory: added, removed, unchanged, ...).
+        result: The job's result as the platform recorded it; for inventory
+            ``{"inventory": {"entries", "added", "changed", "removed", "unchanged",
+            "rejected_count", "added_aliases", ...}}``.
         orchestrator: ``{"id", "name", "client_machine"}``.
         store: ``{"id", "store_type", "client_machine", "store_path"}``, or None.
     """

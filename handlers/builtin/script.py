@@ -214,8 +214,11 @@ class ScriptHandler(EventHandler):
         Parameter(
             "timeout_seconds",
             ParameterType.INTEGER,
-            help="The script is killed after this many seconds.",
-            default=60,
+            help=(
+                "The script is killed after this many seconds; keep it below the "
+                "registration's timeout, which ends the run."
+            ),
+            default=25,
             minimum=1,
             maximum=3600,
         ),

@@ -356,3 +356,41 @@ def test_many_events_are_handed_over_in_few_tasks(tmp_path: Path) -> None:
     assert OrmQ.objects.count() == 3
     assert event_runs([event.pk for event in events]) == 12
     assert len(lines(path)) == 12
+
+
+def test_a_retry_sees_the_context_of_the_runs_ahead_of_it(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    register("test.suppress", "first", order=10)
+    record = register("test.record", "second", {"path": str(path)}, order=20)
+    event = event_emit(
+        kind=EventKind.CERTIFICATE_EXPIRING, subject_type="certificate", subject_id=1
+    )
+    event_runs_execute(event.pk)
+    # A later attempt of the second registration, run on its own (as the sweep does).
+    retry = HandlerRun.objects.get(registration=record)
+    retry.pk, retry.attempt, retry.state = None, 2, HandlerRun.State.QUEUED
+    retry.save()
+    run_execute(retry.pk)
+    assert [line["context"] for line in lines(path)] == [{"suppress_email": True}] * 2
+
+
+def test_a_lapsed_lease_that_fails_the_job_reaches_job_complete_handlers(
+    tmp_path: Path, store: Any, agent: Any
+) -> None:
+    from certyard.jobs.services import job_inventory_request, job_lease_next, jobs_release_lapsed
+
+    job, _ = job_inventory_request(store=store, source=Job.Source.ADMIN)
+    Job.objects.filter(pk=job.pk).update(max_attempts=1)
+    job_lease_next(orchestrator=agent.orchestrator)
+    past = timezone.now() - dt.timedelta(minutes=1)
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=past, picked_up_at=past)
+    assert jobs_release_lapsed() == 1
+    event = Event.objects.get(kind=EventKind.JOB_COMPLETED)
+    assert event.data["job"]["outcome"] == "failure" and event.data["job"]["final"] is True
+
+
+def test_a_deny_at_registration_emits_disapproved(make_token: Any) -> None:
+    register("test.decide", "denies", {"verdict": "deny"})
+    _register_agent(make_token)
+    kinds = list(Event.objects.order_by("pk").values_list("kind", flat=True))
+    assert kinds == ["orchestrator.registered", "orchestrator.disapproved"]

@@ -266,10 +266,10 @@ def orchestrator_register(
             blueprint=blueprint,
             certificate_withheld=withheld,
         )
-        if status == Orchestrator.Status.APPROVED:
-            _orchestrator_event(EventKind.ORCHESTRATOR_APPROVED, orchestrator, actor=None)
-            if blueprint:
-                _blueprint_apply_on_commit(orchestrator, blueprint)
+        if status in _STATUS_EVENTS:
+            _orchestrator_event(_STATUS_EVENTS[status], orchestrator, actor=None)
+        if status == Orchestrator.Status.APPROVED and blueprint:
+            _blueprint_apply_on_commit(orchestrator, blueprint)
     if withheld:
         raise ServiceError(
             "registration recorded, but no client certificate is issued yet"

@@ -582,7 +582,6 @@ def _certificates_added_emit(store: CertificateStore, outcome: InventoryOutcome)
             "store_path": store.store_path,
             "added": outcome.added_count,
             "added_aliases": outcome.added[:_ALIASES_KEPT_IN_RESULT],
-            "new_certificates": outcome.new_certificates,
         },
     )
 

@@ -120,6 +120,9 @@ def jobs_release_lapsed(*, orchestrator: Orchestrator | None = None) -> int:
             )
             inventory_upload_discard(upload_prefix=f"job:{job.pk}:")
             _store_status_note(job, JobOutcome.FAILURE, message, now)
+            # The attempt ended without a report: job complete handlers hear of it too.
+            job.refresh_from_db()
+            _job_completed_emit(job, job.orchestrator)
         count += 1
     return count
 

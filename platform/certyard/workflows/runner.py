@@ -218,6 +218,25 @@ def _invocation(
     raise ServiceError(f"a {handler.kind} handler does not run on events")
 
 
+def _context_before(run: HandlerRun, registration: HandlerRegistration) -> dict[str, Any]:
+    """The context updates of the event's runs that succeeded ahead of this one, in order."""
+    context: dict[str, Any] = {}
+    if run.event_id is None:
+        return context
+    earlier = (
+        HandlerRun.objects.filter(event_id=run.event_id, state=HandlerRun.State.SUCCEEDED)
+        .filter(registration__order__lte=registration.order)
+        .exclude(registration=registration)
+        .order_by("registration__order", "pk")
+        .values_list("output", flat=True)
+    )
+    for output in earlier:
+        updates = (output or {}).get("context_updates")
+        if isinstance(updates, dict):
+            context.update(updates)
+    return context
+
+
 def run_execute(run_id: int, *, context: Mapping[str, Any] | None = None) -> HandlerResult | None:
     """Run one queued handler run to its end and record it; never raises.
 
@@ -243,10 +262,12 @@ def run_execute(run_id: int, *, context: Mapping[str, Any] | None = None) -> Han
         reason = info.error if info else "no installed package declares it (uninstalled?)"
         fail(f"handler {run.handler} is missing: {reason}", permanent=True)
         return None
+    if context is None:  # a retry, or a run handed over alone: what ran before it asked
+        context = _context_before(run, registration)
     try:
         config = parameters_check(info.cls.parameters, registration_config(registration))
         handler = info.cls(config)
-        call, inputs, platform = _invocation(handler, run, context or {})
+        call, inputs, platform = _invocation(handler, run, context)
     except (ParameterError, ServiceError, ValueError) as exc:
         fail(f"cannot be started: {exc}", permanent=True)
         return None

@@ -118,7 +118,12 @@ def _applies(registration: HandlerRegistration, spec: EventSpec) -> bool:
         if spec.kind != EventKind.JOB_COMPLETED:
             return False
     elif registration.kind == HandlerKind.EVENT:
-        if registration.events and spec.kind not in registration.events:
+        # No events chosen: every event the class handles (any, if it declares none).
+        info = handler_class(registration.handler)
+        handled = registration.events or (
+            getattr(info.cls, "events", ()) if info and info.cls else ()
+        )
+        if handled and spec.kind not in handled:
             return False
     else:
         return False  # registration handlers and generators are not event-driven
