@@ -326,6 +326,9 @@ CERTYARD_RUN_RETENTION_DAYS = int(os.environ.get("CERTYARD_RUN_RETENTION_DAYS", 
 CERTYARD_HANDLER_GRACE_SECONDS = int(os.environ.get("CERTYARD_HANDLER_GRACE_SECONDS", "60"))
 # A queued run handed to the queue this long ago and never started is handed over again.
 CERTYARD_HANDLER_REQUEUE_SECONDS = int(os.environ.get("CERTYARD_HANDLER_REQUEUE_SECONDS", "600"))
+# A running metadata backfill whose heartbeat is older than this lost its worker: the
+# every-minute schedule queues it again, and it carries on after its last batch.
+CERTYARD_BACKFILL_STALE_SECONDS = int(os.environ.get("CERTYARD_BACKFILL_STALE_SECONDS", "60"))
 # Script handlers run only scripts an administrator placed in this folder.
 CERTYARD_SCRIPTS_DIR = Path(os.environ.get("CERTYARD_SCRIPTS_DIR", DATA_DIR / "scripts"))
 # The script handler (in handlers/, without Django) reads the folder from the environment.

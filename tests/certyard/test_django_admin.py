@@ -23,7 +23,8 @@ from certyard.accounts.services import api_token_create
 from certyard.blueprints.services import blueprint_save
 from certyard.fleet.models import Orchestrator
 from certyard.inventory.ingest import inventory_submit
-from certyard.inventory.models import CertificateStore, CertificateStoreType
+from certyard.inventory.metadata import metadata_field_create
+from certyard.inventory.models import CertificateStore, CertificateStoreType, MetadataBackfill
 from certyard.inventory.services import store_create
 from certyard.jobs.models import Job
 from certyard.jobs.services import (
@@ -33,6 +34,8 @@ from certyard.jobs.services import (
     job_report_errors_record,
 )
 from certyard.pki.models import CertificateAuthority
+from certyard.workflows.models import HandlerRegistration
+from certyard.workflows.services import registration_save
 from orchestrators.protocol import JobOutcome
 from tests.certs import Issued, issue
 from tests.conftest import RegisteredAgent, entry
@@ -40,6 +43,7 @@ from tests.conftest import RegisteredAgent, entry
 pytestmark = pytest.mark.django_db
 
 STORE_SECRET = "store-secret-never-shown-4711"
+WEBHOOK_SECRET = "webhook-secret-never-shown-4711"
 
 
 @pytest.fixture
@@ -84,6 +88,13 @@ def one_of_each(
     job_report_errors_record(
         job=job, errors=[{"at": "2025-01-01T00:00:00Z", "error": "the platform said 500"}]
     )
+    # A handler with a secret parameter; the job's end queues a run of it (an event too).
+    registration_save(
+        registration=HandlerRegistration(
+            name="admin walk", handler="certyard.webhook", events=["job.completed"]
+        ),
+        values={"url": "https://hooks.example.test/walk", "secret": WEBHOOK_SECRET},
+    )
     job_complete(
         orchestrator=orchestrator,
         job_id=job.pk,
@@ -107,6 +118,9 @@ def one_of_each(
         key="certyard",
         payload=SignedPackage.dumps({"id": "t1", "name": "queued", "func": "math.copysign"}),
     )
+    # Metadata: a field, and a backfill (those start from the console or the API).
+    metadata_field_create(name="owner")
+    MetadataBackfill.objects.create(total=1)
     assert Schedule.objects.exists()  # the maintenance schedule, from a migration
     assert CertificateAuthority.objects.exists()  # the orchestrator CA, from registration
 
@@ -122,7 +136,7 @@ def _secrets() -> list[str]:
     # The PEM body of each key, without its BEGIN/END lines (which are not secret).
     bodies = [line for key in keys for line in key.splitlines() if "-----" not in line]
     digests = list(ApiToken.objects.values_list("digest", flat=True))
-    return [STORE_SECRET, *bodies[:3], *digests]
+    return [STORE_SECRET, WEBHOOK_SECRET, *bodies[:3], *digests]
 
 
 def test_every_admin_page_answers_and_shows_no_secret(

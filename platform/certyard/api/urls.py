@@ -24,4 +24,5 @@ urlpatterns = [
     ),
     *router.urls,
     path("", include("certyard.blueprints.api.urls")),
+    path("", include("certyard.inventory.api.urls")),
 ]

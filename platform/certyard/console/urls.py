@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from certyard.console import blueprint_views, views
+from certyard.console import blueprint_views, metadata_views, run_views, views
 
 app_name = "console"
 
@@ -49,8 +49,30 @@ urlpatterns = [
         views.store_inventory_now,
         name="store-inventory-now",
     ),
-    path("certificates/", views.certificate_list, name="certificate-list"),
+    # The list with its metadata filter (metadata_views wraps the same search form).
+    path("certificates/", metadata_views.certificate_list, name="certificate-list"),
     path("certificates/<int:pk>/", views.certificate_detail, name="certificate-detail"),
+    path(
+        "certificates/<int:pk>/metadata/",
+        metadata_views.certificate_metadata_edit,
+        name="certificate-metadata-edit",
+    ),
+    path("metadata/", metadata_views.metadata_overview, name="metadata"),
+    path(
+        "metadata/backfills/",
+        metadata_views.metadata_backfill_create,
+        name="metadata-backfill-start",
+    ),
+    path(
+        "metadata/backfills/<int:pk>/",
+        metadata_views.metadata_backfill_progress,
+        name="metadata-backfill-progress",
+    ),
+    path(
+        "metadata/backfills/<int:pk>/cancel/",
+        metadata_views.metadata_backfill_stop,
+        name="metadata-backfill-cancel",
+    ),
     path(
         "certificates/<int:pk>/download/",
         views.certificate_download,
@@ -67,6 +89,15 @@ urlpatterns = [
     path("jobs/<uuid:pk>/", views.job_detail, name="job-detail"),
     path("jobs/<uuid:pk>/cancel/", views.job_cancel, name="job-cancel"),
     path("jobs/<uuid:pk>/retry/", views.job_retry, name="job-retry"),
+    path("handler-runs/", run_views.run_list, name="run-list"),
+    path("handler-runs/<int:pk>/", run_views.run_detail, name="run-detail"),
+    path(
+        "handler-runs/subject/<slug:subject_type>/<str:subject_id>/",
+        run_views.run_subject,
+        name="run-subject",
+    ),
+    path("handlers/", run_views.registration_list, name="handler-registration-list"),
+    path("handlers/<int:pk>/", run_views.registration_detail, name="handler-registration-detail"),
     path("blueprints/", blueprint_views.blueprint_list, name="blueprint-list"),
     path("blueprints/<int:pk>/", blueprint_views.blueprint_detail, name="blueprint-detail"),
     path("blueprints/<int:pk>/delete/", blueprint_views.blueprint_delete, name="blueprint-delete"),

@@ -8,12 +8,15 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from certyard.errors import ServiceError
-from certyard.inventory import services
+from certyard.inventory import metadata, services
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
+    CertificateMetadata,
     CertificateStore,
     CertificateStoreType,
+    MetadataBackfill,
+    MetadataField,
 )
 
 
@@ -260,3 +263,83 @@ class CertificateLocationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # locations arrive by inventory
+
+
+# --- Metadata ---------------------------------------------------------------------------
+
+
+class MetadataFieldAdminForm(forms.ModelForm):
+    """The model's own checks (name, pattern, choices), and the service's rule that a
+    field's type is fixed once certificates have values for it."""
+
+    class Meta:
+        model = MetadataField
+        fields = [
+            "name",
+            "label",
+            "type",
+            "choices",
+            "pattern",
+            "required_at_enrollment",
+            "description",
+            "order",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        field = self.instance
+        if (
+            field.pk
+            and "type" in self.changed_data
+            and CertificateMetadata.objects.filter(field_id=field.pk).exists()
+        ):
+            self.add_error(
+                "type", "certificates have values for this field: its type cannot change"
+            )
+        return data
+
+
+@admin.register(MetadataField)
+class MetadataFieldAdmin(admin.ModelAdmin):
+    form = MetadataFieldAdminForm
+    list_display = ["name", "label", "type", "required_at_enrollment", "order"]
+    list_filter = ["type", "required_at_enrollment"]
+    search_fields = ["name", "label", "description"]
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, ...]:
+        # Django would list every certificate's value on the confirmation page (100,000s
+        # of lines); say how many instead. The values are part of their field.
+        fields = list(objs)
+        count = CertificateMetadata.objects.filter(field__in=fields).count()
+        listed: list[Any] = [str(field) for field in fields]
+        if count:
+            listed.append(f"{count:,} certificate value(s) of the field(s) above")
+        model_count = {
+            MetadataField._meta.verbose_name_plural: len(fields),
+            CertificateMetadata._meta.verbose_name_plural: count,
+        }
+        perms_needed = set()
+        if not self.has_delete_permission(request):
+            perms_needed.add(MetadataField._meta.verbose_name)
+        return listed, model_count, perms_needed, []
+
+    def delete_model(self, request: HttpRequest, obj: MetadataField) -> None:
+        metadata.metadata_field_delete(field=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for field in queryset:
+            metadata.metadata_field_delete(field=field)
+
+
+@admin.register(MetadataBackfill)
+class MetadataBackfillAdmin(admin.ModelAdmin):
+    """Backfills are started from the console or the API; admin shows them."""
+
+    list_display = ["pk", "state", "processed", "total", "error_count", "started_by", "created_at"]
+    list_filter = ["state"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

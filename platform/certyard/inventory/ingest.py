@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from certyard.errors import ServiceError
+from certyard.inventory.metadata_generators import metadata_generate_new_after_commit
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
@@ -564,6 +565,10 @@ def inventory_upload_commit(
         CertificateStore.objects.filter(pk=store.pk).update(last_inventory_at=now)
         if outcome.added_count:
             _certificates_added_emit(store, outcome)
+        if outcome.added_count or outcome.changed_count:
+            # Certificates new to the inventory go through the metadata generators, once,
+            # in the background (the every-minute schedule catches any left over).
+            transaction.on_commit(metadata_generate_new_after_commit)
     return outcome
 
 

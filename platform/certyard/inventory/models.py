@@ -1,7 +1,11 @@
 """What the organisation has: store types, stores, certificates and where each sits."""
 
+import re
 import uuid
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 
 from certyard.encryption import EncryptedTextField
@@ -210,3 +214,194 @@ class InventoryStagedEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alias} in {self.upload}"
+
+
+# --- Metadata -------------------------------------------------------------------------
+
+# A field's name is how generators, the API and filters refer to it: an identifier.
+METADATA_FIELD_NAME = r"[A-Za-z][A-Za-z0-9_]{0,59}"
+# A value's source when a person set it: ``user:<username>``. Generators leave those alone.
+USER_SOURCE_PREFIX = "user:"
+
+
+class MetadataField(models.Model):
+    """A typed metadata field an administrator defines; certificates get a value for it."""
+
+    class Type(models.TextChoices):
+        STRING = "string", "Text (one line)"
+        TEXT = "text", "Text (long)"
+        INTEGER = "integer", "Integer"
+        DATE = "date", "Date"
+        BOOLEAN = "boolean", "Yes / no"
+        CHOICE = "choice", "Choice"
+        EMAIL = "email", "Email address"
+
+    name = models.CharField(
+        max_length=60,
+        unique=True,
+        validators=[
+            RegexValidator(
+                f"^{METADATA_FIELD_NAME}$",
+                "a letter, then letters, digits or _ (at most 60 characters)",
+            )
+        ],
+        help_text="How generators, the API and filters name it, e.g. owner.",
+    )
+    label = models.CharField(max_length=200, blank=True, help_text="Shown in the console.")
+    type = models.CharField(max_length=10, choices=Type.choices, default=Type.STRING)
+    choices = models.JSONField(
+        default=list, blank=True, help_text='The allowed values of a choice field: ["a", "b"].'
+    )
+    pattern = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="A regular expression every value must match in full (optional).",
+    )
+    required_at_enrollment = models.BooleanField(default=False)
+    description = models.TextField(blank=True)
+    order = models.PositiveIntegerField(default=100, help_text="Lower is shown first.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["order", "name"]
+
+    def __str__(self) -> str:
+        return self.label or self.name
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
+    def clean(self) -> None:
+        """The definition's own rules: a pattern that compiles, choices for a choice field."""
+        errors: dict[str, str] = {}
+        if self.pattern:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                errors["pattern"] = f"not a valid regular expression: {exc}"
+        choices = self.choices if self.choices is not None else []
+        if not isinstance(choices, list) or not all(
+            isinstance(choice, str) and choice.strip() and len(choice) <= 200 for choice in choices
+        ):
+            errors["choices"] = "a list of non-empty texts of at most 200 characters"
+        elif len(set(choices)) != len(choices):
+            errors["choices"] = "each choice once"
+        elif self.type == self.Type.CHOICE and not choices:
+            errors["choices"] = "a choice field needs at least one choice"
+        elif self.type != self.Type.CHOICE and choices:
+            errors["choices"] = "only a choice field has choices"
+        if errors:
+            raise ValidationError(errors)
+
+
+class CertificateMetadata(models.Model):
+    """One certificate's value for one field, as canonical text.
+
+    Integers are decimal, dates ``YYYY-MM-DD``, booleans ``true``/``false``. ``source`` is
+    the generator registration that set it, ``user:<username>`` for a person, or
+    ``handler`` for a job complete handler's request.
+    """
+
+    # No index of its own: the unique (certificate, field) index serves lookups by
+    # certificate, and every index costs each of a backfill's hundreds of thousands of writes.
+    certificate = models.ForeignKey(
+        Certificate, on_delete=models.CASCADE, related_name="metadata_values", db_index=False
+    )
+    # CASCADE: a field's values mean nothing without it, and PROTECT would leave a field
+    # with 100,000 values undeletable. Deleting a field is an administrator's explicit act.
+    field = models.ForeignKey(MetadataField, on_delete=models.CASCADE, related_name="values")
+    value = models.TextField()
+    source = models.CharField(max_length=200)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["certificate", "field"]
+        constraints = [
+            models.UniqueConstraint(fields=["certificate", "field"], name="metadata_unique_field")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.field.name}={self.value}"
+
+    @property
+    def set_by_user(self) -> bool:
+        return self.source.startswith(USER_SOURCE_PREFIX)
+
+
+class MetadataGeneratorCursor(models.Model):
+    """One row: how far the generators have got through new certificates (by id).
+
+    Certificates with a higher id than ``last_certificate_id`` have not been through the
+    generators yet. ``queued_at`` says a task to process them is waiting in the queue, so
+    inventory commits do not queue one each.
+    """
+
+    last_certificate_id = models.BigIntegerField(default=0)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"metadata generated up to certificate {self.last_certificate_id}"
+
+
+class MetadataBackfill(models.Model):
+    """The generators run over the whole inventory, on demand, in resumable batches.
+
+    ``cursor`` is the last certificate id done: it moves in the same transaction as the
+    values it stands for, so a worker killed mid-batch loses that batch's work only, and
+    the next task starts after ``cursor``. ``upper_id`` is the highest certificate id when
+    it started: certificates added later are the new-certificate generators' work.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE_STATES = (State.QUEUED, State.RUNNING)
+
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    registration_ids = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The generator registrations chosen; empty: all enabled.",
+    )
+    registration_names = models.JSONField(default=list, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    cursor = models.BigIntegerField(default=0, help_text="The last certificate id done.")
+    upper_id = models.BigIntegerField(default=0, help_text="The last certificate id to do.")
+    values_set = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(
+        default=list, blank=True, help_text="The first errors: sha256, field, message."
+    )
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state"], name="backfill_state")]
+
+    def __str__(self) -> str:
+        return f"metadata backfill {self.pk} ({self.state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.ACTIVE_STATES
+
+    @property
+    def percent(self) -> int:
+        if not self.total:
+            return 100 if self.state == self.State.SUCCEEDED else 0
+        return min(100, self.processed * 100 // self.total)

@@ -11,6 +11,7 @@ from certyard.inventory import parsing
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
+    CertificateMetadata,
     CertificateStore,
     InventoryStatus,
 )
@@ -28,6 +29,11 @@ class CertificateFilters:
     store_id: str | None = None
     key_algorithm: str = ""
     conformant: bool | None = None
+    # A metadata field (by id) and, with it, an exact canonical value, or "has no value"
+    # (``metadata_empty``); the field alone: has any value.
+    metadata_field_id: int | None = None
+    metadata_value: str | None = None
+    metadata_empty: bool = False
 
 
 def certificate_list(*, filters: CertificateFilters) -> QuerySet[Certificate]:
@@ -67,6 +73,14 @@ def certificate_list(*, filters: CertificateFilters) -> QuerySet[Certificate]:
         queryset = queryset.filter(key_algorithm__iexact=filters.key_algorithm)
     if filters.conformant is not None:
         queryset = queryset.filter(conformant=filters.conformant)
+    if filters.metadata_field_id is not None:
+        values = CertificateMetadata.objects.filter(field_id=filters.metadata_field_id)
+        if filters.metadata_empty:
+            queryset = queryset.exclude(pk__in=values.values("certificate_id"))
+        else:
+            if filters.metadata_value is not None:
+                values = values.filter(value=filters.metadata_value)
+            queryset = queryset.filter(pk__in=values.values("certificate_id"))
     return queryset
 
 

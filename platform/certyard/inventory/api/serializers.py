@@ -1,16 +1,20 @@
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from certyard.errors import ServiceError
 from certyard.fleet.models import Orchestrator
-from certyard.inventory import selectors, services
+from certyard.inventory import metadata_selectors, selectors, services
+from certyard.inventory.metadata_selectors import MetadataFilter
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
     CertificateStore,
     CertificateStoreType,
+    MetadataBackfill,
+    MetadataField,
 )
 from certyard.inventory.parsing import der_to_pem
 from certyard.inventory.selectors import CertificateFilters
@@ -185,10 +189,23 @@ class CertificateDetailsSerializer(serializers.Serializer):
     warnings = serializers.ListField(child=serializers.CharField())
 
 
+class MetadataValueSerializer(serializers.Serializer):
+    """One certificate's value for one field, and who set it when."""
+
+    value = serializers.CharField(
+        help_text="Canonical text: integers in decimal, dates YYYY-MM-DD, booleans true/false."
+    )
+    source = serializers.CharField(
+        help_text="The generator registration that set it, user:<username>, or handler."
+    )
+    updated_at = serializers.DateTimeField()
+
+
 class CertificateDetailSerializer(CertificateSerializer):
     locations = LocationSerializer(many=True, read_only=True)
     pem = serializers.SerializerMethodField()
     details = serializers.SerializerMethodField()
+    metadata = serializers.SerializerMethodField()
 
     def get_pem(self, certificate: Certificate) -> str:
         return der_to_pem(bytes(certificate.der))
@@ -197,6 +214,12 @@ class CertificateDetailSerializer(CertificateSerializer):
     def get_details(self, certificate: Certificate) -> dict[str, Any] | None:
         details = selectors.certificate_details(certificate=certificate)
         return None if details is None else CertificateDetailsSerializer(details).data
+
+    @extend_schema_field(serializers.DictField(child=MetadataValueSerializer()))
+    def get_metadata(self, certificate: Certificate) -> dict[str, Any]:
+        """The certificate's metadata values, by field name (fields without one left out)."""
+        values = metadata_selectors.certificate_metadata_map(certificate=certificate)
+        return {name: MetadataValueSerializer(value).data for name, value in values.items()}
 
 
 class CertificateListParamsSerializer(serializers.Serializer):
@@ -208,9 +231,33 @@ class CertificateListParamsSerializer(serializers.Serializer):
     store = serializers.UUIDField(required=False)
     key_algorithm = serializers.CharField(required=False, allow_blank=True, max_length=20)
     conformant = serializers.BooleanField(required=False, allow_null=True, default=None)
+    metadata_field = serializers.CharField(required=False, max_length=60)
+    metadata_value = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=10_000
+    )
+    metadata_empty = serializers.BooleanField(required=False, default=False)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        name = data.get("metadata_field")
+        if name is None:
+            if "metadata_value" in data or data.get("metadata_empty"):
+                raise serializers.ValidationError(
+                    {"metadata_field": ["name the metadata field to filter on"]}
+                )
+            return data
+        try:
+            data["metadata"] = metadata_selectors.metadata_filter_resolve(
+                field_name=name,
+                value=data.get("metadata_value"),
+                empty=data.get("metadata_empty", False),
+            )
+        except ServiceError as exc:
+            raise serializers.ValidationError(exc.details.get("fields") or exc.message) from exc
+        return data
 
     def to_filters(self) -> CertificateFilters:
         data = self.validated_data
+        metadata: MetadataFilter | None = data.get("metadata")
         return CertificateFilters(
             search=data.get("search", ""),
             expires_within_days=data.get("expires_within_days"),
@@ -218,4 +265,111 @@ class CertificateListParamsSerializer(serializers.Serializer):
             store_id=str(data["store"]) if data.get("store") else None,
             key_algorithm=data.get("key_algorithm", ""),
             conformant=data.get("conformant"),
+            metadata_field_id=metadata.field.pk if metadata else None,
+            metadata_value=metadata.value if metadata else None,
+            metadata_empty=metadata.empty if metadata else False,
         )
+
+
+# --- Metadata -----------------------------------------------------------------------
+
+
+def _inline_choices(
+    choices: list[tuple[str, str]], description: str, **options: Any
+) -> serializers.ChoiceField:
+    """A choice field whose enum stays inline in the schema (inside ``allOf``, which
+    drf-spectacular's enum naming leaves alone): as a named component, our ``type`` and
+    ``state`` would clash with the jobs' enums of the same names and rename them."""
+
+    @extend_schema_field({"type": "string", "allOf": [{"enum": [value for value, _ in choices]}]})
+    class InlineChoiceField(serializers.ChoiceField):
+        pass
+
+    return InlineChoiceField(choices=choices, help_text=description, **options)
+
+
+class MetadataFieldSerializer(serializers.ModelSerializer):
+    """A metadata field's definition; written through the metadata services."""
+
+    choices = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        max_length=1000,
+        help_text="The allowed values of a choice field.",
+    )
+    type = _inline_choices(
+        MetadataField.Type.choices,
+        "What kind of value the field holds (default: string).",
+        required=False,
+        default=MetadataField.Type.STRING,
+    )
+
+    class Meta:
+        model = MetadataField
+        fields = [
+            "id",
+            "name",
+            "label",
+            "type",
+            "choices",
+            "pattern",
+            "required_at_enrollment",
+            "description",
+            "order",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {"order": {"max_value": 1_000_000}}
+
+
+class MetadataBackfillSerializer(serializers.ModelSerializer):
+    """A backfill's progress: ``processed`` of ``total`` certificates, and what it found."""
+
+    state = _inline_choices(
+        MetadataBackfill.State.choices, "Where the backfill is.", read_only=True
+    )
+    started_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    percent = serializers.IntegerField(read_only=True)
+    rate = serializers.SerializerMethodField(help_text="Certificates per second so far.")
+
+    class Meta:
+        model = MetadataBackfill
+        fields = [
+            "id",
+            "state",
+            "registration_ids",
+            "registration_names",
+            "total",
+            "processed",
+            "percent",
+            "rate",
+            "cursor",
+            "upper_id",
+            "values_set",
+            "error_count",
+            "errors",
+            "error",
+            "started_by",
+            "created_at",
+            "started_at",
+            "heartbeat_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_rate(self, backfill: MetadataBackfill) -> float:
+        progress = metadata_selectors.backfill_progress(
+            backfill=backfill, stale_seconds=settings.CERTYARD_BACKFILL_STALE_SECONDS
+        )
+        return round(progress.rate, 1)
+
+
+class MetadataBackfillStartSerializer(serializers.Serializer):
+    registrations = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**31),
+        required=False,
+        default=list,
+        max_length=100,
+        help_text="Generator registration ids; empty or left out: every enabled generator.",
+    )

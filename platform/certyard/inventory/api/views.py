@@ -3,7 +3,11 @@
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.negotiation import BaseContentNegotiation
@@ -14,18 +18,35 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
 from certyard.api.errors import ApiError
-from certyard.inventory import selectors, services
+from certyard.inventory import (
+    metadata,
+    metadata_generators,
+    metadata_selectors,
+    selectors,
+    services,
+)
 from certyard.inventory.api.serializers import (
     CertificateDetailSerializer,
     CertificateListParamsSerializer,
     CertificateSerializer,
+    MetadataBackfillSerializer,
+    MetadataBackfillStartSerializer,
+    MetadataFieldSerializer,
+    MetadataValueSerializer,
     ScheduleSerializer,
     StoreCreateSerializer,
     StoreSerializer,
     StoreTypeSerializer,
     StoreUpdateSerializer,
 )
-from certyard.inventory.models import Certificate, CertificateStore, CertificateStoreType
+from certyard.inventory.metadata import user_source
+from certyard.inventory.models import (
+    Certificate,
+    CertificateStore,
+    CertificateStoreType,
+    MetadataBackfill,
+    MetadataField,
+)
 from certyard.inventory.parsing import certificate_file_stem, der_to_pem
 
 
@@ -117,7 +138,41 @@ _CERTIFICATE_FILTERS = [
     OpenApiParameter(
         "conformant", bool, description="false: only certificates with parse warnings"
     ),
+    OpenApiParameter(
+        "metadata_field",
+        str,
+        description="A metadata field's name: only certificates with a value for it (or, "
+        "with metadata_value, that value; with metadata_empty=true, without one)",
+    ),
+    OpenApiParameter(
+        "metadata_value",
+        str,
+        description="With metadata_field: exactly this value, compared as the field stores "
+        "it (7 finds 07 of an integer field, yes finds true of a boolean one)",
+    ),
+    OpenApiParameter(
+        "metadata_empty",
+        bool,
+        description="With metadata_field: true lists the certificates that have no value for it",
+    ),
 ]
+
+
+# A certificate's metadata: field name -> {value, source, updated_at} (a raw schema:
+# drf-spectacular takes no bare DictField as a response).
+_METADATA_MAP = {
+    "type": "object",
+    "description": "The certificate's metadata values, by field name.",
+    "additionalProperties": {
+        "type": "object",
+        "properties": {
+            "value": {"type": "string"},
+            "source": {"type": "string"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+        "required": ["value", "source", "updated_at"],
+    },
+}
 
 
 @extend_schema_view(list=extend_schema(parameters=_CERTIFICATE_FILTERS))
@@ -131,6 +186,37 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
         params = CertificateListParamsSerializer(data=self.request.query_params)
         params.is_valid(raise_exception=True)
         return selectors.certificate_list(filters=params.to_filters())
+
+    @extend_schema(
+        methods=["GET"],
+        responses={200: _METADATA_MAP},
+        description="The certificate's metadata values, by field name.",
+    )
+    @extend_schema(
+        methods=["PATCH"],
+        request=OpenApiTypes.OBJECT,
+        responses={200: _METADATA_MAP},
+        description=(
+            'Set metadata values by field name, e.g. {"owner": "alice", "environment": null}; '
+            "null or empty text clears a value. Every value is checked against its field's "
+            "type, pattern and choices first: one refused answers 400 with a message per field "
+            "(error.fields) and changes nothing. Needs inventory.change_certificatemetadata."
+        ),
+    )
+    @action(detail=True, methods=["get", "patch"], permission_classes=[IsAuthenticated])
+    def metadata(self, request: Request, pk: str) -> Response:
+        user = request.user
+        if not user.has_perm("inventory.view_certificate"):
+            self.permission_denied(request, message="you may not view certificates")
+        if request.method == "PATCH" and not user.has_perm("inventory.change_certificatemetadata"):
+            self.permission_denied(request, message="you may not change certificate metadata")
+        certificate = self.get_object()
+        if request.method == "PATCH":
+            metadata.metadata_values_set(
+                certificates=[certificate], values=request.data, source=user_source(user)
+            )
+        values = metadata_selectors.certificate_metadata_map(certificate=certificate)
+        return Response({name: MetadataValueSerializer(v).data for name, v in values.items()})
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=["pem", "der", "chain"])],
@@ -160,3 +246,57 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
         response = HttpResponse(body, content_type="application/x-pem-file")
         response["Content-Disposition"] = f'attachment; filename="{name}.pem"'
         return response
+
+
+class MetadataFieldViewSet(viewsets.ModelViewSet):
+    """Metadata fields: typed, with optional choices and pattern. Deleting a field deletes
+    every certificate's value for it."""
+
+    queryset = MetadataField.objects.order_by("order", "name")
+    serializer_class = MetadataFieldSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def perform_create(self, serializer: Serializer) -> None:
+        serializer.instance = metadata.metadata_field_create(**serializer.validated_data)
+
+    def perform_update(self, serializer: Serializer) -> None:
+        serializer.instance = metadata.metadata_field_update(
+            field=serializer.instance, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance: MetadataField) -> None:
+        # DELETE needs inventory.delete_metadatafield (the model permissions).
+        metadata.metadata_field_delete(field=instance)
+
+
+class MetadataBackfillViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Backfills: the metadata generators over the whole inventory, in the background."""
+
+    queryset = MetadataBackfill.objects.select_related("started_by").order_by("-pk")
+    serializer_class = MetadataBackfillSerializer
+
+    @extend_schema(
+        request=MetadataBackfillStartSerializer, responses={201: MetadataBackfillSerializer}
+    )
+    def create(self, request: Request) -> Response:
+        """Start a backfill (needs inventory.add_metadatabackfill); 409 while one runs."""
+        data = MetadataBackfillStartSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        backfill = metadata_generators.metadata_backfill_start(
+            actor=request.user, registration_ids=data.validated_data["registrations"]
+        )
+        return Response(
+            MetadataBackfillSerializer(self.get_queryset().get(pk=backfill.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(request=None, responses={200: MetadataBackfillSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Stop a queued or running backfill after its current batch; 409 once it ended."""
+        if not request.user.has_perm("inventory.change_metadatabackfill"):
+            self.permission_denied(request, message="you may not cancel backfills")
+        backfill = metadata_generators.metadata_backfill_cancel(backfill=self.get_object())
+        return Response(MetadataBackfillSerializer(backfill).data)

@@ -1,0 +1,201 @@
+"""The console's metadata pages: a certificate's values (and editing them), the
+certificate list's metadata filter, and the Metadata page with the whole-inventory backfill.
+
+As everywhere in the console: a login for every page, the model's view permission for
+every read, its change or add permission for every action (POST only, with CSRF).
+Fields and generators are defined in Django admin; the Metadata page links there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from certyard.console import selectors, views
+from certyard.console.forms import CertificateSearchForm, form_add_service_error
+from certyard.console.metadata_forms import CertificateMetadataForm, MetadataFilterForm
+from certyard.console.pagination import slice_page
+from certyard.errors import ServiceError
+from certyard.inventory import metadata_selectors
+from certyard.inventory import selectors as inventory_selectors
+from certyard.inventory.metadata import metadata_values_set, user_source
+from certyard.inventory.metadata_generators import (
+    metadata_backfill_cancel,
+    metadata_backfill_start,
+)
+from certyard.inventory.models import Certificate, MetadataBackfill
+
+GENERATOR_RUNS_SHOWN = 10
+
+
+# --- Certificates ---------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+@permission_required("inventory.view_certificate", raise_exception=True)
+def certificate_list(request: HttpRequest) -> HttpResponse:
+    """The certificate list, with its metadata filter (field, and a value or "has none")."""
+    form = CertificateSearchForm(request.GET)
+    metadata_form = MetadataFilterForm(request.GET)
+    context: dict[str, Any] = {"form": form, "metadata_form": metadata_form, "page": None}
+    context["metadata_filter_offered"] = metadata_selectors.metadata_fields().exists()
+    if form.is_valid() and metadata_form.is_valid():
+        filters = form.filters()
+        if (chosen := metadata_form.filter) is not None:
+            filters = dataclasses.replace(
+                filters,
+                metadata_field_id=chosen.field.pk,
+                metadata_value=chosen.value,
+                metadata_empty=chosen.empty,
+            )
+        queryset = inventory_selectors.certificate_list(filters=filters)
+        page = slice_page(queryset, number=form.page_number, size=views.CERTIFICATES_PER_PAGE)
+        context["page"] = page
+        if not page.object_list and not page.has_previous:
+            context["inventory_empty"] = selectors.inventory_is_empty()
+    return render(request, "console/certificates/list.html", context)
+
+
+def _panel(
+    request: HttpRequest, certificate: Certificate, *, form: CertificateMetadataForm | None = None
+) -> HttpResponse:
+    entries = metadata_selectors.certificate_metadata(certificate=certificate)
+    context = {
+        "certificate": certificate,
+        "entries": entries,
+        "form": form or CertificateMetadataForm(entries=entries),
+        "editing": form is not None,
+    }
+    return render(request, "console/metadata/_panel.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@permission_required("inventory.view_certificate", raise_exception=True)
+@permission_required("inventory.change_certificatemetadata", raise_exception=True)
+def certificate_metadata_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Edit a certificate's values. Under htmx the panel is swapped in place; without
+    scripts this is a page of its own. A value a field refuses is shown beside it."""
+    certificate = get_object_or_404(Certificate, pk=pk)
+    entries = metadata_selectors.certificate_metadata(certificate=certificate)
+    template = "console/metadata/_panel.html" if request.htmx else "console/metadata/edit.html"
+    if request.method == "GET":
+        form = CertificateMetadataForm(entries=entries)
+    else:
+        form = CertificateMetadataForm(request.POST, entries=entries)
+        if form.is_valid():
+            try:
+                changed = metadata_values_set(
+                    certificates=[certificate],
+                    values=form.changed_values(),
+                    source=user_source(request.user),
+                )
+            except ServiceError as exc:
+                _form_add_field_errors(form, exc)
+            else:
+                message = f"Metadata saved ({changed} value(s) changed)."
+                if request.htmx:
+                    return _panel(request, certificate)
+                messages.success(request, message)
+                return redirect("console:certificate-detail", pk=certificate.pk)
+    context = {"certificate": certificate, "entries": entries, "form": form, "editing": True}
+    return render(request, template, context)
+
+
+def _form_add_field_errors(form: CertificateMetadataForm, exc: ServiceError) -> None:
+    """Each field's message beside it (``details["fields"]``), else the message on top."""
+    fields = exc.details.get("fields", {})
+    placed = False
+    for name, field_messages in fields.items():
+        if name in form.fields:
+            for message in field_messages:
+                form.add_error(name, message)
+            placed = True
+    if not placed:
+        form_add_service_error(form, exc)
+
+
+# --- The Metadata page ------------------------------------------------------------------
+
+
+def _admin_url(name: str, *args: Any) -> str | None:
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return None
+
+
+def _progress(backfill: MetadataBackfill | None) -> Any:
+    if backfill is None:
+        return None
+    return metadata_selectors.backfill_progress(
+        backfill=backfill, stale_seconds=settings.CERTYARD_BACKFILL_STALE_SECONDS
+    )
+
+
+@login_required
+@require_GET
+@permission_required("inventory.view_metadatafield", raise_exception=True)
+def metadata_overview(request: HttpRequest) -> HttpResponse:
+    """The fields, the generators, and the current (or last) backfill."""
+    fields = list(metadata_selectors.metadata_fields())
+    context = {
+        "fields": [
+            (field, _admin_url("admin:inventory_metadatafield_change", field.pk))
+            for field in fields
+        ],
+        "field_add_url": _admin_url("admin:inventory_metadatafield_add"),
+        "generators": list(metadata_selectors.generator_registrations()),
+        "registrations_url": _admin_url("admin:workflows_handlerregistration_changelist"),
+        "progress": _progress(metadata_selectors.backfill_current()),
+        "runs": metadata_selectors.generator_runs_recent(limit=GENERATOR_RUNS_SHOWN),
+    }
+    return render(request, "console/metadata/overview.html", context)
+
+
+@login_required
+@require_GET
+@permission_required("inventory.view_metadatabackfill", raise_exception=True)
+def metadata_backfill_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The backfill's progress card: htmx asks for it every 2 s while it runs."""
+    backfill = get_object_or_404(MetadataBackfill.objects.select_related("started_by"), pk=pk)
+    return render(request, "console/metadata/_backfill.html", {"progress": _progress(backfill)})
+
+
+@login_required
+@require_POST
+@permission_required("inventory.add_metadatabackfill", raise_exception=True)
+def metadata_backfill_create(request: HttpRequest) -> HttpResponse:
+    """Run every enabled generator over the whole inventory."""
+    try:
+        backfill = metadata_backfill_start(actor=request.user)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"Backfill {backfill.pk} started over {backfill.total:,} certificates."
+        )
+    return redirect("console:metadata")
+
+
+@login_required
+@require_POST
+@permission_required("inventory.change_metadatabackfill", raise_exception=True)
+def metadata_backfill_stop(request: HttpRequest, pk: int) -> HttpResponse:
+    backfill = get_object_or_404(MetadataBackfill, pk=pk)
+    try:
+        metadata_backfill_cancel(backfill=backfill)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Backfill {backfill.pk} cancelled after its current batch.")
+    return redirect("console:metadata")
