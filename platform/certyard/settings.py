@@ -329,6 +329,14 @@ CERTYARD_HANDLER_REQUEUE_SECONDS = int(os.environ.get("CERTYARD_HANDLER_REQUEUE_
 # A running metadata backfill whose heartbeat is older than this lost its worker: the
 # every-minute schedule queues it again, and it carries on after its last batch.
 CERTYARD_BACKFILL_STALE_SECONDS = int(os.environ.get("CERTYARD_BACKFILL_STALE_SECONDS", "60"))
+# The email handler sends through Django's SMTP backend, configured here.
+EMAIL_HOST = os.environ.get("CERTYARD_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("CERTYARD_EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("CERTYARD_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("CERTYARD_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("CERTYARD_EMAIL_STARTTLS", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("CERTYARD_EMAIL_FROM", "certyard@localhost")
 # Script handlers run only scripts an administrator placed in this folder.
 CERTYARD_SCRIPTS_DIR = Path(os.environ.get("CERTYARD_SCRIPTS_DIR", DATA_DIR / "scripts"))
 # The script handler (in handlers/, without Django) reads the folder from the environment.
