@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The handlers that misbehave on purpose, for the tests only (never in `make run`).
+# The handlers that misbehave on purpose, and the example extensions (examples/), for the
+# tests only (never in `make run`).
 TEST_PLUGINS := $(VENV)/.test-plugins
-$(TEST_PLUGINS): $(STAMP) tests/plugins/pyproject.toml
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e tests/plugins
+$(TEST_PLUGINS): $(STAMP) tests/plugins/pyproject.toml examples/pyproject.toml
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e tests/plugins -e examples
 	touch $(TEST_PLUGINS)
 
 test-plugins: $(TEST_PLUGINS)
