@@ -269,6 +269,38 @@ def stop_platform(platform: LivePlatform) -> None:
     assert code == 0, f"the platform did not stop cleanly ({code}):\n{platform.log()[-3000:]}"
 
 
+def platform_python(platform: LivePlatform, code: str) -> str:
+    """Run Python in the platform's own environment (its database), as an operator would
+    with `manage.py shell`; its standard output."""
+    completed = subprocess.run(
+        [*MANAGE, "shell", "-c", code],
+        cwd=ROOT,
+        env=platform.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout
+
+
+def console_client(platform: LivePlatform) -> httpx.Client:
+    """An HTTP client logged into the console as the admin, through the login form."""
+    client = httpx.Client(base_url=platform.url, timeout=30, follow_redirects=True)
+    client.get("/login/")
+    answer = client.post(
+        "/login/",
+        data={
+            "username": platform.admin_username,
+            "password": platform.admin_password,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{platform.url}/login/"},
+    )
+    assert answer.status_code == 200 and "/login/" not in str(answer.url), answer.text[:500]
+    return client
+
+
 @pytest.fixture(scope="session")
 def live_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlatform]:
     """The embedded setup: SQLite and the django-q2 ORM broker."""
@@ -286,7 +318,11 @@ def agent_factory(
     agents: list[AgentProcess] = []
 
     def register(
-        name: str, *, token: str | None = None, platform: LivePlatform | None = None
+        name: str,
+        *,
+        token: str | None = None,
+        platform: LivePlatform | None = None,
+        params: dict[str, str] | None = None,
     ) -> AgentProcess:
         live_platform = platform or request.getfixturevalue("live_platform")
         config_dir = tmp_path / f"agent-{name}"
@@ -309,6 +345,7 @@ def agent_factory(
                 str(tmp_path),
                 "--config-dir",
                 str(config_dir),
+                *[f"--param={key}={value}" for key, value in (params or {}).items()],
             ],
             cwd=ROOT,
             env=env,
