@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.certs import Issued, agent_key, csr_pem, issue, session_assertion
+
+# The handlers that misbehave on purpose (tests/plugins) are declared in a group of their
+# own; this process and the platforms the end-to-end tests start read it too.
+os.environ["CERTYARD_EXTRA_HANDLER_GROUPS"] = "certyard.handlers.tests"
 
 
 @pytest.fixture(autouse=True)
