@@ -73,33 +73,14 @@ def synthetic_certificates_insert(count: int, *, seed: str = "bench") -> int:
     """
     from django.db import connection, transaction
 
+    from certyard.inventory.ingest import _CERTIFICATE_COLUMNS
     from certyard.inventory.models import Certificate
 
     ops = connection.ops
     json_field = Certificate._meta.get_field("sans")
     now = dt.datetime.now(dt.UTC)
-    columns = (
-        "der",
-        "sha256",
-        "sha1",
-        "serial_number",
-        "issuer",
-        "subject",
-        "common_name",
-        "sans",
-        "sans_text",
-        "not_before",
-        "not_after",
-        "version",
-        "key_algorithm",
-        "key_size",
-        "signature_algorithm",
-        "is_ca",
-        "self_signed",
-        "parse_warnings",
-        "conformant",
-        "first_seen",
-    )
+    # The same columns, in the same order, as the inventory's own bulk insert.
+    columns = _CERTIFICATE_COLUMNS
     table = ops.quote_name(Certificate._meta.db_table)
     sql = (
         f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608 - names only
