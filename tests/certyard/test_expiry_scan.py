@@ -471,3 +471,24 @@ def test_a_migration_schedules_the_scan_daily() -> None:
     assert getattr(importlib.import_module(module_name), function_name) is expiry_scan_daily
     assert (schedule.schedule_type, schedule.repeats) == (Schedule.DAILY, -1)
     assert schedule.kwargs == "q_options={'timeout': 1800}"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_inventory_may_remove_a_location_that_was_warned_about(
+    store: CertificateStore,
+) -> None:
+    """Inventory deletes locations in bulk with plain SQL and knows nothing of notices
+    (it sits below jobs): the commit must not trip over them, and the next scan drops them."""
+    from tests.certs import issue
+    from tests.conftest import entry
+
+    soon, later = issue("soon.example.test", days=5), issue("later.example.test", days=300)
+    inventory_submit(store=store, entries=[entry("soon", soon)])
+    assert expiry_scan().events_emitted == 1
+    assert ExpiryNotice.objects.exists()
+    # The certificate left the store: its location goes, in a transaction that commits.
+    inventory_submit(store=store, entries=[entry("later", later)])
+    assert not CertificateLocation.objects.filter(alias="soon").exists()
+    result = expiry_scan()
+    assert result.orphans_deleted == 3  # the 7-day notice and the 30- and 90-day ones
+    assert not ExpiryNotice.objects.exists()

@@ -74,6 +74,7 @@ class ExpiryScanResult:
     events_emitted: int = 0
     by_threshold: dict[int, int] = field(default_factory=dict)
     batches: int = 0
+    orphans_deleted: int = 0
 
 
 def expiry_scan(*, now: dt.datetime | None = None, batch_size: int = 2000) -> ExpiryScanResult:
@@ -89,6 +90,7 @@ def expiry_scan(*, now: dt.datetime | None = None, batch_size: int = 2000) -> Ex
     now = now or timezone.now()
     thresholds = expiry_thresholds()
     result = ExpiryScanResult(by_threshold=dict.fromkeys(thresholds, 0))
+    result.orphans_deleted = notices_orphaned_delete()
     due = _due_locations(now=now, thresholds=thresholds)
     after = 0
     while True:
@@ -114,6 +116,14 @@ def expiry_scan(*, now: dt.datetime | None = None, batch_size: int = 2000) -> Ex
             {days: count for days, count in result.by_threshold.items() if count},
         )
     return result
+
+
+def notices_orphaned_delete() -> int:
+    """Delete the notices of locations that are gone (removed by an inventory)."""
+    orphaned = ExpiryNotice.objects.filter(
+        ~Exists(CertificateLocation.objects.filter(pk=OuterRef("location_id")))
+    )
+    return orphaned.delete()[0]
 
 
 def expiry_thresholds() -> tuple[int, ...]:

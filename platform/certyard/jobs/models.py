@@ -157,8 +157,14 @@ class ExpiryNotice(models.Model):
     with notices of its own. ``threshold_days`` 0 is the "expired" notice.
     """
 
+    # No database constraint: inventory removes locations in bulk with plain SQL and,
+    # sitting below jobs, knows nothing of notices. A notice left without its location
+    # is ignored, and the next scan deletes it (location ids are never reused).
     location = models.ForeignKey(
-        "inventory.CertificateLocation", on_delete=models.CASCADE, related_name="+"
+        "inventory.CertificateLocation",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     certificate = models.ForeignKey(
         "inventory.Certificate", on_delete=models.CASCADE, related_name="+"
