@@ -251,6 +251,8 @@ SPECTACULAR_SETTINGS = {
             "not_picked_up",
             "released",
         ],
+        "JobStateEnum": "certyard.jobs.models.Job.State",
+        "HandlerRunStateEnum": "certyard.workflows.models.HandlerRun.State",
     },
 }
 

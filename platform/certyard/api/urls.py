@@ -25,4 +25,5 @@ urlpatterns = [
     *router.urls,
     path("", include("certyard.blueprints.api.urls")),
     path("", include("certyard.inventory.api.urls")),
+    path("", include("certyard.workflows.api.urls")),
 ]

@@ -54,6 +54,11 @@ def registration_config(registration: HandlerRegistration) -> dict[str, Any]:
     return {**registration.parameters, **secrets}
 
 
+def registration_secret_names(registration: HandlerRegistration) -> list[str]:
+    """The names of the secret parameters that hold a value; never the values."""
+    return sorted(json.loads(registration.secrets)) if registration.secrets else []
+
+
 def registration_parameters_check(
     *, handler: str, values: Mapping[str, Any], keep: HandlerRegistration | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,0 +1,13 @@
+"""The workflows API's routes, included in /api/v1/ by ``certyard.api.urls``."""
+
+from rest_framework.routers import SimpleRouter
+
+from certyard.workflows.api.views import HandlerRegistrationViewSet, HandlerRunViewSet
+
+router = SimpleRouter(trailing_slash=True)
+router.register(
+    "handler-registrations", HandlerRegistrationViewSet, basename="handler-registration"
+)
+router.register("handler-runs", HandlerRunViewSet, basename="handler-run")
+
+urlpatterns = router.urls
