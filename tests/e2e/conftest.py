@@ -254,7 +254,9 @@ def _run_platform(platform: LivePlatform) -> LivePlatform:
 
     wait_for(healthy, timeout=90, what="the platform to answer /healthz")
     wait_for(
-        lambda: "running" in platform.log()[started_at:],
+        # django-q2's own line ("Q Cluster <name> [certyard] running."), not the banner
+        # "Certyard is running at ...", which may come first.
+        lambda: "] running." in platform.log()[started_at:],
         timeout=60,
         what="the worker cluster to start",
     )

@@ -162,7 +162,7 @@ def test_a_killed_worker_cluster_is_restarted_and_a_stop_leaves_no_orphan(
             what=f"a new worker cluster\n{platform.log()[log_from:]}",
         )
         wait_for(
-            lambda: "running." in platform.log()[log_from:],
+            lambda: "] running." in platform.log()[log_from:],
             timeout=60,
             what=f"the new worker cluster to run\n{platform.log()[log_from:]}",
         )
@@ -236,7 +236,7 @@ def _run_make_run(platform: LivePlatform) -> LivePlatform:
 
     wait_for(started, timeout=120, what="the platform to start")
     wait_for(
-        lambda: "running." in platform.log()[started_at:],
+        lambda: "] running." in platform.log()[started_at:],
         timeout=60,
         what="the worker cluster to start",
     )
