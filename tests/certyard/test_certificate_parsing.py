@@ -54,7 +54,7 @@ def vector(relative: str) -> bytes:
 
 
 def storable(text: str) -> bool:
-    """What ``services.text_is_storable`` checks: no NUL, no lone surrogate."""
+    """What ``parsing.text_is_storable`` checks: no NUL, no lone surrogate."""
     if "\x00" in text:
         return False
     try:

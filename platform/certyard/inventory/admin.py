@@ -274,16 +274,7 @@ class MetadataFieldAdminForm(forms.ModelForm):
 
     class Meta:
         model = MetadataField
-        fields = [
-            "name",
-            "label",
-            "type",
-            "choices",
-            "pattern",
-            "required_at_enrollment",
-            "description",
-            "order",
-        ]
+        fields = list(metadata.METADATA_FIELD_ATTRIBUTES)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

@@ -39,6 +39,7 @@ from certyard.inventory.parsing import (
     certificate_parse,
     pem_to_der,
     sha256_hex,
+    text_is_storable,
 )
 from certyard.workflows.services import event_emit
 from handlers.base import EventKind
@@ -122,17 +123,6 @@ class ChunkOutcome:
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def text_is_storable(text: str) -> bool:
-    """Whether every database we support can hold this text (no NUL, no lone surrogate)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _alias_error(raw: Any) -> str | None:

@@ -37,6 +37,7 @@ from certyard.inventory.models import (
     CertificateMetadata,
     MetadataField,
 )
+from certyard.inventory.parsing import text_is_storable
 
 FieldType = MetadataField.Type
 
@@ -65,17 +66,6 @@ class MetadataValueError(ValueError):
 # --- Checking values -----------------------------------------------------------------
 
 
-def _storable(text: str) -> bool:
-    """Whether every database we support can hold this text (no NUL, no lone surrogate)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _text(raw: Any, *, limit: int, one_line: bool) -> str | None:
     if type(raw) is str:
         text = raw.strip()
@@ -90,7 +80,7 @@ def _text(raw: Any, *, limit: int, one_line: bool) -> str | None:
     if len(text) > limit:
         raise MetadataValueError(f"is longer than {limit:,} characters")
     # A backfill checks hundreds of thousands of values: ASCII text needs one look.
-    if "\x00" in text if text.isascii() else not _storable(text):
+    if "\x00" in text if text.isascii() else not text_is_storable(text):
         raise MetadataValueError("contains characters that cannot be stored (NUL or bad Unicode)")
     if one_line and ("\n" in text or "\r" in text):
         raise MetadataValueError("must be one line (a long text field takes several)")
@@ -436,7 +426,8 @@ def metadata_set_for_handler(*, certificate_sha256: str, values: Mapping[str, An
 
 # --- Fields ---------------------------------------------------------------------------
 
-_FIELD_ATTRIBUTES = (
+# What a person may set on a field: the admin form, the API and the service share it.
+METADATA_FIELD_ATTRIBUTES = (
     "name",
     "label",
     "type",
@@ -490,7 +481,7 @@ def metadata_field_update(*, field: MetadataField, **changes: Any) -> MetadataFi
 
     Values already stored are not checked again against a new pattern or choices.
     """
-    unknown = sorted(set(changes) - set(_FIELD_ATTRIBUTES))
+    unknown = sorted(set(changes) - set(METADATA_FIELD_ATTRIBUTES))
     if unknown:
         raise ServiceError(f"a metadata field has no attribute {', '.join(unknown)}")
     new_type = changes.get("type", field.type)

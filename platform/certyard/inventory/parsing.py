@@ -315,6 +315,17 @@ def pem_blocks_to_der(text: str) -> list[bytes]:
 # --- Small helpers ----------------------------------------------------------------------
 
 
+def text_is_storable(text: str) -> bool:
+    """Whether every database we support can hold this text (no NUL, no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _storable(text: str) -> str:
     """Text any database column takes: no NUL (null-prefix attacks), no lone surrogate."""
     if "\x00" in text:

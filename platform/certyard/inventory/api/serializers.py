@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from certyard.errors import ServiceError
 from certyard.fleet.models import Orchestrator
-from certyard.inventory import metadata_selectors, selectors, services
+from certyard.inventory import metadata, metadata_selectors, selectors, services
 from certyard.inventory.metadata_selectors import MetadataFilter
 from certyard.inventory.models import (
     Certificate,
@@ -308,14 +308,7 @@ class MetadataFieldSerializer(serializers.ModelSerializer):
         model = MetadataField
         fields = [
             "id",
-            "name",
-            "label",
-            "type",
-            "choices",
-            "pattern",
-            "required_at_enrollment",
-            "description",
-            "order",
+            *metadata.METADATA_FIELD_ATTRIBUTES,
             "created_at",
             "updated_at",
         ]
