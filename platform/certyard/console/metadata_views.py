@@ -1,5 +1,6 @@
-"""The console's metadata pages: a certificate's values (and editing them), the
-certificate list's metadata filter, and the Metadata page with the whole-inventory backfill.
+"""The console's metadata pages: a certificate's values (and editing them), and the
+Metadata page with the whole-inventory backfill. (The certificate list's metadata filter
+is part of the list, in views.py.)
 
 As everywhere in the console: a login for every page, the model's view permission for
 every read, its change or add permission for every action (POST only, with CSRF).
@@ -8,7 +9,6 @@ Fields and generators are defined in Django admin; the Metadata page links there
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from django.conf import settings
@@ -19,13 +19,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from certyard.console import selectors, views
-from certyard.console.forms import CertificateSearchForm, form_add_service_error
-from certyard.console.metadata_forms import CertificateMetadataForm, MetadataFilterForm
-from certyard.console.pagination import slice_page
+from certyard.console.forms import form_add_service_error
+from certyard.console.metadata_forms import CertificateMetadataForm
 from certyard.errors import ServiceError
 from certyard.inventory import metadata_selectors
-from certyard.inventory import selectors as inventory_selectors
 from certyard.inventory.metadata import metadata_values_set, user_source
 from certyard.inventory.metadata_generators import (
     metadata_backfill_cancel,
@@ -37,32 +34,6 @@ GENERATOR_RUNS_SHOWN = 10
 
 
 # --- Certificates ---------------------------------------------------------------------
-
-
-@login_required
-@require_GET
-@permission_required("inventory.view_certificate", raise_exception=True)
-def certificate_list(request: HttpRequest) -> HttpResponse:
-    """The certificate list, with its metadata filter (field, and a value or "has none")."""
-    form = CertificateSearchForm(request.GET)
-    metadata_form = MetadataFilterForm(request.GET)
-    context: dict[str, Any] = {"form": form, "metadata_form": metadata_form, "page": None}
-    context["metadata_filter_offered"] = metadata_selectors.metadata_fields().exists()
-    if form.is_valid() and metadata_form.is_valid():
-        filters = form.filters()
-        if (chosen := metadata_form.filter) is not None:
-            filters = dataclasses.replace(
-                filters,
-                metadata_field_id=chosen.field.pk,
-                metadata_value=chosen.value,
-                metadata_empty=chosen.empty,
-            )
-        queryset = inventory_selectors.certificate_list(filters=filters)
-        page = slice_page(queryset, number=form.page_number, size=views.CERTIFICATES_PER_PAGE)
-        context["page"] = page
-        if not page.object_list and not page.has_previous:
-            context["inventory_empty"] = selectors.inventory_is_empty()
-    return render(request, "console/certificates/list.html", context)
 
 
 def _panel(

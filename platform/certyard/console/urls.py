@@ -49,8 +49,7 @@ urlpatterns = [
         views.store_inventory_now,
         name="store-inventory-now",
     ),
-    # The list with its metadata filter (metadata_views wraps the same search form).
-    path("certificates/", metadata_views.certificate_list, name="certificate-list"),
+    path("certificates/", views.certificate_list, name="certificate-list"),
     path("certificates/<int:pk>/", views.certificate_detail, name="certificate-detail"),
     path(
         "certificates/<int:pk>/metadata/",

@@ -5,6 +5,7 @@ API does) and every action its change or add permission. Actions are POST only,
 with CSRF; under htmx they answer with the one table row they changed.
 """
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -30,11 +31,13 @@ from certyard.console.forms import (
     StoreStatusFilterForm,
     form_add_service_error,
 )
+from certyard.console.metadata_forms import MetadataFilterForm
 from certyard.console.pagination import slice_page
 from certyard.errors import ServiceError
 from certyard.fleet import selectors as fleet_selectors
 from certyard.fleet import services as fleet_services
 from certyard.fleet.models import Orchestrator, RegistrationToken
+from certyard.inventory import metadata_selectors
 from certyard.inventory import selectors as inventory_selectors
 from certyard.inventory import services as inventory_services
 from certyard.inventory.models import Certificate
@@ -415,10 +418,21 @@ def store_inventory_now(request: HttpRequest, pk: str) -> HttpResponse:
 @require_GET
 @permission_required("inventory.view_certificate", raise_exception=True)
 def certificate_list(request: HttpRequest) -> HttpResponse:
+    """The certificate list, with its metadata filter (field, and a value or "has none")."""
     form = CertificateSearchForm(request.GET)
-    context: dict[str, Any] = {"form": form, "page": None}
-    if form.is_valid():
-        queryset = inventory_selectors.certificate_list(filters=form.filters())
+    metadata_form = MetadataFilterForm(request.GET)
+    context: dict[str, Any] = {"form": form, "metadata_form": metadata_form, "page": None}
+    context["metadata_filter_offered"] = metadata_selectors.metadata_fields().exists()
+    if form.is_valid() and metadata_form.is_valid():
+        filters = form.filters()
+        if (chosen := metadata_form.filter) is not None:
+            filters = dataclasses.replace(
+                filters,
+                metadata_field_id=chosen.field.pk,
+                metadata_value=chosen.value,
+                metadata_empty=chosen.empty,
+            )
+        queryset = inventory_selectors.certificate_list(filters=filters)
         page = slice_page(queryset, number=form.page_number, size=CERTIFICATES_PER_PAGE)
         context["page"] = page
         if not page.object_list and not page.has_previous:
