@@ -330,7 +330,7 @@ def test_a_service_refusal_is_shown_above_the_form(
     def refuse(**kwargs: Any) -> None:
         raise ServiceError("handler certyard.webhook is not installed or is broken")
 
-    monkeypatch.setattr(workflow_forms, "registration_save", refuse)
+    monkeypatch.setattr(workflow_forms, "registration_prepare", refuse)
     response = admin_web.post(f"{ADD}?handler=certyard.webhook", _webhook_form())
 
     assert response.status_code == 200

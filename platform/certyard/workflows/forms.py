@@ -15,11 +15,10 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from django import forms
-from django.db import transaction
 
 from certyard.errors import ServiceError
 from certyard.workflows.models import HandlerRegistration
-from certyard.workflows.services import registration_parameters_check, registration_save
+from certyard.workflows.services import registration_parameters_check, registration_prepare
 from handlers.base import EventKind, HandlerKind
 from handlers.parameters import Parameter, ParameterError, ParameterType
 from handlers.registry import HandlerClass
@@ -150,16 +149,12 @@ _FILTER_FIELDS = {
 _RETRIED_KINDS = (HandlerKind.EVENT, HandlerKind.JOB_COMPLETE)
 
 
-class _DryRun(Exception):
-    """Raised inside a transaction to undo a save made only to learn the service's verdict."""
-
-
 class HandlerRegistrationForm(forms.ModelForm):
     """The fields every registration has; :func:`registration_form_class` adds the rest.
 
-    Validation ends by calling :func:`registration_save` inside a transaction that is then
-    rolled back, so every refusal of the service is a form error beside its field; the
-    admin then makes the same call for real.
+    Validation ends with :func:`registration_prepare` (every check of
+    :func:`registration_save`, nothing written), so each refusal of the service is a form
+    error beside its field; the admin then saves through ``registration_save``.
     """
 
     handler_info: ClassVar[HandlerClass]
@@ -254,14 +249,10 @@ class HandlerRegistrationForm(forms.ModelForm):
                     handler=self.handler_info.name, values=self.parameter_values(), keep=stored
                 )
                 return
-            with transaction.atomic():
-                # A copy: the dry run must not leave a primary key on the form's instance.
-                registration_save(
-                    registration=copy.copy(self.instance), values=self.parameter_values()
-                )
-                raise _DryRun
-        except _DryRun:
-            pass
+            # A copy: the admin saves the form's own instance, through registration_save.
+            registration_prepare(
+                registration=copy.copy(self.instance), values=self.parameter_values()
+            )
         except ParameterError as exc:
             self._parameter_errors_add(exc)
         except ServiceError as exc:

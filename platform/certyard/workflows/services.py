@@ -93,6 +93,16 @@ def registration_save(
 
     Raises ``ParameterError`` (one message per parameter) or ``ServiceError``.
     """
+    registration_prepare(registration=registration, values=values)
+    registration.save()
+    return registration
+
+
+def registration_prepare(
+    *, registration: HandlerRegistration, values: Mapping[str, Any]
+) -> HandlerRegistration:
+    """Everything :func:`registration_save` checks and sets, without saving: a form
+    shows the refusals before anything is written."""
     info = handler_class(registration.handler)
     if info is None or info.cls is None:
         raise ServiceError(f"handler {registration.handler} is not installed or is broken")
@@ -114,7 +124,6 @@ def registration_save(
     registration.kind = info.cls.kind.value
     registration.parameters = parameters
     registration.secrets = json.dumps(secrets) if secrets else ""
-    registration.save()
     return registration
 
 
