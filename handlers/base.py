@@ -89,6 +89,7 @@ class HandlerKind(StrEnum):
     EVENT = "event", "Event handler"
     METADATA = "metadata", "Metadata generator"
     JOB_COMPLETE = "job_complete", "Job complete handler"
+    GATEWAY = "gateway", "CA gateway"
 
     def __new__(cls, value: str, label: str) -> HandlerKind:
         member = str.__new__(cls, value)
