@@ -291,6 +291,15 @@ CERTYARD_INVENTORY_MAX_BYTES = int(
 )
 CERTYARD_INVENTORY_MAX_ENTRIES = int(os.environ.get("CERTYARD_INVENTORY_MAX_ENTRIES", "500000"))
 CERTYARD_AGENT_CERT_DAYS = int(os.environ.get("CERTYARD_AGENT_CERT_DAYS", "365"))
+# Where relying parties reach this platform: written into issued certificates' CRL
+# distribution point and AIA (OCSP, CA issuers). Set it to the public address in production.
+_RUN_HOST = os.environ.get("CERTYARD_HOST", "127.0.0.1")
+_RUN_PORT = os.environ.get("CERTYARD_PORT", "8000")
+CERTYARD_PUBLIC_URL = os.environ.get("CERTYARD_PUBLIC_URL") or f"http://{_RUN_HOST}:{_RUN_PORT}"
+# A CRL is valid this long, and regenerated at half its life (and on every revocation).
+CERTYARD_CRL_HOURS = int(os.environ.get("CERTYARD_CRL_HOURS", "24"))
+# How long an OCSP answer may be cached by its receiver.
+CERTYARD_OCSP_HOURS = int(os.environ.get("CERTYARD_OCSP_HOURS", "1"))
 
 
 def expiry_thresholds_parse(raw: str) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", healthz, name="healthz"),
+    path("pki/", include("certyard.pki.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("certyard.api.urls")),
     path("api/orchestrator/v1/", include("certyard.api.agent_urls")),

@@ -1,0 +1,205 @@
+"""Key and certificate building blocks of the built-in CA (no database).
+
+Kept apart from the services so the benchmark's bare loop and the service sign exactly
+the same certificate, and so the key rules (which types, which hash) live in one place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from certyard.pki.models import KeyAlgorithm
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+_CURVES = {"EC-P256": ec.SECP256R1, "EC-P384": ec.SECP384R1}
+
+# Key usage names as templates store them, in the order x509.KeyUsage takes them.
+KEY_USAGES = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+    "encipher_only",
+    "decipher_only",
+)
+EXTENDED_KEY_USAGES = {
+    "server_auth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "client_auth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "code_signing": ExtendedKeyUsageOID.CODE_SIGNING,
+    "email_protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "time_stamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "ocsp_signing": ExtendedKeyUsageOID.OCSP_SIGNING,
+}
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def key_generate(algorithm: str) -> PrivateKey:
+    """A new private key of one of the :class:`KeyAlgorithm` types."""
+    if algorithm in _CURVES:
+        return ec.generate_private_key(_CURVES[algorithm]())
+    if algorithm == KeyAlgorithm.ED25519:
+        return ed25519.Ed25519PrivateKey.generate()
+    if algorithm.startswith("RSA-") and algorithm in KeyAlgorithm.values:
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(algorithm[4:]))
+    raise ValueError(f"unknown key type {algorithm!r}")
+
+
+def key_algorithm_of(public_key: object) -> str:
+    """The key's type as templates name it (``RSA-2048``, ``EC-P256``, ``Ed25519``), or a
+    descriptive name outside that list (``RSA-1024``, ``EC-secp521r1``, ``DSA``)."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"RSA-{public_key.key_size}"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        names = {"secp256r1": "EC-P256", "secp384r1": "EC-P384"}
+        return names.get(public_key.curve.name, f"EC-{public_key.curve.name}")
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    return type(public_key).__name__.removeprefix("_").replace("PublicKey", "") or "unknown"
+
+
+def signing_hash(key: PrivateKey) -> hashes.HashAlgorithm | None:
+    """The hash a CA key signs with: none for Ed25519, SHA-384 for P-384, else SHA-256."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+def key_pem(key: PrivateKey, password: bytes | None = None) -> str:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    ).decode()
+
+
+def certificate_pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def key_usage(names: list[str] | tuple[str, ...]) -> x509.KeyUsage:
+    chosen = set(names)
+    return x509.KeyUsage(**{name: name in chosen for name in KEY_USAGES})
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What an issued certificate says beyond its key: decided by the platform.
+
+    Attributes:
+        subject: The subject name.
+        sans: Subject alternative names (empty: no extension).
+        validity: How long from now, capped at the CA's own expiry.
+        key_usage: Names from :data:`KEY_USAGES` (empty: no extension).
+        extended_key_usage: Names from :data:`EXTENDED_KEY_USAGES`.
+        crl_url, ocsp_url, issuer_url: Written into CDP and AIA when set.
+        ca_path_length: Set to make a CA certificate (an intermediate); None for leaves.
+    """
+
+    subject: x509.Name
+    validity: dt.timedelta
+    sans: tuple[x509.GeneralName, ...] = ()
+    key_usage: tuple[str, ...] = ("digital_signature", "key_encipherment")
+    extended_key_usage: tuple[str, ...] = ()
+    crl_url: str = ""
+    ocsp_url: str = ""
+    issuer_url: str = ""
+    ca_path_length: int | None = field(default=None)
+    is_ca: bool = False
+
+
+def certificate_build(
+    *,
+    issuer_certificate: x509.Certificate | None,
+    issuer_key: PrivateKey,
+    public_key: PublicKey,
+    profile: Profile,
+    serial_number: int | None = None,
+) -> x509.Certificate:
+    """Sign one certificate. ``issuer_certificate`` None makes a self-signed root."""
+    start = now()
+    not_after = start + profile.validity
+    if issuer_certificate is not None:
+        not_after = min(not_after, issuer_certificate.not_valid_after_utc)
+    issuer_name = issuer_certificate.subject if issuer_certificate is not None else profile.subject
+    issuer_public = issuer_key.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(profile.subject)
+        .issuer_name(issuer_name)
+        .public_key(public_key)
+        .serial_number(serial_number or x509.random_serial_number())
+        .not_valid_before(start - dt.timedelta(minutes=5))
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.BasicConstraints(ca=profile.is_ca, path_length=profile.ca_path_length),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    if issuer_certificate is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public),  # type: ignore[arg-type]
+            critical=False,
+        )
+    if profile.key_usage:
+        builder = builder.add_extension(key_usage(profile.key_usage), critical=True)
+    if profile.extended_key_usage:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([EXTENDED_KEY_USAGES[n] for n in profile.extended_key_usage]),
+            critical=False,
+        )
+    if profile.sans:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(list(profile.sans)), critical=False
+        )
+    if profile.crl_url:
+        builder = builder.add_extension(
+            x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint(
+                        full_name=[x509.UniformResourceIdentifier(profile.crl_url)],
+                        relative_name=None,
+                        reasons=None,
+                        crl_issuer=None,
+                    )
+                ]
+            ),
+            critical=False,
+        )
+    access = []
+    if profile.ocsp_url:
+        access.append(
+            x509.AccessDescription(
+                x509.oid.AuthorityInformationAccessOID.OCSP,
+                x509.UniformResourceIdentifier(profile.ocsp_url),
+            )
+        )
+    if profile.issuer_url:
+        access.append(
+            x509.AccessDescription(
+                x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
+                x509.UniformResourceIdentifier(profile.issuer_url),
+            )
+        )
+    if access:
+        builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
+    return builder.sign(issuer_key, signing_hash(issuer_key))  # type: ignore[arg-type]
