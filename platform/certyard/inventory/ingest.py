@@ -692,3 +692,62 @@ def inventory_submit(
     outcome = inventory_upload_commit(store=store, upload=upload, chunks=1, seen_at=seen_at)
     outcome.new_certificates = staged.new_certificates
     return outcome
+
+
+@dataclass(slots=True)
+class CertificatesRecorded:
+    """What :func:`certificates_record` did: every certificate's id, and which were new."""
+
+    ids: dict[str, int]  # SHA-256 -> certificate id, for every chain member
+    new: set[str]  # SHA-256 of the certificates the inventory did not hold before
+    rejected: dict[int, str]  # chain position -> why it could not be read
+
+
+def certificates_record(chains: Sequence[Sequence[bytes]]) -> CertificatesRecorded:
+    """Record certificates that no store reports: issued here, or listed by a CA gateway.
+
+    The same path as an agent's report (parse only the unknown ones, insert, link each to
+    its issuer, run the metadata generators on the new ones), without locations. Each
+    chain is the certificate first, then its issuers. A chain whose first certificate
+    cannot be read is left out and reported in ``rejected`` by its position.
+    """
+    ders: dict[str, bytes] = {}
+    entries: list[_Entry] = []
+    for position, chain in enumerate(chains):
+        fingerprints = []
+        for der in chain:
+            fingerprint = sha256_hex(der)
+            ders[fingerprint] = der
+            fingerprints.append(fingerprint)
+        if fingerprints:
+            entries.append(_Entry(position, "", False, fingerprints))
+    known = _known_certificates(ders)
+    new_rows: list[ParsedCertificate] = []
+    unreadable: dict[str, str] = {}
+    for fingerprint, der in ders.items():
+        if fingerprint in known:
+            continue
+        try:
+            new_rows.append(_parse_safely(der))
+        except CertificateParseError as exc:
+            unreadable[fingerprint] = str(exc)
+    rejected: dict[int, str] = {}
+    kept: list[_Entry] = []
+    for entry in entries:
+        if entry.chain[0] in unreadable:
+            rejected[entry.position] = unreadable[entry.chain[0]]
+            continue
+        # An unreadable issuer only costs the link to it.
+        entry.chain = [entry.chain[0], *(f for f in entry.chain[1:] if f not in unreadable)]
+        kept.append(entry)
+    with transaction.atomic():
+        _certificates_insert(new_rows, timezone.now())
+        ids = {**known, **_known_certificates(row.sha256 for row in new_rows)}
+        _link_issuers(kept, ids)
+        if new_rows:
+            transaction.on_commit(metadata_generate_new_after_commit)
+    return CertificatesRecorded(
+        {fingerprint: value[0] for fingerprint, value in ids.items()},
+        {row.sha256 for row in new_rows},
+        rejected,
+    )
