@@ -53,6 +53,7 @@ APP_ORDER = [
     "inventory",
     "jobs",
     "blueprints",
+    "enrollment",
     "console",
 ]
 

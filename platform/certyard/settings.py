@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "certyard.fleet",
     "certyard.jobs",
     "certyard.blueprints",
+    "certyard.enrollment",
     "certyard.console",
 ]
 
@@ -253,6 +254,18 @@ SPECTACULAR_SETTINGS = {
         ],
         "JobStateEnum": "certyard.jobs.models.Job.State",
         "HandlerRunStateEnum": "certyard.workflows.models.HandlerRun.State",
+        # Job.type, as orchestrators.protocol.JobType labels it.
+        "JobTypeEnum": [
+            ("inventory", "Inventory"),
+            ("add", "Add"),
+            ("remove", "Remove"),
+            ("create", "Create"),
+            ("discovery", "Discovery"),
+            ("reenrollment", "Reenrollment"),
+        ],
+        "EnrollmentTypeEnum": "certyard.enrollment.models.EnrollmentRequest.Type",
+        "EnrollmentStateEnum": "certyard.enrollment.models.EnrollmentRequest.State",
+        "GatewaySyncStateEnum": "certyard.enrollment.models.GatewaySync.State",
     },
 }
 
@@ -300,6 +313,8 @@ CERTYARD_PUBLIC_URL = os.environ.get("CERTYARD_PUBLIC_URL") or f"http://{_RUN_HO
 CERTYARD_CRL_HOURS = int(os.environ.get("CERTYARD_CRL_HOURS", "24"))
 # How long an OCSP answer may be cached by its receiver.
 CERTYARD_OCSP_HOURS = int(os.environ.get("CERTYARD_OCSP_HOURS", "1"))
+# A gateway sync whose worker has been quiet this long is handed to another worker.
+CERTYARD_SYNC_STALE_SECONDS = int(os.environ.get("CERTYARD_SYNC_STALE_SECONDS", "120"))
 
 
 def expiry_thresholds_parse(raw: str) -> tuple[int, ...]:

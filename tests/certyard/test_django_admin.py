@@ -44,6 +44,7 @@ pytestmark = pytest.mark.django_db
 
 STORE_SECRET = "store-secret-never-shown-4711"
 WEBHOOK_SECRET = "webhook-secret-never-shown-4711"
+GATEWAY_SECRET = "00112233445566778899aabbccddeeff"  # a CFSSL auth key (hex)
 
 
 @pytest.fixture
@@ -123,6 +124,26 @@ def one_of_each(
     MetadataBackfill.objects.create(total=1)
     assert Schedule.objects.exists()  # the maintenance schedule, from a migration
     assert CertificateAuthority.objects.exists()  # the orchestrator CA, from registration
+    # PKI: a built-in CA, a template, an archived PFX key, a gateway with a secret, its
+    # record and a sync: no page may show a key or the gateway's secret.
+    from certyard.enrollment.models import GatewayRecord, GatewaySync, Template
+    from certyard.enrollment.services import enrollment_submit_pfx
+    from certyard.pki.services import ca_create
+
+    issuing = ca_create(name="Admin walk CA", key_algorithm="EC-P256")
+    Template.objects.create(name="walk", ca=issuing, archive_keys=True)
+    enrollment_submit_pfx(
+        template_name="walk",
+        common_name="walk.example.test",
+        password="walk-password",
+        actor=superuser,
+    )
+    gateway = registration_save(
+        registration=HandlerRegistration(name="walk gateway", handler="certyard.cfssl"),
+        values={"url": "http://127.0.0.1:9", "auth_key": GATEWAY_SECRET},
+    )
+    GatewayRecord.objects.create(gateway=gateway, ca_request_id="1:aa", status="issued")
+    GatewaySync.objects.create(gateway=gateway, state=GatewaySync.State.FINISHED)
 
 
 def _registered() -> list[tuple[type[Model], admin.ModelAdmin]]:
@@ -132,11 +153,14 @@ def _registered() -> list[tuple[type[Model], admin.ModelAdmin]]:
 def _secrets() -> list[str]:
     """Plain text that must never reach an admin page: store passwords, CA keys and the
     digests of API tokens."""
+    from certyard.enrollment.models import EnrollmentRequest
+
     keys = [ca.private_key_pem for ca in CertificateAuthority.objects.all()]
+    keys += [r.private_key_pem for r in EnrollmentRequest.objects.exclude(private_key_pem="")]
     # The PEM body of each key, without its BEGIN/END lines (which are not secret).
-    bodies = [line for key in keys for line in key.splitlines() if "-----" not in line]
+    bodies = [line for key in keys for line in key.splitlines()[:3] if "-----" not in line]
     digests = list(ApiToken.objects.values_list("digest", flat=True))
-    return [STORE_SECRET, WEBHOOK_SECRET, *bodies[:3], *digests]
+    return [STORE_SECRET, WEBHOOK_SECRET, GATEWAY_SECRET, *bodies, *digests]
 
 
 def test_every_admin_page_answers_and_shows_no_secret(

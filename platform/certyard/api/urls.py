@@ -26,4 +26,5 @@ urlpatterns = [
     path("", include("certyard.blueprints.api.urls")),
     path("", include("certyard.inventory.api.urls")),
     path("", include("certyard.workflows.api.urls")),
+    path("", include("certyard.enrollment.api.urls")),
 ]

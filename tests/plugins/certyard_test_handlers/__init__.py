@@ -138,3 +138,92 @@ class FixedDecision(RegistrationHandler):
             metadata={"decided": "fixed"},
             issue_certificate=self.config["issue_certificate"],
         )
+
+
+# --- CA gateways that misbehave -----------------------------------------------------------
+
+from handlers.gateways import (  # noqa: E402 - grouped with the gateways below
+    CAGateway,
+    CARecord,
+    GatewayEnrollment,
+    GatewayRevocation,
+    Product,
+    RecordStatus,
+)
+
+
+class _TestGateway(CAGateway):
+    def products(self) -> list[Product]:
+        return [Product("default", "Default")]
+
+    def fetch(self, ca_request_id: str) -> CARecord:
+        raise HandlerError("nothing to fetch", permanent=True)
+
+    def revoke(self, request: GatewayRevocation) -> CARecord:
+        raise HandlerError("nothing to revoke", permanent=True)
+
+
+class RaisingGateway(_TestGateway):
+    """A CA gateway whose enroll raises a plain exception (a bug in a third party's code)."""
+
+    label = "Raising gateway (test)"
+
+    def ping(self) -> None:
+        return None
+
+    def enroll(self, request: GatewayEnrollment) -> CARecord:
+        raise RuntimeError("the gateway's own bug")
+
+
+class HangingGateway(_TestGateway):
+    """A CA gateway that never answers enroll."""
+
+    label = "Hanging gateway (test)"
+
+    def ping(self) -> None:
+        return None
+
+    def enroll(self, request: GatewayEnrollment) -> CARecord:
+        time.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+class GarbageGateway(_TestGateway):
+    """A CA gateway that answers enroll with something that is not a CARecord, or a
+    certificate for another key."""
+
+    label = "Garbage gateway (test)"
+    parameters = (Parameter("answer", ParameterType.CHOICE, choices=("text", "other_key")),)
+
+    def ping(self) -> None:
+        return None
+
+    def enroll(self, request: GatewayEnrollment) -> Any:
+        if self.config.get("answer") == "other_key":
+            return CARecord("x-1", RecordStatus.ISSUED, certificate_pem=_stranger_pem())
+        return "issued, honest"
+
+
+def _stranger_pem() -> str:
+    """A certificate for a key nobody asked about."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stranger.example.test")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()

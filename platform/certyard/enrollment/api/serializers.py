@@ -1,0 +1,288 @@
+"""Shapes of the PKI and enrollment API."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from certyard.enrollment.models import EnrollmentRequest, GatewaySync, Template
+from certyard.pki.models import CertificateAuthority, KeyAlgorithm, RevocationReason
+from certyard.workflows.models import HandlerRegistration
+
+
+class CertificateAuthoritySerializer(serializers.ModelSerializer):
+    urls = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CertificateAuthority
+        fields = [
+            "id",
+            "name",
+            "origin",
+            "parent",
+            "purpose",
+            "key_algorithm",
+            "subject",
+            "not_after",
+            "enabled",
+            "certificate_pem",
+            "chain_pem",
+            "crl_number",
+            "crl_next_update",
+            "urls",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_urls(self, ca: CertificateAuthority) -> dict[str, str]:
+        from certyard.pki.services import ca_urls
+
+        return ca_urls(ca)
+
+
+class CertificateAuthorityCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    common_name = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    organization = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    country = serializers.CharField(max_length=2, required=False, allow_blank=True)
+    key_algorithm = serializers.ChoiceField(KeyAlgorithm.choices, default=KeyAlgorithm.EC_P384)
+    validity_days = serializers.IntegerField(min_value=1, max_value=36500, default=3650)
+    parent = serializers.PrimaryKeyRelatedField(
+        queryset=CertificateAuthority.objects.all(), required=False, allow_null=True
+    )
+    path_length = serializers.IntegerField(min_value=0, max_value=10, default=0, allow_null=True)
+
+
+class CertificateAuthorityImportSerializer(serializers.Serializer):
+    """Either PEM (certificate_pem + private_key_pem) or a base64 PKCS#12."""
+
+    name = serializers.CharField(max_length=200)
+    certificate_pem = serializers.CharField(required=False, allow_blank=True, max_length=65536)
+    private_key_pem = serializers.CharField(
+        required=False, allow_blank=True, max_length=65536, trim_whitespace=False
+    )
+    key_password = serializers.CharField(
+        required=False, allow_blank=True, max_length=1024, trim_whitespace=False
+    )
+    chain_pem = serializers.CharField(required=False, allow_blank=True, max_length=262144)
+    pkcs12 = serializers.CharField(
+        required=False, allow_blank=True, max_length=262144, help_text="Base64."
+    )
+    password = serializers.CharField(
+        required=False, allow_blank=True, max_length=1024, trim_whitespace=False
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        if bool(attrs.get("pkcs12")) == bool(attrs.get("certificate_pem")):
+            raise serializers.ValidationError(
+                "give either pkcs12 (base64), or certificate_pem and private_key_pem"
+            )
+        if attrs.get("certificate_pem") and not attrs.get("private_key_pem"):
+            raise serializers.ValidationError({"private_key_pem": "the CA's private key"})
+        return attrs
+
+
+class TemplateSerializer(serializers.ModelSerializer):
+    issuer = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Template
+        fields = [
+            "id",
+            "name",
+            "description",
+            "enabled",
+            "issuer",
+            "ca",
+            "gateway",
+            "product_id",
+            "validity_days",
+            "key_usage",
+            "extended_key_usage",
+            "allowed_key_types",
+            "allowed_domains",
+            "allow_wildcards",
+            "allow_ip_addresses",
+            "san_pattern",
+            "max_sans",
+            "required_subject_fields",
+            "required_metadata",
+            "require_approval",
+            "archive_keys",
+        ]
+        read_only_fields = fields
+
+    def get_issuer(self, template: Template) -> str:
+        return str(template.ca or template.gateway)
+
+
+class EnrollmentSerializer(serializers.ModelSerializer):
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    decided_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    pfx_available = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = EnrollmentRequest
+        fields = [
+            "id",
+            "template_name",
+            "template",
+            "type",
+            "method",
+            "state",
+            "requested_by",
+            "decided_by",
+            "decided_by_handler",
+            "decided_at",
+            "decision_comment",
+            "subject",
+            "sans",
+            "key_algorithm",
+            "metadata",
+            "renewal_of",
+            "failure_reason",
+            "ca_request_id",
+            "certificate",
+            "serial_number",
+            "certificate_pem",
+            "chain_pem",
+            "key_archived",
+            "pfx_available",
+            "created_at",
+            "issued_at",
+        ]
+        read_only_fields = fields
+
+
+class EnrollmentCsrSerializer(serializers.Serializer):
+    template = serializers.CharField(max_length=100, help_text="The template's name.")
+    csr = serializers.CharField(max_length=65536, help_text="PEM.")
+    metadata = serializers.DictField(required=False, default=dict)
+
+
+class EnrollmentBatchSerializer(serializers.Serializer):
+    template = serializers.CharField(max_length=100, help_text="The template's name.")
+    csrs = serializers.ListField(
+        child=serializers.CharField(max_length=65536),
+        min_length=1,
+        max_length=1000,
+        help_text="PEM CSRs, up to 1,000; each gets a request of its own.",
+    )
+    metadata = serializers.DictField(required=False, default=dict)
+
+
+class EnrollmentBatchResultSerializer(serializers.Serializer):
+    issued = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    results = EnrollmentSerializer(many=True)
+
+
+class EnrollmentPfxSerializer(serializers.Serializer):
+    template = serializers.CharField(max_length=100)
+    common_name = serializers.CharField(max_length=64)
+    sans = serializers.ListField(
+        child=serializers.CharField(max_length=255), required=False, default=list, max_length=1000
+    )
+    key_algorithm = serializers.ChoiceField(KeyAlgorithm.choices, default=KeyAlgorithm.EC_P256)
+    password = serializers.CharField(min_length=8, max_length=1024, trim_whitespace=False)
+    metadata = serializers.DictField(required=False, default=dict)
+
+
+class EnrollmentPfxResultSerializer(serializers.Serializer):
+    enrollment = EnrollmentSerializer()
+    pkcs12 = serializers.CharField(
+        allow_null=True, help_text="Base64 PKCS#12, handed out once; null while pending."
+    )
+
+
+class DecisionSerializer(serializers.Serializer):
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class CollectSerializer(serializers.Serializer):
+    password = serializers.CharField(min_length=8, max_length=1024, trim_whitespace=False)
+
+
+class RevokeSerializer(serializers.Serializer):
+    reason = serializers.ChoiceField(
+        [c for c in RevocationReason.choices if c[0] != RevocationReason.REMOVE_FROM_CRL],
+        default=RevocationReason.UNSPECIFIED,
+        help_text="RFC 5280 reason code.",
+    )
+
+
+class RenewSerializer(serializers.Serializer):
+    csr = serializers.CharField(
+        max_length=65536,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="For a CSR-enrolled certificate: PEM, for the same key or a new one.",
+    )
+    reuse_key = serializers.BooleanField(
+        default=False, help_text="PFX-enrolled: reuse the archived key instead of a new one."
+    )
+    password = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=1024,
+        trim_whitespace=False,
+        help_text="PFX-enrolled: the new PKCS#12's password.",
+    )
+
+
+class GatewaySerializer(serializers.ModelSerializer):
+    supports_sync = serializers.SerializerMethodField()
+
+    class Meta:
+        model = HandlerRegistration
+        fields = [
+            "id",
+            "name",
+            "handler",
+            "description",
+            "enabled",
+            "timeout_seconds",
+            "supports_sync",
+        ]
+        read_only_fields = fields
+
+    def get_supports_sync(self, registration: HandlerRegistration) -> bool:
+        from handlers.registry import handler_class
+
+        info = handler_class(registration.handler)
+        return bool(info and info.cls and getattr(info.cls, "supports_sync", False))
+
+
+class GatewayProductSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+
+
+class GatewaySyncStartSerializer(serializers.Serializer):
+    full = serializers.BooleanField(default=False)
+
+
+class GatewaySyncSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = GatewaySync
+        fields = [
+            "id",
+            "gateway",
+            "full",
+            "state",
+            "cursor",
+            "processed",
+            "added",
+            "error",
+            "started_at",
+            "heartbeat_at",
+            "finished_at",
+        ]
+        read_only_fields = fields

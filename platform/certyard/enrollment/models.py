@@ -1,0 +1,276 @@
+"""Enrollment: templates, requests and their approval, and what CA gateways hold.
+
+A template says what may be issued and by whom: a built-in CA (``pki``) or a CA gateway
+(a ``workflows.HandlerRegistration`` of kind ``gateway``) and one of its products. Every
+request is recorded, refused ones included, with the reason it was refused.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from certyard.encryption import EncryptedTextField
+from certyard.pki.models import KeyAlgorithm, RevocationReason
+
+
+def _default_key_usage() -> list[str]:
+    return ["digital_signature", "key_encipherment"]
+
+
+def _default_extended_key_usage() -> list[str]:
+    return ["server_auth"]
+
+
+def _default_key_types() -> list[str]:
+    return [
+        KeyAlgorithm.RSA_2048,
+        KeyAlgorithm.RSA_3072,
+        KeyAlgorithm.RSA_4096,
+        KeyAlgorithm.EC_P256,
+        KeyAlgorithm.EC_P384,
+    ]
+
+
+class Template(models.Model):
+    """What one kind of certificate may contain, who issues it, and how it is approved."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    ca = models.ForeignKey(
+        "pki.CertificateAuthority",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="templates",
+        verbose_name="built-in CA",
+        help_text="Issue from this built-in CA; or choose a gateway instead.",
+    )
+    gateway = models.ForeignKey(
+        "workflows.HandlerRegistration",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="issuing_templates",
+        limit_choices_to={"kind": "gateway"},
+        verbose_name="CA gateway",
+        help_text="Issue through this CA gateway registration, with the product below.",
+    )
+    product_id = models.CharField(
+        max_length=200, blank=True, help_text="The gateway's product (profile) to issue under."
+    )
+    product_parameters = models.JSONField(default=dict, blank=True)
+    validity_days = models.PositiveIntegerField(default=90)
+    key_usage = models.JSONField(default=_default_key_usage, blank=True)
+    extended_key_usage = models.JSONField(default=_default_extended_key_usage, blank=True)
+    allowed_key_types = models.JSONField(default=_default_key_types)
+    allowed_domains = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="DNS names must be one of these domains or under them; empty allows any.",
+    )
+    allow_wildcards = models.BooleanField(default=False)
+    allow_ip_addresses = models.BooleanField(default=False)
+    san_pattern = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="A regular expression every DNS name must match in full; empty: no pattern.",
+    )
+    max_sans = models.PositiveIntegerField(default=100)
+    required_subject_fields = models.JSONField(
+        default=list, blank=True, help_text='Subject attributes a request must have: "CN", "O"…'
+    )
+    require_approval = models.BooleanField(
+        default=False, help_text="Requests wait for an approver, who cannot be the requester."
+    )
+    archive_keys = models.BooleanField(
+        default=False,
+        help_text="Keep the keys the platform generates (PFX enrollment), encrypted at rest.",
+    )
+    required_metadata = models.JSONField(
+        default=list, blank=True, help_text="Metadata field names a request must give values for."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(ca__isnull=False, gateway__isnull=True)
+                    | models.Q(ca__isnull=True, gateway__isnull=False)
+                ),
+                name="template_one_issuer",
+                violation_error_message="Choose either a built-in CA or a CA gateway.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EnrollmentRequest(models.Model):
+    """One request for a certificate, from submission to issuance or refusal."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending approval"
+        APPROVED = "approved", "Approved, issuing"
+        AWAITING_CA = "awaiting_ca", "Waiting for the CA"
+        ISSUED = "issued", "Issued"
+        DENIED = "denied", "Denied"
+        FAILED = "failed", "Failed"
+
+    class Type(models.TextChoices):
+        NEW = "new", "New"
+        RENEW = "renew", "Renewal"
+        REISSUE = "reissue", "Reissue"
+
+    class Method(models.TextChoices):
+        CSR = "csr", "CSR"
+        PFX = "pfx", "PFX (key made by the platform)"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    template = models.ForeignKey(
+        Template, null=True, blank=True, on_delete=models.SET_NULL, related_name="requests"
+    )
+    template_name = models.CharField(max_length=100, help_text="As requested.")
+    type = models.CharField(max_length=8, choices=Type.choices, default=Type.NEW)
+    method = models.CharField(max_length=4, choices=Method.choices, default=Method.CSR)
+    state = models.CharField(max_length=12, choices=State.choices, db_index=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by_handler = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The handler registration that decided, if not a person.",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.TextField(blank=True)
+    csr_pem = models.TextField(blank=True)
+    subject = models.TextField(blank=True)
+    sans = models.JSONField(default=list, blank=True)
+    key_algorithm = models.CharField(max_length=32, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    renewal_of = models.ForeignKey(
+        "inventory.Certificate",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="renewal_requests",
+    )
+    failure_reason = models.TextField(blank=True)
+    ca_request_id = models.CharField(max_length=500, blank=True)
+    certificate = models.ForeignKey(
+        "inventory.Certificate",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="enrollment_requests",
+    )
+    certificate_pem = models.TextField(blank=True)
+    chain_pem = models.TextField(blank=True)
+    serial_number = models.CharField(max_length=64, blank=True)
+    # A key the platform generated: held (encrypted) until the requester collects the
+    # PKCS#12, and afterwards only when the template archives keys.
+    private_key_pem = EncryptedTextField(blank=True, editable=False)
+    key_archived = models.BooleanField(default=False)
+    pfx_collected_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("approve_enrollmentrequest", "Can approve or deny enrollment requests")]
+
+    def __str__(self) -> str:
+        return f"{self.template_name}: {self.subject or self.id}"
+
+    @property
+    def pfx_available(self) -> bool:
+        return (
+            self.method == self.Method.PFX
+            and self.state == self.State.ISSUED
+            and self.pfx_collected_at is None
+            and bool(self.private_key_pem)
+        )
+
+
+class GatewayRecord(models.Model):
+    """A certificate a CA gateway issued or reported, by the CA's own identifier."""
+
+    gateway = models.ForeignKey(
+        "workflows.HandlerRegistration", on_delete=models.CASCADE, related_name="ca_records"
+    )
+    ca_request_id = models.CharField(max_length=500)
+    status = models.CharField(max_length=12)
+    serial_number = models.CharField(max_length=64, blank=True)
+    product_id = models.CharField(max_length=200, blank=True)
+    certificate = models.ForeignKey(
+        "inventory.Certificate",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="gateway_records",
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation_reason = models.PositiveSmallIntegerField(
+        choices=RevocationReason.choices, null=True, blank=True
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gateway", "ca_request_id"], name="enrollment_record_per_gateway"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gateway}: {self.ca_request_id}"
+
+
+class GatewaySync(models.Model):
+    """One synchronization of a gateway's records into the inventory; resumable."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        FAILED = "failed", "Failed"
+
+    gateway = models.ForeignKey(
+        "workflows.HandlerRegistration", on_delete=models.CASCADE, related_name="syncs"
+    )
+    full = models.BooleanField(default=False)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
+    start_cursor = models.CharField(max_length=500, blank=True)
+    cursor = models.CharField(max_length=500, blank=True, help_text="After the last record kept.")
+    processed = models.PositiveIntegerField(default=0)
+    added = models.PositiveIntegerField(default=0, help_text="Certificates new to the inventory.")
+    error = models.TextField(blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gateway"],
+                condition=models.Q(state="running"),
+                name="enrollment_one_running_sync_per_gateway",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gateway} sync {self.started_at:%Y-%m-%d %H:%M}"
