@@ -220,6 +220,9 @@ class EventHandler(Handler):
 
     kind = HandlerKind.EVENT
     events: ClassVar[tuple[str, ...]] = ()
+    #: Set by the platform before ``handle``: what the handler may ask of it (approve an
+    #: enrollment, renew a certificate, ...); carried out only if ``handle`` succeeds.
+    platform: Platform
 
     @abc.abstractmethod
     def handle(self, event: EventContext) -> HandlerResult | None:
@@ -383,8 +386,9 @@ class JobCompleteContext:
 
 
 class Platform(Protocol):
-    """The few things a job complete handler may ask of the platform.
+    """The few things a handler may ask of the platform.
 
+    Job complete handlers get it as an argument; event handlers as ``self.platform``.
     Requests are recorded on the run and carried out by the platform after the handler
     returns successfully; a failed run carries out none of them.
     """
@@ -394,6 +398,18 @@ class Platform(Protocol):
 
     def set_metadata(self, *, certificate_sha256: str, values: Mapping[str, Any]) -> None:
         """Set metadata fields (by name) on a certificate."""
+
+    def approve_enrollment(self, *, enrollment_id: str, comment: str = "") -> None:
+        """Approve a pending enrollment request (recorded as approved by this handler's
+        registration); it is then issued like one a person approved."""
+
+    def deny_enrollment(self, *, enrollment_id: str, comment: str) -> None:
+        """Deny a pending enrollment request, saying why."""
+
+    def renew_certificate(self, *, certificate_sha256: str, new_key: bool = True) -> None:
+        """Renew a certificate the platform issued with a key it holds (PFX enrollment):
+        with a new key, or the archived one. The new PKCS#12 waits for its requester to
+        collect it; the template's approval rule applies."""
 
 
 class JobCompleteHandler(Handler):

@@ -513,3 +513,116 @@ def test_batch_enrollment_issues_the_good_and_records_the_bad(web: Template, sup
         "/api/v1/enrollments/batch/", {"template": "web", "csrs": []}, format="json"
     )
     assert too_many.status_code == 400
+
+
+# --- The built-in CA-workflow handlers, through the real runner ------------------------------
+
+
+def _register(name: str, handler: str, events: list[str], **values: Any) -> Any:
+    from certyard.workflows.models import HandlerRegistration
+    from certyard.workflows.services import registration_save
+
+    registration = HandlerRegistration(name=name, handler=handler, events=events)
+    return registration_save(registration=registration, values=values)
+
+
+def _run_handlers(kind: str, capture: Any) -> list[Any]:
+    from certyard.workflows.models import HandlerRun
+    from certyard.workflows.runner import event_runs_execute
+
+    runs = []
+    for event in events(kind):
+        with capture(execute=True):
+            event_runs_execute(event.pk)
+        runs += list(HandlerRun.objects.filter(event=event))
+    return runs
+
+
+def test_rule_approves_matching_requests_and_leaves_the_others(
+    web: Template, users, django_capture_on_commit_callbacks
+) -> None:
+    requester, _ = users
+    web.require_approval = True
+    web.save()
+    _register(
+        "auto-approve web",
+        "certyard.enrollment_rules",
+        ["enrollment.pending"],
+        templates=["web"],
+        allowed_domains=["internal.example.test"],
+        max_names=2,
+        comment="internal names",
+    )
+    inside = services.enrollment_submit_csr(
+        template_name="web", csr_pem=csr_for("a.internal.example.test"), actor=requester
+    )
+    outside = services.enrollment_submit_csr(
+        template_name="web", csr_pem=csr_for("www.example.test"), actor=requester
+    )
+    runs = _run_handlers("enrollment.pending", django_capture_on_commit_callbacks)
+    assert [r.state for r in runs] == ["succeeded", "succeeded"]
+    inside.refresh_from_db()
+    outside.refresh_from_db()
+    assert inside.state == State.ISSUED
+    assert inside.decided_by is None and inside.decided_by_handler == "auto-approve web"
+    assert inside.decision_comment == "internal names"
+    assert outside.state == State.PENDING
+    assert "outside" in runs[1].message
+    (approved,) = events("enrollment.approved")
+    assert approved.data["decided_by"] == "handler:auto-approve web"
+
+
+def test_rule_config_is_checked() -> None:
+    from handlers.builtin.enrollment import EnrollmentRules
+    from handlers.parameters import ParameterError
+
+    with pytest.raises(ParameterError, match="at least one condition"):
+        EnrollmentRules.config_check({"verdict": "approve"})
+    with pytest.raises(ParameterError, match="says why"):
+        EnrollmentRules.config_check({"templates": ["x"], "verdict": "deny"})
+
+
+def test_auto_renew_renews_platform_keys_once_and_refuses_csr_ones(
+    web: Template, users, django_capture_on_commit_callbacks
+) -> None:
+    from certyard.workflows.services import event_emit
+
+    requester, _ = users
+    web.archive_keys = True
+    web.save()
+    _register("renew", "certyard.auto_renew", ["certificate.expiring"], days=30)
+    pfx = services.enrollment_submit_pfx(
+        template_name="web", common_name="app.example.test", password="password1", actor=requester
+    ).request
+    csr = services.enrollment_submit_csr(
+        template_name="web", csr_pem=csr_for("www.example.test"), actor=requester
+    )
+    certificates = Certificate.objects.in_bulk([pfx.certificate_id, csr.certificate_id])
+    for location in (1, 2):  # two locations of the PFX one warn; one renewal
+        event_emit(
+            kind="certificate.expiring",
+            subject_type="certificate",
+            subject_id=pfx.certificate_id,
+            data={
+                "days": 7,
+                "sha256": certificates[pfx.certificate_id].sha256,
+                "location_id": location,
+            },
+        )
+    event_emit(
+        kind="certificate.expiring",
+        subject_type="certificate",
+        subject_id=csr.certificate_id,
+        data={"days": 7, "sha256": certificates[csr.certificate_id].sha256},
+    )
+    runs = _run_handlers("certificate.expiring", django_capture_on_commit_callbacks)
+    assert [r.state for r in runs] == ["succeeded", "succeeded", "failed"]
+    assert "enrolled with a CSR" in runs[2].error
+    (renewal,) = EnrollmentRequest.objects.filter(type="renew")
+    assert renewal.state == State.ISSUED and renewal.renewal_of_id == pfx.certificate_id
+    assert renewal.requested_by == requester and renewal.pfx_available
+    pfx_bytes = services.enrollment_pfx_collect(
+        request=renewal, password="new password", actor=requester
+    )
+    _, certificate, _ = pkcs12.load_key_and_certificates(pfx_bytes, b"new password")
+    assert certificate.subject.rfc4514_string() == "CN=app.example.test"

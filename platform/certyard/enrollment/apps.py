@@ -11,3 +11,13 @@ class EnrollmentConfig(AppConfig):
     name = "certyard.enrollment"
     label = "enrollment"
     verbose_name = "Enrollment"
+
+    def ready(self) -> None:
+        # Handlers ask for these as data (self.platform.approve_enrollment, ...);
+        # workflows, at the bottom, carries them out through what we register here.
+        from certyard.enrollment import services
+        from certyard.workflows.services import action_applier_register
+
+        action_applier_register("approve_enrollment", services.enrollment_approve_for_handler)
+        action_applier_register("deny_enrollment", services.enrollment_deny_for_handler)
+        action_applier_register("renew_certificate", services.certificate_renew_for_handler)

@@ -93,10 +93,13 @@ def json_bounded(value: Any, limit: int = _OUTPUT_LIMIT) -> dict[str, Any]:
 
 
 class PlatformRequests:
-    """The :class:`handlers.base.Platform` a job complete handler gets: it records actions."""
+    """The :class:`handlers.base.Platform` handlers get: it records actions, which the
+    apps that own them carry out after the run succeeds (``action_applier_register``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: str = "") -> None:
         self.actions: list[dict[str, Any]] = []
+        # Who asked: recorded with the decisions a handler makes for people.
+        self.source = source
 
     def schedule_job(self, *, store_id: str, job_type: str, delay_seconds: int = 0) -> None:
         self.actions.append(
@@ -114,6 +117,36 @@ class PlatformRequests:
                 "action": "set_metadata",
                 "certificate_sha256": str(certificate_sha256),
                 "values": dict(values),
+            }
+        )
+
+    def approve_enrollment(self, *, enrollment_id: str, comment: str = "") -> None:
+        self.actions.append(
+            {
+                "action": "approve_enrollment",
+                "enrollment_id": str(enrollment_id),
+                "comment": str(comment),
+                "by": self.source,
+            }
+        )
+
+    def deny_enrollment(self, *, enrollment_id: str, comment: str) -> None:
+        self.actions.append(
+            {
+                "action": "deny_enrollment",
+                "enrollment_id": str(enrollment_id),
+                "comment": str(comment),
+                "by": self.source,
+            }
+        )
+
+    def renew_certificate(self, *, certificate_sha256: str, new_key: bool = True) -> None:
+        self.actions.append(
+            {
+                "action": "renew_certificate",
+                "certificate_sha256": str(certificate_sha256),
+                "new_key": bool(new_key),
+                "by": self.source,
             }
         )
 
@@ -214,7 +247,9 @@ def _invocation(
         inputs["job"] = {"id": job_context.job_id, "type": job_context.job_type}
         return (lambda: handler.handle(job_context, platform)), inputs, platform
     if isinstance(handler, EventHandler):
-        return (lambda: handler.handle(event_context)), inputs, None
+        platform = PlatformRequests(run.registration.name if run.registration else run.handler)
+        handler.platform = platform
+        return (lambda: handler.handle(event_context)), inputs, platform
     raise ServiceError(f"a {handler.kind} handler does not run on events")
 
 
