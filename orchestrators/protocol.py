@@ -21,11 +21,20 @@ Protocol, version 1 (all bodies are JSON, all paths under ``API_PREFIX``):
     ``issued_at`` is within ``SESSION_ASSERTION_MAX_SKEW_SECONDS`` of its
     clock, and that ``issued_at`` is later than the last assertion it
     accepted from that orchestrator (so an assertion can be used once).
-    Answer 200: ``token, expires_in, status``. Every other call sends
-    ``Authorization: Bearer <token>``.
+    Answer 200: ``token, expires_in, status, certificate_not_after, renew_after``.
+    Every other call sends ``Authorization: Bearer <token>``. A revoked client
+    certificate answers 401 ``identity_rejected`` with ``reason:
+    certificate_revoked``: the agent must register again.
 
 ``POST heartbeat``
-    Answer 200: ``status, server_time``.
+    Answer 200: ``status, server_time, certificate_not_after, renew_after``.
+
+``POST certificate``
+    The agent renews its own client certificate, without a new approval, once
+    ``renew_after`` has passed. Body: ``csr`` (PEM, for a new P-256 key, or the
+    same key). Answer 200: ``certificate, ca_chain, not_after, renew_after``.
+    The session that asked ends with it: the agent opens a new one, signed by
+    the key the new certificate certifies.
 
 ``GET jobs/next?wait=<seconds>``
     Long poll (``wait`` up to ``MAX_POLL_WAIT_SECONDS``). Answer 200 with a job

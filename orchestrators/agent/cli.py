@@ -32,6 +32,7 @@ from orchestrators.agent.config import (
     load_config,
     save_registration,
 )
+from orchestrators.agent.renewal import CertificateRenewer
 from orchestrators.agent.runner import Runner
 
 EXIT_OK = 0
@@ -263,6 +264,7 @@ def _run(args: argparse.Namespace) -> int:
             state_root=config_dir / "state",
             store_roots=config.store_roots,
             max_file_bytes=config.max_file_bytes,
+            renewer=CertificateRenewer(client, config),
         ).run()
 
 

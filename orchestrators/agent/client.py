@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import logging
 import secrets
 import ssl
@@ -36,13 +37,20 @@ class PlatformError(Exception):
     """The platform refused a request (a 4xx other than the cases below)."""
 
     def __init__(
-        self, status: int, code: str, message: str, fields: dict[str, Any] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: dict[str, Any] | None = None,
+        reason: str = "",
     ) -> None:
         super().__init__(f"{message} ({status} {code})")
         self.status = status
         self.code = code
         self.message = message
         self.fields = fields or {}
+        # A refusal's particular cause, when the platform names one (e.g. certificate_revoked).
+        self.reason = reason
 
 
 class NotApproved(PlatformError):
@@ -51,7 +59,16 @@ class NotApproved(PlatformError):
 
 class IdentityRejected(PlatformError):
     """The platform refused to open a session: the orchestrator was reset, deleted or is
-    unknown. The agent must re-register."""
+    unknown, or its certificate was revoked. The agent must re-register."""
+
+    @property
+    def revoked(self) -> bool:
+        """The platform refused because this orchestrator's certificate was revoked."""
+        return self.reason == CERTIFICATE_REVOKED
+
+
+# The reason the platform gives with identity_rejected when the certificate was revoked.
+CERTIFICATE_REVOKED = "certificate_revoked"
 
 
 _last_issued_at = 0
@@ -88,17 +105,30 @@ def session_assertion(
     }
 
 
-def _error_of(response: httpx.Response) -> tuple[str, str, dict[str, Any]]:
-    """(code, message, fields) from an error body, tolerating bodies that are not ours."""
+def _error_of(response: httpx.Response) -> tuple[str, str, dict[str, Any], str]:
+    """(code, message, fields, reason) from an error body, tolerating bodies that are not
+    ours."""
     try:
         error = response.json()["error"]
         return (
             str(error.get("code", "error")),
             str(error.get("message", response.reason_phrase)),
             dict(error.get("fields") or {}),
+            str(error.get("reason") or ""),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
-        return "error", f"HTTP {response.status_code} {response.reason_phrase}", {}
+        return "error", f"HTTP {response.status_code} {response.reason_phrase}", {}, ""
+
+
+def _time_of(value: Any) -> dt.datetime | None:
+    """An ISO 8601 time from an answer, or None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _verify_option(verify_tls: bool | str) -> bool | ssl.SSLContext:
@@ -123,18 +153,25 @@ class PlatformClient:
         verify_tls: bool | str = True,
         orchestrator_id: str | None = None,
         private_key: ec.EllipticCurvePrivateKey | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``transport``: where requests go instead of the network (tests)."""
         self.orchestrator_id = orchestrator_id
         self._private_key = private_key
         self._token: str | None = None
         self._token_expires_at = 0.0
         self.status: str | None = None
+        # From the platform's session and heartbeat answers (None from older platforms):
+        # when the client certificate expires, and from when the agent should renew it.
+        self.certificate_not_after: dt.datetime | None = None
+        self.renew_after: dt.datetime | None = None
         self._session_lock = threading.Lock()
         self._http = httpx.Client(
             base_url=platform_url.rstrip("/") + protocol.API_PREFIX,
             verify=_verify_option(verify_tls),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             timeout=DEFAULT_TIMEOUT_SECONDS,
+            transport=transport,
         )
 
     def close(self) -> None:
@@ -149,6 +186,14 @@ class PlatformClient:
     @property
     def has_session(self) -> bool:
         return self._token is not None and time.monotonic() < self._token_expires_at
+
+    def use_key(self, private_key: ec.EllipticCurvePrivateKey) -> None:
+        """Sign sessions with ``private_key`` from now on; the current session is dropped
+        (the platform ends it when the certificate changes)."""
+        with self._session_lock:
+            self._private_key = private_key
+            self._token = None
+            self._token_expires_at = 0.0
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -186,15 +231,15 @@ class PlatformClient:
             )
             response = self._send("POST", "session", json=body)
             if response.status_code in (401, 403):
-                code, message, fields = _error_of(response)
+                code, message, fields, reason = _error_of(response)
                 if code == "not_approved":
-                    raise NotApproved(response.status_code, code, message, fields)
-                if attempt == 1 and response.status_code == 401:
+                    raise NotApproved(response.status_code, code, message, fields, reason)
+                if attempt == 1 and response.status_code == 401 and reason != CERTIFICATE_REVOKED:
                     # A restarted agent may reuse the last second a previous process used:
                     # one retry a second later tells that apart from a real refusal.
                     time.sleep(1.0)
                     continue
-                raise IdentityRejected(response.status_code, code, message, fields)
+                raise IdentityRejected(response.status_code, code, message, fields, reason)
             break
         self._raise_for_status(response)
         data = self._json(response)
@@ -207,13 +252,34 @@ class PlatformClient:
             expires_in - SESSION_REFRESH_MARGIN_SECONDS, expires_in / 2
         )
         self.status = str(data.get("status", ""))
+        self._certificate_times_note(data)
         return self.status
 
     def heartbeat(self) -> dict[str, Any]:
-        """``POST heartbeat``: returns ``status, server_time``."""
+        """``POST heartbeat``: returns ``status, server_time, certificate_not_after,
+        renew_after``."""
         data = self._json(self._request("POST", "heartbeat", json={}))
         self.status = str(data.get("status", self.status))
+        self._certificate_times_note(data)
         return data
+
+    def renew_certificate(self, csr: str) -> dict[str, Any]:
+        """``POST certificate`` with a CSR for the agent's next key: returns ``certificate,
+        ca_chain, not_after, renew_after``. The session ends with the old certificate:
+        call :meth:`use_key` with the new key before the next call."""
+        data = self._json(self._request("POST", "certificate", json={"csr": csr}))
+        if not isinstance(data.get("certificate"), str) or not data["certificate"]:
+            raise PlatformUnavailable("the renewal answer has no certificate")
+        not_after = _time_of(data.get("not_after"))
+        if not_after is not None:
+            self.certificate_not_after = not_after
+            self.renew_after = _time_of(data.get("renew_after"))
+        return data
+
+    def _certificate_times_note(self, data: dict[str, Any]) -> None:
+        if "renew_after" in data:
+            self.certificate_not_after = _time_of(data.get("certificate_not_after"))
+            self.renew_after = _time_of(data.get("renew_after"))
 
     def next_job(self, wait: int) -> dict[str, Any] | None:
         """``GET jobs/next``: a leased job summary, or None when no job came within ``wait`` s."""
@@ -310,6 +376,8 @@ class PlatformClient:
         token = self._token
         response = self._send(method, path, headers=self._auth(), **kwargs)
         if response.status_code == 401:
+            if _error_of(response)[3] == CERTIFICATE_REVOKED:
+                self._raise_for_status(response)  # no new session can help
             with self._session_lock:
                 if self._token == token:  # no other thread renewed it meanwhile
                     self.open_session()
@@ -334,10 +402,12 @@ class PlatformClient:
             return
         if status >= 500:
             raise PlatformUnavailable(f"platform answered {status} {response.reason_phrase}")
-        code, message, fields = _error_of(response)
+        code, message, fields, reason = _error_of(response)
         if status == 403 and code == "not_approved":
-            raise NotApproved(status, code, message, fields)
-        raise PlatformError(status, code, message, fields)
+            raise NotApproved(status, code, message, fields, reason)
+        if status == 401 and reason == CERTIFICATE_REVOKED:
+            raise IdentityRejected(status, code, message, fields, reason)
+        raise PlatformError(status, code, message, fields, reason)
 
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 Layout (directory mode 0700, files 0600, each written atomically)::
 
     key.pem     the agent's EC P-256 private key (PKCS#8, unencrypted: the directory protects it)
+    key.next.pem  the key of a certificate renewal under way (see orchestrators.agent.renewal)
     cert.pem    the client certificate the platform issued, when it issued one
     ca.pem      the platform's orchestrator CA chain
     agent.json  platform_url, orchestrator_id, name, client_machine, verify_tls
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 HOME_ENV = "CERTYARD_ORCHESTRATOR_HOME"
 KEY_FILE = "key.pem"
+PENDING_KEY_FILE = "key.next.pem"
 CERT_FILE = "cert.pem"
 CA_FILE = "ca.pem"
 AGENT_FILE = "agent.json"
@@ -137,6 +139,10 @@ class AgentConfig:
         return self.config_dir / KEY_FILE
 
     @property
+    def pending_key_path(self) -> Path:
+        return self.config_dir / PENDING_KEY_FILE
+
+    @property
     def cert_path(self) -> Path:
         return self.config_dir / CERT_FILE
 
@@ -146,18 +152,71 @@ class AgentConfig:
 
     def private_key(self) -> ec.EllipticCurvePrivateKey:
         """The agent's private key from ``key.pem``."""
-        try:
-            key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load the agent key {self.key_path}: {exc}") from exc
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ConfigError(f"{self.key_path} is not an EC private key")
-        return key
+        return _key_load(self.key_path)
+
+    def pending_key(self) -> ec.EllipticCurvePrivateKey | None:
+        """The key of a renewal under way (``key.next.pem``), if there is one."""
+        if not self.pending_key_path.exists():
+            return None
+        return _key_load(self.pending_key_path)
+
+
+def _key_load(path: Path) -> ec.EllipticCurvePrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load the agent key {path}: {exc}") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ConfigError(f"{path} is not an EC private key")
+    return key
 
 
 def generate_private_key() -> ec.EllipticCurvePrivateKey:
     """A new EC P-256 key for the agent."""
     return ec.generate_private_key(ec.SECP256R1())
+
+
+def private_key_pem(private_key: ec.EllipticCurvePrivateKey) -> bytes:
+    return private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def save_pending_key(config: AgentConfig, private_key: ec.EllipticCurvePrivateKey) -> None:
+    """Keep the key a renewal asks a certificate for before asking (mode 0600, atomically):
+    if the platform certifies it and the answer is lost, the agent still holds the key."""
+    write_private_file(config.pending_key_path, private_key_pem(private_key))
+
+
+def promote_pending_key(config: AgentConfig, *, certificate: str | None) -> None:
+    """Make the pending key the agent's key, once the platform certified it.
+
+    The certificate is written first, then the key file replaced by a rename: at every
+    moment ``key.pem`` or ``key.next.pem`` holds the key the platform knows. Without a
+    certificate (the answer was lost) the previous one is removed: it is not for this key.
+    """
+    if certificate:
+        write_private_file(config.cert_path, certificate.encode())
+    else:
+        config.cert_path.unlink(missing_ok=True)
+    os.replace(config.pending_key_path, config.key_path)
+    _directory_sync(config.config_dir)
+
+
+def _directory_sync(path: Path) -> None:
+    """Make a rename in ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_registration(
@@ -169,12 +228,8 @@ def save_registration(
 ) -> None:
     """Write a registration into ``config.config_dir``, replacing any previous one."""
     ensure_config_dir(config.config_dir)
-    key_pem = private_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    write_private_file(config.key_path, key_pem)
+    write_private_file(config.key_path, private_key_pem(private_key))
+    config.pending_key_path.unlink(missing_ok=True)  # a previous registration's renewal
     for path, pem in ((config.cert_path, certificate), (config.ca_path, ca_chain)):
         if pem:
             write_private_file(path, pem.encode())

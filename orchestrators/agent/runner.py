@@ -25,6 +25,7 @@ from orchestrators.agent.client import (
     PlatformUnavailable,
 )
 from orchestrators.agent.config import ensure_config_dir
+from orchestrators.agent.renewal import CertificateRenewer
 from orchestrators.protocol import MAX_POLL_WAIT_SECONDS, JobOutcome, JobType
 from orchestrators.sdk import (
     InventoryEntry,
@@ -110,8 +111,11 @@ class Runner:
         state_root: Path | None = None,
         store_roots: tuple[str, ...] | None = None,
         max_file_bytes: int | None = None,
+        renewer: CertificateRenewer | None = None,
     ) -> None:
         self._client = client
+        # Renews the agent's client certificate when the platform says (None: never).
+        self._renewer = renewer
         self._store_types = store_types
         # Each store gets a private folder below this for its store type's state (a cache
         # of what it read); None gives store types no state.
@@ -141,12 +145,8 @@ class Runner:
                     self._step()
                     self._failures = 0
                 except IdentityRejected as exc:
-                    logger.error(
-                        "the platform refused this orchestrator's identity (%s): it was reset "
-                        "or deleted. Re-register with `certyard-orchestrator register --url URL "
-                        "--token TOKEN`, then start the agent again.",
-                        exc.message,
-                    )
+                    if self._identity_recovered(exc):
+                        continue
                     return EXIT_IDENTITY_REJECTED
                 except NotApproved:
                     self._failures = 0
@@ -159,6 +159,36 @@ class Runner:
             logger.info("agent stopped (%s)", self._stop_reason)
             return EXIT_OK
 
+    def _identity_recovered(self, rejected: IdentityRejected) -> bool:
+        """Whether the agent may go on after the platform refused its identity: only when
+        the key of an unfinished certificate renewal is the one the platform knows.
+        Otherwise says why the agent stops."""
+        if not rejected.revoked and self._renewer is not None:
+            try:
+                if self._renewer.recover_pending_key():
+                    self._failures = 0
+                    return True
+            except IdentityRejected as exc:
+                rejected = exc
+            except PlatformUnavailable as exc:
+                self._back_off(f"platform unavailable ({exc})")
+                return not self._stop.is_set()
+        if rejected.revoked:
+            logger.error(
+                "this orchestrator's certificate was revoked; register again with "
+                "`certyard-orchestrator register --url URL --token TOKEN`, then start the "
+                "agent again (%s)",
+                rejected.message,
+            )
+        else:
+            logger.error(
+                "the platform refused this orchestrator's identity (%s): it was reset "
+                "or deleted. Re-register with `certyard-orchestrator register --url URL "
+                "--token TOKEN`, then start the agent again.",
+                rejected.message,
+            )
+        return False
+
     # -- loop ----------------------------------------------------------------------------------
 
     def _step(self) -> None:
@@ -168,6 +198,10 @@ class Runner:
             if status == "approved":
                 self._set_approved(True)
         self._heartbeat_if_due()
+        if self._renewer is not None and self._renewer.renew_if_due():
+            # The renewal ended the session: open one with the new key at once.
+            status = self._client.open_session()
+            logger.info("session opened with the new key; orchestrator status: %s", status)
         job = self._poll()
         if self._stop.is_set():
             return

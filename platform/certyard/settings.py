@@ -304,6 +304,8 @@ CERTYARD_INVENTORY_MAX_BYTES = int(
 )
 CERTYARD_INVENTORY_MAX_ENTRIES = int(os.environ.get("CERTYARD_INVENTORY_MAX_ENTRIES", "500000"))
 CERTYARD_AGENT_CERT_DAYS = int(os.environ.get("CERTYARD_AGENT_CERT_DAYS", "365"))
+# Agents renew their own client certificate when less than this share of it is left.
+CERTYARD_AGENT_RENEW_FRACTION = float(os.environ.get("CERTYARD_AGENT_RENEW_FRACTION", "0.33"))
 # Where relying parties reach this platform: written into issued certificates' CRL
 # distribution point and AIA (OCSP, CA issuers). Set it to the public address in production.
 _RUN_HOST = os.environ.get("CERTYARD_HOST", "127.0.0.1")

@@ -11,6 +11,7 @@ urlpatterns = [
     path("register", fleet_views.RegisterView.as_view(), name="register"),
     path("session", fleet_views.SessionView.as_view(), name="session"),
     path("heartbeat", fleet_views.HeartbeatView.as_view(), name="heartbeat"),
+    path("certificate", fleet_views.CertificateView.as_view(), name="certificate"),
     path("jobs/next", job_views.next_job, name="job-next"),
     path("jobs/<uuid:job_id>/config", job_views.JobConfigView.as_view(), name="job-config"),
     path("jobs/<uuid:job_id>/inventory", job_views.InventoryView.as_view(), name="job-inventory"),

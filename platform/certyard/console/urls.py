@@ -22,6 +22,11 @@ urlpatterns = [
     ),
     path("orchestrators/<uuid:pk>/reset/", views.orchestrator_reset, name="orchestrator-reset"),
     path(
+        "orchestrators/<uuid:pk>/revoke-certificate/",
+        views.orchestrator_revoke_certificate,
+        name="orchestrator-revoke-certificate",
+    ),
+    path(
         "registration-tokens/",
         views.registration_token_list,
         name="registration-token-list",

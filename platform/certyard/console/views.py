@@ -45,6 +45,8 @@ from certyard.inventory.parsing import certificate_file_stem, der_to_pem
 from certyard.jobs import selectors as job_selectors
 from certyard.jobs import services as job_services
 from certyard.jobs.models import Job
+from certyard.pki.models import RevocationReason
+from certyard.pki.services import issued_is_revoked
 
 CERTIFICATES_PER_PAGE = 50
 JOBS_SHOWN = 100
@@ -95,6 +97,16 @@ def orchestrator_detail(request: HttpRequest, pk: str) -> HttpResponse:
     orchestrator = get_object_or_404(Orchestrator, pk=pk)
     user = request.user
     context: dict[str, Any] = {"o": orchestrator}
+    if orchestrator.has_identity:
+        context["certificate_revoked"] = issued_is_revoked(
+            certificate_pem=orchestrator.certificate_pem
+        )
+        if user.has_perm("fleet.change_orchestrator"):
+            context["revocation_reasons"] = [
+                (value, label)
+                for value, label in RevocationReason.choices
+                if value != RevocationReason.REMOVE_FROM_CRL
+            ]
     if user.has_perm("inventory.view_certificatestore"):
         stores = inventory_selectors.store_list(orchestrator_id=orchestrator.pk)
         shown = list(stores[: STORES_PER_PAGE + 1])
@@ -158,6 +170,29 @@ def orchestrator_disapprove(request: HttpRequest, pk: str) -> HttpResponse:
 def orchestrator_reset(request: HttpRequest, pk: str) -> HttpResponse:
     return _orchestrator_action(
         request, pk, fleet_services.orchestrator_reset, "reset; it must register again."
+    )
+
+
+@login_required
+@require_POST
+@permission_required("fleet.change_orchestrator", raise_exception=True)
+def orchestrator_revoke_certificate(request: HttpRequest, pk: str) -> HttpResponse:
+    raw_reason = request.POST.get("reason", "0")
+
+    def revoke(*, orchestrator: Orchestrator, actor: Any) -> Orchestrator:
+        try:
+            reason = int(raw_reason)
+        except ValueError:
+            raise ServiceError(f"{raw_reason!r} is not a revocation reason") from None
+        return fleet_services.orchestrator_certificate_revoke(
+            orchestrator=orchestrator, reason=reason, actor=actor
+        )
+
+    return _orchestrator_action(
+        request,
+        pk,
+        revoke,
+        "certificate revoked; its agent is locked out until it registers again.",
     )
 
 

@@ -21,7 +21,13 @@ from django.utils import timezone
 
 from certyard.errors import Conflict, ServiceError
 from certyard.fleet.models import Orchestrator, RegistrationToken
-from certyard.pki.services import ca_issue_client_certificate, orchestrator_ca_get_or_create
+from certyard.pki.models import IssuedCertificate, RevocationReason
+from certyard.pki.services import (
+    ca_issue_client_certificate,
+    certificate_revoke,
+    issued_is_revoked,
+    orchestrator_ca_get_or_create,
+)
 from certyard.workflows.registration import (
     RegistrationOutcome,
     registration_handlers_run,
@@ -137,6 +143,20 @@ def _spki_sha256(public_key: ec.EllipticCurvePublicKey) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+def _identity_fields(
+    public_key: ec.EllipticCurvePublicKey, certificate: x509.Certificate
+) -> dict[str, Any]:
+    """The orchestrator's identity fields for a key and the certificate issued for it."""
+    return {
+        "public_key_sha256": _spki_sha256(public_key),
+        "public_key_pem": public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode(),
+        "certificate_pem": certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        "certificate_not_after": certificate.not_valid_after_utc,
+    }
+
+
 def _status_after_registration(
     outcome: RegistrationOutcome, registration_token: RegistrationToken
 ) -> str:
@@ -165,9 +185,10 @@ def orchestrator_register(
     The enabled registration handlers run in order before anything is written; the first
     to allow or deny decides. When all defer, the token decides: approved if it
     pre-approves, else New for an administrator. An orchestrator of the same name on the
-    same machine may register again only after an admin reset it (its stores and history
-    are kept). A handler may withhold the client certificate: the orchestrator is then
-    recorded without an identity and the agent is told to register again later.
+    same machine may register again only after an admin reset it or revoked its
+    certificate (its stores and history are kept). A handler may withhold the client
+    certificate: the orchestrator is then recorded without an identity and the agent is
+    told to register again later.
     """
     csr = csr_load(csr_pem)
     # Refuse a bad token before doing any work for its bearer.
@@ -199,16 +220,8 @@ def orchestrator_register(
         certificate = ca_issue_client_certificate(
             ca=ca, csr=csr, common_name=name, days=settings.CERTYARD_AGENT_CERT_DAYS
         )
-        certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
-        identity = {
-            "public_key_sha256": _spki_sha256(public_key),
-            "public_key_pem": public_key.public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ).decode(),
-            "certificate_pem": certificate_pem,
-            "certificate_not_after": certificate.not_valid_after_utc,
-            "last_assertion_at": 0,
-        }
+        identity = {**_identity_fields(public_key, certificate), "last_assertion_at": 0}
+        certificate_pem = identity["certificate_pem"]
     now = timezone.now()
     with transaction.atomic():
         registration_token = _registration_token_spend(token)
@@ -239,7 +252,12 @@ def orchestrator_register(
             .filter(name=name, client_machine=client_machine)
             .first()
         )
-        if existing is not None and existing.has_identity:
+        if (
+            existing is not None
+            and existing.has_identity
+            # A revoked identity is no identity: its agent may register again, with a token.
+            and not issued_is_revoked(certificate_pem=existing.certificate_pem)
+        ):
             raise Conflict(
                 f"an orchestrator named {name} on {client_machine} is already registered; "
                 "an administrator must reset it before it can register again",
@@ -305,10 +323,23 @@ class Session:
     orchestrator: Orchestrator
 
 
+def _certificate_revoked_error() -> ServiceError:
+    return ServiceError(
+        "this orchestrator's certificate was revoked",
+        code="identity_rejected",
+        http_status=401,
+        # For agents: register again; no retry with the same key can succeed.
+        details={"reason": "certificate_revoked"},
+    )
+
+
 def orchestrator_session_open(
     *, orchestrator_id: str, issued_at: int, nonce: str, signature_b64: str
 ) -> Session:
-    """A short-lived bearer token for an agent that proved it holds its certified key."""
+    """A short-lived bearer token for an agent that proved it holds its certified key.
+
+    Refused when the orchestrator's current certificate was revoked.
+    """
     refused = ServiceError(
         "the assertion does not prove possession of a registered orchestrator key",
         code="identity_rejected",
@@ -339,6 +370,9 @@ def orchestrator_session_open(
         )
     except (binascii.Error, ValueError, InvalidSignature) as exc:
         raise refused from exc
+    # Only the key's holder learns that its certificate was revoked.
+    if issued_is_revoked(certificate_pem=orchestrator.certificate_pem):
+        raise _certificate_revoked_error()
     # Each assertion is good once: issued_at must move forward.
     if not Orchestrator.objects.filter(pk=orchestrator.pk, last_assertion_at__lt=issued_at).update(
         last_assertion_at=issued_at, last_seen=timezone.now()
@@ -353,7 +387,11 @@ def orchestrator_session_open(
 
 
 def orchestrator_from_session_token(token: str) -> Orchestrator | None:
-    """The orchestrator a valid, unexpired session token belongs to, if its key still stands."""
+    """The orchestrator a valid, unexpired session token belongs to, if its key still stands.
+
+    Raises ``identity_rejected`` (401) when its certificate was revoked since: the agent
+    is locked out at once, and told why.
+    """
     try:
         claims = signing.loads(token, salt=_SESSION_SALT, max_age=settings.CERTYARD_SESSION_SECONDS)
     except signing.BadSignature:
@@ -362,13 +400,35 @@ def orchestrator_from_session_token(token: str) -> Orchestrator | None:
     if orchestrator is None or not orchestrator.has_identity:
         return None
     if _identity_fingerprint(orchestrator) != claims.get("c"):
-        return None  # reset or registered again since: a new certificate, a new identity
+        return None  # reset, renewed or registered again since: a new certificate
+    if issued_is_revoked(certificate_pem=orchestrator.certificate_pem):  # one indexed query
+        raise _certificate_revoked_error()
     return orchestrator
 
 
 def _identity_fingerprint(orchestrator: Orchestrator) -> str:
-    """Names the current registration: every registration issues a new certificate."""
+    """Names the current certificate: every registration and renewal issues a new one."""
     return hashlib.sha256(orchestrator.certificate_pem.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateTimes:
+    not_after: dt.datetime | None
+    renew_after: dt.datetime | None
+
+
+def orchestrator_certificate_times(orchestrator: Orchestrator) -> CertificateTimes:
+    """When the orchestrator's certificate expires, and from when its agent should renew it:
+    once less than ``CERTYARD_AGENT_RENEW_FRACTION`` of its lifetime is left."""
+    if not orchestrator.certificate_pem:
+        return CertificateTimes(orchestrator.certificate_not_after, None)
+    try:
+        certificate = x509.load_pem_x509_certificate(orchestrator.certificate_pem.encode())
+    except ValueError:
+        return CertificateTimes(orchestrator.certificate_not_after, None)
+    not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    fraction = min(max(float(settings.CERTYARD_AGENT_RENEW_FRACTION), 0.0), 1.0)
+    return CertificateTimes(not_after, not_after - (not_after - not_before) * fraction)
 
 
 # Longer than a long poll (30 s at most): an agent that only polls writes every other poll.
@@ -391,7 +451,8 @@ _lockout_hooks: list[Callable[[Orchestrator], None]] = []
 
 
 def orchestrator_lockout_hook_register(hook: Callable[[Orchestrator], None]) -> None:
-    """Call ``hook(orchestrator)`` inside the transaction that disapproves or resets one."""
+    """Call ``hook(orchestrator)`` inside the transaction that disapproves or resets one,
+    or revokes its certificate."""
     if hook not in _lockout_hooks:
         _lockout_hooks.append(hook)
 
@@ -486,3 +547,109 @@ def orchestrator_reset(*, orchestrator: Orchestrator, actor: Any) -> Orchestrato
         _status_set(orchestrator=orchestrator, status=Orchestrator.Status.NEW, actor=actor)
         _lockout_hooks_run(orchestrator)
     return orchestrator
+
+
+# --- Certificate renewal and revocation ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    orchestrator: Orchestrator
+    certificate_pem: str
+    ca_chain: list[str]
+    times: CertificateTimes
+
+
+def orchestrator_certificate_renew(*, orchestrator: Orchestrator, csr_pem: str) -> Renewal:
+    """A new client certificate for the agent, named as before; its status does not change.
+
+    The agent renews before its certificate expires, without an administrator. The CSR is
+    normally for a new key, but one for the current key is accepted too (an agent that
+    lost the answer to a renewal asks again for the key it then kept). The previous
+    certificate is not revoked: it is superseded and expires on its own. Sessions are
+    bound to the certificate they were opened with, so the agent's session ends here: it
+    opens a new one, signed by the key of the new certificate.
+
+    A disapproved orchestrator may not renew; a new one may (it is waiting for approval,
+    and its certificate should not lapse meanwhile).
+    """
+    csr = csr_load(csr_pem)
+    public_key = csr.public_key()
+    ca = orchestrator_ca_get_or_create()
+    with transaction.atomic():
+        locked = Orchestrator.objects.select_for_update().filter(pk=orchestrator.pk).first()
+        if locked is None or not locked.has_identity:
+            raise ServiceError(
+                "this orchestrator was reset or deleted; it must register again",
+                code="identity_rejected",
+                http_status=401,
+            )
+        if locked.status == Orchestrator.Status.DISAPPROVED:
+            raise ServiceError(
+                "this orchestrator is disapproved: it may not renew its certificate",
+                code="disapproved",
+                http_status=403,
+            )
+        if _identity_fingerprint(locked) != _identity_fingerprint(orchestrator):
+            raise Conflict(
+                "the certificate was renewed by another request meanwhile; open a new session "
+                "with the key of the current certificate",
+                code="renewed_meanwhile",
+            )
+        if issued_is_revoked(certificate_pem=locked.certificate_pem):
+            raise _certificate_revoked_error()
+        certificate = ca_issue_client_certificate(
+            ca=ca, csr=csr, common_name=locked.name, days=settings.CERTYARD_AGENT_CERT_DAYS
+        )
+        fields = _identity_fields(public_key, certificate)
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        locked.save(update_fields=list(fields))
+    return Renewal(
+        locked, locked.certificate_pem, [ca.certificate_pem], orchestrator_certificate_times(locked)
+    )
+
+
+def orchestrator_certificate_revoke(
+    *, orchestrator: Orchestrator, reason: int = RevocationReason.UNSPECIFIED, actor: Any = None
+) -> Orchestrator:
+    """Revoke the orchestrator's current client certificate: its agent is locked out at once.
+
+    Its open sessions and any new one are refused, jobs it held go back to the queue, and
+    the certificate is listed on the orchestrator CA's CRL. The orchestrator keeps its
+    status, stores and history; its agent can work again only by registering again (no
+    reset needed). ``reason`` is an RFC 5280 CRLReason code.
+    """
+    with transaction.atomic():
+        locked = Orchestrator.objects.select_for_update().get(pk=orchestrator.pk)
+        if not locked.has_identity:
+            raise Conflict(
+                "this orchestrator has no certificate (it was reset): there is nothing to revoke",
+                code="not_registered",
+            )
+        try:
+            certificate = x509.load_pem_x509_certificate(locked.certificate_pem.encode())
+        except ValueError as exc:
+            raise Conflict(
+                "this orchestrator's certificate cannot be read; reset the orchestrator instead",
+                code="certificate_unreadable",
+            ) from exc
+        sha256 = certificate.fingerprint(hashes.SHA256()).hex()
+        issued = IssuedCertificate.objects.filter(sha256=sha256).first()
+        if issued is None:
+            raise Conflict(
+                "this orchestrator's certificate is not among those the platform's CAs record "
+                "(it was issued before they were kept); reset the orchestrator to lock it out",
+                code="certificate_unknown",
+            )
+        revoked = certificate_revoke(issued=issued, reason=reason, actor=actor)
+        who = getattr(actor, "username", "") or "the platform"
+        locked.last_error = (
+            f"client certificate (serial {revoked.serial_number}) revoked by {who} on "
+            f"{revoked.revoked_at:%Y-%m-%d %H:%M %Z}, reason: "
+            f"{RevocationReason(revoked.revocation_reason).label}; "
+            "the agent must register again"
+        )
+        locked.save(update_fields=["last_error"])
+        _lockout_hooks_run(locked)
+    return locked

@@ -47,12 +47,40 @@ class SessionSerializer(serializers.Serializer):
     signature = serializers.CharField(max_length=1000)
 
 
-class SessionResponseSerializer(serializers.Serializer):
+class CertificateTimesSerializer(serializers.Serializer):
+    """When the agent's client certificate expires, and from when it should renew it."""
+
+    certificate_not_after = serializers.DateTimeField(
+        allow_null=True, help_text="When the orchestrator's current client certificate expires."
+    )
+    renew_after = serializers.DateTimeField(
+        allow_null=True,
+        help_text="From this time on the agent renews its certificate "
+        "(POST certificate with a CSR for a new key).",
+    )
+
+
+class SessionResponseSerializer(CertificateTimesSerializer):
     token = serializers.CharField()
     expires_in = serializers.IntegerField()
     status = serializers.CharField()
 
 
-class HeartbeatResponseSerializer(serializers.Serializer):
+class HeartbeatResponseSerializer(CertificateTimesSerializer):
     status = serializers.CharField()
     server_time = serializers.DateTimeField()
+
+
+class CertificateRenewSerializer(serializers.Serializer):
+    csr = serializers.CharField(
+        max_length=20_000,
+        help_text="PEM PKCS#10 request for the agent's new EC P-256 (or P-384) key; one for "
+        "the current key is accepted too. Its subject is ignored.",
+    )
+
+
+class CertificateRenewResponseSerializer(serializers.Serializer):
+    certificate = serializers.CharField(help_text="The new PEM client certificate.")
+    ca_chain = serializers.ListField(child=serializers.CharField())
+    not_after = serializers.DateTimeField()
+    renew_after = serializers.DateTimeField(allow_null=True)

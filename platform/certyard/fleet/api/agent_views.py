@@ -1,4 +1,5 @@
-"""The fleet part of the agent API, under /api/orchestrator/v1/: register, session, heartbeat.
+"""The fleet part of the agent API, under /api/orchestrator/v1/: register, session,
+heartbeat and certificate (renewal).
 
 Thin views: check the input, call one service, answer. The contract is written
 down in orchestrators/protocol.py.
@@ -19,12 +20,15 @@ from certyard.api.errors import ApiError
 from certyard.fleet import services
 from certyard.fleet.api.agent_auth import IsOrchestrator, OrchestratorSessionAuthentication
 from certyard.fleet.api.agent_serializers import (
+    CertificateRenewResponseSerializer,
+    CertificateRenewSerializer,
     HeartbeatResponseSerializer,
     RegisterResponseSerializer,
     RegisterSerializer,
     SessionResponseSerializer,
     SessionSerializer,
 )
+from certyard.fleet.models import Orchestrator
 
 _TAG = ["orchestrator agent"]
 
@@ -107,6 +111,7 @@ class SessionView(APIView):
                 "token": session.token,
                 "expires_in": session.expires_in,
                 "status": session.orchestrator.status,
+                **_certificate_times(session.orchestrator),
             }
         )
 
@@ -117,7 +122,53 @@ class HeartbeatView(AgentView):
     @extend_schema(tags=_TAG, request=None, responses={200: HeartbeatResponseSerializer})
     def post(self, request: Request) -> Response:
         services.orchestrator_seen(orchestrator=request.user)
-        return Response({"status": request.user.status, "server_time": timezone.now()})
+        return Response(
+            {
+                "status": request.user.status,
+                "server_time": timezone.now(),
+                **_certificate_times(request.user),
+            }
+        )
+
+
+class CertificateView(AgentView):
+    # It signs certificates: bound how often one orchestrator may ask.
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "agent-register"
+    error_responses = {
+        400: "The CSR is not a PEM certificate signing request, its signature does not "
+        "verify, or its key is not EC P-256/P-384.",
+        403: "The orchestrator is disapproved: it may not renew its certificate.",
+        409: "Another request renewed the certificate meanwhile.",
+    }
+
+    @extend_schema(
+        tags=_TAG,
+        request=CertificateRenewSerializer,
+        responses={200: CertificateRenewResponseSerializer},
+        summary="Renew the agent's client certificate, for a new key; no re-approval needed",
+        description="The answer's certificate replaces the previous one (which is not "
+        "revoked: it expires on its own). The session ends with it: open a new one, "
+        "signed by the new key.",
+    )
+    def post(self, request: Request) -> Response:
+        data = valid_body(CertificateRenewSerializer, request)
+        renewal = services.orchestrator_certificate_renew(
+            orchestrator=request.user, csr_pem=data["csr"]
+        )
+        return Response(
+            {
+                "certificate": renewal.certificate_pem,
+                "ca_chain": renewal.ca_chain,
+                "not_after": renewal.times.not_after,
+                "renew_after": renewal.times.renew_after,
+            }
+        )
+
+
+def _certificate_times(orchestrator: Orchestrator) -> dict[str, Any]:
+    times = services.orchestrator_certificate_times(orchestrator)
+    return {"certificate_not_after": times.not_after, "renew_after": times.renew_after}
 
 
 def valid_body(serializer_class: type, request: Request) -> dict[str, Any]:

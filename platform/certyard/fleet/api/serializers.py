@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from certyard.fleet.models import Orchestrator, RegistrationToken
+from certyard.pki.models import RevocationReason
 
 
 class RegistrationTokenSerializer(serializers.ModelSerializer):
@@ -57,3 +58,15 @@ class OrchestratorSerializer(serializers.ModelSerializer):
             "last_error",
         ]
         read_only_fields = fields
+
+
+class CertificateRevokeSerializer(serializers.Serializer):
+    reason = serializers.ChoiceField(
+        choices=[
+            choice
+            for choice in RevocationReason.choices
+            if choice[0] != RevocationReason.REMOVE_FROM_CRL
+        ],
+        default=RevocationReason.UNSPECIFIED,
+        help_text="The RFC 5280 CRLReason code written into the CRL (default 0, unspecified).",
+    )

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from certyard.api.errors import ApiError
 from certyard.fleet import services
 from certyard.fleet.api.serializers import (
+    CertificateRevokeSerializer,
     OrchestratorSerializer,
     RegistrationTokenCreatedSerializer,
     RegistrationTokenCreateSerializer,
@@ -70,10 +71,10 @@ class OrchestratorViewSet(viewsets.ReadOnlyModelViewSet):
             queryset = queryset.filter(status=wanted)
         return queryset
 
-    def _transition(self, service: Callable[..., Orchestrator]) -> Response:
+    def _transition(self, service: Callable[..., Orchestrator], **options: object) -> Response:
         if not self.request.user.has_perm("fleet.change_orchestrator"):
             self.permission_denied(self.request, message="you may not change orchestrators")
-        orchestrator = service(orchestrator=self.get_object(), actor=self.request.user)
+        orchestrator = service(orchestrator=self.get_object(), actor=self.request.user, **options)
         return Response(OrchestratorSerializer(orchestrator).data)
 
     @extend_schema(request=None, responses={200: OrchestratorSerializer})
@@ -91,3 +92,29 @@ class OrchestratorViewSet(viewsets.ReadOnlyModelViewSet):
     def reset(self, request: Request, pk: str) -> Response:
         """Forget the agent's key; it must register again with a new token."""
         return self._transition(services.orchestrator_reset)
+
+    @extend_schema(
+        request=CertificateRevokeSerializer,
+        responses={200: OrchestratorSerializer},
+        summary="Revoke the orchestrator's client certificate: its agent is locked out at once",
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="revoke-certificate",
+        permission_classes=[IsAuthenticated],
+    )
+    def revoke_certificate(self, request: Request, pk: str) -> Response:
+        """Revoke the agent's current client certificate and list it on the CRL.
+
+        Its sessions are refused at once and jobs it held go back to the queue; its
+        status does not change. To work again its agent registers again.
+        """
+        if not request.user.has_perm("fleet.change_orchestrator"):
+            # Before reading the body: a refusal must not depend on what was sent.
+            self.permission_denied(request, message="you may not change orchestrators")
+        body = CertificateRevokeSerializer(data=request.data if request.data else {})
+        body.is_valid(raise_exception=True)
+        return self._transition(
+            services.orchestrator_certificate_revoke, reason=body.validated_data["reason"]
+        )
