@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from certyard.console import blueprint_views, metadata_views, run_views, views
+from certyard.console import blueprint_views, metadata_views, pki_views, run_views, views
 
 app_name = "console"
 
@@ -115,4 +115,59 @@ urlpatterns = [
         blueprint_views.orchestrator_blueprint_apply,
         name="orchestrator-blueprint-apply",
     ),
+    # PKI: certificate authorities and CA gateways.
+    path("cas/", pki_views.ca_list, name="ca-list"),
+    path("cas/add/", pki_views.ca_create, name="ca-create"),
+    path("cas/import/", pki_views.ca_import, name="ca-import"),
+    path("cas/<int:pk>/", pki_views.ca_detail, name="ca-detail"),
+    path("gateways/", pki_views.gateway_list, name="gateway-list"),
+    path("gateways/<int:pk>/", pki_views.gateway_detail, name="gateway-detail"),
+    path("gateways/<int:pk>/test/", pki_views.gateway_test, name="gateway-test"),
+    path("gateways/<int:pk>/sync/", pki_views.gateway_sync, name="gateway-sync"),
+    path(
+        "gateways/syncs/<int:pk>/",
+        pki_views.gateway_sync_progress,
+        name="gateway-sync-progress",
+    ),
+    # Enrollment: enrolling, the templates, the requests and their approval.
+    path("enrollment/", pki_views.enroll, name="enroll"),
+    path("enrollment/templates/", pki_views.template_list, name="enrollment-template-list"),
+    path("enrollment/requests/", pki_views.request_list, name="enrollment-request-list"),
+    path(
+        "enrollment/requests/<uuid:pk>/",
+        pki_views.request_detail,
+        name="enrollment-request-detail",
+    ),
+    path(
+        "enrollment/requests/<uuid:pk>/approve/",
+        pki_views.request_approve,
+        name="enrollment-request-approve",
+    ),
+    path(
+        "enrollment/requests/<uuid:pk>/deny/",
+        pki_views.request_deny,
+        name="enrollment-request-deny",
+    ),
+    path(
+        "enrollment/requests/<uuid:pk>/collect/",
+        pki_views.request_collect,
+        name="enrollment-request-collect",
+    ),
+    path(
+        "enrollment/requests/<uuid:pk>/certificate.pem",
+        pki_views.request_certificate,
+        name="enrollment-request-certificate",
+    ),
+    path(
+        "enrollment/requests/<uuid:pk>/chain.pem",
+        pki_views.request_certificate,
+        {"chain": True},
+        name="enrollment-request-chain",
+    ),
+    path(
+        "certificates/<int:pk>/revoke/",
+        pki_views.certificate_revoke,
+        name="certificate-revoke",
+    ),
+    path("certificates/<int:pk>/renew/", pki_views.certificate_renew, name="certificate-renew"),
 ]
