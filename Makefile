@@ -31,7 +31,7 @@ test-plugins: $(TEST_PLUGINS)
 run: setup
 	$(PYTHON) manage.py certyard_run
 
-## system-deps: Debian packages the tests drive (Chromium), installed only if missing;
+## system-deps: Debian packages the tests drive (Chromium, pebble, cfssl, openssl), installed only if missing;
 ## and the PostgreSQL and Redis servers they talk to, started only if not answering
 system-deps:
 	bash .ci/system-deps
