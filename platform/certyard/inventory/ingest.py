@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -287,6 +287,22 @@ def _parse_safely(der: bytes) -> ParsedCertificate:
         ) from exc
 
 
+def _parse_unknown(
+    ders: dict[str, bytes], known: Mapping[str, Any]
+) -> tuple[list[ParsedCertificate], dict[str, str]]:
+    """Parse the certificates the inventory does not hold yet; and why the unreadable are."""
+    new_rows: list[ParsedCertificate] = []
+    unreadable: dict[str, str] = {}
+    for fingerprint, der in ders.items():
+        if fingerprint in known:
+            continue
+        try:
+            new_rows.append(_parse_safely(der))
+        except CertificateParseError as exc:
+            unreadable[fingerprint] = str(exc)
+    return new_rows, unreadable
+
+
 def inventory_chunk_stage(
     *,
     store: CertificateStore,
@@ -356,15 +372,7 @@ def inventory_chunk_stage(
                     "the orchestrator must send it in full",
                 )
             )
-    new_rows: list[ParsedCertificate] = []
-    unreadable: dict[str, str] = {}
-    for fingerprint, der in ders.items():
-        if fingerprint in known:
-            continue
-        try:
-            new_rows.append(_parse_safely(der))
-        except CertificateParseError as exc:
-            unreadable[fingerprint] = str(exc)
+    new_rows, unreadable = _parse_unknown(ders, known)
     if unreadable:
         kept: list[_Entry] = []
         for entry in accepted:
@@ -722,15 +730,7 @@ def certificates_record(chains: Sequence[Sequence[bytes]]) -> CertificatesRecord
         if fingerprints:
             entries.append(_Entry(position, "", False, fingerprints))
     known = _known_certificates(ders)
-    new_rows: list[ParsedCertificate] = []
-    unreadable: dict[str, str] = {}
-    for fingerprint, der in ders.items():
-        if fingerprint in known:
-            continue
-        try:
-            new_rows.append(_parse_safely(der))
-        except CertificateParseError as exc:
-            unreadable[fingerprint] = str(exc)
+    new_rows, unreadable = _parse_unknown(ders, known)
     rejected: dict[int, str] = {}
     kept: list[_Entry] = []
     for entry in entries:
