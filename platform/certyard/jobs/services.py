@@ -663,5 +663,7 @@ def jobs_release_for_orchestrator(orchestrator: Orchestrator) -> None:
             JobHistory.objects.filter(job_id=pk, attempt=attempt, finished_at=None).update(
                 finished_at=now,
                 outcome=JobHistory.Outcome.RELEASED,
-                message="the orchestrator was disapproved, reset or locked out while it held the job",
+                message=(
+                    "the orchestrator was disapproved, reset or locked out while it held the job"
+                ),
             )
