@@ -495,6 +495,12 @@ def test_batch_enrollment_issues_the_good_and_records_the_bad(web: Template, sup
     assert "outside the domains" in body["results"][3]["failure_reason"]
     assert IssuedCertificate.objects.filter(ca=web.ca).count() == 5
     assert len(events("certificate.issued")) == 5
+    # What was written reads back as it was answered (rows are inserted without the ORM).
+    for answered in body["results"]:
+        stored = EnrollmentRequest.objects.get(pk=answered["id"])
+        assert stored.sans == answered["sans"] and stored.state == answered["state"]
+        assert stored.requested_by == superuser and stored.created_at is not None
+        assert stored.failure_reason == answered["failure_reason"]
     inventory = Certificate.objects.filter(pk__in=[r["certificate"] for r in body["results"]])
     assert inventory.count() == 5
 

@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from django.db import transaction
 from django.utils import timezone
 
+from certyard.bulk import instances_insert
 from certyard.enrollment import policy
 from certyard.enrollment.gateways import GatewayFailed, gateway_call
 from certyard.enrollment.models import EnrollmentRequest, GatewayRecord, Template
@@ -305,11 +306,11 @@ def enrollments_submit_csr_batch(
         if accepted and template is not None and template.require_approval:
             for request, _ in accepted:
                 request.state = State.PENDING
-            EnrollmentRequest.objects.bulk_create(requests)
+            instances_insert(EnrollmentRequest, requests)
             events_emit(_event_spec(EventKind.ENROLLMENT_PENDING, r) for r, _ in accepted)
             return requests
         signed = _batch_issue(template, accepted, values) if accepted else []  # type: ignore[arg-type]
-        EnrollmentRequest.objects.bulk_create(requests)
+        instances_insert(EnrollmentRequest, requests)
         events_emit(
             _certificate_event_spec(request, certificate) for request, certificate in signed
         )

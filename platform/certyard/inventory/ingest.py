@@ -25,6 +25,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from certyard.bulk import rows_insert
 from certyard.errors import ServiceError
 from certyard.inventory.metadata_generators import metadata_generate_new_after_commit
 from certyard.inventory.models import (
@@ -240,7 +241,7 @@ def _certificates_insert(parsed: list[ParsedCertificate], now: dt.datetime) -> N
         )
         for p in parsed
     ]
-    _rows_insert(Certificate, _CERTIFICATE_COLUMNS, rows, "ON CONFLICT (sha256) DO NOTHING")
+    rows_insert(Certificate, _CERTIFICATE_COLUMNS, rows, "ON CONFLICT (sha256) DO NOTHING")
 
 
 def _known_certificates(fingerprints: Iterable[str]) -> dict[str, tuple[int, int | None]]:
@@ -420,57 +421,11 @@ _STAGED_COLUMNS = (
     "private_key",
     "error",
 )
-# Bound parameters in one statement: well under SQLite's limit (32766) and PostgreSQL's.
-_PARAMETERS_PER_STATEMENT = 4000
 
 
 def _staged_insert(rows: list[tuple[Any, ...]]) -> None:
     """Insert staged rows as plain tuples: a report's entries are many, models are slow."""
-    _rows_insert(InventoryStagedEntry, _STAGED_COLUMNS, rows)
-
-
-def _rows_insert(
-    model: type[Any], columns: Sequence[str], rows: list[tuple[Any, ...]], suffix: str = ""
-) -> None:
-    """Insert many rows fast: COPY on PostgreSQL (through a temporary table when
-    ``suffix`` says how to treat conflicts), multi-row VALUES statements elsewhere."""
-    if connection.vendor == "postgresql":
-        _rows_copy(model, columns, rows, suffix)
-        return
-    table = connection.ops.quote_name(model._meta.db_table)
-    row_placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    per_statement = max(1, _PARAMETERS_PER_STATEMENT // len(columns))
-    with connection.cursor() as cursor:
-        for chunk in _chunks(rows, per_statement):
-            values = ", ".join([row_placeholder] * len(chunk))
-            cursor.execute(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} {suffix}",
-                [value for row in chunk for value in row],
-            )
-
-
-def _rows_copy(
-    model: type[Any], columns: Sequence[str], rows: list[tuple[Any, ...]], suffix: str
-) -> None:
-    # Django binds parameters on the client for psycopg, quoting each value in Python;
-    # COPY streams the rows instead.
-    table = connection.ops.quote_name(model._meta.db_table)
-    names = ", ".join(columns)
-    with connection.cursor() as cursor:
-        raw = cursor.cursor
-        target = table
-        if suffix:
-            target = connection.ops.quote_name(f"certyard_copy_{model._meta.db_table}")
-            raw.execute(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {target} AS "
-                f"SELECT {names} FROM {table} WITH NO DATA"
-            )
-            raw.execute(f"TRUNCATE {target}")
-        with raw.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        if suffix:
-            raw.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {target} {suffix}")
+    rows_insert(InventoryStagedEntry, _STAGED_COLUMNS, rows)
 
 
 def _link_issuers(entries: list[_Entry], ids: dict[str, tuple[int, int | None]]) -> None:
