@@ -500,7 +500,7 @@ def enrollment_pfx_collect(*, request: EnrollmentRequest, password: Any, actor: 
         )
     with transaction.atomic():
         locked = (
-            EnrollmentRequest.objects.select_for_update()
+            EnrollmentRequest.objects.select_for_update(of=("self",))
             .select_related("template")
             .get(pk=request.pk)
         )
@@ -537,7 +537,7 @@ def enrollment_pfx_collect(*, request: EnrollmentRequest, password: Any, actor: 
 
 def _pending_lock(request: EnrollmentRequest) -> EnrollmentRequest:
     locked = (
-        EnrollmentRequest.objects.select_for_update()
+        EnrollmentRequest.objects.select_for_update(of=("self",))
         .select_related("template", "requested_by")
         .get(pk=request.pk)
     )
