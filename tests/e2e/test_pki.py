@@ -12,10 +12,8 @@ and revokes through the ACME gateway.
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
@@ -51,26 +49,11 @@ RECORDED_EVENTS = [
 ]
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlatform]:
-    """A platform of its own whose public URL (written into certificates) is itself.
-
-    ``start_platform`` picks its port inside; it is given the one chosen here, so that
-    ``CERTYARD_PUBLIC_URL`` can name it before the platform starts."""
-    port = _port()
-    url = f"http://127.0.0.1:{port}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys.modules[start_platform.__module__], "_free_port", lambda: port)
-        live = start_platform(
-            tmp_path_factory.mktemp("pki"), env_overrides={"CERTYARD_PUBLIC_URL": url}
-        )
-    assert live.url == url
+    """A platform of its own: as `make run` does, it writes its own address into the
+    certificates it issues (CERTYARD_PUBLIC_URL left unset)."""
+    live = start_platform(tmp_path_factory.mktemp("pki"))
     yield live
     stop_platform(live)
 

@@ -74,6 +74,9 @@ class Command(BaseCommand):
             self._collect_static()
             data_dir_tighten(data_dir)  # collectstatic copies its files' modes
             url = f"http://{options['host']}:{options['port']}"
+            # Issued certificates name their CRL and OCSP responder under the address the
+            # platform runs at, unless the administrator names a public one.
+            os.environ.setdefault("CERTYARD_PUBLIC_URL", url)
             self.supervisor.handle_signals()
             self._start_web(options)
             self.supervisor.start(
