@@ -287,3 +287,26 @@ def test_gateways_that_raise_hang_or_answer_garbage(
 def test_sync_refused_for_a_ca_that_cannot_list(acme: Template) -> None:
     with pytest.raises(ServiceError, match="cannot be synchronized"):
         gateway_sync_start(registration=acme.gateway)
+
+
+def test_template_admin_checks_the_product_with_the_gateway(admin_client: Any) -> None:
+    """The admin form asks the CA about the product (outside the admin's transaction)."""
+    registration = gateway("Answering", "test.gateway_raises", timeout=5)
+    form = {
+        "name": "via-admin",
+        "enabled": "on",
+        "gateway": registration.pk,
+        "product_parameters": "{}",
+        "validity_days": 30,
+        "key_usage": "digital_signature",
+        "extended_key_usage": "server_auth",
+        "allowed_key_types": "EC-P256",
+        "max_sans": 10,
+    }
+    refused = admin_client.post("/admin/enrollment/template/add/", {**form, "product_id": "gold"})
+    assert refused.status_code == 200
+    assert "offers no product" in refused.content.decode()
+    assert not Template.objects.filter(name="via-admin").exists()
+    saved = admin_client.post("/admin/enrollment/template/add/", {**form, "product_id": "default"})
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    assert Template.objects.get(name="via-admin").gateway == registration

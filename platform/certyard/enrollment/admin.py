@@ -12,7 +12,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from certyard.enrollment.gateways import GatewayFailed, gateway_ping
 from certyard.enrollment.models import EnrollmentRequest, GatewayRecord, GatewaySync, Template
@@ -151,6 +151,19 @@ class TemplateAdmin(admin.ModelAdmin):
     @admin.display(description="Issuer")
     def issuer(self, obj: Template) -> str:
         return str(obj.ca or obj.gateway)
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # Django admin runs this view in a transaction; the form asks the CA about the
+        # product (up to the gateway's timeout), and no network call may hold a
+        # transaction open (on SQLite it holds the write lock). Saving a template is one
+        # row, which needs no transaction around the whole view.
+        return self._changeform_view(request, object_id, form_url, extra_context)
 
 
 class _ReadOnly(admin.ModelAdmin):
