@@ -64,7 +64,9 @@ class RevocationReason(IntEnum):
 
     @property
     def label(self) -> str:
-        return self.name.replace("_", " ").capitalize()
+        """``Key compromise``, ``CA compromise``, ...: as a person reads it."""
+        words = self.name.replace("_", " ").capitalize()
+        return words.replace("Ca ", "CA ").replace("Aa ", "AA ").replace("crl", "CRL")
 
     @property
     def keyword(self) -> str:

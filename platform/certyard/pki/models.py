@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 
 from certyard.encryption import EncryptedTextField
+from handlers.gateways import RevocationReason as GatewayReason
 
 
 class KeyAlgorithm(models.TextChoices):
@@ -23,19 +24,10 @@ class KeyAlgorithm(models.TextChoices):
     ED25519 = "Ed25519", "Ed25519"
 
 
-class RevocationReason(models.IntegerChoices):
-    """RFC 5280 CRLReason codes (7 is not assigned); mirrors handlers.gateways."""
-
-    UNSPECIFIED = 0, "Unspecified"
-    KEY_COMPROMISE = 1, "Key compromise"
-    CA_COMPROMISE = 2, "CA compromise"
-    AFFILIATION_CHANGED = 3, "Affiliation changed"
-    SUPERSEDED = 4, "Superseded"
-    CESSATION_OF_OPERATION = 5, "Cessation of operation"
-    CERTIFICATE_HOLD = 6, "Certificate hold"
-    REMOVE_FROM_CRL = 8, "Remove from CRL"
-    PRIVILEGE_WITHDRAWN = 9, "Privilege withdrawn"
-    AA_COMPROMISE = 10, "AA compromise"
+# RFC 5280 CRLReason codes, as the gateway contract names them (one table, not two).
+RevocationReason = models.IntegerChoices(
+    "RevocationReason", [(reason.name, (reason.value, reason.label)) for reason in GatewayReason]
+)
 
 
 class CertificateAuthority(models.Model):
