@@ -37,6 +37,7 @@ from certyard.enrollment.sync import gateway_sync_start
 from certyard.errors import ServiceError
 from certyard.inventory.models import Certificate
 from certyard.inventory.parsing import certificate_file_stem
+from certyard.pki import crypto
 from certyard.pki import services as pki_services
 from certyard.pki.models import CertificateAuthority, IssuedCertificate
 from certyard.workflows.models import HandlerRegistration
@@ -72,12 +73,7 @@ def _pfx_download(pfx: bytes, enrollment: EnrollmentRequest) -> HttpResponse:
 
 
 def _common_name(enrollment: EnrollmentRequest) -> str:
-    try:
-        name = x509.Name.from_rfc4514_string(enrollment.subject)
-        values = name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    except ValueError:
-        return ""
-    return str(values[0].value) if values else ""
+    return crypto.common_name(enrollment.subject)
 
 
 # --- Certificate authorities ---------------------------------------------------------------

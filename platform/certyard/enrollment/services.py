@@ -420,10 +420,11 @@ def _pfx(request: EnrollmentRequest, password: str) -> bytes:
     )
 
 
-def _pfx_collect_now(request: EnrollmentRequest, template: Template, password: str) -> bytes:
+def _pfx_hand_over(request: EnrollmentRequest, template: Template | None, password: str) -> bytes:
+    """The PKCS#12, once: marked collected, the key dropped unless the template archives."""
     pfx = _pfx(request, password)
     request.pfx_collected_at = timezone.now()
-    if not template.archive_keys:
+    if template is None or not template.archive_keys:
         request.private_key_pem = ""
     request.save(update_fields=["pfx_collected_at", "private_key_pem", "updated_at"])
     return pfx
@@ -487,7 +488,7 @@ def enrollment_submit_pfx(
     checked = _checked(request, template, csr_pem, metadata)
     _proceed(request, template, checked)
     if request.state == State.ISSUED and not hold:
-        return Submitted(request, _pfx_collect_now(request, template, password))
+        return Submitted(request, _pfx_hand_over(request, template, password))
     return Submitted(request)
 
 
@@ -524,12 +525,7 @@ def enrollment_pfx_collect(*, request: EnrollmentRequest, password: Any, actor: 
                 code="already_collected",
                 http_status=410,
             )
-        pfx = _pfx(locked, password)
-        locked.pfx_collected_at = timezone.now()
-        if locked.template is None or not locked.template.archive_keys:
-            locked.private_key_pem = ""
-        locked.save(update_fields=["pfx_collected_at", "private_key_pem", "updated_at"])
-    return pfx
+        return _pfx_hand_over(locked, locked.template, password)
 
 
 # --- Approval ------------------------------------------------------------------------------
@@ -931,12 +927,9 @@ def certificate_renew(
                 details={"field": "reuse_key"},
             )
         reuse_key_pem = original.private_key_pem
-    common_names = x509.Name.from_rfc4514_string(original.subject).get_attributes_for_oid(
-        NameOID.COMMON_NAME
-    )
     return enrollment_submit_pfx(
         template_name=original.template_name,
-        common_name=str(common_names[0].value) if common_names else "",
+        common_name=crypto.common_name(original.subject),
         sans=list(original.sans),
         key_algorithm=original.key_algorithm,
         password=password,

@@ -43,6 +43,18 @@ EXTENDED_KEY_USAGES = {
 }
 
 
+def common_name(name: x509.Name | str) -> str:
+    """The first common name of a name (or of its RFC 4514 text); empty when it has none
+    or cannot be read."""
+    try:
+        if isinstance(name, str):
+            name = x509.Name.from_rfc4514_string(name)
+        values = name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    except ValueError:
+        return ""
+    return str(values[0].value) if values else ""
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

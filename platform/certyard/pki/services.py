@@ -395,17 +395,12 @@ class Issued:
 
 
 def _issued_row(ca: CertificateAuthority, certificate: x509.Certificate) -> IssuedCertificate:
-    try:
-        cn = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        common_name = str(cn[0].value) if cn else ""
-    except ValueError:
-        common_name = ""
     return IssuedCertificate(
         ca=ca,
         serial_number=format(certificate.serial_number, "x"),
         sha256=certificate.fingerprint(hashes.SHA256()).hex(),
         subject=certificate.subject.rfc4514_string(),
-        common_name=common_name[:255],
+        common_name=crypto.common_name(certificate.subject)[:255],
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
         certificate_pem=crypto.certificate_pem(certificate),
