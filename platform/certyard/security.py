@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import re
 from collections.abc import Callable
 from functools import cache
@@ -99,3 +100,22 @@ class ContentSecurityPolicyMiddleware:
         if "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = content_security_policy(request)
         return response
+
+
+def client_address(request: HttpRequest) -> str | None:
+    """The client's IP address, as every limit on the platform counts it.
+
+    The peer's address (REMOTE_ADDR), or the one CERTYARD_TRUSTED_PROXIES proxies in front
+    of us wrote into X-Forwarded-For: exactly what DRF's throttles use (its NUM_PROXIES), so
+    the login lockout, the API throttles and the agent API's limits agree on who the client
+    is. A forwarded value that is no IP address falls back to the peer's address: a proxy
+    misconfiguration must not let a client name itself.
+    """
+    from rest_framework.throttling import BaseThrottle
+
+    remote = request.META.get("REMOTE_ADDR") or None
+    candidate = BaseThrottle().get_ident(request)
+    try:
+        return str(ipaddress.ip_address(candidate)) if candidate else remote
+    except ValueError:
+        return remote

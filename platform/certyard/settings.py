@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_q",
+    "axes",  # login lockout; see "Login throttling" below
     "certyard.workflows",
     "certyard.accounts",
     "certyard.pki",
@@ -84,6 +85,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Turns a locked-out login into the lockout page; async-capable, as every one here.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "certyard.urls"
@@ -155,6 +158,49 @@ def cache_settings(redis_url: str | None) -> dict[str, dict[str, object]]:
 CACHES = cache_settings(os.environ.get("CERTYARD_REDIS_URL", "").strip() or None)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# axes first: it refuses a locked-out login before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# --- Login throttling (django-axes; certyard.accounts.lockout) ---------------------------
+# axes' database handler: its failed attempts are rows every web process reads and writes
+# (the database is shared by all of them, SQLite or PostgreSQL alike), and Django admin
+# lists them (Axes -> Access attempts): an administrator unlocks by deleting one, or runs
+# `manage.py axes_reset`. The cache handler would hold the same counts but leave the admin
+# nothing to show or unlock.
+# A username from one address is locked after CERTYARD_LOGIN_FAILURE_LIMIT failures (the
+# pair only: an attacker elsewhere cannot lock the account's owner out), and an address
+# after CERTYARD_LOGIN_ADDRESS_FAILURE_LIMIT failures over all usernames (password
+# spraying); each for CERTYARD_LOGIN_COOLOFF_MINUTES from the failures that made it. A
+# successful login clears that username's failures from that address.
+CERTYARD_LOGIN_FAILURE_LIMIT = max(1, int(os.environ.get("CERTYARD_LOGIN_FAILURE_LIMIT", "5")))
+CERTYARD_LOGIN_ADDRESS_FAILURE_LIMIT = max(
+    CERTYARD_LOGIN_FAILURE_LIMIT,
+    int(os.environ.get("CERTYARD_LOGIN_ADDRESS_FAILURE_LIMIT", "50")),
+)
+CERTYARD_LOGIN_COOLOFF_MINUTES = max(1, int(os.environ.get("CERTYARD_LOGIN_COOLOFF_MINUTES", "15")))
+# Refused API tokens an address may present within the cool-off before it is answered 429.
+CERTYARD_TOKEN_FAILURE_LIMIT = max(1, int(os.environ.get("CERTYARD_TOKEN_FAILURE_LIMIT", "20")))
+AXES_HANDLER = "certyard.accounts.lockout.LoginAttemptsHandler"
+AXES_FAILURE_LIMIT = CERTYARD_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = dt.timedelta(minutes=CERTYARD_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# A try while locked out does not push the end of the lockout further: the time the
+# lockout page gives stays true.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# The client address as the platform's throttles take it (CERTYARD_TRUSTED_PROXIES).
+AXES_CLIENT_IP_CALLABLE = "certyard.security.client_address"
+AXES_LOCKOUT_CALLABLE = "certyard.accounts.lockout.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# Who logged in when and from where (Axes -> Access logs), and the failures (Access
+# failures, at most this many per username); `manage.py axes_reset_logs --age DAYS` and
+# `axes_reset_failure_logs --age DAYS` prune them.
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_ACCESS_FAILURE_LOG_PER_USER_LIMIT = 100
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

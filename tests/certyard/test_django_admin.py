@@ -144,6 +144,14 @@ def one_of_each(
     )
     GatewayRecord.objects.create(gateway=gateway, ca_request_id="1:aa", status="issued")
     GatewaySync.objects.create(gateway=gateway, state=GatewaySync.State.FINISHED)
+    # Login throttling (django-axes): a failed and a successful login, through the login page.
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_user("walker", password="walk-login-password-7")
+    login = Client()
+    assert login.post("/login/", {"username": "stranger", "password": "wrong"}).status_code == 200
+    answer = login.post("/login/", {"username": "walker", "password": "walk-login-password-7"})
+    assert answer.status_code == 302
 
 
 def _registered() -> list[tuple[type[Model], admin.ModelAdmin]]:

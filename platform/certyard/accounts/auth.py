@@ -5,9 +5,13 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from knox.auth import TokenAuthentication
 from rest_framework import exceptions
+from rest_framework.authentication import get_authorization_header
+from rest_framework.request import Request
 
+from certyard.accounts.lockout import token_failure_record, token_failures_retry_after
 from certyard.accounts.models import ApiToken
 from certyard.accounts.services import api_token_touch
+from certyard.security import client_address
 
 
 class ApiTokenAuthentication(TokenAuthentication):
@@ -16,7 +20,28 @@ class ApiTokenAuthentication(TokenAuthentication):
     A missing ``Authorization`` header is answered 401 with ``WWW-Authenticate: Token``
     (DRF takes that from the first authentication class); an unknown, revoked or expired
     token is refused 401 as well (knox deletes an expired token when it sees it).
+
+    An address that presented too many refused tokens (``CERTYARD_TOKEN_FAILURE_LIMIT``
+    within ``CERTYARD_LOGIN_COOLOFF_MINUTES``) is answered 429 with ``Retry-After`` for
+    every token it sends until then, valid or not, so guessing cannot go on; the count is
+    in the shared cache, the same in every web process.
     """
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiToken] | None:
+        header = get_authorization_header(request).split()
+        if not header or header[0].lower() != self.authenticate_header(request).lower().encode():
+            return None  # no token: nothing to count (session auth may follow)
+        address = client_address(request)
+        if (wait := token_failures_retry_after(address)) is not None:
+            raise exceptions.Throttled(
+                wait=wait,
+                detail="Too many refused API tokens from your address; try again later.",
+            )
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            token_failure_record(address)
+            raise
 
     def authenticate_credentials(self, token: bytes) -> tuple[Any, ApiToken]:
         try:
