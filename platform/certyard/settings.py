@@ -361,6 +361,9 @@ CERTYARD_PUBLIC_URL = os.environ.get("CERTYARD_PUBLIC_URL") or f"http://{_RUN_HO
 CERTYARD_CRL_HOURS = int(os.environ.get("CERTYARD_CRL_HOURS", "24"))
 # How long an OCSP answer may be cached by its receiver.
 CERTYARD_OCSP_HOURS = int(os.environ.get("CERTYARD_OCSP_HOURS", "1"))
+# New OCSP signatures per client address per minute (cached answers are served beyond it);
+# past it the responder answers tryLater. 0 turns the limit off.
+CERTYARD_OCSP_RATE = int(os.environ.get("CERTYARD_OCSP_RATE", "120"))
 # A gateway sync whose worker has been quiet this long is handed to another worker.
 CERTYARD_SYNC_STALE_SECONDS = int(os.environ.get("CERTYARD_SYNC_STALE_SECONDS", "120"))
 

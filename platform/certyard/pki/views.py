@@ -11,16 +11,15 @@ import binascii
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, UnreadablePostError
+from django.http.request import RawPostDataException
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from certyard.pki import services
 from certyard.pki.models import CertificateAuthority
-
-# An OCSP request is a few hundred bytes; refuse anything far larger before reading it.
-_OCSP_MAX_BYTES = 16 * 1024
+from certyard.security import client_address
 
 
 def ca_certificate(request: HttpRequest, ca_id: int) -> HttpResponse:
@@ -40,22 +39,51 @@ def crl(request: HttpRequest, ca_id: int) -> HttpResponse:
     return response
 
 
-def _ocsp_answer(ca: CertificateAuthority, body: bytes) -> HttpResponse:
-    return HttpResponse(services.ocsp_respond(ca, body), content_type="application/ocsp-response")
+def _ocsp_answer(answer: bytes, status: int = 200) -> HttpResponse:
+    return HttpResponse(answer, status=status, content_type="application/ocsp-response")
+
+
+def _ocsp_request_body(request: HttpRequest, encoded: str) -> bytes | None:
+    """The DER request from the POST body or the GET path; None when it is too large."""
+    limit = services.OCSP_REQUEST_MAX_BYTES
+    if request.method == "POST":
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            return None
+        try:
+            body = request.read(limit + 1)  # bounded even without a Content-Length
+        except (RawPostDataException, OSError, UnreadablePostError):
+            return b""  # already parsed as a form by someone else: not an OCSP request
+        return None if len(body) > limit else body
+    if len(encoded) > limit * 2:
+        return None
+    # RFC 6960 appendix A.1: base64 of the DER, URL-encoded (Django has decoded the
+    # path); the URL-safe alphabet and missing padding are accepted too.
+    text = encoded.strip().replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return b""  # not base64: answered malformedRequest
 
 
 @csrf_exempt  # OCSP clients are not browsers; the request carries no credentials
 @require_http_methods(["GET", "POST"])
 def ocsp(request: HttpRequest, ca_id: int, encoded: str = "") -> HttpResponse:
-    """RFC 6960 responder: POST a DER request, or GET with it base64-encoded in the path."""
-    ca = get_object_or_404(CertificateAuthority, pk=ca_id)
-    if request.method == "POST":
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-        if length > _OCSP_MAX_BYTES:
-            return HttpResponse(status=413)
-        return _ocsp_answer(ca, request.body)
-    try:
-        body = base64.b64decode(encoded.replace("-", "+").replace("_", "/"), validate=False)
-    except (binascii.Error, ValueError):
-        body = b""
-    return _ocsp_answer(ca, body)
+    """RFC 6960 responder: POST a DER request, or GET with it base64-encoded in the path.
+
+    Every request gets an OCSP answer (HTTP 200), the unsuccessful ones unsigned; only a
+    body over the size limit is answered 413, with ``malformedRequest`` as its body.
+    """
+    # Not the encrypted key (decrypted on every load; services.ca_material caches the key
+    # per process) nor the CRL: an answer served from the cache needs neither.
+    ca = get_object_or_404(
+        CertificateAuthority.objects.defer("private_key_pem", "crl_der", "chain_pem"), pk=ca_id
+    )
+    body = _ocsp_request_body(request, encoded)
+    if body is None:
+        return _ocsp_answer(services.ocsp_error_malformed(), status=413)
+    answer = services.ocsp_respond(ca, body, client_address=client_address(request) or "")
+    return _ocsp_answer(answer)
