@@ -12,6 +12,7 @@ from django.core.mail import EmailMessage
 from handlers.base import EventContext, EventHandler, HandlerError, HandlerResult
 from handlers.builtin._common import event_fields, setting, substitute
 from handlers.parameters import Parameter, ParameterError, ParameterType, value_check
+from handlers.text import visible
 
 DEFAULT_SUBJECT = "[Certyard] {kind}: {subject_label}"
 DEFAULT_BODY = """\
@@ -46,6 +47,13 @@ def _recipient_problem(recipient: str) -> str | None:
     return None
 
 
+def _shown(fields: Mapping[str, str], *, keep: str = "") -> dict[str, str]:
+    """The event's fields as a mail shows them: a certificate's name or an agent's machine
+    is outside text, so its control and invisible characters read as escapes (a CN with
+    CRLF stays on its line and cannot start a forged ``Bcc:`` line; a U+202E shows)."""
+    return {name: visible(value, keep=keep) for name, value in fields.items()}
+
+
 def _one_line(text: str) -> str:
     """A subject on one line: event data can hold line breaks, a mail header cannot."""
     return " ".join(text.split())
@@ -67,6 +75,10 @@ class EmailNotification(EventHandler):
       ``{store}``, ``{alias}``. A name the event does not
       have stays as written, so a typo shows in the mail rather than failing it.
     - **from_address**: the sender; the platform's default sender when left empty.
+
+    The event's fields come from outside (a certificate's name, an agent's machine): in the
+    mail, their control and invisible characters read as escapes (``\\r\\n``, ``\\u202E``),
+    so a name cannot start a line of its own or turn text around.
 
     If a handler that runs before this one for the same event asks for it
     (``suppress_email``), no mail is sent and the run says so.
@@ -122,8 +134,9 @@ class EmailNotification(EventHandler):
         if not recipients:
             raise HandlerError("no recipients are configured", permanent=True)
         fields = event_fields(event)
-        subject = _one_line(substitute(setting(self, "subject"), fields))
-        body = substitute(setting(self, "body"), fields)
+        # The subject's whitespace is folded to one line as before; the body shows all.
+        subject = _one_line(substitute(setting(self, "subject"), _shown(fields, keep="\t\n\r")))
+        body = substitute(setting(self, "body"), _shown(fields))
         message = EmailMessage(
             subject=subject,
             body=body,

@@ -94,7 +94,11 @@ WSGI_APPLICATION = "certyard.wsgi.application"
 
 TEMPLATES = [
     {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # Django's templates, every page's invisible characters (U+202E, ...) shown as
+        # escapes, whatever template forgets: see certyard/display.py. Named "django" as
+        # Django's own backend is, which template_partials looks for to add its loader.
+        "BACKEND": "certyard.display.VisibleTextTemplates",
+        "NAME": "django",
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {

@@ -12,18 +12,21 @@ from certyard.fleet.models import Orchestrator
 from certyard.inventory.models import CertificateStore, CertificateStoreType, InventoryStatus
 from certyard.inventory.selectors import EXPIRY_WINDOWS_DAYS, CertificateFilters
 from certyard.jobs.models import Job
+from handlers.text import visible
 
 _MAX_INTERVAL_MINUTES = 525_600  # a year, as the API allows
 
 
+# Choice labels are outside text (an agent's name, a store's machine and path): shown
+# escaped, as on every page (handlers.text.visible).
 class OrchestratorChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Orchestrator) -> str:
-        return f"{obj.name} ({obj.client_machine})"
+        return visible(f"{obj.name} ({obj.client_machine})")
 
 
 class StoreChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: CertificateStore) -> str:
-        return f"{obj.store_type.short_name} {obj.client_machine}:{obj.store_path}"
+        return visible(f"{obj.store_type.short_name} {obj.client_machine}:{obj.store_path}")
 
 
 def _properties_field(rows: int = 3) -> forms.CharField:

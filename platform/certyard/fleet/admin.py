@@ -4,6 +4,7 @@ services also release an orchestrator's jobs; here they are read-only."""
 from django.contrib import admin
 from django.http import HttpRequest
 
+from certyard.display import VisibleTextAdmin
 from certyard.fleet.models import Orchestrator, RegistrationToken
 
 
@@ -21,7 +22,9 @@ class RegistrationTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(Orchestrator)
-class OrchestratorAdmin(admin.ModelAdmin):
+class OrchestratorAdmin(VisibleTextAdmin):
+    # What the agent reported about itself: shown escaped (U+202E, CR/LF, ...).
+    untrusted_fields = ("name", "client_machine", "last_error")
     list_display = ["name", "client_machine", "status", "agent_version", "last_seen"]
     list_filter = ["status"]
     search_fields = ["name", "client_machine", "source_address"]

@@ -5,6 +5,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from handlers.text import visible
+
 
 class RegistrationToken(models.Model):
     """A secret an admin hands to an agent so it may register; only its hash is kept."""
@@ -83,7 +85,8 @@ class Orchestrator(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.client_machine})"
+        # Shown in Django admin, messages and event labels: its outside text escaped.
+        return visible(f"{self.name} ({self.client_machine})")
 
     # DRF treats the authenticated principal as a user; an orchestrator is one.
     is_authenticated = True

@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.db import transaction
 from django.http import HttpRequest
 
+from certyard.display import VisibleText, VisibleTextAdmin
 from certyard.errors import ServiceError
 from certyard.inventory import metadata, services
 from certyard.inventory.models import (
@@ -137,7 +138,9 @@ class CertificateStoreAdminForm(forms.ModelForm):
 
 
 @admin.register(CertificateStore)
-class CertificateStoreAdmin(admin.ModelAdmin):
+class CertificateStoreAdmin(VisibleTextAdmin):
+    # The list shows them escaped; the change page's own get_* keep them as form fields.
+    untrusted_fields = ("client_machine", "store_path")
     form = CertificateStoreAdminForm
     list_display = [
         "store_type",
@@ -197,9 +200,10 @@ class CertificateStoreAdmin(admin.ModelAdmin):
             services.store_delete(store=store)
 
 
-class LocationInline(admin.TabularInline):
+class LocationInline(VisibleText, admin.TabularInline):
     model = CertificateLocation
     extra = 0
+    untrusted_fields = ("alias",)
     readonly_fields = ["store", "alias", "has_private_key", "first_seen", "last_seen"]
     can_delete = False
 
@@ -208,7 +212,9 @@ class LocationInline(admin.TabularInline):
 
 
 @admin.register(Certificate)
-class CertificateAdmin(admin.ModelAdmin):
+class CertificateAdmin(VisibleTextAdmin):
+    # Read from certificates found anywhere: shown escaped (U+202E, CR/LF, ...).
+    untrusted_fields = ("issuer", "subject", "common_name", "sans", "sans_text")
     list_display = [
         "common_name",
         "issuer",
@@ -254,7 +260,8 @@ class CertificateAdmin(admin.ModelAdmin):
 
 
 @admin.register(CertificateLocation)
-class CertificateLocationAdmin(admin.ModelAdmin):
+class CertificateLocationAdmin(VisibleTextAdmin):
+    untrusted_fields = ("alias",)
     list_display = ["alias", "store", "certificate", "has_private_key", "last_seen"]
     list_select_related = ["store__store_type", "certificate"]
     search_fields = ["alias", "store__store_path", "certificate__common_name"]

@@ -9,6 +9,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 from certyard.encryption import EncryptedTextField
+from handlers.text import visible
 
 
 class Requirement(models.TextChoices):
@@ -176,7 +177,7 @@ class CertificateLocation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.alias} in {self.store}"
+        return f"{visible(self.alias)} in {self.store}"
 
 
 class InventoryStagedEntry(models.Model):
@@ -323,7 +324,7 @@ class CertificateMetadata(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.field.name}={self.value}"
+        return visible(f"{self.field.name}={self.value}")
 
     @property
     def set_by_user(self) -> bool:

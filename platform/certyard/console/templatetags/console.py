@@ -9,6 +9,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from handlers.text import visible as _visible
+from handlers.text import visible_lines as _visible_lines
+
 register = template.Library()
 
 # Status and state values, mapped to a badge colour.
@@ -57,6 +60,25 @@ def expiry_badge(not_after: dt.datetime | None) -> SafeString:
     return format_html('<span class="badge badge-{}">{}</span>', tone, label)
 
 
+# Every page already shows bidi and zero-width characters as escapes (the template backend,
+# certyard/display.py). These two add what that page-wide pass cannot know: whether a
+# value's line breaks are content. Use ``|visible`` on single-line outside text (names,
+# SANs, machines, parameters) so a CR/LF in it shows as \r\n; ``|visible_lines`` on text
+# that may span lines (errors, output), keeping its line breaks.
+
+
+@register.filter
+def visible(value: object) -> object:
+    """A single-line value with its control and invisible characters shown as escapes."""
+    return _visible(value) if isinstance(value, str) else value
+
+
+@register.filter
+def visible_lines(value: object) -> object:
+    """Text that may span lines, its other control and invisible characters escaped."""
+    return _visible_lines(value) if isinstance(value, str) else value
+
+
 @register.filter
 def is_past(moment: dt.datetime | None) -> bool:
     return moment is not None and moment <= timezone.now()
@@ -64,15 +86,16 @@ def is_past(moment: dt.datetime | None) -> bool:
 
 @register.filter
 def common_name_of(distinguished_name: str) -> str:
-    """The CN of an RFC 4514 name (``CN=Acme CA,O=Acme``), else the name itself."""
+    """The CN of an RFC 4514 name (``CN=Acme CA,O=Acme``), else the name itself; shown
+    with :func:`visible`, as the names it reads come from certificates."""
     try:
         name = x509.Name.from_rfc4514_string(distinguished_name)
     except (ValueError, TypeError):
-        return distinguished_name
+        return visible(distinguished_name)
     for oid in (NameOID.COMMON_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.ORGANIZATION_NAME):
         if attributes := name.get_attributes_for_oid(oid):
-            return str(attributes[0].value)
-    return distinguished_name
+            return visible(str(attributes[0].value))
+    return visible(distinguished_name)
 
 
 @register.filter
