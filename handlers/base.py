@@ -242,12 +242,38 @@ class Verdict(StrEnum):
 class RegistrationRequest:
     """An agent asking to join, as the registration handlers see it.
 
-    Attributes:
+    Two kinds of fields. **Claims** are what the agent says of itself: anyone holding a
+    registration token can send any value, so a claim alone must never be the reason to
+    allow an agent (deny or defer on claims as you like). **Verified** fields are what the
+    platform knows for certain: base an ``ALLOW`` on at least one of them.
+
+    Claims:
         name, client_machine, agent_version: What the agent says of itself.
+            ``client_machine`` is a syntactically valid host name or IP address (and
+            matches the token's ``token_machine_pattern``, if it has one), nothing more.
         capabilities: Its store-type operations, e.g. ``("PEM.Inventory",)``.
         client_parameters: Free key/values the agent's administrator set.
-        csr_pem: The certificate signing request for its key (already verified).
-        source_address: The address the request came from, if known.
+
+    Verified:
+        csr_pem: The certificate signing request for its key (its signature verified: the
+            agent holds the key). Its subject is a claim.
+        public_key_sha256: The SHA-256 of the CSR key's SubjectPublicKeyInfo (lowercase hex).
+        source_address: The client address of the request, as the platform determines it:
+            the TCP peer, or the address ``CERTYARD_TRUSTED_PROXIES`` trusted proxies put
+            in ``X-Forwarded-For``; None if it is not a valid IP address.
+        token_id: The primary key of the registration token used (None only for a request
+            built outside a registration).
+        token_description: That token's description, as its creator wrote it.
+        token_labels: The labels set on that token when it was made, e.g. ``("prod",)``:
+            only whoever made the token chose them.
+        token_machine_pattern: The token's glob on client machines ("" for any); the
+            claimed ``client_machine`` matches it, or the registration was refused.
+        token_blueprint: The only blueprint an approval through this token may apply ("" for
+            any): a decision naming another one leaves the orchestrator for an administrator.
+        token_approves: Whether the token approves on its own when every handler defers.
+
+    The verified fields have defaults, so code that builds a request with the claims alone
+    (tests, older callers) keeps working.
     """
 
     name: str
@@ -257,6 +283,13 @@ class RegistrationRequest:
     client_parameters: Mapping[str, str]
     csr_pem: str
     source_address: str | None
+    token_id: int | None = None
+    token_description: str = ""
+    token_labels: tuple[str, ...] = ()
+    token_machine_pattern: str = ""
+    token_blueprint: str = ""
+    token_approves: bool = False
+    public_key_sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""A registration handler: trust agents by their own name and declared environment."""
+"""A registration handler: approve agents by the environment their token vouches for."""
 
 from __future__ import annotations
 
@@ -37,6 +37,15 @@ def _address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
     return address
 
 
+def _token_environment(labels: tuple[str, ...]) -> str:
+    """The environment the token's ``environment=<name>`` label vouches for, or ""."""
+    for label in labels:
+        key, _, value = label.partition("=")
+        if key == "environment" and value:
+            return value
+    return ""
+
+
 def _csr_common_name(csr_pem: str) -> str:
     """The CN of the agent's CSR (the platform has already checked its signature)."""
     csr = x509.load_pem_x509_csr(csr_pem.encode())
@@ -45,21 +54,26 @@ def _csr_common_name(csr_pem: str) -> str:
 
 
 class NameAndEnvironment(RegistrationHandler):
-    """Approves agents that name themselves consistently and declare an allowed environment.
+    """Approves agents whose registration token vouches for an allowed environment.
+
+    What an agent says about itself (its name, its machine, its ``--param`` values) is a
+    claim; the token it registered with and the address it came from are what the platform
+    verified. So the environment is read from the token's labels, which only the person who
+    made the token chose, never from the agent's parameters alone.
 
     Checks, in this order:
 
     1. **Deny** an agent whose request comes from one of the **denied_networks**.
-    2. **Allow** an agent whose key request (CSR) carries its own name as common name and
-       whose client parameter ``environment`` is one of **environments**. The orchestrator
-       gets the metadata ``environment=<its environment>`` and, if given, the stores and
-       schedules of **blueprint**.
-    3. Otherwise **defer**: the next handler, or an administrator, decides.
+    2. **Defer** unless the token carries a label ``environment=<name>`` with ``<name>`` one
+       of **environments**, the agent's CSR carries its own name as common name, and the
+       agent's own ``environment`` parameter, if it sent one, agrees with the token.
+    3. Otherwise **allow**: the orchestrator gets the metadata ``environment=<name>`` and,
+       if given, the stores and schedules of **blueprint**.
 
     Example: environments ``production`` and ``staging``; denied networks
-    ``198.51.100.0/24``. An agent registered with ``certyard-orchestrator register --param
-    environment=production`` is approved at once (the agent puts its name in its CSR; a
-    request that does not was not made by the agent as shipped).
+    ``198.51.100.0/24``. A token made with the label ``environment=production`` registers
+    agents that are approved at once; a token without that label leaves them for an
+    administrator, whatever they claim.
     """
 
     label = "Approve by agent name and environment (example)"
@@ -67,7 +81,10 @@ class NameAndEnvironment(RegistrationHandler):
         Parameter(
             "environments",
             ParameterType.LIST,
-            help="The allowed values of the agent's 'environment' parameter, one per line.",
+            help=(
+                "The environments a token may vouch for (its label environment=<name>), "
+                "one per line."
+            ),
             required=True,
         ),
         Parameter(
@@ -92,20 +109,27 @@ class NameAndEnvironment(RegistrationHandler):
                 return RegistrationDecision(
                     Verdict.DENY, reason=f"registered from {address}, in denied {network}"
                 )
+        environment = _token_environment(request.token_labels)
+        if environment not in self.config["environments"]:
+            return RegistrationDecision(
+                Verdict.DEFER,
+                reason=f"the token vouches for no allowed environment ({environment!r})",
+            )
         common_name = _csr_common_name(request.csr_pem)
         if common_name != request.name:
             return RegistrationDecision(
                 Verdict.DEFER,
                 reason=f"the CSR names {common_name!r}, not the agent's name {request.name!r}",
             )
-        environment = request.client_parameters.get("environment", "")
-        if environment not in self.config["environments"]:
+        claimed = request.client_parameters.get("environment", environment)
+        if claimed != environment:
             return RegistrationDecision(
-                Verdict.DEFER, reason=f"environment {environment!r} is not an allowed one"
+                Verdict.DEFER,
+                reason=f"the agent claims environment {claimed!r}, its token {environment!r}",
             )
         return RegistrationDecision(
             Verdict.ALLOW,
-            reason=f"CSR matches its name; environment {environment}",
+            reason=f"token vouches for environment {environment}; CSR matches its name",
             blueprint=self.config.get("blueprint") or None,
             metadata={"environment": environment},
         )

@@ -69,11 +69,22 @@ def substitute(template: str, fields: Mapping[str, str]) -> str:
     return _FIELD.sub(replace, template)
 
 
+# Line breaks a glob's wildcards never match (str.splitlines' set, NUL added): a name
+# holding one is never what a single-line pattern means.
+_BREAKS = r"\x00\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_ANY_BUT_BREAK = f"[^{_BREAKS}]"
+
+
 def glob_regex(pattern: str) -> str:
     """A shell-style glob as a regular expression (no groups): ``*``, ``?``, ``[abc]``, ``[!a]``.
 
     Unlike :func:`fnmatch.translate`, the result has no capturing groups, so several globs
     can be joined into one alternation and the matching one found by its group number.
+
+    A glob never matches across lines: ``*``, ``?`` and ``[!…]`` match any character but a
+    line break, whatever flags the caller compiles with (``re.DOTALL`` included), so
+    ``*.prod.example.com`` does not match ``evil.test\n.prod.example.com``. The result has
+    no anchors: match it with ``fullmatch`` (``$`` would accept a trailing newline).
     """
     parts: list[str] = []
     index, length = 0, len(pattern)
@@ -84,9 +95,9 @@ def glob_regex(pattern: str) -> str:
             # Consecutive stars mean one star; more would only slow the match down.
             while index < length and pattern[index] == "*":
                 index += 1
-            parts.append(".*")
+            parts.append(f"{_ANY_BUT_BREAK}*")
         elif char == "?":
-            parts.append(".")
+            parts.append(_ANY_BUT_BREAK)
         elif char == "[":
             end = index
             if end < length and pattern[end] in "!^":
@@ -103,15 +114,16 @@ def glob_regex(pattern: str) -> str:
             if negate:
                 members = members[1:]
             escaped = "".join("-" if member == "-" else re.escape(member) for member in members)
-            parts.append(f"[{'^' if negate else ''}{escaped}]")
+            # A negated set excludes line breaks too; a listed set matches only what it lists.
+            parts.append(f"[^{escaped}{_BREAKS}]" if negate else f"[{escaped}]")
         else:
             parts.append(re.escape(char))
     return "".join(parts)
 
 
 def glob_compile(pattern: str, *, ignore_case: bool = True) -> re.Pattern[str]:
-    """One glob, compiled once; use ``.fullmatch``."""
-    return re.compile(glob_regex(pattern), (re.IGNORECASE if ignore_case else 0) | re.DOTALL)
+    """One glob, compiled once; use ``.fullmatch`` (it never matches across lines)."""
+    return re.compile(glob_regex(pattern), re.IGNORECASE if ignore_case else 0)
 
 
 def key_value_lines(

@@ -19,7 +19,15 @@ from handlers.builtin._common import glob_compile, key_value_lines, setting
 from handlers.parameters import Parameter, ParameterError, ParameterType
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-CONDITIONS = ("client_machine_pattern", "source_networks", "client_parameters", "capabilities")
+CONDITIONS = (
+    "token_labels",
+    "source_networks",
+    "client_machine_pattern",
+    "client_parameters",
+    "capabilities",
+)
+# What the platform verified itself; the other conditions test what the agent claims.
+VERIFIED_CONDITIONS = ("token_labels", "source_networks")
 
 
 def _network(text: str) -> IPNetwork:
@@ -50,6 +58,7 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 class _Rules:
     """The parameters, parsed once."""
 
+    token_labels: tuple[str, ...]
     client_machine_glob: str
     client_machine: re.Pattern[str] | None
     networks: tuple[IPNetwork, ...]
@@ -64,6 +73,10 @@ def _rules(config: Mapping[str, Any]) -> _Rules:
     """The rules of a configuration; ParameterError naming each wrong parameter."""
     errors: dict[str, str] = {}
     pattern = str(config.get("client_machine_pattern") or "").strip()
+    token_labels = tuple(
+        dict.fromkeys(str(item).strip() for item in config.get("token_labels") or [])
+    )
+    token_labels = tuple(label for label in token_labels if label)
 
     networks: list[IPNetwork] = []
     problems = []
@@ -107,14 +120,24 @@ def _rules(config: Mapping[str, Any]) -> _Rules:
     blueprint = str(config.get("blueprint") or "").strip() or None
     if blueprint and verdict_text == Verdict.DENY.value:
         errors["blueprint"] = "a blueprint is given only to an allowed orchestrator"
-    if not (pattern or networks or client_parameters or capabilities or errors):
+    if not (token_labels or pattern or networks or client_parameters or capabilities or errors):
         errors["client_machine_pattern"] = (
-            "give at least one condition (client machine pattern, source networks, "
-            "client parameters or capabilities): without one, every agent would match"
+            "give at least one condition (token labels, source networks, client machine "
+            "pattern, client parameters or capabilities): without one, every agent would match"
         )
+    elif verdict_text == Verdict.ALLOW.value and not (token_labels or networks or errors):
+        # The machine name, parameters and capabilities are the agent's own words: anyone
+        # holding any registration token could claim them.
+        unverified = (
+            "a rule that allows needs a condition the platform verifies: token labels "
+            "(set on the registration token when it is made) or source networks; the client "
+            "machine, parameters and capabilities are only what the agent claims"
+        )
+        errors["token_labels"] = unverified
     if errors:
         raise ParameterError(errors)
     return _Rules(
+        token_labels=token_labels,
         client_machine_glob=pattern,
         client_machine=glob_compile(pattern) if pattern else None,
         networks=tuple(networks),
@@ -129,12 +152,20 @@ def _rules(config: Mapping[str, Any]) -> _Rules:
 class RuleBasedApproval(RegistrationHandler):
     """Allows (or denies) the agents that meet every condition given; defers the others.
 
-    Conditions, each optional but at least one required; all those given must match:
+    Conditions, each optional but at least one required; all those given must match.
+    Verified by the platform (a rule whose verdict is ``allow`` needs at least one):
+
+    - **token_labels**: labels the registration token used must all carry (set by whoever
+      made the token, e.g. ``prod-web``; the agent cannot choose them).
+    - **source_networks**: one network per line, IPv4 or IPv6 (``10.20.0.0/16``,
+      ``2001:db8::/32``, or a single address); the request must come from one of them (the
+      address as the platform determines it, trusted proxies honoured).
+
+    Claimed by the agent (narrow a rule down with them; never the only reason to allow):
 
     - **client_machine_pattern**: a glob on the agent's machine name, ignoring case:
-      ``*.prod.example.com`` (``*`` matches any text, dots included; ``?`` one character).
-    - **source_networks**: one network per line, IPv4 or IPv6 (``10.20.0.0/16``,
-      ``2001:db8::/32``, or a single address); the request must come from one of them.
+      ``*.prod.example.com`` (``*`` matches any text, dots included but never a line break;
+      ``?`` one character).
     - **client_parameters**: ``key=value`` lines the agent's own parameters must all have;
       the value may be a glob and is compared exactly (case counts): ``env=prod*``.
     - **capabilities**: capabilities the agent must all advertise, e.g. ``PEM.Inventory``.
@@ -145,31 +176,39 @@ class RuleBasedApproval(RegistrationHandler):
     decision is deferred to the next handler (and to an administrator at the end), naming
     the first condition that failed.
 
-    Example: client machine pattern ``*.prod.example.com``, source networks
-    ``10.20.0.0/16``, verdict ``allow``, blueprint ``linux-web``.
+    Example: token labels ``prod-web``, client machine pattern ``*.prod.example.com``,
+    source networks ``10.20.0.0/16``, verdict ``allow``, blueprint ``linux-web``.
     """
 
     label = "Approve by rules"
     parameters = (
         Parameter(
+            "token_labels",
+            ParameterType.LIST,
+            help="Labels the registration token must all carry, one per line (verified: set "
+            "when the token was made).",
+        ),
+        Parameter(
             "client_machine_pattern",
             ParameterType.STRING,
-            help="A glob the agent's machine name must match, e.g. *.prod.example.com.",
+            help="A glob the agent's machine name must match, e.g. *.prod.example.com "
+            "(claimed by the agent).",
         ),
         Parameter(
             "source_networks",
             ParameterType.LIST,
-            help="Networks the request must come from, one CIDR per line (IPv4 or IPv6).",
+            help="Networks the request must come from, one CIDR per line (IPv4 or IPv6; verified).",
         ),
         Parameter(
             "client_parameters",
             ParameterType.LIST,
-            help="key=value lines the agent's parameters must all match (value: a glob).",
+            help="key=value lines the agent's parameters must all match (value: a glob; "
+            "claimed by the agent).",
         ),
         Parameter(
             "capabilities",
             ParameterType.LIST,
-            help="Capabilities the agent must all advertise, one per line.",
+            help="Capabilities the agent must all advertise, one per line (claimed).",
         ),
         Parameter(
             "verdict",
@@ -214,6 +253,10 @@ class RuleBasedApproval(RegistrationHandler):
     @staticmethod
     def _first_unmatched(rules: _Rules, request: RegistrationRequest) -> str | None:
         """Why the request does not match, for the first condition it fails; None if none."""
+        carried = set(request.token_labels)
+        missing_labels = [label for label in rules.token_labels if label not in carried]
+        if missing_labels:
+            return f"the registration token lacks the labels: {', '.join(missing_labels)}"
         if rules.client_machine and not rules.client_machine.fullmatch(request.client_machine):
             return (
                 f"client machine {request.client_machine!r} does not match "

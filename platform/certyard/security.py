@@ -109,13 +109,19 @@ def client_address(request: HttpRequest) -> str | None:
     of us wrote into X-Forwarded-For: exactly what DRF's throttles use (its NUM_PROXIES), so
     the login lockout, the API throttles and the agent API's limits agree on who the client
     is. A forwarded value that is no IP address falls back to the peer's address: a proxy
-    misconfiguration must not let a client name itself.
+    misconfiguration must not let a client name itself. None when neither is an address.
     """
     from rest_framework.throttling import BaseThrottle
 
     remote = request.META.get("REMOTE_ADDR") or None
     candidate = BaseThrottle().get_ident(request)
-    try:
-        return str(ipaddress.ip_address(candidate)) if candidate else remote
-    except ValueError:
-        return remote
+    for text in (candidate, remote):
+        try:
+            address = ipaddress.ip_address(str(text or "").strip())
+        except ValueError:
+            continue
+        # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d: one client, one key.
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return str(address)
+    return None

@@ -57,13 +57,19 @@ def make_token(db: None) -> Callable[..., str]:
     from certyard.fleet.services import registration_token_create
 
     def make(
-        *, reusable: bool = False, approve: bool = False, hours: int = 1, description: str = "t"
+        *,
+        reusable: bool = False,
+        approve: bool = False,
+        hours: int = 1,
+        description: str = "t",
+        labels: tuple[str, ...] = (),
     ) -> str:
         _, value = registration_token_create(
             description=description,
             valid_for=dt.timedelta(hours=hours),
             reusable=reusable,
             approve_on_register=approve,
+            labels=labels,
         )
         return value
 

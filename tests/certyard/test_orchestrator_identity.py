@@ -403,7 +403,9 @@ def test_a_revoked_orchestrator_registers_again_without_a_reset(
     api, admin_api: APIClient, agent: RegisteredAgent, make_token
 ) -> None:
     assert _revoke(admin_api, agent.orchestrator).status_code == 200
-    new_key = agent_key()
+    # With the key it had (the CSR proves possession); a new key may not take the row over
+    # (tests/certyard/test_security_registration.py).
+    new_key = agent.key
     body = register_body(make_token(), agent.orchestrator.name, key=new_key)
     body["client_machine"] = agent.orchestrator.client_machine
 

@@ -107,7 +107,12 @@ def test_a_rule_approves_a_real_agent_which_gets_the_blueprints_stores_and_inven
         platform,
         "certyard.registration_rules",
         "web rule",
-        {"client_parameters": ["role=web"], "blueprint": "web servers"},
+        # role=web is the agent's claim; the loopback source is what the platform verifies.
+        {
+            "client_parameters": ["role=web"],
+            "source_networks": ["127.0.0.0/8", "::1/128"],
+            "blueprint": "web servers",
+        },
         order=2,
     )
     # The new agent's folder, where the blueprint's path leads once rewritten.

@@ -113,10 +113,12 @@ def _agent_registers(
     *,
     csr_name: str | None = None,
     environment: str = "production",
+    vouched_environment: str = "production",
     source: str = "10.0.0.5",
 ) -> Orchestrator:
+    labels = (f"environment={vouched_environment}",) if vouched_environment else ()
     return orchestrator_register(
-        token=make_token(),
+        token=make_token(labels=labels),
         name=name,
         client_machine=f"{name}.example.test",
         agent_version="1.0",
@@ -135,13 +137,19 @@ def test_registration_handler_allows_denies_and_defers(make_token: Any) -> None:
     allowed = _agent_registers(make_token, "web-1")
     denied = _agent_registers(make_token, "web-2", source="::ffff:198.51.100.7")
     wrong_name = _agent_registers(make_token, "web-3", csr_name="someone-else")
-    wrong_environment = _agent_registers(make_token, "web-4", environment="lab")
+    wrong_environment = _agent_registers(
+        make_token, "web-4", environment="lab", vouched_environment="lab"
+    )
+    # The agent's own claim is not enough: the token must vouch for the environment.
+    claims_only = _agent_registers(make_token, "web-5", vouched_environment="")
+    claim_disagrees = _agent_registers(make_token, "web-6", environment="staging")
 
     assert allowed.status == Orchestrator.Status.APPROVED
     assert allowed.metadata == {"environment": "production"}
     assert denied.status == Orchestrator.Status.DISAPPROVED
     # Deferred by every handler, and the token does not pre-approve: an administrator decides.
     assert wrong_name.status == wrong_environment.status == Orchestrator.Status.NEW
+    assert claims_only.status == claim_disagrees.status == Orchestrator.Status.NEW
 
     def run_of(orchestrator: Orchestrator) -> HandlerRun:
         return HandlerRun.objects.get(subject_id=str(orchestrator.pk))
@@ -152,11 +160,12 @@ def test_registration_handler_allows_denies_and_defers(make_token: Any) -> None:
     assert "'someone-else'" in run_of(wrong_name).output["reason"]
     assert run_of(wrong_environment).output == {
         "verdict": "defer",
-        "reason": "environment 'lab' is not an allowed one",
+        "reason": "the token vouches for no allowed environment ('lab')",
         "blueprint": None,
         "metadata": {},
         "issue_certificate": True,
     }
+    assert "claims environment 'staging'" in run_of(claim_disagrees).output["reason"]
     registered = Event.objects.get(kind="orchestrator.registered", subject_id=str(allowed.pk))
     assert registered.data["verdict"] == "allow"
     assert registered.data["decided_by"] == "example.agent_identity"

@@ -101,7 +101,7 @@ def test_ipv6_and_ipv4_mapped_addresses_are_matched(address: str) -> None:
 
 
 def test_the_machine_pattern_ignores_case_and_star_spans_dots() -> None:
-    approve = rules(client_machine_pattern="WEB-?.*.example.COM")
+    approve = rules(client_machine_pattern="WEB-?.*.example.COM", source_networks=["10.0.0.0/8"])
     assert approve.decide(request(client_machine="web-1.eu.prod.example.com")).verdict == "allow"
     assert approve.decide(request(client_machine="web-10.example.com")).verdict == "defer"
 

@@ -7,6 +7,8 @@ blueprint never makes a store the console or the API would refuse.
 """
 
 import logging
+import ntpath
+import posixpath
 import re
 from dataclasses import dataclass, field
 
@@ -62,6 +64,63 @@ def placeholders_fill(template: str, *, orchestrator: Orchestrator) -> str:
     those: other braces are left as they are)."""
     values = {"client_machine": orchestrator.client_machine, "orchestrator": orchestrator.name}
     return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+# Characters a value filled into a path may not hold: separators, and anything that is
+# not plainly printable (line breaks, controls, bidi marks).
+_PATH_VALUE_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_WINDOWS_PATH = re.compile(r"[A-Za-z]:[\\/]|\\\\")
+
+
+def store_path_fill(template: str, *, orchestrator: Orchestrator) -> str:
+    """The store path of a template for this orchestrator, normalised; ``ServiceError``
+    (``path_escape``) when it would leave the blueprint's folder.
+
+    The folder is the template's directory before its first placeholder
+    (``/srv/certs/{client_machine}/pki`` stays under ``/srv/certs``). Each value filled in
+    must be one plain path component (no separator, no ``.`` or ``..``, no control or
+    bidi character), and the filled path, normalised (``a/./b``, ``a//b``), must still be
+    inside that folder. A template without a placeholder is used as it is.
+    """
+    found = [template.find(p) for p in (PLACEHOLDER_CLIENT_MACHINE, PLACEHOLDER_ORCHESTRATOR)]
+    first = min((index for index in found if index >= 0), default=-1)
+    if first < 0:
+        return template
+    windows = bool(_WINDOWS_PATH.match(template)) or ("\\" in template and "/" not in template)
+    flavour = ntpath if windows else posixpath
+    values = {"client_machine": orchestrator.client_machine, "orchestrator": orchestrator.name}
+    for key, value in values.items():
+        if f"{{{key}}}" in template and (
+            value in ("", ".", "..")
+            or _PATH_VALUE_FORBIDDEN.search(value)
+            or (windows and ":" in value)  # a drive or a stream on Windows
+        ):
+            raise ServiceError(
+                f"the store path would leave the blueprint's folder: the {key.replace('_', ' ')} "
+                f"{value!r} is not a plain path component",
+                code="path_escape",
+            )
+    filled = placeholders_fill(template, orchestrator=orchestrator)
+    normal = flavour.normpath(filled)
+    head = template[:first]
+    folder = head[: max(head.rfind("/"), head.rfind("\\")) + 1]
+    if folder:
+        base = flavour.normpath(folder)
+        prefix = base if base.endswith(flavour.sep) else base + flavour.sep
+        inside = normal == base or normal.startswith(prefix)
+    else:  # a relative template: it must stay relative, below where it starts
+        inside = (
+            not flavour.isabs(normal)
+            and not flavour.splitdrive(normal)[0]
+            and normal.split(flavour.sep)[0] != ".."
+        )
+    if not inside:
+        raise ServiceError(
+            f"the store path {filled!r} would leave the blueprint's folder "
+            f"{folder or '(relative)'!r}",
+            code="path_escape",
+        )
+    return normal
 
 
 # --- Saving ------------------------------------------------------------------------
@@ -258,6 +317,11 @@ def _store_apply(template: BlueprintStore, application: BlueprintApplication) ->
         refusal = StoreRefusal(store_type.short_name, machine, path, code, reason)
         application.refused.append(refusal)
 
+    try:
+        path = store_path_fill(template.store_path, orchestrator=orchestrator)
+    except ServiceError as exc:
+        return refuse(exc.code, exc.message)
+
     if not path.strip():
         return refuse("invalid", "the store path is empty")
     if len(path) > _PATH_MAX_LENGTH:
@@ -318,7 +382,19 @@ def _already_present(
     return True
 
 
-# --- Registration hook ---------------------------------------------------------------
+# --- Registration hooks --------------------------------------------------------------
+
+
+def blueprint_name_check(name: str) -> str:
+    """The name of the blueprint called ``name`` (whatever the case), as stored; fleet
+    calls it when a registration token is restricted to a blueprint."""
+    blueprint = Blueprint.objects.filter(name__iexact=name.strip()).first()
+    if blueprint is None:
+        message = f"there is no blueprint named {name.strip()[:200]!r}"
+        raise ServiceError(
+            f"blueprint: {message}", code="invalid", details={"fields": {"blueprint": [message]}}
+        )
+    return blueprint.name
 
 
 def blueprint_apply_by_name(*, orchestrator: Orchestrator, blueprint_name: str) -> None:

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 from django import forms
@@ -182,10 +183,32 @@ class RegistrationTokenForm(forms.Form):
     approve_on_register = forms.BooleanField(
         required=False, help_text="Orchestrators registering with it start approved."
     )
+    labels = forms.CharField(
+        required=False,
+        max_length=1500,
+        help_text="Labels registration rules can trust (token labels), separated by spaces, "
+        "commas or lines, e.g. prod-web. The agent cannot choose them.",
+    )
+    machine_pattern = forms.CharField(
+        required=False,
+        max_length=255,
+        label="Machine pattern",
+        help_text="Only client machines matching this glob may register with it, e.g. "
+        "*.prod.example.com. Empty: any.",
+    )
+    blueprint = forms.CharField(
+        required=False,
+        max_length=200,
+        help_text="The only blueprint (its name) an approval through this token may apply. "
+        "Empty: any.",
+    )
 
     @property
     def valid_for(self) -> dt.timedelta:
         return dt.timedelta(hours=self.cleaned_data["valid_hours"])
+
+    def clean_labels(self) -> list[str]:
+        return [label for label in re.split(r"[\s,]+", self.cleaned_data["labels"]) if label]
 
 
 class ApiTokenForm(forms.Form):

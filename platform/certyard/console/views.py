@@ -234,10 +234,19 @@ def registration_token_create(request: HttpRequest) -> HttpResponse:
             valid_for=form.valid_for,
             reusable=form.cleaned_data["reusable"],
             approve_on_register=form.cleaned_data["approve_on_register"],
+            labels=form.cleaned_data["labels"],
+            machine_pattern=form.cleaned_data["machine_pattern"],
+            blueprint=form.cleaned_data["blueprint"],
             created_by=request.user,
         )
     except ServiceError as exc:
-        form.add_error(None, exc.message)
+        # A field the service names gets the message next to it; anything else on top.
+        fields = (exc.details or {}).get("fields") or {}
+        named = [name for name in fields if name in form.fields]
+        for name in named:
+            form.add_error(name, fields[name])
+        if not named:
+            form.add_error(None, exc.message)
         return _token_page(request, form)
     response = _token_page(request, RegistrationTokenForm(), created=(token, value))
     response["Cache-Control"] = "no-store"

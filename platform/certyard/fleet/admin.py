@@ -15,7 +15,17 @@ class RegistrationTokenAdmin(admin.ModelAdmin):
     list_display = ["description", "token_prefix", "reusable", "expires_at", "revoked", "use_count"]
     list_filter = ["revoked", "reusable", "approve_on_register"]
     search_fields = ["description", "token_prefix"]
-    readonly_fields = ["token_prefix", "use_count", "last_used_at", "created_by", "created_at"]
+    # What a token vouches for is fixed when it is made: rules trust it.
+    readonly_fields = [
+        "token_prefix",
+        "labels",
+        "machine_pattern",
+        "blueprint",
+        "use_count",
+        "last_used_at",
+        "created_by",
+        "created_at",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

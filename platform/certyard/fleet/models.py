@@ -22,6 +22,27 @@ class RegistrationToken(models.Model):
     approve_on_register = models.BooleanField(
         default=False, help_text="Orchestrators registering with this token start approved."
     )
+    # What the token vouches for, set when it is made. Unlike what an agent says of itself,
+    # the platform knows these for certain: registration handlers may trust them.
+    labels = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Labels registration rules can match (verified: set by whoever made it).",
+    )
+    machine_pattern = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="A glob the claimed client machine must match (ignoring case), e.g. "
+        "*.prod.example.com; empty allows any.",
+    )
+    blueprint = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="The only blueprint (by name) an approval through this token may apply; "
+        "empty allows any.",
+    )
     expires_at = models.DateTimeField()
     revoked = models.BooleanField(default=False)
     use_count = models.PositiveIntegerField(default=0, editable=False)

@@ -4,8 +4,11 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import ipaddress
+import re
 import secrets
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +38,7 @@ from certyard.workflows.registration import (
 )
 from certyard.workflows.services import event_emit
 from handlers.base import EventKind, RegistrationRequest, Verdict
+from handlers.builtin._common import glob_compile
 from orchestrators.protocol import SESSION_ASSERTION_MAX_SKEW_SECONDS, session_signing_input
 
 _SESSION_SALT = "certyard.orchestrator-session.v1"
@@ -44,7 +48,110 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# --- Client machine names ----------------------------------------------------------
+
+CLIENT_MACHINE_MAX_LENGTH = 253  # a DNS name's limit
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def client_machine_problem(value: str) -> str | None:
+    """Why ``value`` is no host name or IP address an agent may claim; None if it is one.
+
+    A host name is dot-separated labels of ASCII letters, digits, ``-`` and ``_`` (Windows
+    names have them), 1 to 63 characters each, not starting or ending with ``-``. So no
+    path character, space, line break, control, markup or bidi character gets in: the
+    name is shown in the console, written into events and filled into store paths.
+    """
+    if not value:
+        return "give the agent's host name or IP address"
+    if len(value) > CLIENT_MACHINE_MAX_LENGTH:
+        return f"at most {CLIENT_MACHINE_MAX_LENGTH} characters"
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        return None
+    if all(_HOST_LABEL.fullmatch(label) for label in value.split(".")):
+        return None
+    odd = next(
+        (char for char in value if not (char.isascii() and (char.isalnum() or char in "._-"))),
+        None,
+    )
+    if odd is not None:
+        shown = (
+            repr(odd)
+            if odd.isprintable() and unicodedata.category(odd) != "Cf"
+            else f"U+{ord(odd):04X}"
+        )
+        return (
+            f"not a host name or IP address: {shown} is not allowed (use letters, digits, "
+            "'-' and '_' in dot-separated labels)"
+        )
+    return (
+        "not a host name or IP address: each dot-separated label has 1 to 63 letters, "
+        "digits, '-' or '_', and does not start or end with '-'"
+    )
+
+
 # --- Registration tokens ----------------------------------------------------------
+
+REGISTRATION_TOKEN_MAX_LABELS = 20
+_TOKEN_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=/-]{0,63}")
+
+# Blueprints live above fleet: the blueprints app registers the check that a blueprint
+# named on a token exists (it returns the name as stored, or raises ServiceError).
+_blueprint_name_checks: list[Callable[[str], str]] = []
+
+
+def registration_token_blueprint_check_register(check: Callable[[str], str]) -> None:
+    """Register ``check(name) -> name as stored``; it raises ``ServiceError`` if there is
+    no blueprint of that name. Called when a token restricted to a blueprint is made."""
+    if check not in _blueprint_name_checks:
+        _blueprint_name_checks.append(check)
+
+
+def _field_error(field_name: str, message: str) -> ServiceError:
+    return ServiceError(
+        f"{field_name.replace('_', ' ')}: {message}", details={"fields": {field_name: [message]}}
+    )
+
+
+def registration_token_labels_clean(labels: Iterable[str]) -> list[str]:
+    """The labels, stripped, without repeats, in order; ``ServiceError`` naming a bad one."""
+    cleaned: list[str] = []
+    for raw in labels:
+        label = str(raw).strip()
+        if not label:
+            continue
+        if not _TOKEN_LABEL.fullmatch(label):
+            raise _field_error(
+                "labels",
+                f"{label[:80]!r} is not a label: up to 64 letters, digits and . _ : = / -, "
+                "starting with a letter or digit",
+            )
+        if label not in cleaned:
+            cleaned.append(label)
+    if len(cleaned) > REGISTRATION_TOKEN_MAX_LABELS:
+        raise _field_error("labels", f"at most {REGISTRATION_TOKEN_MAX_LABELS} labels")
+    return cleaned
+
+
+def registration_token_machine_pattern_clean(pattern: str) -> str:
+    """A glob on client machines (``*.prod.example.com``), stripped; ``ServiceError`` if it
+    could never match a valid name."""
+    pattern = pattern.strip()
+    if not pattern:
+        return ""
+    # A pattern is a host name in which * ? [ ] ! stand for what they match.
+    skeleton = re.sub(r"\[!?[^\]]*\]|[*?]", "a", pattern)
+    if len(pattern) > 255 or client_machine_problem(skeleton):
+        raise _field_error(
+            "machine_pattern",
+            "a host name glob, e.g. *.prod.example.com (letters, digits, . - _ and the "
+            "wildcards * ? [ ])",
+        )
+    return pattern
 
 
 def registration_token_create(
@@ -53,11 +160,25 @@ def registration_token_create(
     valid_for: dt.timedelta,
     reusable: bool = False,
     approve_on_register: bool = False,
+    labels: Iterable[str] = (),
+    machine_pattern: str = "",
+    blueprint: str = "",
     created_by: Any = None,
 ) -> tuple[RegistrationToken, str]:
-    """A new registration token and its secret value, which is shown only this once."""
+    """A new registration token and its secret value, which is shown only this once.
+
+    ``labels`` are what registration rules can trust (``token_labels``): the agent cannot
+    choose them. ``machine_pattern`` restricts the client machines the token registers;
+    ``blueprint`` is the only blueprint an approval through the token may apply.
+    """
     if valid_for <= dt.timedelta(0):
         raise ServiceError("a registration token must be valid for some time")
+    cleaned_labels = registration_token_labels_clean(labels)
+    machine_pattern = registration_token_machine_pattern_clean(machine_pattern)
+    blueprint = blueprint.strip()
+    if blueprint:
+        for check in _blueprint_name_checks:
+            blueprint = check(blueprint)
     value = f"cyreg_{secrets.token_urlsafe(32)}"
     token = RegistrationToken.objects.create(
         description=description,
@@ -65,6 +186,9 @@ def registration_token_create(
         token_prefix=value[:8],
         reusable=reusable,
         approve_on_register=approve_on_register,
+        labels=cleaned_labels,
+        machine_pattern=machine_pattern,
+        blueprint=blueprint,
         expires_at=timezone.now() + valid_for,
         created_by=created_by,
     )
@@ -90,6 +214,17 @@ def _registration_token_check(value: str) -> RegistrationToken:
     if not token.reusable and token.use_count:
         raise _token_used()
     return token
+
+
+def _registration_token_machine_check(token: RegistrationToken, client_machine: str) -> None:
+    """Refuse a claimed machine the token does not allow (before the token is spent)."""
+    if token.machine_pattern and not glob_compile(token.machine_pattern).fullmatch(client_machine):
+        raise ServiceError(
+            f"this registration token is only for client machines matching "
+            f"{token.machine_pattern!r}, not {client_machine!r}",
+            code="machine_not_allowed",
+            http_status=403,
+        )
 
 
 def _token_used() -> ServiceError:
@@ -184,15 +319,35 @@ def orchestrator_register(
 
     The enabled registration handlers run in order before anything is written; the first
     to allow or deny decides. When all defer, the token decides: approved if it
-    pre-approves, else New for an administrator. An orchestrator of the same name on the
-    same machine may register again only after an admin reset it or revoked its
-    certificate (its stores and history are kept). A handler may withhold the client
-    certificate: the orchestrator is then recorded without an identity and the agent is
-    told to register again later.
+    pre-approves, else New for an administrator. Handlers get what the agent claims and,
+    separately, what the platform verified (the token's labels and restrictions, the
+    source address, the key). A token restricted to a machine pattern refuses other
+    machines (403 ``machine_not_allowed``, the token unspent); one restricted to a
+    blueprint lets no approval apply another (the orchestrator is left New instead).
+
+    An orchestrator of the same name on the same machine is never inherited by a new key:
+    after its certificate was revoked only its own key may register it again (409
+    ``identity_revoked`` otherwise); after an administrator reset it, the next
+    registration takes it over (stores and history kept) but stays New until an
+    administrator approves it. A handler may withhold the client certificate: the
+    orchestrator is then recorded without an identity and the agent is told to register
+    again later.
     """
+    problem = client_machine_problem(client_machine)
+    if problem:
+        raise ServiceError(
+            f"client_machine: {problem}", details={"fields": {"client_machine": [problem]}}
+        )
     csr = csr_load(csr_pem)
+    public_key = csr.public_key()
     # Refuse a bad token before doing any work for its bearer.
-    _registration_token_check(token)
+    checked_token = _registration_token_check(token)
+    _registration_token_machine_check(checked_token, client_machine)
+    # Refuse a taken name before the handlers run or a certificate is issued (checked
+    # again under the lock below).
+    existing = Orchestrator.objects.filter(name=name, client_machine=client_machine).first()
+    if existing is not None:
+        _existing_row_check(existing, public_key, name=name, client_machine=client_machine)
     outcome = registration_handlers_run(
         RegistrationRequest(
             name=name,
@@ -202,11 +357,17 @@ def orchestrator_register(
             client_parameters=dict(client_parameters),
             csr_pem=csr_pem,
             source_address=source_address,
+            token_id=checked_token.pk,
+            token_description=checked_token.description,
+            token_labels=tuple(checked_token.labels or ()),
+            token_machine_pattern=checked_token.machine_pattern,
+            token_blueprint=checked_token.blueprint,
+            token_approves=checked_token.approve_on_register,
+            public_key_sha256=_spki_sha256(public_key),
         )
     )
     decision = outcome.decision
     withheld = decision is not None and not decision.issue_certificate
-    public_key = csr.public_key()
     ca = orchestrator_ca_get_or_create()
     identity: dict[str, Any] = {
         "public_key_sha256": "",
@@ -225,9 +386,49 @@ def orchestrator_register(
     now = timezone.now()
     with transaction.atomic():
         registration_token = _registration_token_spend(token)
+        # The token as spent: its restrictions are checked again under the lock, in case
+        # it changed since (the admin cannot edit them, but a data migration could).
+        _registration_token_machine_check(registration_token, client_machine)
+        existing = (
+            Orchestrator.objects.select_for_update()
+            .filter(name=name, client_machine=client_machine)
+            .first()
+        )
+        taken_over = existing is not None and _existing_row_check(
+            existing, public_key, name=name, client_machine=client_machine
+        )
         status = _status_after_registration(outcome, registration_token)
-        if withheld and status == Orchestrator.Status.APPROVED:
-            status = Orchestrator.Status.NEW  # it cannot work without a certificate
+        notes: list[str] = []
+        if withheld:
+            notes.append(
+                f"client certificate withheld by the registration handler {outcome.decided_by}"
+            )
+            if status == Orchestrator.Status.APPROVED:
+                status = Orchestrator.Status.NEW  # it cannot work without a certificate
+        blueprint = decision.blueprint if decision is not None else None
+        if (
+            blueprint
+            and registration_token.blueprint
+            and blueprint.strip().casefold() != registration_token.blueprint.casefold()
+        ):
+            notes.append(
+                f"{outcome.decided_by} named the blueprint {blueprint!r}, but the registration "
+                f"token allows only {registration_token.blueprint!r}: not applied, and the "
+                "approval is left to an administrator"
+            )
+            blueprint = None
+            if status == Orchestrator.Status.APPROVED:
+                status = Orchestrator.Status.NEW
+        if taken_over and status == Orchestrator.Status.APPROVED:
+            # A new key takes over an orchestrator that had none (an administrator reset it,
+            # or its certificate was withheld): its stores (and their passwords) go to that
+            # key only once an administrator approves it.
+            notes.append(
+                "registered with a new key into an orchestrator that had none (reset): an "
+                "administrator approves it before it receives its stores"
+            )
+            status = Orchestrator.Status.NEW
+            blueprint = None
         fields = {
             "agent_version": agent_version,
             "capabilities": capabilities,
@@ -238,31 +439,11 @@ def orchestrator_register(
             "status_changed_at": now,
             "status_changed_by": None,
             "last_seen": now,
-            "last_error": (
-                f"client certificate withheld by the registration handler {outcome.decided_by}"
-                if withheld
-                else ""
-            ),
+            "last_error": "; ".join(notes),
             **identity,
         }
         if decision is not None and decision.metadata:
             fields["metadata"] = {str(k): str(v) for k, v in decision.metadata.items()}
-        existing = (
-            Orchestrator.objects.select_for_update()
-            .filter(name=name, client_machine=client_machine)
-            .first()
-        )
-        if (
-            existing is not None
-            and existing.has_identity
-            # A revoked identity is no identity: its agent may register again, with a token.
-            and not issued_is_revoked(certificate_pem=existing.certificate_pem)
-        ):
-            raise Conflict(
-                f"an orchestrator named {name} on {client_machine} is already registered; "
-                "an administrator must reset it before it can register again",
-                code="already_registered",
-            )
         if existing is None:
             orchestrator = Orchestrator.objects.create(
                 name=name, client_machine=client_machine, **fields
@@ -275,7 +456,6 @@ def orchestrator_register(
         registration_runs_record(
             outcome, orchestrator_id=str(orchestrator.pk), orchestrator_label=str(orchestrator)
         )
-        blueprint = decision.blueprint if decision is not None else None
         _orchestrator_event(
             EventKind.ORCHESTRATOR_REGISTERED,
             orchestrator,
@@ -297,6 +477,55 @@ def orchestrator_register(
             http_status=403,
         )
     return Registration(orchestrator, certificate_pem, [ca.certificate_pem])
+
+
+def _existing_row_check(
+    existing: Orchestrator,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    name: str,
+    client_machine: str,
+) -> bool:
+    """May this registration use the orchestrator row of the same name and machine?
+
+    Only the holder of the row's key may take it back (a CSR proves possession: its
+    signature verifies), and only once its certificate was revoked, for any reason but key
+    compromise. A row an administrator reset has no key: the next registration takes it
+    over, and True says so (the caller leaves it for an administrator to approve). Anything
+    else is refused: a new key never inherits a row, its stores or their secrets.
+    """
+    if not existing.has_identity:
+        return True
+    revoked = _revoked_issue(existing.certificate_pem)
+    if revoked is None:
+        raise Conflict(
+            f"an orchestrator named {name} on {client_machine} is already registered; "
+            "an administrator must reset it before it can register again",
+            code="already_registered",
+        )
+    same_key = _spki_sha256(public_key) == existing.public_key_sha256
+    if same_key and revoked.revocation_reason != RevocationReason.KEY_COMPROMISE:
+        return False
+    why = (
+        "its key was reported compromised, so that key proves nothing"
+        if same_key
+        else "only the agent holding its key may register it again"
+    )
+    raise Conflict(
+        f"an orchestrator named {name} on {client_machine} exists and its certificate was "
+        f"revoked; {why}. An administrator can reset it to let a new key take it over, or "
+        "register under another name",
+        code="identity_revoked",
+    )
+
+
+def _revoked_issue(certificate_pem: str) -> IssuedCertificate | None:
+    """The revoked IssuedCertificate behind a PEM certificate; None if it is not revoked."""
+    if not issued_is_revoked(certificate_pem=certificate_pem):
+        return None
+    certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+    sha256 = certificate.fingerprint(hashes.SHA256()).hex()
+    return IssuedCertificate.objects.filter(sha256=sha256, revoked_at__isnull=False).first()
 
 
 def _orchestrator_event(kind: EventKind, orchestrator: Orchestrator, **data: Any) -> None:

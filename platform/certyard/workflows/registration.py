@@ -48,6 +48,12 @@ def _inputs(request: RegistrationRequest) -> dict[str, object]:
         "capabilities": list(request.capabilities),
         "client_parameters": dict(request.client_parameters),
         "source_address": request.source_address,
+        # What the platform verified, apart from the claims above.
+        "token_id": request.token_id,
+        "token_labels": list(request.token_labels),
+        "token_machine_pattern": request.token_machine_pattern,
+        "token_blueprint": request.token_blueprint,
+        "public_key_sha256": request.public_key_sha256,
     }
 
 

@@ -2,6 +2,8 @@
 
 from rest_framework import serializers
 
+from certyard.fleet.services import client_machine_problem
+
 _MAX_CAPABILITIES = 200
 _MAX_PARAMETERS = 100
 
@@ -9,10 +11,16 @@ _MAX_PARAMETERS = 100
 class RegisterSerializer(serializers.Serializer):
     token = serializers.CharField(max_length=200)
     name = serializers.RegexField(
-        r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$",
+        r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}\Z",
         error_messages={"invalid": "use letters, digits, '.', '_', '@' or '-' (up to 200)"},
     )
-    client_machine = serializers.CharField(max_length=255)
+    client_machine = serializers.CharField(
+        max_length=253,
+        trim_whitespace=False,  # a name with spaces around it is refused, not mended
+        help_text="The agent's host name (letters, digits, '-' and '_' in dot-separated "
+        "labels of up to 63 characters) or IP address. A claim: rules that approve should "
+        "also match what the platform verifies (token labels, source address).",
+    )
     agent_version = serializers.CharField(max_length=50, allow_blank=True, default="")
     capabilities = serializers.ListField(
         child=serializers.RegexField(r"^[A-Za-z0-9_-]{1,40}\.[A-Za-z]{1,20}$"),
@@ -23,6 +31,14 @@ class RegisterSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=1000, allow_blank=True), default=dict
     )
     csr = serializers.CharField(max_length=20_000)
+
+    def validate_client_machine(self, value: str) -> str:
+        # It ends up in store paths, events, e-mails and the console: only a host name or an
+        # address (no path, line break, space, markup or bidi character) is accepted.
+        problem = client_machine_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
     def validate_client_parameters(self, value: dict) -> dict:
         if len(value) > _MAX_PARAMETERS:

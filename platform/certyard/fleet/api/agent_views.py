@@ -29,6 +29,7 @@ from certyard.fleet.api.agent_serializers import (
     SessionSerializer,
 )
 from certyard.fleet.models import Orchestrator
+from certyard.security import client_address
 
 _TAG = ["orchestrator agent"]
 
@@ -67,7 +68,7 @@ class RegisterView(APIView):
             capabilities=data["capabilities"],
             client_parameters=data["client_parameters"],
             csr_pem=data["csr"],
-            source_address=request.META.get("REMOTE_ADDR"),
+            source_address=request_source_address(request),
         )
         orchestrator = registration.orchestrator
         return Response(
@@ -164,6 +165,13 @@ class CertificateView(AgentView):
                 "renew_after": renewal.times.renew_after,
             }
         )
+
+
+def request_source_address(request: Request) -> str | None:
+    """The client's address as the platform determines it, for registration rules to trust:
+    :func:`certyard.security.client_address`, the address every limit counts by (never an
+    ``X-Forwarded-For`` entry the client wrote itself)."""
+    return client_address(request)
 
 
 def _certificate_times(orchestrator: Orchestrator) -> dict[str, Any]:

@@ -13,6 +13,9 @@ class RegistrationTokenSerializer(serializers.ModelSerializer):
             "token_prefix",
             "reusable",
             "approve_on_register",
+            "labels",
+            "machine_pattern",
+            "blueprint",
             "expires_at",
             "revoked",
             "use_count",
@@ -27,6 +30,27 @@ class RegistrationTokenCreateSerializer(serializers.Serializer):
     valid_hours = serializers.IntegerField(min_value=1, max_value=24 * 365, default=24)
     reusable = serializers.BooleanField(default=False)
     approve_on_register = serializers.BooleanField(default=False)
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        max_length=20,
+        default=list,
+        help_text="Labels registration rules can trust (token_labels): letters, digits and "
+        ". _ : = / -. The agent cannot choose them.",
+    )
+    machine_pattern = serializers.CharField(
+        max_length=255,
+        allow_blank=True,
+        default="",
+        help_text="Only client machines matching this glob may register with the token, e.g. "
+        "*.prod.example.com (ignoring case); empty for any.",
+    )
+    blueprint = serializers.CharField(
+        max_length=200,
+        allow_blank=True,
+        default="",
+        help_text="The only blueprint (by name) an approval through this token may apply; "
+        "empty for any.",
+    )
 
 
 class RegistrationTokenCreatedSerializer(RegistrationTokenSerializer):

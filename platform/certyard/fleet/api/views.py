@@ -41,6 +41,9 @@ class RegistrationTokenViewSet(
             valid_for=dt.timedelta(hours=data.validated_data["valid_hours"]),
             reusable=data.validated_data["reusable"],
             approve_on_register=data.validated_data["approve_on_register"],
+            labels=data.validated_data["labels"],
+            machine_pattern=data.validated_data["machine_pattern"],
+            blueprint=data.validated_data["blueprint"],
             created_by=request.user,
         )
         body = RegistrationTokenSerializer(token).data
