@@ -114,6 +114,9 @@ class EventKind(StrEnum):
     CERTIFICATE_ISSUED = "certificate.issued"
     CERTIFICATE_RENEWED = "certificate.renewed"
     CERTIFICATE_REVOKED = "certificate.revoked"
+    # Someone other than its enrollee reused an archived private key (key recovery); the
+    # event names who, whose key and which certificate, never the key.
+    ARCHIVED_KEY_REUSED = "key.archived_reused"
     SSH_KEY_ROTATED = "ssh_key.rotated"
 
 

@@ -226,6 +226,9 @@ def bob() -> User:
         "bob",
         "enrollment.view_enrollmentrequest",
         "enrollment.approve_enrollmentrequest",
+        # Deciding on someone else's request is acting on it (issue 14): the grant-all the
+        # upgrade gives every approver.
+        "enrollment.manage_any_enrollmentrequest",
         "inventory.view_certificate",
     )
 

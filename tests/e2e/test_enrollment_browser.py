@@ -35,6 +35,8 @@ perms = [
     ("enrollment", "add_enrollmentrequest"),
     ("enrollment", "view_enrollmentrequest"),
     ("enrollment", "approve_enrollmentrequest"),
+    # Deciding on another's request is acting on it (issue 14): the approvers' grant-all.
+    ("enrollment", "manage_any_enrollmentrequest"),
     ("inventory", "view_certificate"),
 ]
 for name, password in [("enroll-alice", {alice!r}), ("enroll-bob", {bob!r})]:

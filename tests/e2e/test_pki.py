@@ -133,7 +133,9 @@ for name, approval in (("pki-web", False), ("pki-web-approved", True)):
 tokens = {{}}
 for username, codenames in (
     ("alice", ["add_enrollmentrequest", "view_enrollmentrequest", "approve_enrollmentrequest"]),
-    ("bob", ["view_enrollmentrequest", "approve_enrollmentrequest"]),
+    # Deciding on alice's request is acting on it (issue 14): the approvers' grant-all.
+    ("bob", ["view_enrollmentrequest", "approve_enrollmentrequest",
+             "manage_any_enrollmentrequest"]),
 ):
     user = get_user_model().objects.create_user(username, password=username + "-pw-7c1e")
     user.user_permissions.set(Permission.objects.filter(

@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -23,7 +24,7 @@ from certyard.console.forms import form_add_service_error
 from certyard.console.metadata_forms import CertificateMetadataForm
 from certyard.errors import ServiceError
 from certyard.inventory import metadata_selectors
-from certyard.inventory.metadata import metadata_values_set, user_source
+from certyard.inventory.metadata import certificate_metadata_update
 from certyard.inventory.metadata_generators import (
     metadata_backfill_cancel,
     metadata_backfill_start,
@@ -65,12 +66,12 @@ def certificate_metadata_edit(request: HttpRequest, pk: int) -> HttpResponse:
         form = CertificateMetadataForm(request.POST, entries=entries)
         if form.is_valid():
             try:
-                changed = metadata_values_set(
-                    certificates=[certificate],
-                    values=form.changed_values(),
-                    source=user_source(request.user),
+                changed = certificate_metadata_update(
+                    certificate=certificate, values=form.changed_values(), actor=request.user
                 )
             except ServiceError as exc:
+                if exc.http_status == 403:  # not theirs: as without the permission
+                    raise PermissionDenied(exc.message) from exc
                 _form_add_field_errors(form, exc)
             else:
                 message = f"Metadata saved ({changed} value(s) changed)."

@@ -471,6 +471,13 @@ def request_list(request: HttpRequest) -> HttpResponse:
     return render(request, "console/enrollment/request_list.html", context)
 
 
+def _not_yours_raise(exc: ServiceError) -> None:
+    """Not this person's to act on (``certyard.accounts.authorization``): a 403 page, as
+    without the permission."""
+    if exc.code in ("not_yours", "permission_denied", "not_requester"):
+        raise PermissionDenied(exc.message) from exc
+
+
 def _visible_request(request: HttpRequest, pk: Any) -> EnrollmentRequest:
     """The request, for someone who may see them all, or for its own requester."""
     user = request.user
@@ -527,6 +534,7 @@ def request_approve(request: HttpRequest, pk: str) -> HttpResponse:
     except EnrollmentRefused as exc:
         messages.error(request, f"Approved, but the certificate was not issued: {exc.message}.")
     except ServiceError as exc:
+        _not_yours_raise(exc)
         messages.error(request, f"Not approved: {exc.message}.")
     else:
         messages.success(request, f"Request approved. {_submitted_message(enrollment)}")
@@ -545,6 +553,7 @@ def request_deny(request: HttpRequest, pk: str) -> HttpResponse:
                 request=enrollment, actor=request.user, comment=form.cleaned_data["comment"]
             )
         except ServiceError as exc:
+            _not_yours_raise(exc)
             if exc.details.get("field") != "comment":
                 messages.error(request, f"Not denied: {exc.message}.")
                 return redirect("console:enrollment-request-detail", pk=pk)
@@ -568,6 +577,7 @@ def request_collect(request: HttpRequest, pk: str) -> HttpResponse:
                 request=enrollment, password=form.cleaned_data["password"], actor=request.user
             )
         except ServiceError as exc:
+            _not_yours_raise(exc)
             if exc.details.get("field") == "password":
                 forms.service_error_to_form(form, exc)
             else:

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -320,6 +321,13 @@ def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("console:api-token-list")
 
 
+def _forbidden_raise(exc: ServiceError) -> None:
+    """A refusal of who may act on the object (``not_yours``) is a 403 page, like a
+    missing permission, not a message beside the row."""
+    if exc.http_status == 403:
+        raise PermissionDenied(exc.message) from exc
+
+
 # --- Stores --------------------------------------------------------------------------
 
 
@@ -355,7 +363,7 @@ def store_create(request: HttpRequest) -> HttpResponse:
     form = StoreCreateForm(request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():
         try:
-            store = inventory_services.store_create(**form.cleaned_data)
+            store = inventory_services.store_create(**form.cleaned_data, created_by=request.user)
         except ServiceError as exc:
             form_add_service_error(form, exc)
         else:
@@ -372,8 +380,9 @@ def store_edit(request: HttpRequest, pk: str) -> HttpResponse:
     form = StoreEditForm.for_store(store, request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():
         try:
-            inventory_services.store_update(store=store, **form.changes())
+            inventory_services.store_update(store=store, **form.changes(), actor=request.user)
         except ServiceError as exc:
+            _forbidden_raise(exc)
             form_add_service_error(form, exc)
         else:
             messages.success(request, f"Store {store} saved.")
@@ -390,7 +399,12 @@ def store_delete(request: HttpRequest, pk: str) -> HttpResponse:
     if request.method == "GET":
         return render(request, "console/stores/delete.html", {"store": store})
     name = str(store)
-    inventory_services.store_delete(store=store)
+    try:
+        inventory_services.store_delete(store=store, actor=request.user)
+    except ServiceError as exc:
+        _forbidden_raise(exc)
+        messages.error(request, f"Not deleted: {exc.message}.")
+        return redirect("console:store-list")
     messages.success(
         request, f"Store {name} deleted, with its locations and jobs; its certificates stay."
     )
@@ -426,8 +440,11 @@ def store_schedule(request: HttpRequest, pk: str) -> HttpResponse:
         return _store_answer(request, store.pk, error=f"Schedule not changed: {error}")
     interval = form.cleaned_data["interval_minutes"]
     try:
-        inventory_services.store_schedule_inventory(store=store, interval_minutes=interval)
+        inventory_services.store_schedule_inventory(
+            store=store, interval_minutes=interval, actor=request.user
+        )
     except ServiceError as exc:
+        _forbidden_raise(exc)
         return _store_answer(request, store.pk, error=exc.message)
     message = (
         f"Inventory scheduled every {interval} minutes; the first run is due now."
@@ -443,10 +460,11 @@ def store_schedule(request: HttpRequest, pk: str) -> HttpResponse:
 def store_inventory_now(request: HttpRequest, pk: str) -> HttpResponse:
     store = get_object_or_404(inventory_selectors.store_list(), pk=pk)
     try:
-        job, created = job_services.job_inventory_request(
-            store=store, source=Job.Source.ADMIN, requested_by=request.user
+        job, created = job_services.store_inventory_now(
+            store=store, source=Job.Source.ADMIN, actor=request.user
         )
     except ServiceError as exc:
+        _forbidden_raise(exc)
         return _store_answer(request, store.pk, error=exc.message)
     if created:
         message = "Inventory job queued."
@@ -583,6 +601,7 @@ def job_cancel(request: HttpRequest, pk: str) -> HttpResponse:
     try:
         job = job_services.job_cancel(job=job, actor=request.user)
     except ServiceError as exc:
+        _forbidden_raise(exc)
         return _job_answer(request, job, error=f"Not cancelled: {exc.message}.")
     return _job_answer(request, job, message="Job cancelled.")
 
@@ -595,6 +614,7 @@ def job_retry(request: HttpRequest, pk: str) -> HttpResponse:
     try:
         retried, created = job_services.job_retry(job=job, actor=request.user)
     except ServiceError as exc:
+        _forbidden_raise(exc)
         return _job_answer(request, job, error=f"Not retried: {exc.message}.")
     if created:
         message = "Retried as a new job."

@@ -16,7 +16,12 @@ class EnrollmentConfig(AppConfig):
         # Handlers ask for these as data (self.platform.approve_enrollment, ...);
         # workflows, at the bottom, carries them out through what we register here.
         from certyard.enrollment import services
+        from certyard.enrollment.authorization import certificate_enrollment_holders
+        from certyard.inventory.authorization import certificate_holders_source_register
         from certyard.workflows.services import action_applier_register
+
+        # Who may act on a certificate: the inventory asks us who enrolled it.
+        certificate_holders_source_register(certificate_enrollment_holders)
 
         action_applier_register("approve_enrollment", services.enrollment_approve_for_handler)
         action_applier_register("deny_enrollment", services.enrollment_deny_for_handler)

@@ -12,6 +12,7 @@ from django.db import models
 
 from certyard.encryption import EncryptedTextField
 from certyard.pki.models import KeyAlgorithm, RevocationReason
+from handlers.text import visible
 
 
 def _default_key_usage() -> list[str]:
@@ -90,6 +91,13 @@ class Template(models.Model):
     )
     required_metadata = models.JSONField(
         default=list, blank=True, help_text="Metadata field names a request must give values for."
+    )
+    groups = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="enrollment_templates",
+        help_text="People in these groups may act on the certificates and requests of this "
+        "template (renew, revoke, approve…), besides their requester.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -187,10 +195,17 @@ class EnrollmentRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        permissions = [("approve_enrollmentrequest", "Can approve or deny enrollment requests")]
+        permissions = [
+            ("approve_enrollmentrequest", "Can approve or deny enrollment requests"),
+            # Object-level grant-alls (certyard.accounts.authorization): act on any request,
+            # whoever asked and whatever the template's groups; reuse anyone's archived key.
+            ("manage_any_enrollmentrequest", "Can act on anyone's enrollment requests"),
+            ("recover_archived_key", "Can reuse another person's archived private key"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.template_name}: {self.subject or self.id}"
+        # Shown in Django admin, messages and event labels: its outside text escaped.
+        return visible(f"{self.template_name}: {self.subject or self.id}")
 
     @property
     def pfx_available(self) -> bool:

@@ -23,9 +23,15 @@ from django.utils import timezone
 
 from certyard.bulk import instances_insert
 from certyard.enrollment import policy
+from certyard.enrollment.authorization import (
+    archived_key_reuse_require,
+    request_act_require,
+    request_decide_require,
+)
 from certyard.enrollment.gateways import GatewayFailed, gateway_call
 from certyard.enrollment.models import EnrollmentRequest, GatewayRecord, Template
 from certyard.errors import ServiceError
+from certyard.inventory.authorization import certificate_act_require
 from certyard.inventory.ingest import certificates_record
 from certyard.inventory.metadata import metadata_values_check, metadata_values_set, user_source
 from certyard.inventory.models import Certificate, MetadataField
@@ -568,6 +574,7 @@ def enrollment_approve(
                 code="self_approval",
                 http_status=403,
             )
+        request_decide_require(actor, locked)
         locked.state = State.APPROVED
         locked.decided_by = actor
         locked.decided_by_handler = "" if actor is not None else handler[:200]
@@ -602,6 +609,7 @@ def enrollment_deny(
         raise ServiceError("a denial names who denies")
     with transaction.atomic():
         locked = _pending_lock(request)
+        request_decide_require(actor, locked)
         locked.state = State.DENIED
         locked.decided_by = actor
         locked.decided_by_handler = "" if actor is not None else handler[:200]
@@ -847,8 +855,10 @@ def _spki(public_key: Any) -> bytes:
     )
 
 
-def enrollment_refresh(*, request: EnrollmentRequest) -> EnrollmentRequest:
-    """Ask the CA again about a request it had not issued yet."""
+def enrollment_refresh(*, request: EnrollmentRequest, actor: Any = None) -> EnrollmentRequest:
+    """Ask the CA again about a request it had not issued yet (``actor``: its requester,
+    its template's groups, or ``manage_any_enrollmentrequest``)."""
+    request_act_require(actor, request)
     if request.state != State.AWAITING_CA:
         raise ServiceError("only a request waiting for its CA can be refreshed", http_status=409)
     template = request.template
@@ -898,6 +908,10 @@ def certificate_renew(
             code="not_issued_here",
             http_status=409,
         )
+    # Who may renew: whoever may act on the certificate (its enrollee, its template's or
+    # stores' groups, inventory.manage_any_certificate); a handler (actor None) acts on
+    # the enrollee's behalf.
+    certificate_act_require(actor, certificate)
     # A handler renews on the original requester's behalf: they collect the new PKCS#12.
     held = actor is None
     renew = {
@@ -926,8 +940,11 @@ def certificate_renew(
                 "the key was not archived, so it cannot be reused: renew with a new key",
                 details={"field": "reuse_key"},
             )
+        # The key is its enrollee's: anyone else needs the key-recovery permission, and
+        # is refused before anything is written.
+        archived_key_reuse_require(actor, original)
         reuse_key_pem = original.private_key_pem
-    return enrollment_submit_pfx(
+    submitted = enrollment_submit_pfx(
         template_name=original.template_name,
         common_name=crypto.common_name(original.subject),
         sans=list(original.sans),
@@ -938,6 +955,36 @@ def certificate_renew(
         hold=held,
         **renew,
     )
+    if reuse_key_pem:
+        _key_reuse_audit(certificate, original, submitted.request, actor)
+    return submitted
+
+
+def _key_reuse_audit(
+    certificate: Certificate,
+    original: EnrollmentRequest,
+    renewal: EnrollmentRequest,
+    actor: Any,
+) -> None:
+    """Who reused whose archived key, for which certificate: in the event log, never the
+    key itself."""
+    enrollee = original.requested_by.get_username() if original.requested_by else ""
+    reused_by = actor.get_username() if actor is not None else "handler"
+    event_emit(
+        kind=EventKind.ARCHIVED_KEY_REUSED,
+        subject_type="certificate",
+        subject_id=certificate.sha256,
+        subject_label=(certificate.common_name or certificate.subject)[:300],
+        data={
+            "sha256": certificate.sha256,
+            "enrollment_id": str(renewal.pk),
+            "key_enrollment_id": str(original.pk),
+            "template": original.template_name,
+            "reused_by": reused_by,
+            "key_enrollee": enrollee,
+            "recovery": actor is not None and actor.pk != original.requested_by_id,
+        },
+    )
 
 
 # --- Revocation ----------------------------------------------------------------------------
@@ -946,7 +993,11 @@ def certificate_renew(
 def certificate_revoke(
     *, certificate: Certificate, reason: Any = RevocationReason.UNSPECIFIED, actor: Any = None
 ) -> None:
-    """Revoke at whichever CA issued it: a built-in CA, or through its gateway."""
+    """Revoke at whichever CA issued it: a built-in CA, or through its gateway.
+
+    ``actor`` must be allowed to act on the certificate (``certificate_act_require``).
+    """
+    certificate_act_require(actor, certificate)
     try:
         reason = RevocationReason(int(reason))
     except (TypeError, ValueError) as exc:

@@ -68,6 +68,7 @@ class CertificateStoreAdminForm(forms.ModelForm):
             "properties",
             "password",
             "inventory_interval_minutes",
+            "groups",
         ]
         help_texts = {
             "client_machine": "Leave empty for the orchestrator's own machine.",
@@ -156,6 +157,7 @@ class CertificateStoreAdmin(VisibleTextAdmin):
     search_fields = ["client_machine", "store_path", "orchestrator__name", "inventory_message"]
     list_select_related = ["store_type", "orchestrator"]
     autocomplete_fields = ["orchestrator"]
+    filter_horizontal = ["groups"]
     _status_fields = [
         "approved",
         "inventory_status",
@@ -170,7 +172,7 @@ class CertificateStoreAdmin(VisibleTextAdmin):
         editable = list(CertificateStoreAdminForm.Meta.fields)
         if obj is None:
             return editable
-        return [*editable[:6], "clear_password", editable[6], *self._status_fields]
+        return [*editable[:6], "clear_password", *editable[6:], *self._status_fields]
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: CertificateStore | None = None
@@ -182,7 +184,11 @@ class CertificateStoreAdmin(VisibleTextAdmin):
 
     def save_form(self, request: HttpRequest, form: Any, change: bool) -> CertificateStore:
         # The form's clean checked this call's rules; make it for real.
-        return form.service_call()
+        form.saved_store = form.service_call()
+        if not change:
+            form.saved_store.created_by = request.user
+            form.saved_store.save(update_fields=["created_by"])
+        return form.saved_store
 
     def save_model(
         self, request: HttpRequest, obj: CertificateStore, form: Any, change: bool
@@ -190,7 +196,8 @@ class CertificateStoreAdmin(VisibleTextAdmin):
         pass  # saved by the service in save_form
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        pass  # a store has no many-to-many fields or inlines; save_form saved it all
+        # No inlines; the groups (who may act on the store) are its one many-to-many.
+        form.saved_store.groups.set(form.cleaned_data.get("groups") or [])
 
     def delete_model(self, request: HttpRequest, obj: CertificateStore) -> None:
         services.store_delete(store=obj)

@@ -30,6 +30,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from certyard.errors import Conflict, ServiceError
+from certyard.inventory.authorization import certificate_act_require
 from certyard.inventory.models import (
     METADATA_FIELD_NAME,
     USER_SOURCE_PREFIX,
@@ -411,6 +412,15 @@ def metadata_values_set(
             certificate_ids=ids, field_ids=cleared, protect_user_values=protect
         )
     return changed
+
+
+def certificate_metadata_update(
+    *, certificate: Certificate, values: Mapping[str, Any], actor: AbstractBaseUser
+) -> int:
+    """A person sets a certificate's values: only one who may act on the certificate
+    (``certyard.inventory.authorization``); the values are theirs (``user:<name>``)."""
+    certificate_act_require(actor, certificate)
+    return metadata_values_set(certificates=[certificate], values=values, source=user_source(actor))
 
 
 def metadata_set_for_handler(*, certificate_sha256: str, values: Mapping[str, Any]) -> None:

@@ -106,6 +106,22 @@ class CertificateStore(models.Model):
         null=True, blank=True, help_text="When the last inventory job finished, however it ended."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who added the store (empty: an agent's blueprint, or before this was kept); "
+        "they may change it.",
+    )
+    groups = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="certificate_stores",
+        help_text="People in these groups may change the store and act on the certificates "
+        "it holds.",
+    )
 
     class Meta:
         ordering = ["client_machine", "store_path"]
@@ -114,9 +130,12 @@ class CertificateStore(models.Model):
                 fields=["store_type", "client_machine", "store_path"], name="store_unique_path"
             )
         ]
+        # Object-level grant-all (certyard.accounts.authorization).
+        permissions = [("manage_any_store", "Can change any store, whoever added it")]
 
     def __str__(self) -> str:
-        return f"{self.store_type.short_name} {self.client_machine}:{self.store_path}"
+        # Shown in Django admin, messages and event labels: its outside text escaped.
+        return visible(f"{self.store_type.short_name} {self.client_machine}:{self.store_path}")
 
 
 class Certificate(models.Model):
@@ -155,9 +174,13 @@ class Certificate(models.Model):
 
     class Meta:
         ordering = ["not_after"]
+        # Object-level grant-all (certyard.accounts.authorization): renew, revoke, change
+        # the metadata of any certificate, whoever enrolled it.
+        permissions = [("manage_any_certificate", "Can act on any certificate")]
 
     def __str__(self) -> str:
-        return self.common_name or self.subject or self.sha256
+        # Shown in Django admin, messages and event labels: its outside text escaped.
+        return visible(self.common_name or self.subject or self.sha256)
 
 
 class CertificateLocation(models.Model):

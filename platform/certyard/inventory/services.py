@@ -10,6 +10,7 @@ from django.utils import timezone
 from certyard.errors import Conflict, ServiceError
 from certyard.fleet.models import Orchestrator
 from certyard.fleet.selectors import orchestrator_can
+from certyard.inventory.authorization import store_act_require
 from certyard.inventory.models import CertificateStore, CertificateStoreType, InventoryStatus
 
 # --- Stores ----------------------------------------------------------------------
@@ -44,8 +45,12 @@ def store_create(
     properties: dict[str, Any] | None = None,
     password: str = "",
     inventory_interval_minutes: int | None = None,
+    created_by: Any = None,
 ) -> CertificateStore:
-    """Create a store on an approved orchestrator that can inventory its type."""
+    """Create a store on an approved orchestrator that can inventory its type.
+
+    ``created_by`` (the person adding it) may change it later without ``manage_any_store``.
+    """
     if orchestrator.status != Orchestrator.Status.APPROVED:
         raise ServiceError(
             f"orchestrator {orchestrator.name} is not approved; approve it before giving it stores",
@@ -71,6 +76,7 @@ def store_create(
         orchestrator=orchestrator,
         properties=store_properties_check(store_type=store_type, properties=properties or {}),
         password=password,
+        created_by=created_by if getattr(created_by, "pk", None) else None,
     )
     _schedule(store, inventory_interval_minutes)
     try:
@@ -95,12 +101,15 @@ def store_update(
     properties: dict[str, Any] | None = None,
     password: str | None = None,
     inventory_interval_minutes: Any = _UNCHANGED,
+    actor: Any = None,
 ) -> CertificateStore:
     """Change a store's path, properties, password (``""`` clears it) or schedule.
 
     ``None`` leaves a field as it is; ``inventory_interval_minutes=None`` stops the
     schedule. The store's type, orchestrator and machine are fixed: make a new store.
+    ``actor`` must be allowed to act on the store (``store_act_require``).
     """
+    store_act_require(actor, store)
     if store_path is not None:
         if not store_path.strip():
             raise ServiceError("the store path cannot be empty")
@@ -130,8 +139,9 @@ def store_update(
     return store
 
 
-def store_delete(*, store: CertificateStore) -> None:
+def store_delete(*, store: CertificateStore, actor: Any = None) -> None:
     """Forget a store: its locations and jobs go with it; its certificates stay."""
+    store_act_require(actor, store)
     store.delete()
 
 
@@ -251,9 +261,10 @@ def _schedule(store: CertificateStore, interval_minutes: int | None) -> None:
 
 
 def store_schedule_inventory(
-    *, store: CertificateStore, interval_minutes: int | None
+    *, store: CertificateStore, interval_minutes: int | None, actor: Any = None
 ) -> CertificateStore:
     """Run inventory every ``interval_minutes`` (the first run is due now); None stops it."""
+    store_act_require(actor, store)
     _schedule(store, interval_minutes)
     store.save(update_fields=["inventory_interval_minutes", "inventory_next_run"])
     return store

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from certyard.errors import Conflict, NotFound, ServiceError
 from certyard.fleet.models import Orchestrator
+from certyard.inventory.authorization import store_act_require
 from certyard.inventory.ingest import (
     ChunkOutcome,
     inventory_chunk_stage,
@@ -24,6 +25,13 @@ from certyard.jobs.models import AgentPoll, Job, JobHistory
 from certyard.workflows.services import event_emit
 from handlers.base import EventKind
 from orchestrators.protocol import JobOutcome, JobType
+
+
+def store_inventory_now(*, store: CertificateStore, actor: Any, source: str) -> tuple[Job, bool]:
+    """A person asks for the store's inventory now: only one who may act on the store
+    (``certyard.inventory.authorization``). ``(job, created)`` as below."""
+    store_act_require(actor, store)
+    return job_inventory_request(store=store, source=source, requested_by=actor)
 
 
 def job_inventory_request(
@@ -599,7 +607,12 @@ def _job_completed_emit(job: Job, orchestrator: Orchestrator) -> None:
 
 
 def job_cancel(*, job: Job, actor: Any) -> Job:
-    """Stop an open job: a running attempt's report is refused from now on."""
+    """Stop an open job: a running attempt's report is refused from now on.
+
+    A store's job is an action on the store: ``actor`` must be allowed to act on it.
+    """
+    if job.store_id is not None:
+        store_act_require(actor, job.store)  # type: ignore[arg-type]
     if job.is_finished:
         raise Conflict(f"the job is already {job.get_state_display().lower()}")
     now = timezone.now()
@@ -620,8 +633,11 @@ def job_retry(*, job: Job, actor: Any) -> tuple[Job, bool]:
     """Run a finished job again, as a new job: ``(job, created)``.
 
     The finished job keeps its history. For an inventory, an open job of the same store
-    is answered instead of a second one.
+    is answered instead of a second one. A store's job is an action on the store:
+    ``actor`` must be allowed to act on it.
     """
+    if job.store_id is not None:
+        store_act_require(actor, job.store)  # type: ignore[arg-type]
     if not job.is_finished:
         raise Conflict(
             f"the job is {job.get_state_display().lower()}; only a finished job can be retried",

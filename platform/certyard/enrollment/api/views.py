@@ -226,7 +226,7 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         """Ask the CA again about a request it has not issued yet."""
         _require(request, self, "enrollment.change_enrollmentrequest")
         enrollment = self.get_object()
-        services.enrollment_refresh(request=enrollment)
+        services.enrollment_refresh(request=enrollment, actor=request.user)
         return self._answer(enrollment)
 
     @extend_schema(request=s.CollectSerializer, responses={200: OpenApiTypes.BINARY})

@@ -39,7 +39,6 @@ from certyard.inventory.api.serializers import (
     StoreTypeSerializer,
     StoreUpdateSerializer,
 )
-from certyard.inventory.metadata import user_source
 from certyard.inventory.models import (
     Certificate,
     CertificateStore,
@@ -80,7 +79,7 @@ class StoreViewSet(
     def create(self, request: Request) -> Response:
         data = StoreCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        store = services.store_create(**data.validated_data)
+        store = services.store_create(**data.validated_data, created_by=request.user)
         return Response(
             StoreSerializer(selectors.store_list().get(pk=store.pk)).data,
             status=status.HTTP_201_CREATED,
@@ -92,12 +91,13 @@ class StoreViewSet(
         store = self.get_object()  # PATCH needs inventory.change_certificatestore
         data = StoreUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.store_update(store=store, **data.changes())
+        services.store_update(store=store, **data.changes(), actor=request.user)
         return Response(StoreSerializer(self.get_queryset().get(pk=store.pk)).data)
 
     def perform_destroy(self, instance: CertificateStore) -> None:
-        # DELETE needs inventory.delete_certificatestore (the model permissions).
-        services.store_delete(store=instance)
+        # DELETE needs inventory.delete_certificatestore (the model permissions), and the
+        # right to this store (its creator, its groups, or inventory.manage_any_store).
+        services.store_delete(store=instance, actor=self.request.user)
 
     @extend_schema(request=ScheduleSerializer, responses={200: StoreSerializer})
     @action(
@@ -112,7 +112,9 @@ class StoreViewSet(
         data = ScheduleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.store_schedule_inventory(
-            store=store, interval_minutes=data.validated_data["interval_minutes"]
+            store=store,
+            interval_minutes=data.validated_data["interval_minutes"],
+            actor=request.user,
         )
         return Response(StoreSerializer(self.get_queryset().get(pk=store.pk)).data)
 
@@ -212,8 +214,8 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
             self.permission_denied(request, message="you may not change certificate metadata")
         certificate = self.get_object()
         if request.method == "PATCH":
-            metadata.metadata_values_set(
-                certificates=[certificate], values=request.data, source=user_source(user)
+            metadata.certificate_metadata_update(
+                certificate=certificate, values=request.data, actor=user
             )
         values = metadata_selectors.certificate_metadata_map(certificate=certificate)
         return Response({name: MetadataValueSerializer(v).data for name, v in values.items()})

@@ -106,8 +106,8 @@ class StoreInventoryNowView(APIView):
             raise ApiError("no such store", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
         if not request.user.has_perm("inventory.change_certificatestore"):
             self.permission_denied(request, message="you may not change stores")
-        job, created = services.job_inventory_request(
-            store=store, source=Job.Source.API, requested_by=request.user
+        job, created = services.store_inventory_now(
+            store=store, source=Job.Source.API, actor=request.user
         )
         return Response(
             JobSerializer(job).data,
