@@ -10,22 +10,53 @@ and the requester collects the new PKCS#12.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from handlers.base import EventContext, EventHandler, EventKind, HandlerResult
 from handlers.builtin._common import setting
 from handlers.parameters import Parameter, ParameterError, ParameterType
 
 _CONDITIONS = ("templates", "requesters", "allowed_domains", "max_names", "types")
+_HOST_NAME = re.compile(r"(\*\.)?((?!-)[a-z0-9-]{1,63}(?<!-)\.)*(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def _common_name(data: Mapping[str, Any]) -> str:
+    """The request's CN: the event's ``common_name``, or read from its ``subject`` (events
+    recorded before the platform sent it)."""
+    if "common_name" in data:
+        return str(data.get("common_name") or "")
+    try:
+        attributes = x509.Name.from_rfc4514_string(str(data.get("subject") or ""))
+        values = attributes.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:
+        return "\x00unreadable"  # a subject we cannot read is within no domain
+    return str(values[0].value) if values else ""
 
 
 def _names(event: EventContext) -> list[str]:
-    return [str(name) for name in event.data.get("sans") or []]
+    """Every name the certificate would carry: the SANs and the common name (a CN is
+    still read as a host name by some relying parties, so it is judged too)."""
+    names = [str(name) for name in event.data.get("sans") or []]
+    common_name = _common_name(event.data)
+    if common_name:
+        as_san = f"DNS:{common_name}"
+        lowered = {name.lower().rstrip(".") for name in names}
+        if as_san.lower().rstrip(".") not in lowered and f"IP:{common_name}" not in names:
+            names.insert(0, f"CN:{common_name}")
+    return names
 
 
 def _within(name: str, domains: list[str]) -> bool:
     kind, _, value = name.partition(":")
+    if kind == "CN":
+        kind = "DNS"  # a common name is within a domain only as a host name is
+        if not _HOST_NAME.fullmatch(value.lower().rstrip(".")):
+            return False
     if kind != "DNS":
         return False  # an IP address is within no domain
     value = value.lower().rstrip(".").removeprefix("*.")
@@ -36,8 +67,9 @@ class EnrollmentRules(EventHandler):
     """Approves pending enrollment requests that meet every condition you set.
 
     Conditions (at least one): the template (names, globs allowed), who asked
-    (usernames), the names asked for (every DNS name within one of the domains; IP
-    addresses never are), how many names, the request type (new, renew, reissue). A
+    (usernames), the names asked for (every name, the common name and each DNS name,
+    within one of the domains; IP addresses and a CN that is no host name never are),
+    how many names, the request type (new, renew, reissue). A
     request that meets them all is approved (or denied, if you choose) and issued, with
     this registration recorded as the approver; the others stay pending for a person.
     Rules are checked in the registrations' order: a deny rule before an approve rule
@@ -52,7 +84,8 @@ class EnrollmentRules(EventHandler):
         Parameter(
             "allowed_domains",
             ParameterType.LIST,
-            help="Every DNS name asked for must be one of these domains or under one.",
+            help="Every name asked for (the common name and each DNS name) must be one "
+            "of these domains or under one.",
         ),
         Parameter("max_names", ParameterType.INTEGER, minimum=1, maximum=1000),
         Parameter(

@@ -74,6 +74,9 @@ def users(django_user_model: Any) -> tuple[Any, Any]:
             "view_enrollmentrequest",
             "approve_enrollmentrequest",
             "change_enrollmentrequest",
+            # Approving someone else's request is acting on it (issue 14): the grant-all
+            # the upgrade gives every approver.
+            "manage_any_enrollmentrequest",
         ],
     )
     for user in (requester, approver):
@@ -185,7 +188,7 @@ def test_bad_input_is_recorded_as_failed_and_nothing_is_issued(
 
 def test_subject_pattern_required_fields_and_metadata_rules(web: Template) -> None:
     web.san_pattern = r"[a-z]+\.example\.test"
-    web.required_subject_fields = ["CN", "O"]
+    web.subject_attributes = {"CN": {"rule": "required"}, "O": {"rule": "required"}}
     web.save()
     MetadataField.objects.create(name="owner", label="Owner", required_at_enrollment=True)
     no_org = _refused(template_name="web", csr_pem=csr_for("www.example.test"))

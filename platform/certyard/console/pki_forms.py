@@ -15,6 +15,7 @@ from certyard.console.metadata_forms import _form_field as metadata_form_field
 from certyard.enrollment.models import EnrollmentRequest, Template
 from certyard.errors import ServiceError
 from certyard.inventory.models import MetadataField
+from certyard.pki.crypto import name_value_error
 from certyard.pki.models import CertificateAuthority, KeyAlgorithm, RevocationReason
 
 # A CA's PKCS#12, a CSR or a PEM certificate with its chain: a few kilobytes each.
@@ -169,9 +170,25 @@ class CaCreateForm(forms.Form):
 
     def clean_country(self) -> str:
         country = self.cleaned_data["country"].strip().upper()
-        if country and not country.isalpha():
+        if country and not (country.isascii() and country.isalpha()):
             raise forms.ValidationError("Two letters, like DE or US (ISO 3166).")
         return country
+
+    # Counted in UTF-8 bytes (pki.crypto.NAME_BOUNDS), as cryptography counts them: 40
+    # "é" are 40 characters but 80 bytes, over the common name's 64.
+    def clean_common_name(self) -> str:
+        return _name_value("CN", self.cleaned_data["common_name"])
+
+    def clean_organization(self) -> str:
+        return _name_value("O", self.cleaned_data["organization"])
+
+
+def _name_value(short: str, value: str) -> str:
+    if value:
+        problem = name_value_error(short, value)
+        if problem is not None:
+            raise forms.ValidationError(sentence(problem) + ".")
+    return value
 
 
 class CaImportPemForm(forms.Form):

@@ -14,6 +14,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from certyard.display import VisibleText
+from certyard.enrollment import policy
 from certyard.enrollment.gateways import GatewayFailed, gateway_ping
 from certyard.enrollment.models import EnrollmentRequest, GatewayRecord, GatewaySync, Template
 from certyard.enrollment.templates_service import template_errors
@@ -48,9 +50,53 @@ _LIST_FIELDS = (
     "extended_key_usage",
     "allowed_key_types",
     "allowed_domains",
-    "required_subject_fields",
     "required_metadata",
 )
+
+
+class _SubjectAttributesField(forms.CharField):
+    """Subject attribute rules, one per line: ``O: required``, ``OU: allowed``,
+    ``C: fixed DE``; stored as ``{"O": {"rule": "required"}, …}`` and checked by
+    ``template_errors`` (what each rule means is policy's)."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "spellcheck": "false"})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("{"):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return value
+        if isinstance(value, dict):
+            lines = []
+            for short, rule in value.items():
+                rule = rule if isinstance(rule, dict) else {}
+                fixed = f" {rule.get('value', '')}" if rule.get("rule") == "fixed" else ""
+                lines.append(f"{short}: {rule.get('rule', '')}{fixed}")
+            return "\n".join(lines)
+        return value
+
+    def to_python(self, value: Any) -> dict[str, dict[str, str]]:
+        text = super().to_python(value) or ""
+        rules: dict[str, dict[str, str]] = {}
+        problems: list[str] = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            short, colon, rest = line.partition(":")
+            short, rest = short.strip(), rest.strip()
+            kind, _, fixed = rest.partition(" ")
+            if not colon or not short or not kind:
+                problems.append(
+                    f"Line {number}: write ATTRIBUTE: allowed, required, or fixed VALUE."
+                )
+            elif short in rules:
+                problems.append(f"Line {number}: {short} is already given a rule.")
+            else:
+                rules[short] = {"rule": kind, **({"value": fixed.strip()} if fixed else {})}
+        if problems:
+            raise forms.ValidationError(" ".join(problems))
+        return rules
 
 
 class TemplateForm(forms.ModelForm):
@@ -73,7 +119,8 @@ class TemplateForm(forms.ModelForm):
             "allow_ip_addresses",
             "san_pattern",
             "max_sans",
-            "required_subject_fields",
+            "allow_non_dns_common_name",
+            "subject_attributes",
             "required_metadata",
             "require_approval",
             "archive_keys",
@@ -90,7 +137,6 @@ class TemplateForm(forms.ModelForm):
             "email_protection, time_stamping, ocsp_signing.",
             "allowed_key_types": "One per line: RSA-2048, RSA-3072, RSA-4096, EC-P256, "
             "EC-P384, Ed25519.",
-            "required_subject_fields": "One per line: CN, O, OU, C, ST, L, emailAddress.",
         }
         for name in _LIST_FIELDS:
             model_field = self.fields[name]
@@ -100,12 +146,23 @@ class TemplateForm(forms.ModelForm):
                 help_text=helps.get(name, model_field.help_text),
                 initial=model_field.initial,
             )
+        self.fields["subject_attributes"] = _SubjectAttributesField(
+            required=False,
+            label="Subject attributes",
+            help_text="Besides CN, which attributes a request may carry, one per line: "
+            "O: required, OU: allowed, C: fixed DE (written into every certificate; a "
+            "request asking for another value is refused). Attributes: "
+            + ", ".join(policy.SUBJECT_FIELDS)
+            + ". Any attribute not listed is refused.",
+        )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         candidate = self.instance
+        many_to_many = {field.name for field in Template._meta.many_to_many}
         for name, value in cleaned.items():
-            setattr(candidate, name, value)
+            if name not in many_to_many:  # saved by the form after the row, not set here
+                setattr(candidate, name, value)
         for field, message in template_errors(candidate).items():
             target = field if field in self.fields else None
             if target is None or target not in self.errors:
@@ -140,13 +197,18 @@ class TemplateAdmin(admin.ModelAdmin):
                     "allow_ip_addresses",
                     "san_pattern",
                     "max_sans",
-                    "required_subject_fields",
+                    "allow_non_dns_common_name",
+                    "subject_attributes",
                     "required_metadata",
                 ]
             },
         ),
         ("Workflow", {"fields": ["require_approval", "archive_keys"]}),
+        # Who may act on this template's requests and certificates besides their requester
+        # (certyard.accounts.authorization).
+        ("Who may act", {"fields": ["groups"]}),
     ]
+    filter_horizontal = ["groups"]
 
     @admin.display(description="Issuer")
     def issuer(self, obj: Template) -> str:
@@ -175,8 +237,11 @@ class _ReadOnly(admin.ModelAdmin):
 
 
 @admin.register(EnrollmentRequest)
-class EnrollmentRequestAdmin(_ReadOnly):
+class EnrollmentRequestAdmin(VisibleText, _ReadOnly):
     """Requests are made and decided in the console or the API, never edited here."""
+
+    # Read from the requester's CSR: shown escaped (U+202E, CR/LF, ...).
+    untrusted_fields = ("subject", "sans", "metadata")
 
     list_display = ["created_at", "template_name", "subject", "type", "state", "requested_by"]
     list_filter = ["state", "type", "method"]

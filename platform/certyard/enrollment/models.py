@@ -79,8 +79,22 @@ class Template(models.Model):
         help_text="A regular expression every DNS name must match in full; empty: no pattern.",
     )
     max_sans = models.PositiveIntegerField(default=100)
-    required_subject_fields = models.JSONField(
-        default=list, blank=True, help_text='Subject attributes a request must have: "CN", "O"…'
+    allow_non_dns_common_name = models.BooleanField(
+        default=False,
+        verbose_name="allow a common name that is not a DNS name",
+        help_text="Unticked, the common name must be one of the certificate's names (a DNS "
+        "name or IP address the template allows). Ticked, it may also be other text (a "
+        "person, a device); one that looks like a DNS name is still checked.",
+    )
+    # {"O": {"rule": "required"}, "C": {"rule": "fixed", "value": "DE"}, "OU": {"rule":
+    # "allowed"}}: a subject attribute not named here is refused (CN follows the name
+    # rules and may only be "required"). A fixed value is written into the certificate;
+    # a request asking for another value is refused.
+    subject_attributes = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Which subject attributes besides CN a request may carry: allowed, "
+        "required, or fixed to a value; any other is refused.",
     )
     require_approval = models.BooleanField(
         default=False, help_text="Requests wait for an approver, who cannot be the requester."

@@ -9,23 +9,20 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from certyard.enrollment.models import Template
-from certyard.pki.crypto import key_algorithm_of
+from certyard.pki.crypto import NAME_BOUND_BY_OID, NAME_BOUNDS, key_algorithm_of, name_value_error
 
-# Subject attributes a template can require, by the short names people use.
-SUBJECT_FIELDS = {
-    "CN": NameOID.COMMON_NAME,
-    "O": NameOID.ORGANIZATION_NAME,
-    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
-    "C": NameOID.COUNTRY_NAME,
-    "ST": NameOID.STATE_OR_PROVINCE_NAME,
-    "L": NameOID.LOCALITY_NAME,
-    "emailAddress": NameOID.EMAIL_ADDRESS,
-}
+# Subject attributes a template can name, by the short names people use; their bounds
+# live in one table, pki.crypto.NAME_BOUNDS.
+SUBJECT_FIELDS = {short: bound.oid for short, bound in NAME_BOUNDS.items()}
+# What a template says of one subject attribute (Template.subject_attributes).
+SUBJECT_RULES = ("allowed", "required", "fixed")
+# The order attributes are written in a certificate's subject, whatever the CSR's order.
+_SUBJECT_ORDER = ("C", "ST", "L", "O", "OU", "CN", "emailAddress")
 _DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 # CSRs travel in JSON bodies and form fields; a real one is a few kilobytes.
 CSR_MAX_CHARACTERS = 64 * 1024
@@ -77,6 +74,73 @@ def csr_parse(text: str) -> x509.CertificateSigningRequest:
     return csr
 
 
+def subject_attributes_errors(rules: Any) -> list[str]:
+    """Every problem with a template's ``subject_attributes`` (empty: usable)."""
+    if not isinstance(rules, dict):
+        return ['An object of attribute rules, like {"O": {"rule": "required"}}.']
+    errors: list[str] = []
+    for short, rule in rules.items():
+        if short not in NAME_BOUNDS:
+            errors.append(f"{short}: not a subject attribute ({', '.join(NAME_BOUNDS)}).")
+            continue
+        if not isinstance(rule, dict) or not set(rule) <= {"rule", "value"}:
+            errors.append(f'{short}: give {{"rule": …}}, and "value" for a fixed one.')
+            continue
+        kind = rule.get("rule")
+        if kind not in SUBJECT_RULES:
+            errors.append(f"{short}: the rule is allowed, required or fixed, not {kind!r}.")
+        elif short == "CN" and kind == "fixed":
+            errors.append("CN: the common name follows the name rules; it cannot be fixed.")
+        elif kind == "fixed":
+            problem = name_value_error(short, rule.get("value"))
+            if problem is not None:
+                errors.append(f"{short}: {problem}.")
+        elif "value" in rule:
+            errors.append(f"{short}: only a fixed attribute has a value.")
+    return errors
+
+
+def _allowed_attributes(template: Template) -> str:
+    rules = template.subject_attributes or {}
+    return ", ".join(["CN", *(short for short in rules if short != "CN")])
+
+
+def _subject_values(template: Template, subject: x509.Name) -> dict[str, str]:
+    """The subject the certificate will carry, by short name: the CSR's attributes the
+    template allows, its fixed values, and nothing else."""
+    rules = template.subject_attributes or {}
+    values: dict[str, str] = {}
+    for attribute in subject:  # every attribute, multi-valued RDNs included
+        bound = NAME_BOUND_BY_OID.get(attribute.oid)
+        short = bound.short if bound else attribute.rfc4514_attribute_name
+        if bound is None or (short != "CN" and short not in rules):
+            raise PolicyError(
+                f"template {template.name!r} does not allow the subject attribute {short} "
+                f"({attribute.value!r}); it allows {_allowed_attributes(template)}"
+            )
+        problem = name_value_error(short, attribute.value)
+        if problem is not None:
+            raise PolicyError(problem)
+        if short in values:
+            raise PolicyError(f"the subject has {short} more than once; give it once")
+        values[short] = str(attribute.value)
+    for short, rule in rules.items():
+        kind = rule.get("rule") if isinstance(rule, dict) else None
+        if kind == "fixed":
+            fixed = str(rule.get("value", ""))
+            if short in values and values[short] != fixed:
+                # Refused, not overwritten: the requester learns what the certificate
+                # would say instead of receiving one that differs from the request.
+                raise PolicyError(
+                    f"template {template.name!r} fixes {short} to {fixed!r}; the request "
+                    f"asks for {values[short]!r} (leave it out or give that value)"
+                )
+            values[short] = fixed
+        elif kind == "required" and short not in values:
+            raise PolicyError(f"template {template.name!r} requires the subject field {short}")
+    return values
+
+
 def _dns_name_check(name: str, template: Template, *, where: str) -> None:
     lowered = name.lower().rstrip(".")
     wildcard = lowered.startswith("*.")
@@ -84,10 +148,17 @@ def _dns_name_check(name: str, template: Template, *, where: str) -> None:
         raise PolicyError(
             f"{where} {name!r} is a wildcard, which template {template.name!r} does not allow"
         )
-    labels = (lowered[2:] if wildcard else lowered).split(".")
-    if not lowered or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+    base = lowered[2:] if wildcard else lowered
+    labels = base.split(".")
+    if not lowered or len(lowered) > 253 or not all(map(_DNS_LABEL.fullmatch, labels)):
         raise PolicyError(f"{where} {name!r} is not a valid DNS name")
     domains = [d.lower().strip(".") for d in template.allowed_domains]
+    if len(labels) == 1 and base not in domains:
+        # "intranet" means whatever the relying party's resolver makes of it.
+        raise PolicyError(
+            f"{where} {name!r} is a single-label name; template {template.name!r} allows one "
+            "only when its allowed domains name it"
+        )
     if domains and not any(lowered == d or lowered.endswith("." + d) for d in domains):
         raise PolicyError(
             f"{where} {name!r} is outside the domains template {template.name!r} allows "
@@ -106,23 +177,63 @@ def _dns_name_check(name: str, template: Template, *, where: str) -> None:
 
 
 def _looks_like_dns_name(value: str) -> bool:
-    return "." in value and " " not in value and "@" not in value
+    """Whether a free-text common name would pass for a host name (a relying party that
+    still reads the CN would take it for one)."""
+    labels = value.lower().rstrip(".").removeprefix("*.").split(".")
+    return len(labels) > 1 and all(_DNS_LABEL.fullmatch(label) for label in labels)
+
+
+def _common_name_as_name(template: Template, common_name: str) -> x509.GeneralName | None:
+    """The certificate name the CN stands for, checked like the SANs; None for a
+    free-text CN (only when the template allows one)."""
+    try:
+        address = ipaddress.ip_address(common_name)
+    except ValueError:
+        address = None
+    if address is not None:
+        if not template.allow_ip_addresses:
+            raise PolicyError(
+                f"the common name {common_name!r} is an IP address, which template "
+                f"{template.name!r} does not allow"
+            )
+        return x509.IPAddress(address)
+    if template.allow_non_dns_common_name and not _looks_like_dns_name(common_name):
+        return None
+    if not template.allow_non_dns_common_name and "@" in common_name:
+        raise PolicyError(
+            f"the common name {common_name!r} is not a DNS name; template {template.name!r} "
+            "wants one of the certificate's DNS names (or IP addresses) there"
+        )
+    _dns_name_check(common_name, template, where="common name")
+    return x509.DNSName(common_name)
+
+
+def _name_key(name: x509.GeneralName) -> tuple[str, str]:
+    if isinstance(name, x509.DNSName):
+        return "DNS", name.value.lower().rstrip(".")
+    return "IP", str(ipaddress.ip_address(name.value))
+
+
+def _name_text(name: x509.GeneralName) -> str:
+    if isinstance(name, x509.DNSName):
+        return f"DNS:{name.value}"
+    return f"IP:{ipaddress.ip_address(name.value)}"
 
 
 def request_check(template: Template, csr: x509.CertificateSigningRequest) -> CheckedRequest:
-    """Check a verified CSR against the template; what the certificate will say."""
+    """Check a verified CSR against the template; what the certificate will say.
+
+    Every name is checked: each SAN, and the common name, which must be one of the
+    certificate's names (added to the SANs when missing) unless the template allows a
+    free-text CN. Subject attributes other than CN must be ones the template names.
+    """
     algorithm = key_algorithm_of(csr.public_key())
     if algorithm not in template.allowed_key_types:
         raise PolicyError(
             f"template {template.name!r} does not allow {algorithm} keys "
             f"(it allows {', '.join(template.allowed_key_types) or 'none'})"
         )
-    subject = csr.subject
-    for short in template.required_subject_fields:
-        oid = SUBJECT_FIELDS.get(short)
-        if oid is not None and not subject.get_attributes_for_oid(oid):
-            raise PolicyError(f"template {template.name!r} requires the subject field {short}")
-    common_names = [str(a.value) for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    values = _subject_values(template, csr.subject)
     try:
         requested = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = list(requested)
@@ -130,32 +241,45 @@ def request_check(template: Template, csr: x509.CertificateSigningRequest) -> Ch
         names = []
     except Exception as exc:
         raise PolicyError(f"the CSR's requested extensions cannot be read: {exc}") from exc
-    if not names and common_names and _looks_like_dns_name(common_names[0]):
-        names = [x509.DNSName(common_names[0])]  # the usual meaning of a bare CN
-    if not names and not common_names:
+    seen: set[tuple[str, str]] = set()
+    for name in names:
+        if isinstance(name, x509.DNSName):
+            _dns_name_check(name.value, template, where="DNS name")
+        elif isinstance(name, x509.IPAddress):
+            if not template.allow_ip_addresses:
+                raise PolicyError(
+                    f"template {template.name!r} does not allow IP addresses ({name.value})"
+                )
+        else:
+            raise PolicyError(
+                f"template {template.name!r} allows only DNS names and IP addresses, not "
+                f"{type(name).__name__} ({name.value})"
+            )
+        key = _name_key(name)
+        if key in seen:
+            raise PolicyError(
+                f"the CSR asks for {_name_text(name)} more than once (DNS names are compared "
+                "without regard to case)"
+            )
+        seen.add(key)
+    common_name = values.get("CN")
+    if common_name is not None:
+        as_name = _common_name_as_name(template, common_name)
+        if as_name is not None and _name_key(as_name) not in seen:
+            names.insert(0, as_name)  # the CN is always one of the certificate's names
+    if not names and common_name is None:
         raise PolicyError("the CSR names nothing: give a common name or DNS names")
     if len(names) > template.max_sans:
         raise PolicyError(
             f"the CSR asks for {len(names)} names; template {template.name!r} allows "
             f"{template.max_sans}"
         )
-    texts: list[str] = []
-    for name in names:
-        if isinstance(name, x509.DNSName):
-            _dns_name_check(name.value, template, where="DNS name")
-            texts.append(f"DNS:{name.value}")
-        elif isinstance(name, x509.IPAddress):
-            if not template.allow_ip_addresses:
-                raise PolicyError(
-                    f"template {template.name!r} does not allow IP addresses ({name.value})"
-                )
-            texts.append(f"IP:{ipaddress.ip_address(name.value)}")
-        else:
-            raise PolicyError(
-                f"template {template.name!r} allows only DNS names and IP addresses, not "
-                f"{type(name).__name__} ({name.value})"
-            )
-    for common_name in common_names:
-        if _looks_like_dns_name(common_name):
-            _dns_name_check(common_name, template, where="common name")
-    return CheckedRequest(csr, subject, tuple(names), tuple(texts), algorithm)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NAME_BOUNDS[short].oid, values[short])
+            for short in _SUBJECT_ORDER
+            if short in values
+        ]
+    )
+    texts = tuple(_name_text(name) for name in names)
+    return CheckedRequest(csr, subject, tuple(names), texts, algorithm)

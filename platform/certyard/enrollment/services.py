@@ -63,9 +63,15 @@ class EnrollmentRefused(ServiceError):
 
 
 def _fail(
-    request: EnrollmentRequest, reason: str, *, code: str = "enrollment_refused", status: int = 400
+    request: EnrollmentRequest,
+    reason: str,
+    *,
+    code: str = "enrollment_refused",
+    status: int = 400,
+    field: str = "",
 ) -> NoReturn:
-    """Record the request as failed (inserted if it was never saved, or rolled back)."""
+    """Record the request as failed (inserted if it was never saved, or rolled back);
+    ``field`` names the input at fault, for the API's and the console's error."""
     request.state = State.FAILED
     request.failure_reason = reason
     request.private_key_pem = ""  # a refused request keeps no key
@@ -74,9 +80,8 @@ def _fail(
     )
     request._state.adding = not exists
     request.save(force_insert=not exists)
-    raise EnrollmentRefused(
-        reason, code=code, http_status=status, details={"enrollment_id": str(request.pk)}
-    )
+    details = {"enrollment_id": str(request.pk), **({"field": field} if field else {})}
+    raise EnrollmentRefused(reason, code=code, http_status=status, details=details)
 
 
 def _actor(user: Any) -> Any:
@@ -121,6 +126,8 @@ def _event_spec(kind: EventKind, request: EnrollmentRequest, **data: Any) -> Eve
             "template": request.template_name,
             "type": request.type,
             "subject": request.subject,
+            # The CN is one of the names a rule must judge, beside the SANs.
+            "common_name": crypto.common_name(request.subject),
             "sans": list(request.sans),
             "requested_by": request.requested_by.get_username() if request.requested_by else "",
             **data,
@@ -469,14 +476,18 @@ def enrollment_submit_pfx(
         password = _pfx_password_check(request, password)
     if not reuse_key_pem and key_algorithm not in KeyAlgorithm.values:
         _fail(request, f"unknown key type {key_algorithm!r} ({', '.join(KeyAlgorithm.values)})")
-    if not isinstance(common_name, str) or not common_name.strip() or len(common_name) > 64:
-        _fail(request, "give a common name of 1 to 64 characters")
+    # The platform writes this CSR itself: a name cryptography would refuse (over 64
+    # bytes in UTF-8, though 64 characters or fewer) is refused and recorded here, and
+    # the CSR then goes through the same name policy as a requester's.
+    problem = crypto.name_value_error("CN", common_name)
+    if problem is not None:
+        _fail(request, problem, field="common_name")
     if isinstance(sans, str):
         sans = [s for s in re.split(r"[\s,]+", sans) if s]
     try:
         names = _general_names(list(sans or []))
     except policy.PolicyError as exc:
-        _fail(request, str(exc))
+        _fail(request, str(exc), field="sans")
     if reuse_key_pem:
         key = serialization.load_pem_private_key(reuse_key_pem.encode(), password=None)
     else:
@@ -487,7 +498,7 @@ def enrollment_submit_pfx(
                 f"(it allows {', '.join(template.allowed_key_types) or 'none'})",
             )
         key = crypto.key_generate(str(key_algorithm))
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name.strip())])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     csr_pem = _csr_for(key, subject, names)  # type: ignore[arg-type]
     request.private_key_pem = crypto.key_pem(key)  # type: ignore[arg-type]
     request.key_archived = template.archive_keys

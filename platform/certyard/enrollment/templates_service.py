@@ -48,7 +48,6 @@ def template_errors(template: Template, *, check_product: bool = True) -> dict[s
         ("allowed_key_types", KeyAlgorithm.values, True),
         ("key_usage", KEY_USAGES, False),
         ("extended_key_usage", tuple(EXTENDED_KEY_USAGES), False),
-        ("required_subject_fields", tuple(policy.SUBJECT_FIELDS), False),
     )
     for name, allowed, required in checks:
         value = getattr(template, name)
@@ -71,6 +70,9 @@ def template_errors(template: Template, *, check_product: bool = True) -> dict[s
             re.compile(template.san_pattern)
         except re.error as exc:
             errors["san_pattern"] = f"Not a regular expression: {exc}."
+    subject_problems = policy.subject_attributes_errors(template.subject_attributes)
+    if subject_problems:
+        errors["subject_attributes"] = " ".join(subject_problems)
     if not _list_of_strings(template.required_metadata):
         errors["required_metadata"] = "A list of metadata field names."
     else:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certyard.pki.models import KeyAlgorithm
 
@@ -41,6 +41,83 @@ EXTENDED_KEY_USAGES = {
     "time_stamping": ExtendedKeyUsageOID.TIME_STAMPING,
     "ocsp_signing": ExtendedKeyUsageOID.OCSP_SIGNING,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class NameBound:
+    """What one subject attribute may hold: its X.520 / RFC 5280 upper bound.
+
+    Bounds are counted in UTF-8 bytes, as ``cryptography`` counts them when it refuses a
+    name (a CN of 40 "é" is 80 bytes, too long), so a value checked here never makes it
+    raise later.
+    """
+
+    short: str
+    oid: x509.ObjectIdentifier
+    label: str
+    max_bytes: int
+    min_bytes: int = 1
+    ascii_only: bool = False  # IA5String / PrintableString attributes
+    letters_only: bool = False
+
+
+# The one table of subject attributes Certyard writes into certificates and CA names,
+# by the short names people use (RFC 5280 Appendix A upper bounds).
+NAME_BOUNDS: dict[str, NameBound] = {
+    bound.short: bound
+    for bound in (
+        NameBound("CN", NameOID.COMMON_NAME, "common name", 64),
+        NameBound("O", NameOID.ORGANIZATION_NAME, "organization", 64),
+        NameBound("OU", NameOID.ORGANIZATIONAL_UNIT_NAME, "organizational unit", 64),
+        NameBound(
+            "C", NameOID.COUNTRY_NAME, "country", 2, min_bytes=2, ascii_only=True, letters_only=True
+        ),
+        NameBound("ST", NameOID.STATE_OR_PROVINCE_NAME, "state or province", 128),
+        NameBound("L", NameOID.LOCALITY_NAME, "locality", 128),
+        NameBound("emailAddress", NameOID.EMAIL_ADDRESS, "email address", 255, ascii_only=True),
+    )
+}
+NAME_BOUND_BY_OID: dict[x509.ObjectIdentifier, NameBound] = {
+    bound.oid: bound for bound in NAME_BOUNDS.values()
+}
+
+
+def name_value_error(short: str, value: object) -> str | None:
+    """Why ``value`` cannot be the subject attribute ``short`` (a key of
+    :data:`NAME_BOUNDS`), as a sentence; None when it can."""
+    bound = NAME_BOUNDS[short]
+    what = f"the {bound.label} ({short})"
+    if not isinstance(value, str):
+        return f"{what} must be text"
+    if not value:
+        return f"{what} is empty"
+    if value != value.strip():
+        return f"{what} {value!r} starts or ends with white space"
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in value):
+        return f"{what} {value!r} contains control characters"
+    if bound.ascii_only and not value.isascii():
+        return f"{what} {value!r} must be ASCII"
+    if bound.letters_only and not (
+        value.isascii() and value.isalpha() and len(value) == bound.max_bytes
+    ):
+        return f"{what} {value!r} must be a two-letter code (ISO 3166), like DE or US"
+    size = len(value.encode())
+    if not bound.min_bytes <= size <= bound.max_bytes:
+        limit = (
+            f"exactly {bound.max_bytes}"
+            if bound.min_bytes == bound.max_bytes
+            else f"at most {bound.max_bytes}"
+        )
+        return (
+            f"{what} is {size} bytes in UTF-8 ({len(value)} characters); X.509 allows {limit} bytes"
+        )
+    return None
+
+
+def utf8_prefix(value: str, max_bytes: int) -> str:
+    """The longest prefix of ``value`` that is at most ``max_bytes`` in UTF-8 (never a
+    split character), for names the platform shortens itself."""
+    return value.encode()[:max_bytes].decode(errors="ignore")
 
 
 def common_name(name: x509.Name | str) -> str:

@@ -123,6 +123,7 @@ def ca_create(
 ) -> CertificateAuthority:
     """Create a root CA, or an intermediate signed by ``parent`` (a built-in CA)."""
     name = _ca_name_check(name)
+    original_common_name = common_name
     if key_algorithm not in KeyAlgorithm.values:
         raise ServiceError(
             f"unknown key type {key_algorithm!r}; choose one of {', '.join(KeyAlgorithm.values)}",
@@ -132,24 +133,23 @@ def ca_create(
         raise ServiceError(
             "validity must be between 1 and 36,500 days", details={"field": "validity_days"}
         )
-    if country and (len(country) != 2 or not country.isalpha()):
-        raise ServiceError(
-            "country must be a two-letter code (ISO 3166)", details={"field": "country"}
-        )
     if path_length is not None and path_length < 0:
         raise ServiceError("path length cannot be negative", details={"field": "path_length"})
     common_name = (common_name or name).strip()
-    for field, value in (("common_name", common_name), ("organization", organization)):
-        if len(value) > 64:
-            raise ServiceError(
-                f"the {field.replace('_', ' ')} is at most 64 characters (X.509's limit)"
-                + (
-                    "; the name is used when no common name is given"
-                    if field == "common_name"
-                    else ""
-                ),
-                details={"field": field},
-            )
+    # Counted in UTF-8 bytes as cryptography counts them (pki.crypto.NAME_BOUNDS): a name
+    # within the characters but over the bytes must be refused here, not raise later.
+    for field, short, value in (
+        ("common_name", "CN", common_name),
+        ("organization", "O", organization),
+        ("country", "C", country),
+    ):
+        if field != "common_name" and not value:
+            continue  # O and C are optional
+        problem = crypto.name_value_error(short, value)
+        if problem is not None:
+            if field == "common_name" and not original_common_name:
+                problem += "; the CA's name is its common name when none is given"
+            raise ServiceError(problem, details={"field": field})
     issuer_certificate: x509.Certificate | None = None
     if parent is not None:
         issuer_certificate, issuer_key = ca_material(parent)
@@ -375,7 +375,7 @@ def ca_issue_client_certificate(
     not the requester, decides what the certificate says.
     """
     profile = crypto.Profile(
-        subject=_name(common_name[:64], "Certyard orchestrators"),
+        subject=_name(crypto.utf8_prefix(common_name, 64), "Certyard orchestrators"),
         validity=dt.timedelta(days=days),
         key_usage=("digital_signature",),
         extended_key_usage=("client_auth",),

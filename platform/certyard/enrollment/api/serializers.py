@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from certyard.enrollment.models import EnrollmentRequest, GatewaySync, Template
+from certyard.pki.crypto import name_value_error
 from certyard.pki.models import CertificateAuthority, KeyAlgorithm, RevocationReason
 from certyard.workflows.models import HandlerRegistration
 
@@ -39,17 +40,57 @@ class CertificateAuthoritySerializer(serializers.ModelSerializer):
         return ca_urls(ca)
 
 
+def _name_value(short: str, value: str) -> str:
+    """A subject attribute within its X.520 bound, counted in UTF-8 bytes as cryptography
+    counts it (a character count lets 40 "é", 80 bytes, through to a 500)."""
+    problem = name_value_error(short, value)
+    if problem is not None:
+        raise serializers.ValidationError(problem[:1].upper() + problem[1:] + ".")
+    return value
+
+
 class CertificateAuthorityCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    common_name = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    organization = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    country = serializers.CharField(max_length=2, required=False, allow_blank=True)
+    common_name = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        help_text="At most 64 bytes in UTF-8; empty: the name.",
+    )
+    organization = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, help_text="At most 64 bytes in UTF-8."
+    )
+    # A RegexField so that the schema says "two letters" too (the pattern).
+    country = serializers.RegexField(
+        r"^([A-Za-z]{2})?$",
+        max_length=2,
+        required=False,
+        allow_blank=True,
+        help_text="Two letters (ISO 3166).",
+    )
     key_algorithm = serializers.ChoiceField(KeyAlgorithm.choices, default=KeyAlgorithm.EC_P384)
     validity_days = serializers.IntegerField(min_value=1, max_value=36500, default=3650)
     parent = serializers.PrimaryKeyRelatedField(
         queryset=CertificateAuthority.objects.all(), required=False, allow_null=True
     )
     path_length = serializers.IntegerField(min_value=0, max_value=10, default=0, allow_null=True)
+
+    def validate_common_name(self, value: str) -> str:
+        return _name_value("CN", value) if value else value
+
+    def validate_organization(self, value: str) -> str:
+        return _name_value("O", value) if value else value
+
+    def validate_country(self, value: str) -> str:
+        return _name_value("C", value) if value else value
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs.get("common_name"):  # the name becomes the common name
+            problem = name_value_error("CN", attrs["name"].strip())
+            if problem is not None:
+                message = f"Give a common name: the name is used otherwise, and {problem}."
+                raise serializers.ValidationError({"common_name": message})
+        return attrs
 
 
 class CertificateAuthorityImportSerializer(serializers.Serializer):
@@ -104,7 +145,8 @@ class TemplateSerializer(serializers.ModelSerializer):
             "allow_ip_addresses",
             "san_pattern",
             "max_sans",
-            "required_subject_fields",
+            "allow_non_dns_common_name",
+            "subject_attributes",
             "required_metadata",
             "require_approval",
             "archive_keys",
@@ -183,7 +225,14 @@ class EnrollmentBatchResultSerializer(serializers.Serializer):
 
 class EnrollmentPfxSerializer(serializers.Serializer):
     template = serializers.CharField(max_length=100)
-    common_name = serializers.CharField(max_length=64)
+    # Only a size bound here: the name policy (at most 64 bytes in UTF-8, one of the
+    # template's names) is the service's, which records a refused request as failed.
+    common_name = serializers.CharField(
+        max_length=1024,
+        trim_whitespace=False,
+        help_text="At most 64 bytes in UTF-8; a DNS name the template allows, unless it "
+        "allows other common names.",
+    )
     sans = serializers.ListField(
         child=serializers.CharField(max_length=255), required=False, default=list, max_length=1000
     )
