@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The scale-out tests run against the PostgreSQL server on this machine.
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/certyard
 
-.PHONY: run test setup test-plugins system-deps lint format test-fast test-postgres clean
+.PHONY: run test setup test-plugins system-deps lint format test-fast test-postgres bench schemathesis-deep clean
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -54,8 +54,26 @@ test: setup test-plugins system-deps lint
 test-fast: setup test-plugins
 	$(PYTHON) -m pytest -m "not e2e and not browser"
 
+## schemathesis-deep: both APIs, every check, 100 examples per operation, the stateful phase, with figures
+schemathesis-deep: setup test-plugins
+	$(PYTHON) benchmarks/schemathesis_deep.py --examples 100 --stateful 200
+
 test-postgres: setup test-plugins
 	DATABASE_URL=$(TEST_POSTGRES_URL) $(PYTHON) -m pytest -m "not e2e and not browser" tests/certyard
+
+## bench: every script in benchmarks/, at small sizes (minutes, not hours), on throwaway
+## SQLite databases (DATABASE_URL is not passed: inventory_ingest.py would wipe it); each
+## script's docstring says how to run it at full size. BENCH_ARGS_<script> overrides one.
+BENCHMARKS := $(filter-out benchmarks/_%,$(wildcard benchmarks/*.py))
+BENCH_ARGS_inventory_e2e ?= 2000
+BENCH_ARGS_inventory_ingest ?= 5000
+BENCH_ARGS_long_poll_load ?= 200 --samples 50 --jobs 20
+BENCH_ARGS_metadata_backfill ?= 5000
+BENCH_ARGS_pki_issue ?= 200
+BENCH_ARGS_ocsp_flood ?= 2000
+bench: setup
+	$(foreach script,$(BENCHMARKS),echo "== $(script)" && env -u DATABASE_URL \
+	  $(PYTHON) $(script) $(BENCH_ARGS_$(basename $(notdir $(script)))) && ) true
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .ruff_cache

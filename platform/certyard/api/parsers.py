@@ -1,4 +1,5 @@
-"""The APIs' JSON parser: refuses bodies nested too deeply before Python's json reads them.
+"""The APIs' JSON parser: refuses bodies nested too deeply before Python's json reads them,
+and hands the body over marked as JSON, so serializers type it strictly (``strict``).
 
 ``json.loads`` recurses once per level and raises ``RecursionError`` near a thousand
 levels; a few kilobytes of ``[`` would otherwise be a 500. No Certyard body nests
@@ -14,6 +15,10 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.utils import json as drf_json
+
+from certyard.api import strict
+
+strict.install()
 
 # The deepest nesting of arrays and objects a body may have.
 JSON_MAX_DEPTH = 64
@@ -74,6 +79,6 @@ class SafeJSONParser(JSONParser):
             )
         parse_constant = drf_json.strict_constant if self.strict else None
         try:
-            return json.loads(text, parse_constant=parse_constant)
+            return strict.json_body(json.loads(text, parse_constant=parse_constant))
         except (ValueError, RecursionError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc

@@ -21,8 +21,10 @@ Statuses a view documents itself (``@extend_schema(responses=...)``) are kept as
 
 from typing import Any
 
+from django.core.validators import RegexValidator
 from drf_spectacular import openapi
 from drf_spectacular.plumbing import ResolvedComponent
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
 ERROR_COMPONENT = "Error"
@@ -73,6 +75,14 @@ DESCRIPTIONS = {
 
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
+# What Python's str.strip() takes away (DRF trims text fields before checking them), spelled
+# for any regex engine: the schema's validators and generators are not all Python's.
+_WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# DRF refuses a NUL anywhere in text; a field that may not be blank needs more than spaces.
+TEXT_PATTERN = r"^[^\x00]*$"
+_NON_NULL_JSON_TYPES = ("object", "array", "string", "number", "boolean")
+NON_BLANK_TEXT_PATTERN = rf"^[^\x00]*[^\x00{_WHITESPACE}][^\x00]*$"
+
 
 class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's schema, with each operation's error answers (see the module)."""
@@ -87,6 +97,29 @@ class AutoSchema(openapi.AutoSchema):
                 responses[str(status)] = self._error_response(status, description)
         operation["responses"] = dict(sorted(responses.items()))
         return operation
+
+    def _get_serializer_field_meta(self, field: Any, direction: str) -> dict[str, Any]:
+        """drf-spectacular's, plus what DRF refuses that it does not say: in text, a NUL
+        character, and (trimmed) nothing but whitespace (fields with a pattern of their own
+        keep it); null, for a JSON field that does not allow it."""
+        meta: dict[str, Any] = super()._get_serializer_field_meta(field, direction)
+        if direction == "request" and isinstance(field, serializers.JSONField):
+            # drf-spectacular says any value ({}), null included; DRF refuses null unless
+            # the field allows it.
+            if not field.allow_null and not field.read_only:
+                meta["anyOf"] = [{"type": t} for t in _NON_NULL_JSON_TYPES]
+            return meta
+        if (
+            direction != "request"
+            or field.read_only
+            or not isinstance(field, serializers.CharField)
+            or isinstance(field, serializers.RegexField)
+            or any(isinstance(v, RegexValidator) for v in field.validators)
+        ):
+            return meta
+        blank_refused = not field.allow_blank and field.trim_whitespace
+        meta["pattern"] = NON_BLANK_TEXT_PATTERN if blank_refused else TEXT_PATTERN
+        return meta
 
     def error_statuses(self, operation: dict[str, Any]) -> dict[int, str]:
         """The error statuses this operation may answer, each with its description."""

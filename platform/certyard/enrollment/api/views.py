@@ -115,7 +115,7 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def get_queryset(self) -> QuerySet[EnrollmentRequest]:
         queryset = EnrollmentRequest.objects.select_related("requested_by", "decided_by")
         state = self.request.query_params.get("state")
-        if self.action == "list" and state:
+        if self.action == "list" and state is not None:
             if state not in EnrollmentRequest.State.values:
                 raise ApiError(f"state must be one of {', '.join(EnrollmentRequest.State.values)}")
             queryset = queryset.filter(state=state)

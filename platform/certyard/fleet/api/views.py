@@ -68,7 +68,7 @@ class OrchestratorViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[Orchestrator]:
         queryset = Orchestrator.objects.all()
-        if wanted := self.request.query_params.get("status"):
+        if (wanted := self.request.query_params.get("status")) is not None:
             if wanted not in Orchestrator.Status.values:
                 raise ApiError(f"status must be one of {', '.join(Orchestrator.Status.values)}")
             queryset = queryset.filter(status=wanted)

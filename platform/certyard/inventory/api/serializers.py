@@ -227,10 +227,10 @@ class CertificateListParamsSerializer(serializers.Serializer):
 
     search = serializers.CharField(required=False, allow_blank=True, max_length=200)
     expires_within_days = serializers.IntegerField(required=False, min_value=0, max_value=36_500)
-    expired = serializers.BooleanField(required=False, allow_null=True, default=None)
+    expired = serializers.BooleanField(required=False, default=None)
     store = serializers.UUIDField(required=False)
     key_algorithm = serializers.CharField(required=False, allow_blank=True, max_length=20)
-    conformant = serializers.BooleanField(required=False, allow_null=True, default=None)
+    conformant = serializers.BooleanField(required=False, default=None)
     metadata_field = serializers.CharField(required=False, max_length=60)
     metadata_value = serializers.CharField(
         required=False, allow_blank=True, trim_whitespace=False, max_length=10_000

@@ -132,23 +132,31 @@ class FileDownloadNegotiation(BaseContentNegotiation):
 
 
 _CERTIFICATE_FILTERS = [
-    OpenApiParameter("search", str, description="CN, SAN, issuer, serial or fingerprint"),
-    OpenApiParameter("expires_within_days", int),
+    OpenApiParameter(
+        "search",
+        {"type": "string", "maxLength": 200},
+        description="CN, SAN, issuer, serial or fingerprint",
+    ),
+    OpenApiParameter("expires_within_days", {"type": "integer", "minimum": 0, "maximum": 36_500}),
     OpenApiParameter("expired", bool),
-    OpenApiParameter("store", str, description="Store id"),
-    OpenApiParameter("key_algorithm", str, description="RSA, EC, Ed25519, ..."),
+    OpenApiParameter("store", {"type": "string", "format": "uuid"}, description="Store id"),
+    OpenApiParameter(
+        "key_algorithm",
+        {"type": "string", "maxLength": 20},
+        description="RSA, EC, Ed25519, ...",
+    ),
     OpenApiParameter(
         "conformant", bool, description="false: only certificates with parse warnings"
     ),
     OpenApiParameter(
         "metadata_field",
-        str,
+        {"type": "string", "minLength": 1, "maxLength": 60},
         description="A metadata field's name: only certificates with a value for it (or, "
         "with metadata_value, that value; with metadata_empty=true, without one)",
     ),
     OpenApiParameter(
         "metadata_value",
-        str,
+        {"type": "string", "maxLength": 10_000},
         description="With metadata_field: exactly this value, compared as the field stores "
         "it (7 finds 07 of an integer field, yes finds true of a boolean one)",
     ),
@@ -185,7 +193,9 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Certificate]:
         if self.action != "list":
             return Certificate.objects.prefetch_related("locations__store__store_type")
-        params = CertificateListParamsSerializer(data=self.request.query_params)
+        # A plain dict, not the QueryDict: DRF reads an empty form value as "not given",
+        # which the schema does not say (?store= is no store id, and refused).
+        params = CertificateListParamsSerializer(data=self.request.query_params.dict())
         params.is_valid(raise_exception=True)
         return selectors.certificate_list(filters=params.to_filters())
 

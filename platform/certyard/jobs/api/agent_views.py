@@ -72,7 +72,7 @@ class NextJobView(AgentView):
         parameters=[
             OpenApiParameter(
                 "wait",
-                int,
+                {"type": "integer", "minimum": 0, "maximum": MAX_POLL_WAIT_SECONDS},
                 description=f"Seconds to wait for a job, 0 to {MAX_POLL_WAIT_SECONDS}. "
                 "A newer poll by the same orchestrator ends this one (204).",
             )
@@ -81,11 +81,11 @@ class NextJobView(AgentView):
         summary="Long-poll for the next job; it is leased to this orchestrator",
     )
     def get(self, request: Request) -> Response:
-        try:
-            wait = int(request.query_params.get("wait", "0"))
-        except ValueError:
-            raise ApiError("wait must be a whole number of seconds") from None
-        wait = min(max(wait, 0), MAX_POLL_WAIT_SECONDS)
+        raw = request.query_params.get("wait", "0")
+        # Digits only, as the schema says: not "-1", "+5", " 5" or "5.0", which int() takes.
+        if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_POLL_WAIT_SECONDS:
+            raise ApiError(f"wait must be a whole number of seconds, 0 to {MAX_POLL_WAIT_SECONDS}")
+        wait = int(raw)
         orchestrator = request.user
         if wait == 0:
             return _job_answer(services.job_lease_next(orchestrator=orchestrator))
@@ -277,13 +277,24 @@ def _attempt_of(request: Request) -> int | None:
         value = request.data.get("attempt")
     if value is None:
         return None
-    try:
-        attempt = int(value)
-    except (TypeError, ValueError):
-        raise ApiError("attempt must be a whole number") from None
-    if attempt < 1:
+    # A whole number as the schema types it: digits in the query, a JSON integer in the body
+    # (not true, 1.5 or "1", which int() would take).
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ApiError("attempt must be a whole number")
+    if value < 1:
         raise ApiError("attempt must be 1 or more")
-    return attempt
+    return value
+
+
+# The job's attempt the report is for, in the query or the body (agents send it in the body).
+_ATTEMPT_PARAMETER = OpenApiParameter(
+    "attempt",
+    {"type": "integer", "minimum": 1},
+    description="The job's attempt this report is for (or in the body); a report for an "
+    "earlier attempt is refused (409 stale_attempt).",
+)
 
 
 class InventoryView(AgentView):
@@ -292,6 +303,7 @@ class InventoryView(AgentView):
     @extend_schema(
         tags=_TAG,
         request=InventorySerializer,
+        parameters=[_ATTEMPT_PARAMETER],
         responses={200: InventoryAnswerSerializer, 422: InventoryAnswerSerializer},
         summary="Report what a store holds in one request (the whole store)",
     )

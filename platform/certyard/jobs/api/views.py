@@ -22,6 +22,7 @@ from certyard.inventory import selectors as inventory_selectors
 from certyard.jobs import selectors, services
 from certyard.jobs.api.serializers import JobDetailSerializer, JobSerializer
 from certyard.jobs.models import Job
+from orchestrators.protocol import JobType
 
 
 def _require_uuid(name: str, value: str) -> None:
@@ -31,11 +32,12 @@ def _require_uuid(name: str, value: str) -> None:
         raise ApiError(f"{name} must be an id (UUID)") from None
 
 
+_UUID = {"type": "string", "format": "uuid"}
 _JOB_FILTERS = [
     OpenApiParameter("state", str, enum=Job.State.values),
-    OpenApiParameter("type", str),
-    OpenApiParameter("store", str),
-    OpenApiParameter("orchestrator", str),
+    OpenApiParameter("type", str, enum=[t.value for t in JobType]),
+    OpenApiParameter("store", _UUID),
+    OpenApiParameter("orchestrator", _UUID),
 ]
 
 
@@ -49,10 +51,13 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
         if self.action == "retrieve":
             return queryset.prefetch_related("history")
         params = self.request.query_params
-        if (state := params.get("state")) and state not in Job.State.values:
+        # A filter given empty ("?store=") is refused like any value that names nothing.
+        if (state := params.get("state")) is not None and state not in Job.State.values:
             raise ApiError(f"state must be one of {', '.join(Job.State.values)}")
+        if (kind := params.get("type")) is not None and kind not in {t.value for t in JobType}:
+            raise ApiError(f"type must be one of {', '.join(t.value for t in JobType)}")
         for name in ("state", "type", "store", "orchestrator"):
-            if value := params.get(name):
+            if (value := params.get(name)) is not None:
                 if name in ("store", "orchestrator"):
                     _require_uuid(name, value)
                 queryset = queryset.filter(**{name: value})
