@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "certyard.security.ContentSecurityPolicyMiddleware",
     "certyard.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
+    "certyard.middleware.RefuseNulMiddleware",  # %00 in a query string: a 400, not a 500
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
