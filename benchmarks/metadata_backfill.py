@@ -185,7 +185,7 @@ def _run_on(count: int, database_url: str) -> dict[str, float]:
     from django.db import connection
 
     call_command("migrate", verbosity=0)
-    from certyard.inventory.metadata_generators import (
+    from certyard.inventory.metadata.generators import (
         metadata_backfill_run,
         metadata_backfill_start,
     )
@@ -228,7 +228,7 @@ def _time_filters(vendor: str) -> None:
     """The certificate list's first page (51 rows) filtered by metadata, median of 5."""
     import statistics
 
-    from certyard.inventory.metadata_selectors import metadata_filter_resolve
+    from certyard.inventory.metadata.selectors import metadata_filter_resolve
     from certyard.inventory.selectors import CertificateFilters, certificate_list
 
     cases = {

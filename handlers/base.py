@@ -51,7 +51,7 @@ Rules every handler follows
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -426,7 +426,9 @@ class Platform(Protocol):
 
     Job complete handlers get it as an argument; event handlers as ``self.platform``.
     Requests are recorded on the run and carried out by the platform after the handler
-    returns successfully; a failed run carries out none of them.
+    returns successfully; a failed run carries out none of them. ``send_mail`` is the
+    one action carried out at once. A test builds its own object with these methods: a
+    handler needs no platform (and no Django) to be tested.
     """
 
     def schedule_job(self, *, store_id: str, job_type: str, delay_seconds: int = 0) -> None:
@@ -446,6 +448,20 @@ class Platform(Protocol):
         """Renew a certificate the platform issued with a key it holds (PFX enrollment):
         with a new key, or the archived one. The new PKCS#12 waits for its requester to
         collect it; the template's approval rule applies."""
+
+    def send_mail(
+        self, *, subject: str, body: str, to: Sequence[str], from_address: str | None = None
+    ) -> None:
+        """Send a plain-text mail now, through the platform's configured mail server.
+
+        Unlike the requests above it is not deferred: the handler learns the server's
+        answer. ``to`` lists the recipients (``Name <address>`` accepted);
+        ``from_address`` None or empty means the platform's default sender. Raises what
+        :mod:`smtplib` raises (``SMTPRecipientsRefused``, ``SMTPSenderRefused``,
+        ``SMTPAuthenticationError``, ``SMTPResponseException``, ``SMTPException``) or
+        ``OSError`` when the server cannot be reached; a handler turns them into a
+        :class:`HandlerError`.
+        """
 
 
 class JobCompleteHandler(Handler):

@@ -1,4 +1,5 @@
-"""The built-in email notification ("certyard.email"), sent through Django's email backend."""
+"""The built-in email notification ("certyard.email"), sent through the platform facade
+(``self.platform.send_mail``): the handler itself imports nothing of Django."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import smtplib
 from collections.abc import Mapping
 from email.utils import parseaddr
 from typing import Any
-
-from django.core.mail import EmailMessage
 
 from handlers.base import EventContext, EventHandler, HandlerError, HandlerResult
 from handlers.builtin._common import event_fields, setting, substitute
@@ -137,14 +136,13 @@ class EmailNotification(EventHandler):
         # The subject's whitespace is folded to one line as before; the body shows all.
         subject = _one_line(substitute(setting(self, "subject"), _shown(fields, keep="\t\n\r")))
         body = substitute(setting(self, "body"), _shown(fields))
-        message = EmailMessage(
-            subject=subject,
-            body=body,
-            from_email=setting(self, "from_address") or None,
-            to=recipients,
-        )
         try:
-            message.send(fail_silently=False)
+            self.platform.send_mail(
+                subject=subject,
+                body=body,
+                to=recipients,
+                from_address=setting(self, "from_address") or None,
+            )
         except smtplib.SMTPRecipientsRefused as exc:
             refused = ", ".join(sorted(exc.recipients))
             raise HandlerError(

@@ -4,9 +4,43 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.routers import DefaultRouter
+from rest_framework.urlpatterns import format_suffix_patterns
 
 from certyard.api.errors import error_body
+from certyard.fleet.api import urls as fleet_api
 from certyard.health import healthz
+from certyard.inventory.api import urls as inventory_api
+from certyard.jobs.api import urls as jobs_api
+
+# The apps' API routes are composed here, not in certyard.api: that package is the
+# infrastructure every app imports (errors, schema, permissions), so it imports no app.
+
+# /api/v1/'s index (DRF's browsable root) lists the fleet, inventory and jobs resources,
+# as it always has; their own routes answer ``.json`` suffixes for the same reason.
+_api_index = DefaultRouter(trailing_slash=True)
+for _router in (fleet_api.router, inventory_api.router, jobs_api.router):
+    _api_index.registry.extend(_router.registry)
+
+api_v1_urlpatterns = [
+    path("", include("certyard.jobs.api.urls")),
+    path("", include("certyard.fleet.api.urls")),
+    path("", include("certyard.inventory.api.urls")),
+    *format_suffix_patterns([path("", _api_index.get_api_root_view(), name="api-root")]),
+    path("", include("certyard.blueprints.api.urls")),
+    path("", include("certyard.workflows.api.urls")),
+    path("", include("certyard.pki.api.urls")),
+    path("", include("certyard.enrollment.api.urls")),
+]
+
+# One namespace for the agent API, whichever app answers the call.
+agent_api_urlpatterns = (
+    [
+        path("", include("certyard.fleet.api.agent_urls")),
+        path("", include("certyard.jobs.api.agent_urls")),
+    ],
+    "agent-api",
+)
 
 urlpatterns = [
     path("", include("certyard.console.urls")),
@@ -15,8 +49,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("pki/", include("certyard.pki.urls")),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("certyard.api.urls")),
-    path("api/orchestrator/v1/", include("certyard.api.agent_urls")),
+    path("api/v1/", include(api_v1_urlpatterns)),
+    path("api/orchestrator/v1/", include(agent_api_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script at ?script, not inline (CSP).
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

@@ -40,16 +40,16 @@ def api_token_create(
     """
     name = (name or "").strip()
     if not name:
-        raise ServiceError("an API token needs a name", details={"fields": {"name": "required"}})
+        raise ServiceError("an API token needs a name", field="name")
     if len(name) > NAME_MAX_LENGTH:
         raise ServiceError(
             f"an API token's name has at most {NAME_MAX_LENGTH} characters",
-            details={"fields": {"name": "too long"}},
+            field="name",
         )
     if expires_in is not None and not dt.timedelta(0) < expires_in <= MAX_EXPIRY:
         raise ServiceError(
             "an API token expires after 1 to 365 days, or never",
-            details={"fields": {"expires_in_days": "out of range"}},
+            field="expires_in_days",
         )
     if not getattr(user, "is_active", False):
         raise ServiceError("only an active account may have API tokens")

@@ -1,6 +1,10 @@
-"""One error format for every API answer: ``{"error": {"code", "message", "fields"}}``.
+"""One error format for every API answer: ``{"error": {"code", "message", "fields"?, …}}``.
 
-People and agents both get a sentence they can act on, and a machine-readable code.
+People and agents both get a sentence they can act on, and a machine-readable code. The
+inputs at fault are always ``fields``, ``{name: [message, …]}`` (a service names them with
+``ServiceError(field=…)`` or ``fields=…``); a few refusals add particulars of their own
+(``enrollment_id``, ``missing``, ``reason``, ``rejected``). The schema's ``Error``
+component (``certyard.api.schema``) names every one: a new particular goes there too.
 """
 
 from typing import Any

@@ -57,17 +57,6 @@ def json_depth_exceeds(text: str, limit: int = JSON_MAX_DEPTH) -> bool:
             depth -= 1
 
 
-def _holds_nul(value: Any) -> bool:
-    """Whether a parsed JSON value has a NUL character in any string, keys included."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
-
-
 class SafeJSONParser(JSONParser):
     """DRF's JSON parser, with the nesting depth checked before ``json.loads`` sees the body."""
 
@@ -93,10 +82,4 @@ class SafeJSONParser(JSONParser):
             body = json.loads(text, parse_constant=parse_constant)
         except (ValueError, RecursionError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc
-        # No text Certyard stores may hold a NUL (PostgreSQL refuses it in text and jsonb,
-        # SQLite would cut it short), and no certificate, key or name needs one: refused
-        # here, once, for every field, key and nested value. The scan for the escape is
-        # quick; only a body that has one is walked.
-        if "\\u0000" in text and _holds_nul(body):
-            raise ParseError("the body holds a NUL character (\\u0000), which no field takes")
         return strict.json_body(body)

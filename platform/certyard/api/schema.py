@@ -1,9 +1,10 @@
 """The OpenAPI schema: every operation documents the error answers it can give.
 
-Both APIs answer every error with one body, ``{"error": {"code", "message", ...}}``
-(``certyard.api.errors``); the schema names it once, as the ``Error`` component, and
-each operation lists the statuses it may answer with it. Most follow from what the
-operation is, so they are worked out here rather than repeated on every view:
+Both APIs answer every error with one body, ``{"error": {"code", "message", "fields"?,
+…particulars}}`` (``certyard.api.errors``); the schema names it once, exactly, as the
+``Error`` component, and each operation lists the statuses it may answer with it. Most
+follow from what the operation is, so they are worked out here rather than repeated on
+every view:
 
 - 400 when it reads a body or parameters, or changes anything (a service's refusal);
 - 401 and 403 when it needs credentials (the people's API checks permissions too,
@@ -29,6 +30,8 @@ from rest_framework.permissions import AllowAny
 
 ERROR_COMPONENT = "Error"
 
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "The body of every error answer, on both APIs.",
@@ -47,12 +50,44 @@ ERROR_SCHEMA: dict[str, Any] = {
                 },
                 "fields": {
                     "type": "object",
-                    "description": "For invalid input: the messages for each field.",
-                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                    "description": "The inputs at fault, each with its messages.",
+                    "additionalProperties": _STRINGS,
+                },
+                # The particulars some refusals add (``ServiceError.details``, ``ApiError``'s
+                # ``extra``): every one is named here, so the schema says all a body may hold.
+                "enrollment_id": {
+                    "type": "string",
+                    "format": "uuid",
+                    "description": "A refused enrollment: the request, recorded as failed "
+                    "with the reason.",
+                },
+                "missing": {
+                    "type": "array",
+                    "items": {"type": "integer"},
+                    "description": "chunks_missing: the chunks of the report that never "
+                    "arrived (at most 1,000).",
+                },
+                "reason": {
+                    "type": "string",
+                    "description": "identity_rejected: why, e.g. certificate_revoked.",
+                },
+                "rejected": {
+                    "type": "array",
+                    "description": "invalid_entries: the first of the report's entries that "
+                    "could not be recorded.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "index": {"type": "integer"},
+                            "alias": {"type": "string"},
+                            "error": {"type": "string"},
+                        },
+                        "required": ["index", "alias", "error"],
+                        "additionalProperties": False,
+                    },
                 },
             },
-            # Some refusals carry particulars of their own, e.g. the rejected entries.
-            "additionalProperties": True,
+            "additionalProperties": False,
             "required": ["code", "message"],
         }
     },

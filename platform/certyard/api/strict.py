@@ -102,6 +102,19 @@ def _typed(
     return to_internal_value
 
 
+def _slug_without_nul(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """A related object named by text is looked up in the database: PostgreSQL refuses a
+    NUL in a query (a 500), and no name holds one, so such a name is refused first."""
+
+    def to_internal_value(self: Any, data: Any) -> Any:
+        if isinstance(data, str) and "\x00" in data:
+            raise ValidationError("must not contain a NUL character (\\u0000)", code="invalid")
+        return original(self, data)
+
+    to_internal_value.__wrapped__ = original  # type: ignore[attr-defined]
+    return to_internal_value
+
+
 _installed = False
 
 
@@ -114,4 +127,7 @@ def install() -> None:
         field_class.to_internal_value = _typed(  # type: ignore[method-assign]
             field_class.to_internal_value, check, expected
         )
+    relations.SlugRelatedField.to_internal_value = _slug_without_nul(  # type: ignore[method-assign]
+        relations.SlugRelatedField.to_internal_value
+    )
     _installed = True

@@ -15,10 +15,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from certyard.blueprints import selectors, services
 from certyard.blueprints.models import Blueprint
-from certyard.console.forms import form_add_service_error
+from certyard.console import selectors as console_selectors
+from certyard.console.forms import service_error_to_form
 from certyard.console.pagination import slice_page
 from certyard.errors import ServiceError
-from certyard.fleet.models import Orchestrator
 
 BLUEPRINTS_PER_PAGE = 50
 
@@ -97,7 +97,7 @@ def blueprint_delete(request: HttpRequest, pk: int) -> HttpResponse:
 def orchestrator_blueprint_save(request: HttpRequest, pk: str) -> HttpResponse:
     """Save the orchestrator's stores as a blueprint. The orchestrator's page posts here;
     a refusal is shown on this page's own form."""
-    orchestrator = get_object_or_404(Orchestrator, pk=pk)
+    orchestrator = get_object_or_404(console_selectors.orchestrator_list(), pk=pk)
     form = BlueprintSaveForm(request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():
         try:
@@ -105,9 +105,9 @@ def orchestrator_blueprint_save(request: HttpRequest, pk: str) -> HttpResponse:
                 orchestrator=orchestrator, actor=request.user, **form.cleaned_data
             )
         except ServiceError as exc:
-            form_add_service_error(form, exc)
+            service_error_to_form(form, exc)
         else:
-            count = blueprint.stores.count()
+            count = selectors.blueprint_stores(blueprint=blueprint).count()
             messages.success(
                 request,
                 f"Blueprint {blueprint.name} saved from {orchestrator.name}, "
@@ -130,7 +130,7 @@ def orchestrator_blueprint_save(request: HttpRequest, pk: str) -> HttpResponse:
 )
 def orchestrator_blueprint_apply(request: HttpRequest, pk: str) -> HttpResponse:
     """Apply the chosen blueprint; the message says what was created, skipped or refused."""
-    orchestrator = get_object_or_404(Orchestrator, pk=pk)
+    orchestrator = get_object_or_404(console_selectors.orchestrator_list(), pk=pk)
     form = BlueprintApplyForm(request.POST)
     if not form.is_valid():
         errors = "; ".join(error for field in form.errors.values() for error in field)

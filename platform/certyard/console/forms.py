@@ -73,11 +73,31 @@ def properties_from_json(raw: str) -> dict[str, Any]:
     return value
 
 
-def form_add_service_error(form: forms.Form, exc: ServiceError) -> None:
-    """Show a service's refusal on the field it names (``details["fields"]``), else on top."""
-    fields = exc.details.get("fields", {})
-    field = next((name for name in fields if name in form.fields), None)
-    form.add_error(field, exc.message)
+def service_error_to_form(
+    form: forms.Form, exc: ServiceError, *, default: str | None = None
+) -> None:
+    """Put a service's refusal on the form, the one way every console page shows one.
+
+    The refusal's message (the whole sentence) goes beside the first field it names
+    (``exc.fields``) that the form has, else beside ``default``, else on top of the form;
+    any other named field the form has gets its own messages.
+    """
+    named = [name for name in exc.fields if name in form.fields]
+    first = named[0] if named else (default if default in form.fields else None)
+    form.add_error(first, sentence(exc.message))
+    for name in named[1:]:
+        messages = exc.fields[name]
+        for message in [messages] if isinstance(messages, str) else messages:
+            form.add_error(name, sentence(str(message)))
+
+
+# The helper's former name, kept so that callers not yet moved keep working.
+form_add_service_error = service_error_to_form
+
+
+def sentence(message: str) -> str:
+    """A service's message as the console shows it: a capital first letter."""
+    return message[:1].upper() + message[1:] if message else message
 
 
 class StoreCreateForm(forms.Form):

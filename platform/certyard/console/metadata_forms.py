@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 
 from certyard.errors import ServiceError
-from certyard.inventory.metadata_selectors import (
+from certyard.inventory.metadata.selectors import (
     MetadataEntry,
     MetadataFilter,
     metadata_fields,
@@ -97,6 +97,6 @@ class MetadataFilterForm(forms.Form):
                 field_name=field.name, value=value if value.strip() else None, empty=empty
             )
         except ServiceError as exc:
-            messages = exc.details.get("fields", {}).get("metadata_value") or [exc.message]
+            messages = exc.fields.get("metadata_value") or [exc.message]
             self.add_error("metadata_value", messages[0])
         return data

@@ -20,12 +20,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from certyard.console.forms import form_add_service_error
+from certyard.console import selectors
+from certyard.console.forms import service_error_to_form
 from certyard.console.metadata_forms import CertificateMetadataForm
 from certyard.errors import ServiceError
-from certyard.inventory import metadata_selectors
 from certyard.inventory.metadata import certificate_metadata_update
-from certyard.inventory.metadata_generators import (
+from certyard.inventory.metadata import selectors as metadata_selectors
+from certyard.inventory.metadata.generators import (
     metadata_backfill_cancel,
     metadata_backfill_start,
 )
@@ -57,7 +58,7 @@ def _panel(
 def certificate_metadata_edit(request: HttpRequest, pk: int) -> HttpResponse:
     """Edit a certificate's values. Under htmx the panel is swapped in place; without
     scripts this is a page of its own. A value a field refuses is shown beside it."""
-    certificate = get_object_or_404(Certificate, pk=pk)
+    certificate = get_object_or_404(selectors.certificate_detail_queryset(), pk=pk)
     entries = metadata_selectors.certificate_metadata(certificate=certificate)
     template = "console/metadata/_panel.html" if request.htmx else "console/metadata/edit.html"
     if request.method == "GET":
@@ -72,7 +73,7 @@ def certificate_metadata_edit(request: HttpRequest, pk: int) -> HttpResponse:
             except ServiceError as exc:
                 if exc.http_status == 403:  # not theirs: as without the permission
                     raise PermissionDenied(exc.message) from exc
-                _form_add_field_errors(form, exc)
+                service_error_to_form(form, exc)
             else:
                 message = f"Metadata saved ({changed} value(s) changed)."
                 if request.htmx:
@@ -81,19 +82,6 @@ def certificate_metadata_edit(request: HttpRequest, pk: int) -> HttpResponse:
                 return redirect("console:certificate-detail", pk=certificate.pk)
     context = {"certificate": certificate, "entries": entries, "form": form, "editing": True}
     return render(request, template, context)
-
-
-def _form_add_field_errors(form: CertificateMetadataForm, exc: ServiceError) -> None:
-    """Each field's message beside it (``details["fields"]``), else the message on top."""
-    fields = exc.details.get("fields", {})
-    placed = False
-    for name, field_messages in fields.items():
-        if name in form.fields:
-            for message in field_messages:
-                form.add_error(name, message)
-            placed = True
-    if not placed:
-        form_add_service_error(form, exc)
 
 
 # --- The Metadata page ------------------------------------------------------------------
@@ -139,7 +127,7 @@ def metadata_overview(request: HttpRequest) -> HttpResponse:
 @permission_required("inventory.view_metadatabackfill", raise_exception=True)
 def metadata_backfill_progress(request: HttpRequest, pk: int) -> HttpResponse:
     """The backfill's progress card: htmx asks for it every 2 s while it runs."""
-    backfill = get_object_or_404(MetadataBackfill.objects.select_related("started_by"), pk=pk)
+    backfill = get_object_or_404(selectors.metadata_backfill_detail_queryset(), pk=pk)
     return render(request, "console/metadata/_backfill.html", {"progress": _progress(backfill)})
 
 
@@ -163,7 +151,7 @@ def metadata_backfill_create(request: HttpRequest) -> HttpResponse:
 @require_POST
 @permission_required("inventory.change_metadatabackfill", raise_exception=True)
 def metadata_backfill_stop(request: HttpRequest, pk: int) -> HttpResponse:
-    backfill = get_object_or_404(MetadataBackfill, pk=pk)
+    backfill = get_object_or_404(selectors.metadata_backfill_detail_queryset(), pk=pk)
     try:
         metadata_backfill_cancel(backfill=backfill)
     except ServiceError as exc:

@@ -11,9 +11,11 @@ from cryptography.hazmat.primitives import serialization
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
+# Re-exported: the PKI pages reach every form helper through this module.
+from certyard.console.forms import sentence as sentence
+from certyard.console.forms import service_error_to_form as service_error_to_form
 from certyard.console.metadata_forms import _form_field as metadata_form_field
 from certyard.enrollment.models import EnrollmentRequest, Template
-from certyard.errors import ServiceError
 from certyard.inventory.models import MetadataField
 from certyard.pki.crypto import name_value_error
 from certyard.pki.models import CertificateAuthority, KeyAlgorithm, RevocationReason
@@ -23,26 +25,6 @@ MAX_UPLOAD_BYTES = 64 * 1024
 MAX_PEM_CHARACTERS = 64 * 1024
 PFX_PASSWORD_MIN = 8
 METADATA_PREFIX = "metadata__"
-
-
-def service_error_to_form(
-    form: forms.Form, exc: ServiceError, *, default: str | None = None
-) -> None:
-    """Put a service's refusal beside the field it names (``details["field"]`` or the first
-    of ``details["fields"]``), else ``default``, else on top of the form."""
-    names: list[str] = []
-    if field := exc.details.get("field"):
-        names.append(str(field))
-    names.extend(str(name) for name in exc.details.get("fields", {}) or {})
-    target = next((name for name in names if name in form.fields), None)
-    if target is None and default in form.fields:
-        target = default
-    form.add_error(target, sentence(exc.message))
-
-
-def sentence(message: str) -> str:
-    """A service's message as the console shows it: a capital first letter."""
-    return message[:1].upper() + message[1:] if message else message
 
 
 class _KeyTextarea(forms.Textarea):

@@ -21,14 +21,15 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from certyard.console import pki_forms as forms
+from certyard.console import selectors
 from certyard.console.pagination import slice_page
+from certyard.enrollment import selectors as enrollment_selectors
 from certyard.enrollment import services as enrollment_services
 from certyard.enrollment.gateways import gateway_ping
 from certyard.enrollment.models import EnrollmentRequest, GatewaySync, Template
@@ -36,13 +37,13 @@ from certyard.enrollment.services import EnrollmentRefused
 from certyard.enrollment.sync import gateway_sync_start
 from certyard.errors import ServiceError
 from certyard.inventory.models import Certificate
-from certyard.inventory.parsing import certificate_file_stem
 from certyard.pki import crypto
+from certyard.pki import selectors as pki_selectors
 from certyard.pki import services as pki_services
-from certyard.pki.models import CertificateAuthority, IssuedCertificate
+from certyard.pki.models import CertificateAuthority
 from certyard.workflows.models import HandlerRegistration
 from certyard.workflows.selectors import class_status
-from handlers.base import HandlerKind
+from certyard.x509 import certificate_file_stem
 from handlers.registry import handler_class
 
 ISSUED_PER_PAGE = 50
@@ -83,7 +84,7 @@ def _common_name(enrollment: EnrollmentRequest) -> str:
 @require_GET
 @permission_required("pki.view_certificateauthority", raise_exception=True)
 def ca_list(request: HttpRequest) -> HttpResponse:
-    cas = CertificateAuthority.objects.select_related("parent").order_by("name")
+    cas = pki_selectors.ca_list()
     return render(request, "console/pki/ca_list.html", {"cas": cas})
 
 
@@ -105,16 +106,10 @@ def _chain_rows(chain_pem: str) -> list[dict[str, Any]]:
 @require_GET
 @permission_required("pki.view_certificateauthority", raise_exception=True)
 def ca_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    ca = get_object_or_404(
-        CertificateAuthority.objects.select_related("parent", "created_by"), pk=pk
-    )
-    issued = IssuedCertificate.objects.filter(ca=ca).order_by("-issued_at", "-pk")
+    ca = get_object_or_404(pki_selectors.ca_list(), pk=pk)
+    issued = pki_selectors.issued_certificate_list(ca=ca)
     page = slice_page(issued, number=_page_number(request), size=ISSUED_PER_PAGE)
-    in_inventory = dict(
-        Certificate.objects.filter(sha256__in=[i.sha256 for i in page.object_list]).values_list(
-            "sha256", "pk"
-        )
-    )
+    in_inventory = selectors.certificate_ids_by_sha256(sha256s=[i.sha256 for i in page.object_list])
     for row in page.object_list:
         row.inventory_pk = in_inventory.get(row.sha256)  # type: ignore[attr-defined]
     can_sign_cas, path_length = forms.ca_path_length(ca.certificate_pem)
@@ -123,12 +118,12 @@ def ca_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "urls": pki_services.ca_urls(ca),
         "chain": _chain_rows(ca.chain_pem),
         "page": page,
-        "children": list(ca.children.order_by("name")),
+        "children": list(pki_selectors.ca_children(ca=ca)),
         "path_length": path_length,
         "can_sign_cas": can_sign_cas and ca.enabled,
     }
     if request.user.has_perm("enrollment.view_template"):
-        context["templates"] = list(ca.templates.order_by("name"))
+        context["templates"] = list(enrollment_selectors.template_list(ca=ca))
     return render(request, "console/pki/ca_detail.html", context)
 
 
@@ -219,20 +214,6 @@ def ca_import(request: HttpRequest) -> HttpResponse:
 # --- CA gateways -------------------------------------------------------------------------------
 
 
-def _gateways() -> QuerySet[HandlerRegistration]:
-    latest = GatewaySync.objects.filter(gateway=OuterRef("pk")).order_by("-started_at", "-pk")
-    return (
-        HandlerRegistration.objects.filter(kind=HandlerKind.GATEWAY)
-        .annotate(
-            last_sync_id=Subquery(latest.values("pk")[:1]),
-            last_sync_state=Subquery(latest.values("state")[:1]),
-            last_sync_at=Subquery(latest.values("started_at")[:1]),
-        )
-        .prefetch_related("issuing_templates")
-        .order_by("name")
-    )
-
-
 def _supports_sync(registration: HandlerRegistration) -> bool:
     info = handler_class(registration.handler)
     return bool(info is not None and info.cls is not None and getattr(info.cls, "supports_sync", 0))
@@ -248,7 +229,7 @@ def _with_class(registration: HandlerRegistration) -> HandlerRegistration:
 @require_GET
 @permission_required("workflows.view_handlerregistration", raise_exception=True)
 def gateway_list(request: HttpRequest) -> HttpResponse:
-    gateways = [_with_class(registration) for registration in _gateways()]
+    gateways = [_with_class(registration) for registration in enrollment_selectors.gateway_list()]
     return render(
         request,
         "console/pki/gateway_list.html",
@@ -270,12 +251,8 @@ def sync_progress(sync: GatewaySync) -> dict[str, Any]:
 @require_GET
 @permission_required("workflows.view_handlerregistration", raise_exception=True)
 def gateway_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    registration = _with_class(get_object_or_404(_gateways(), pk=pk))
-    syncs = list(
-        GatewaySync.objects.filter(gateway=registration)
-        .select_related("started_by")
-        .order_by("-started_at", "-pk")[:RECENT_SYNCS_SHOWN]
-    )
+    registration = _with_class(get_object_or_404(enrollment_selectors.gateway_list(), pk=pk))
+    syncs = list(enrollment_selectors.gateway_sync_list(gateway=registration)[:RECENT_SYNCS_SHOWN])
     current = next((s for s in syncs if s.state == GatewaySync.State.RUNNING), None)
     shown = current or (syncs[0] if syncs else None)
     return render(
@@ -283,7 +260,7 @@ def gateway_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "console/pki/gateway_detail.html",
         {
             "gateway": registration,
-            "templates": list(registration.issuing_templates.order_by("name")),
+            "templates": list(registration.issuing_templates.all()),
             "syncs": syncs,
             "progress": sync_progress(shown) if shown is not None else None,
             "sync_form": forms.GatewaySyncForm(),
@@ -302,7 +279,7 @@ def _back_to_gateway(request: HttpRequest, registration: HandlerRegistration) ->
 @permission_required("workflows.change_handlerregistration", raise_exception=True)
 def gateway_test(request: HttpRequest, pk: int) -> HttpResponse:
     """Ask the CA to answer with the registration's parameters."""
-    registration = get_object_or_404(HandlerRegistration, pk=pk, kind=HandlerKind.GATEWAY)
+    registration = get_object_or_404(enrollment_selectors.gateway_registrations(), pk=pk)
     try:
         gateway_ping(registration)
     except ServiceError as exc:
@@ -317,7 +294,7 @@ def gateway_test(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("workflows.change_handlerregistration", raise_exception=True)
 def gateway_sync(request: HttpRequest, pk: int) -> HttpResponse:
     """Start synchronizing what the CA issued into the inventory (in the background)."""
-    registration = get_object_or_404(HandlerRegistration, pk=pk, kind=HandlerKind.GATEWAY)
+    registration = get_object_or_404(enrollment_selectors.gateway_registrations(), pk=pk)
     form = forms.GatewaySyncForm(request.POST)
     full = form.is_valid() and form.cleaned_data["full"]
     try:
@@ -335,15 +312,11 @@ def gateway_sync(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("workflows.view_handlerregistration", raise_exception=True)
 def gateway_sync_progress(request: HttpRequest, pk: int) -> HttpResponse:
     """A sync's progress card: htmx asks for it every 2 s while it runs."""
-    sync = get_object_or_404(GatewaySync.objects.select_related("gateway", "started_by"), pk=pk)
+    sync = get_object_or_404(enrollment_selectors.gateway_sync_list(), pk=pk)
     return render(request, "console/pki/_sync.html", {"progress": sync_progress(sync)})
 
 
 # --- Enrollment ------------------------------------------------------------------------------
-
-
-def _enrollable_templates() -> QuerySet[Template]:
-    return Template.objects.filter(enabled=True).select_related("ca", "gateway").order_by("name")
 
 
 def _submitted_message(enrollment: EnrollmentRequest) -> str:
@@ -364,10 +337,10 @@ def enroll(request: HttpRequest) -> HttpResponse:
     data = request.POST if request.method == "POST" else request.GET
     name = data.get("template", "")
     method = "pfx" if data.get("method") == "pfx" else "csr"
-    templates = _enrollable_templates()
+    templates = enrollment_selectors.template_list(enabled=True)
     template = None
     if name and len(name) <= 100 and "\x00" not in name:
-        template = templates.filter(name=name).first()
+        template = enrollment_selectors.template_enrollable_get(name=name)
     if template is None:
         error = ""
         if name or request.method == "POST":
@@ -446,7 +419,7 @@ def _submitted_answer(request: HttpRequest, submitted: Any) -> HttpResponse:
 @permission_required("enrollment.view_template", raise_exception=True)
 def template_list(request: HttpRequest) -> HttpResponse:
     """The templates, read-only: they are managed in Django admin."""
-    templates = Template.objects.select_related("ca", "gateway").order_by("name")
+    templates = enrollment_selectors.template_list()
     return render(request, "console/enrollment/templates.html", {"templates": templates})
 
 
@@ -461,11 +434,9 @@ def request_list(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"form": form, "page": None, "tabs": forms.RequestFilterForm.TABS}
     if form.is_valid():
         tab = form.cleaned_data["state"]
-        requests = EnrollmentRequest.objects.select_related(
-            "requested_by", "decided_by", "certificate"
-        ).order_by("-created_at", "-pk")
-        if states := forms.RequestFilterForm.STATES.get(tab):
-            requests = requests.filter(state__in=states)
+        requests = enrollment_selectors.enrollment_request_list(
+            states=forms.RequestFilterForm.STATES.get(tab)
+        )
         context["tab"] = tab
         context["page"] = slice_page(requests, number=form.page_number, size=REQUESTS_PER_PAGE)
     return render(request, "console/enrollment/request_list.html", context)
@@ -481,18 +452,11 @@ def _not_yours_raise(exc: ServiceError) -> None:
 def _visible_request(request: HttpRequest, pk: Any) -> EnrollmentRequest:
     """The request, for someone who may see them all, or for its own requester."""
     user = request.user
-    requests = EnrollmentRequest.objects.select_related(
-        "template__ca",
-        "template__gateway",
-        "requested_by",
-        "decided_by",
-        "certificate",
-        "renewal_of",
-    )
     if user.has_perm(VIEW_REQUESTS):
-        return get_object_or_404(requests, pk=pk)
+        return get_object_or_404(enrollment_selectors.enrollment_request_detail_queryset(), pk=pk)
     if user.has_perm(ADD_REQUESTS):
-        return get_object_or_404(requests, pk=pk, requested_by=user.pk)
+        own = enrollment_selectors.enrollment_request_detail_queryset(requested_by=user.pk)
+        return get_object_or_404(own, pk=pk)
     raise PermissionDenied
 
 
@@ -523,7 +487,7 @@ def request_detail(request: HttpRequest, pk: str) -> HttpResponse:
 @require_POST
 @permission_required(APPROVE_REQUESTS, raise_exception=True)
 def request_approve(request: HttpRequest, pk: str) -> HttpResponse:
-    enrollment = get_object_or_404(EnrollmentRequest, pk=pk)
+    enrollment = get_object_or_404(enrollment_selectors.enrollment_request_detail_queryset(), pk=pk)
     form = forms.DecisionForm(request.POST, prefix="approve")
     if not form.is_valid():
         return _request_page(request, enrollment, approve_form=form)
@@ -545,7 +509,7 @@ def request_approve(request: HttpRequest, pk: str) -> HttpResponse:
 @require_POST
 @permission_required(APPROVE_REQUESTS, raise_exception=True)
 def request_deny(request: HttpRequest, pk: str) -> HttpResponse:
-    enrollment = get_object_or_404(EnrollmentRequest, pk=pk)
+    enrollment = get_object_or_404(enrollment_selectors.enrollment_request_detail_queryset(), pk=pk)
     form = forms.DenyForm(request.POST)
     if form.is_valid():
         try:
@@ -554,7 +518,7 @@ def request_deny(request: HttpRequest, pk: str) -> HttpResponse:
             )
         except ServiceError as exc:
             _not_yours_raise(exc)
-            if exc.details.get("field") != "comment":
+            if "comment" not in exc.fields:
                 messages.error(request, f"Not denied: {exc.message}.")
                 return redirect("console:enrollment-request-detail", pk=pk)
             forms.service_error_to_form(form, exc)
@@ -578,7 +542,7 @@ def request_collect(request: HttpRequest, pk: str) -> HttpResponse:
             )
         except ServiceError as exc:
             _not_yours_raise(exc)
-            if exc.details.get("field") == "password":
+            if "password" in exc.fields:
                 forms.service_error_to_form(form, exc)
             else:
                 messages.error(request, f"Not collected: {exc.message}.")
@@ -606,12 +570,7 @@ def request_certificate(request: HttpRequest, pk: str, chain: bool = False) -> H
 
 def issued_request(certificate: Certificate) -> EnrollmentRequest | None:
     """The latest request that issued this certificate (what a renewal repeats), if any."""
-    return (
-        EnrollmentRequest.objects.filter(certificate=certificate, state=State.ISSUED)
-        .select_related("template")
-        .order_by("-issued_at")
-        .first()
-    )
+    return enrollment_selectors.enrollment_request_issued(certificate=certificate)
 
 
 def renew_form_for(original: EnrollmentRequest | None, data: Any = None) -> Any:
@@ -627,7 +586,7 @@ def renew_form_for(original: EnrollmentRequest | None, data: Any = None) -> Any:
 )
 def certificate_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     """GET asks for the reason and confirmation; POST revokes at the CA that issued it."""
-    certificate = get_object_or_404(Certificate, pk=pk)
+    certificate = get_object_or_404(selectors.certificate_detail_queryset(), pk=pk)
     status = enrollment_services.certificate_revocation_status(certificate)
     form = forms.RevokeForm(request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():
@@ -653,7 +612,7 @@ def certificate_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 def certificate_renew(request: HttpRequest, pk: int) -> HttpResponse:
     """Renew under the template it was issued with: with a CSR, or as PFX when it was
     enrolled as PFX (a new key, or the archived one)."""
-    certificate = get_object_or_404(Certificate, pk=pk)
+    certificate = get_object_or_404(selectors.certificate_detail_queryset(), pk=pk)
     original = issued_request(certificate)
     form = renew_form_for(original, request.POST if request.method == "POST" else None)
     refused = ""

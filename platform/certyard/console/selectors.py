@@ -3,7 +3,7 @@
 from django.db.models import Count, QuerySet
 
 from certyard.fleet.models import Orchestrator, RegistrationToken
-from certyard.inventory.models import Certificate, CertificateStore
+from certyard.inventory.models import Certificate, CertificateStore, MetadataBackfill
 from certyard.jobs.models import Job
 from certyard.jobs.selectors import job_list
 
@@ -19,6 +19,11 @@ def orchestrator_status_counts() -> list[tuple[str, str, int]]:
     return [(value, label, counts.get(value, 0)) for value, label in Orchestrator.Status.choices]
 
 
+def orchestrator_list() -> QuerySet[Orchestrator]:
+    """Every orchestrator, in the model's order."""
+    return Orchestrator.objects.all()
+
+
 def orchestrators_approved() -> QuerySet[Orchestrator]:
     """The orchestrators a new store may be given to."""
     return Orchestrator.objects.filter(status=Orchestrator.Status.APPROVED)
@@ -32,6 +37,21 @@ def inventory_is_empty() -> bool:
     return not Certificate.objects.exists()
 
 
+def certificate_detail_queryset() -> QuerySet[Certificate]:
+    """Certificates whole (DER included), for a certificate's own pages."""
+    return Certificate.objects.all()
+
+
+def certificate_ids_by_sha256(*, sha256s: list[str]) -> dict[str, int]:
+    """``{sha256: pk}`` of those fingerprints the inventory holds (one query for a page)."""
+    return dict(Certificate.objects.filter(sha256__in=sha256s).values_list("sha256", "pk"))
+
+
+def metadata_backfill_detail_queryset() -> QuerySet[MetadataBackfill]:
+    """Backfills with who started them, for the progress card."""
+    return MetadataBackfill.objects.select_related("started_by")
+
+
 def store_choices() -> QuerySet[CertificateStore]:
     """Stores to narrow the certificate list by, labelled with their type."""
     return CertificateStore.objects.select_related("store_type")
@@ -40,6 +60,12 @@ def store_choices() -> QuerySet[CertificateStore]:
 def job_detail_queryset() -> QuerySet[Job]:
     """Jobs with their attempts, for the detail page."""
     return job_list().select_related("requested_by").prefetch_related("history__orchestrator")
+
+
+def job_list_in_state(*, state: str = "") -> QuerySet[Job]:
+    """The jobs list, narrowed to one state when given."""
+    jobs = job_list()
+    return jobs.filter(state=state) if state else jobs
 
 
 def jobs_failed_recent() -> QuerySet[Job]:

@@ -30,24 +30,23 @@ from certyard.console.forms import (
     StoreEditForm,
     StoreScheduleForm,
     StoreStatusFilterForm,
-    form_add_service_error,
+    service_error_to_form,
 )
 from certyard.console.metadata_forms import MetadataFilterForm
 from certyard.console.pagination import slice_page
 from certyard.errors import ServiceError
 from certyard.fleet import selectors as fleet_selectors
 from certyard.fleet import services as fleet_services
-from certyard.fleet.models import Orchestrator, RegistrationToken
-from certyard.inventory import metadata_selectors
+from certyard.fleet.models import Orchestrator
 from certyard.inventory import selectors as inventory_selectors
 from certyard.inventory import services as inventory_services
-from certyard.inventory.models import Certificate
-from certyard.inventory.parsing import certificate_file_stem, der_to_pem
+from certyard.inventory.metadata import selectors as metadata_selectors
 from certyard.jobs import selectors as job_selectors
 from certyard.jobs import services as job_services
 from certyard.jobs.models import Job
 from certyard.pki.models import RevocationReason
 from certyard.pki.services import issued_is_revoked
+from certyard.x509 import certificate_file_stem, der_to_pem
 
 CERTIFICATES_PER_PAGE = 50
 JOBS_SHOWN = 100
@@ -87,7 +86,7 @@ def orchestrator_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "console/orchestrators/list.html",
-        {"orchestrators": Orchestrator.objects.all()},
+        {"orchestrators": selectors.orchestrator_list()},
     )
 
 
@@ -95,7 +94,7 @@ def orchestrator_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("fleet.view_orchestrator", raise_exception=True)
 def orchestrator_detail(request: HttpRequest, pk: str) -> HttpResponse:
-    orchestrator = get_object_or_404(Orchestrator, pk=pk)
+    orchestrator = get_object_or_404(selectors.orchestrator_list(), pk=pk)
     user = request.user
     context: dict[str, Any] = {"o": orchestrator}
     if orchestrator.has_identity:
@@ -127,7 +126,7 @@ def orchestrator_detail(request: HttpRequest, pk: str) -> HttpResponse:
 def _orchestrator_action(
     request: HttpRequest, pk: str, service: Callable[..., Orchestrator], done: str
 ) -> HttpResponse:
-    orchestrator = get_object_or_404(Orchestrator, pk=pk)
+    orchestrator = get_object_or_404(selectors.orchestrator_list(), pk=pk)
     error = ""
     try:
         orchestrator = service(orchestrator=orchestrator, actor=request.user)
@@ -241,13 +240,7 @@ def registration_token_create(request: HttpRequest) -> HttpResponse:
             created_by=request.user,
         )
     except ServiceError as exc:
-        # A field the service names gets the message next to it; anything else on top.
-        fields = (exc.details or {}).get("fields") or {}
-        named = [name for name in fields if name in form.fields]
-        for name in named:
-            form.add_error(name, fields[name])
-        if not named:
-            form.add_error(None, exc.message)
+        service_error_to_form(form, exc)
         return _token_page(request, form)
     response = _token_page(request, RegistrationTokenForm(), created=(token, value))
     response["Cache-Control"] = "no-store"
@@ -258,7 +251,7 @@ def registration_token_create(request: HttpRequest) -> HttpResponse:
 @require_POST
 @permission_required("fleet.change_registrationtoken", raise_exception=True)
 def registration_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    token = get_object_or_404(RegistrationToken, pk=pk)
+    token = get_object_or_404(selectors.registration_token_list(), pk=pk)
     fleet_services.registration_token_revoke(token=token)
     messages.success(request, f"Token {token.token_prefix}… ({token.description}) revoked.")
     return redirect("console:registration-token-list")
@@ -304,7 +297,7 @@ def api_token_create(request: HttpRequest) -> HttpResponse:
             user=request.user, name=form.cleaned_data["name"], expires_in=form.expires_in
         )
     except ServiceError as exc:
-        form_add_service_error(form, exc)
+        service_error_to_form(form, exc)
         return _api_token_page(request, form)
     response = _api_token_page(request, _api_token_form(), created=(token, value))
     response["Cache-Control"] = "no-store"
@@ -365,7 +358,7 @@ def store_create(request: HttpRequest) -> HttpResponse:
         try:
             store = inventory_services.store_create(**form.cleaned_data, created_by=request.user)
         except ServiceError as exc:
-            form_add_service_error(form, exc)
+            service_error_to_form(form, exc)
         else:
             messages.success(request, f"Store {store} added.")
             return redirect("console:store-list")
@@ -383,7 +376,7 @@ def store_edit(request: HttpRequest, pk: str) -> HttpResponse:
             inventory_services.store_update(store=store, **form.changes(), actor=request.user)
         except ServiceError as exc:
             _forbidden_raise(exc)
-            form_add_service_error(form, exc)
+            service_error_to_form(form, exc)
         else:
             messages.success(request, f"Store {store} saved.")
             return redirect("console:store-list")
@@ -506,7 +499,7 @@ def certificate_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("inventory.view_certificate", raise_exception=True)
 def certificate_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    certificate = get_object_or_404(Certificate, pk=pk)
+    certificate = get_object_or_404(selectors.certificate_detail_queryset(), pk=pk)
     return render(
         request,
         "console/certificates/detail.html",
@@ -523,7 +516,7 @@ def certificate_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @permission_required("inventory.view_certificate", raise_exception=True)
 def certificate_download(request: HttpRequest, pk: int, chain: bool = False) -> HttpResponse:
-    certificate = get_object_or_404(Certificate, pk=pk)
+    certificate = get_object_or_404(selectors.certificate_detail_queryset(), pk=pk)
     certificates = (
         inventory_selectors.certificate_chain(certificate=certificate) if chain else [certificate]
     )
@@ -544,12 +537,10 @@ def certificate_download(request: HttpRequest, pk: int, chain: bool = False) -> 
 def job_list(request: HttpRequest, rows_only: bool = False) -> HttpResponse:
     """The newest jobs; ``rows_only`` answers the table body htmx polls."""
     form = JobFilterForm(request.GET)
-    jobs = job_selectors.job_list()
     if form.is_valid():
-        if state := form.cleaned_data["state"]:
-            jobs = jobs.filter(state=state)
+        jobs = selectors.job_list_in_state(state=form.cleaned_data["state"])
     else:
-        jobs = jobs.none()
+        jobs = job_selectors.job_list().none()
     template = "console/jobs/list.html#job-rows" if rows_only else "console/jobs/list.html"
     return render(
         request, template, {"form": form, "jobs": jobs[:JOBS_SHOWN], "jobs_shown": JOBS_SHOWN}

@@ -18,7 +18,7 @@ from certyard.display import VisibleText
 from certyard.enrollment import policy
 from certyard.enrollment.gateways import GatewayFailed, gateway_ping
 from certyard.enrollment.models import EnrollmentRequest, GatewayRecord, GatewaySync, Template
-from certyard.enrollment.templates_service import template_errors
+from certyard.enrollment.services import template_errors
 from certyard.workflows.models import HandlerRegistration
 from handlers.base import HandlerKind
 

@@ -89,5 +89,5 @@ def archived_key_reuse_require(actor: Any, original: EnrollmentRequest) -> None:
         "new key instead",
         code="not_yours",
         http_status=403,
-        details={"field": "reuse_key"},
+        field="reuse_key",
     )

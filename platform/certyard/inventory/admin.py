@@ -132,8 +132,7 @@ class CertificateStoreAdminForm(forms.ModelForm):
         except _DryRun:
             pass
         except ServiceError as exc:
-            fields = exc.details.get("fields", {})
-            field = next((name for name in fields if name in self.fields), None)
+            field = next((name for name in exc.fields if name in self.fields), None)
             self.add_error(field, exc.message)
         return cleaned
 

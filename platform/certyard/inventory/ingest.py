@@ -22,19 +22,21 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cryptography import x509
 from django.db import connection, transaction
 from django.utils import timezone
 
 from certyard.bulk import rows_insert
 from certyard.errors import ServiceError
-from certyard.inventory.metadata_generators import metadata_generate_new_after_commit
+from certyard.inventory.metadata.generators import metadata_generate_new_after_commit
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
     CertificateStore,
     InventoryStagedEntry,
 )
-from certyard.inventory.parsing import (
+from certyard.workflows.services import event_emit
+from certyard.x509 import (
     CertificateParseError,
     ParsedCertificate,
     certificate_parse,
@@ -42,7 +44,6 @@ from certyard.inventory.parsing import (
     sha256_hex,
     text_is_storable,
 )
-from certyard.workflows.services import event_emit
 from handlers.base import EventKind
 
 logger = logging.getLogger(__name__)
@@ -275,10 +276,13 @@ class _Entry:
     chain: list[str]  # SHA-256 of each certificate, the installed one first
 
 
-def _parse_safely(der: bytes) -> ParsedCertificate:
-    """Parse one certificate; any failure is that certificate's rejection, never the report's."""
+def _parse_safely(der: bytes, loaded: x509.Certificate | None = None) -> ParsedCertificate:
+    """Parse one certificate; any failure is that certificate's rejection, never the report's.
+
+    ``loaded``: the same certificate already read by the caller, not read again.
+    """
     try:
-        return certificate_parse(der)
+        return certificate_parse(der, certificate=loaded)
     except CertificateParseError:
         raise
     except Exception as exc:  # a parser bug must cost one entry, not the whole report
@@ -289,16 +293,19 @@ def _parse_safely(der: bytes) -> ParsedCertificate:
 
 
 def _parse_unknown(
-    ders: dict[str, bytes], known: Mapping[str, Any]
+    ders: dict[str, bytes],
+    known: Mapping[str, Any],
+    loaded: Mapping[str, x509.Certificate] | None = None,
 ) -> tuple[list[ParsedCertificate], dict[str, str]]:
     """Parse the certificates the inventory does not hold yet; and why the unreadable are."""
+    loaded = loaded or {}
     new_rows: list[ParsedCertificate] = []
     unreadable: dict[str, str] = {}
     for fingerprint, der in ders.items():
         if fingerprint in known:
             continue
         try:
-            new_rows.append(_parse_safely(der))
+            new_rows.append(_parse_safely(der, loaded.get(fingerprint)))
         except CertificateParseError as exc:
             unreadable[fingerprint] = str(exc)
     return new_rows, unreadable
@@ -666,13 +673,19 @@ class CertificatesRecorded:
     rejected: dict[int, str]  # chain position -> why it could not be read
 
 
-def certificates_record(chains: Sequence[Sequence[bytes]]) -> CertificatesRecorded:
+def certificates_record(
+    chains: Sequence[Sequence[bytes]], *, loaded: Mapping[str, x509.Certificate] | None = None
+) -> CertificatesRecorded:
     """Record certificates that no store reports: issued here, or listed by a CA gateway.
 
     The same path as an agent's report (parse only the unknown ones, insert, link each to
     its issuer, run the metadata generators on the new ones), without locations. Each
     chain is the certificate first, then its issuers. A chain whose first certificate
     cannot be read is left out and reported in ``rejected`` by its position.
+
+    ``loaded`` (SHA-256 -> certificate): chain members the caller has already read with
+    ``cryptography`` (a certificate it just issued or received), so they are parsed
+    from those objects instead of from their DER once more.
     """
     ders: dict[str, bytes] = {}
     entries: list[_Entry] = []
@@ -685,7 +698,7 @@ def certificates_record(chains: Sequence[Sequence[bytes]]) -> CertificatesRecord
         if fingerprints:
             entries.append(_Entry(position, "", False, fingerprints))
     known = _known_certificates(ders)
-    new_rows, unreadable = _parse_unknown(ders, known)
+    new_rows, unreadable = _parse_unknown(ders, known, loaded)
     rejected: dict[int, str] = {}
     kept: list[_Entry] = []
     for entry in entries:

@@ -7,7 +7,6 @@ from typing import Any
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from certyard.inventory import parsing
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
@@ -15,6 +14,8 @@ from certyard.inventory.models import (
     CertificateStore,
     InventoryStatus,
 )
+from certyard.x509 import CertificateDetails, CertificateParseError
+from certyard.x509 import certificate_details as details_from_der
 
 EXPIRY_WINDOWS_DAYS = (7, 30, 90)
 
@@ -84,11 +85,11 @@ def certificate_list(*, filters: CertificateFilters) -> QuerySet[Certificate]:
     return queryset
 
 
-def certificate_details(*, certificate: Certificate) -> parsing.CertificateDetails | None:
+def certificate_details(*, certificate: Certificate) -> CertificateDetails | None:
     """The certificate's extensions and SANs in words; None when its DER cannot be read."""
     try:
-        return parsing.certificate_details(bytes(certificate.der))
-    except parsing.CertificateParseError:
+        return details_from_der(bytes(certificate.der))
+    except CertificateParseError:
         return None
 
 

@@ -1,16 +1,16 @@
 """Background work of the inventory app, run by the django-q2 cluster: the metadata
-generators. Thin: each task calls one function of ``certyard.inventory.metadata_generators``."""
+generators. Thin: each task calls one function of ``certyard.inventory.metadata.generators``."""
 
 from __future__ import annotations
 
 import logging
 
-from certyard.inventory.metadata_generators import (
+from certyard.inventory.metadata.generators import (
     metadata_backfill_run,
     metadata_backfills_resume,
     metadata_generate_new_enqueue,
 )
-from certyard.inventory.metadata_generators import (
+from certyard.inventory.metadata.generators import (
     metadata_generate_new as _generate_new,
 )
 

@@ -97,13 +97,13 @@ def _ca_fields(certificate: x509.Certificate, key: crypto.PrivateKey) -> dict[st
 def _ca_name_check(name: str) -> str:
     name = name.strip()
     if not name:
-        raise ServiceError("give the CA a name", details={"field": "name"})
+        raise ServiceError("give the CA a name", field="name")
     if CertificateAuthority.objects.filter(name=name).exists():
         raise ServiceError(
             f"a CA named {name!r} already exists",
             code="conflict",
             http_status=409,
-            details={"field": "name"},
+            field="name",
         )
     return name
 
@@ -127,14 +127,12 @@ def ca_create(
     if key_algorithm not in KeyAlgorithm.values:
         raise ServiceError(
             f"unknown key type {key_algorithm!r}; choose one of {', '.join(KeyAlgorithm.values)}",
-            details={"field": "key_algorithm"},
+            field="key_algorithm",
         )
     if not 1 <= validity_days <= 36500:
-        raise ServiceError(
-            "validity must be between 1 and 36,500 days", details={"field": "validity_days"}
-        )
+        raise ServiceError("validity must be between 1 and 36,500 days", field="validity_days")
     if path_length is not None and path_length < 0:
-        raise ServiceError("path length cannot be negative", details={"field": "path_length"})
+        raise ServiceError("path length cannot be negative", field="path_length")
     common_name = (common_name or name).strip()
     # Counted in UTF-8 bytes as cryptography counts them (pki.crypto.NAME_BOUNDS): a name
     # within the characters but over the bytes must be refused here, not raise later.
@@ -149,7 +147,7 @@ def ca_create(
         if problem is not None:
             if field == "common_name" and not original_common_name:
                 problem += "; the CA's name is its common name when none is given"
-            raise ServiceError(problem, details={"field": field})
+            raise ServiceError(problem, field=field)
     issuer_certificate: x509.Certificate | None = None
     if parent is not None:
         issuer_certificate, issuer_key = ca_material(parent)
@@ -159,7 +157,7 @@ def ca_create(
         if constraints.path_length == 0:
             raise ServiceError(
                 f"{parent.name} may not sign CAs (its path length is 0)",
-                details={"field": "parent"},
+                field="parent",
             )
         if constraints.path_length is not None:
             room = constraints.path_length - 1  # what the parent leaves below it
@@ -212,17 +210,17 @@ def _key_load(pem: bytes, password: bytes | None) -> crypto.PrivateKey:
             "the private key is encrypted: give its password"
             if password is None
             else "the private key is not encrypted: leave the password empty",
-            details={"field": "key_password"},
+            field="key_password",
         ) from exc
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise ServiceError(
             "the private key cannot be read (a wrong password, or not a PEM private key)",
-            details={"field": "private_key_pem"},
+            field="private_key_pem",
         ) from exc
     if not isinstance(key, _CA_KEY_TYPES):
         raise ServiceError(
             "only RSA, ECDSA and Ed25519 CA keys are supported",
-            details={"field": "private_key_pem"},
+            field="private_key_pem",
         )
     return key
 
@@ -245,14 +243,14 @@ def _ca_import_checked(
     if _public_bytes(certificate.public_key()) != _public_bytes(key.public_key()):
         raise ServiceError(
             "the private key does not belong to the certificate",
-            details={"field": "private_key_pem"},
+            field="private_key_pem",
         )
     try:
         extensions = certificate.extensions
     except ValueError as exc:  # an extension cryptography cannot read
         raise ServiceError(
             f"the certificate's extensions cannot be read: {exc}",
-            details={"field": "certificate_pem"},
+            field="certificate_pem",
         ) from exc
     try:
         constraints = extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -261,19 +259,19 @@ def _ca_import_checked(
     if constraints is None or not constraints.ca:
         raise ServiceError(
             "the certificate is not a CA certificate (basic constraints say CA:FALSE or nothing)",
-            details={"field": "certificate_pem"},
+            field="certificate_pem",
         )
     try:
         usage = extensions.get_extension_for_class(x509.KeyUsage).value
         if not usage.key_cert_sign:
             raise ServiceError(
                 "the certificate's key usage does not allow signing certificates",
-                details={"field": "certificate_pem"},
+                field="certificate_pem",
             )
     except x509.ExtensionNotFound:
         pass
     if certificate.not_valid_after_utc <= crypto.now():
-        raise ServiceError("the CA certificate has expired", details={"field": "certificate_pem"})
+        raise ServiceError("the CA certificate has expired", field="certificate_pem")
     with transaction.atomic():
         ca = CertificateAuthority.objects.create(
             name=name,
@@ -292,7 +290,7 @@ def _certificates_load(text: str, field: str) -> list[x509.Certificate]:
     except ValueError as exc:
         raise ServiceError(
             "not PEM certificates (expected -----BEGIN CERTIFICATE-----)",
-            details={"field": field},
+            field=field,
         ) from exc
     return certificates
 
@@ -324,17 +322,15 @@ def ca_import_pkcs12(
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise ServiceError(
             "the PKCS#12 file cannot be opened: a wrong password, or not a PKCS#12 file",
-            details={"field": "pkcs12"},
+            field="pkcs12",
         ) from exc
     if key is None or certificate is None:
         raise ServiceError(
             "the PKCS#12 file must hold both the CA's certificate and its private key",
-            details={"field": "pkcs12"},
+            field="pkcs12",
         )
     if not isinstance(key, _CA_KEY_TYPES):
-        raise ServiceError(
-            "only RSA, ECDSA and Ed25519 CA keys are supported", details={"field": "pkcs12"}
-        )
+        raise ServiceError("only RSA, ECDSA and Ed25519 CA keys are supported", field="pkcs12")
     return _ca_import_checked(
         name=name, certificate=certificate, key=key, chain=list(extra), actor=actor
     )
@@ -470,12 +466,12 @@ def certificate_revoke(
     except ValueError as exc:
         raise ServiceError(
             f"{reason!r} is not an RFC 5280 revocation reason (0-6, 8-10)",
-            details={"field": "reason"},
+            field="reason",
         ) from exc
     if reason == RevocationReason.REMOVE_FROM_CRL:
         raise ServiceError(
             "removeFromCRL only lifts a certificate hold; it is not a reason to revoke",
-            details={"field": "reason"},
+            field="reason",
         )
     with transaction.atomic():
         locked = (

@@ -11,20 +11,23 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.utils import timezone
 
+from certyard.workflows.invoke import (
+    BadAnswer,
+    Budget,
+    invoke,
+    run_end,
+    run_new,
+    runs_save,
+)
 from certyard.workflows.models import HandlerRegistration, HandlerRun
-from certyard.workflows.runner import HandlerTimedOut, call_with_timeout, json_bounded
-from certyard.workflows.services import registration_config
 from handlers.base import (
-    HandlerError,
     HandlerKind,
     RegistrationDecision,
+    RegistrationHandler,
     RegistrationRequest,
     Verdict,
 )
-from handlers.parameters import ParameterError, parameters_check
-from handlers.registry import handler_class
 
 
 @dataclass(slots=True)
@@ -57,17 +60,25 @@ def _inputs(request: RegistrationRequest) -> dict[str, object]:
     }
 
 
+def _is_verdict(value: object) -> bool:
+    try:
+        Verdict(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _decision_check(value: object) -> RegistrationDecision:
+    """The handler's answer, if it is a valid decision; anything else counts as defer."""
     if not isinstance(value, RegistrationDecision):
-        raise TypeError(f"returned {type(value).__name__}, not a RegistrationDecision")
-    if not isinstance(value.verdict, Verdict):
-        try:
-            Verdict(value.verdict)
-        except ValueError:
-            raise TypeError(f"returned the verdict {value.verdict!r}") from None
-    if value.blueprint is not None and not isinstance(value.blueprint, str):
-        raise TypeError("named a blueprint that is not a text")
-    return value
+        problem = f"returned {type(value).__name__}, not a RegistrationDecision"
+    elif not _is_verdict(value.verdict):
+        problem = f"returned the verdict {value.verdict!r}"
+    elif value.blueprint is not None and not isinstance(value.blueprint, str):
+        problem = "named a blueprint that is not a text"
+    else:
+        return value
+    raise BadAnswer(f"{problem}: counted as defer")
 
 
 def registration_handlers_run(request: RegistrationRequest) -> RegistrationOutcome:
@@ -82,72 +93,37 @@ def registration_handlers_run(request: RegistrationRequest) -> RegistrationOutco
     registrations = HandlerRegistration.objects.filter(
         enabled=True, kind=HandlerKind.REGISTRATION
     ).order_by("order", "pk")
-    deadline = time.monotonic() + settings.CERTYARD_REGISTRATION_HANDLERS_SECONDS
+    budget = Budget(
+        time.monotonic() + settings.CERTYARD_REGISTRATION_HANDLERS_SECONDS,
+        "not asked: the registration handlers' time budget was spent",
+    )
     inputs = _inputs(request)
     for registration in registrations:
-        now = timezone.now()
-        run = HandlerRun(
-            registration=registration,
-            registration_name=registration.name,
-            handler=registration.handler,
-            kind=registration.kind,
-            subject_type="orchestrator",
-            inputs=json_bounded(inputs),
-            state=HandlerRun.State.FAILED,
-            queued_at=now,
-            not_before=now,
-            started_at=now,
-        )
+        run = run_new(registration, subject_type="orchestrator", inputs=inputs)
         outcome.runs.append(run)
-        started = time.monotonic()
-        remaining = deadline - started
-        if remaining <= 0:
-            run.error = "not asked: the registration handlers' time budget was spent"
-            run.finished_at, run.duration_ms = now, 0
+        invocation = invoke(
+            registration,
+            RegistrationHandler,
+            lambda handler: handler.decide(request),
+            budget=budget,
+            answer=_decision_check,
+        )
+        if not invocation.ok:
+            run_end(run, invocation)
             continue
-        decision, error, trace = None, "", ""
-        info = handler_class(registration.handler)
-        if info is None or info.cls is None:
-            error = f"handler {registration.handler} is missing: " + (
-                info.error if info else "no installed package declares it"
-            )
-        else:
-            try:
-                config = parameters_check(info.cls.parameters, registration_config(registration))
-                handler = info.cls(config)
-            except (ParameterError, ValueError) as exc:
-                error = f"cannot be started: {exc}"
-            else:
-                timeout = min(float(registration.timeout_seconds), remaining)
-                result = call_with_timeout(
-                    lambda h=handler: h.decide(request), timeout, name=registration.name
-                )
-                if result.error is None:
-                    try:
-                        decision = _decision_check(result.value)
-                    except TypeError as exc:
-                        error = f"{exc}: counted as defer"
-                elif isinstance(result.error, HandlerError | HandlerTimedOut):
-                    error = str(result.error)
-                else:
-                    error = f"{type(result.error).__name__}: {result.error}"
-                trace = result.traceback
-        run.finished_at = timezone.now()
-        run.duration_ms = int((time.monotonic() - started) * 1000)
-        if decision is None:
-            run.error, run.traceback = error, trace
-            continue
-        run.state = HandlerRun.State.SUCCEEDED
+        decision: RegistrationDecision = invocation.value
         verdict = Verdict(decision.verdict)
-        run.message = f"{verdict.value}: {decision.reason}".rstrip(": ")[:1000]
-        run.output = json_bounded(
-            {
+        run_end(
+            run,
+            invocation,
+            message=f"{verdict.value}: {decision.reason}".rstrip(": ")[:1000],
+            output={
                 "verdict": verdict.value,
                 "reason": decision.reason,
                 "blueprint": decision.blueprint,
                 "metadata": dict(decision.metadata),
                 "issue_certificate": decision.issue_certificate,
-            }
+            },
         )
         if verdict != Verdict.DEFER:
             outcome.decision = decision
@@ -163,4 +139,4 @@ def registration_runs_record(
     for run in outcome.runs:
         run.subject_id = orchestrator_id
         run.subject_label = orchestrator_label[:300]
-    HandlerRun.objects.bulk_create(outcome.runs)
+    runs_save(outcome.runs)

@@ -7,148 +7,49 @@ nothing propagates to the caller: the flow that emitted the event has long moved
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
 from django.utils import timezone
 
 from certyard.errors import ServiceError
+from certyard.workflows.actions import PlatformRequests, actions_apply
+from certyard.workflows.invoke import (
+    BadAnswer,
+    HandlerTimedOut,
+    Invocation,
+    Outcome,
+    Refused,
+    handler_call,
+    handler_instance,
+    json_bounded,
+    run_end,
+)
 from certyard.workflows.models import HandlerRegistration, HandlerRun
-from certyard.workflows.services import actions_apply, registration_config
 from handlers.base import (
     EventContext,
     EventHandler,
     Handler,
-    HandlerError,
     HandlerResult,
     JobCompleteContext,
     JobCompleteHandler,
 )
-from handlers.parameters import ParameterError, parameters_check
-from handlers.registry import handler_class
 
 logger = logging.getLogger(__name__)
 
-_OUTPUT_LIMIT = 64 * 1024
-_TEXT_LIMIT = 16 * 1024
-
-
-class HandlerTimedOut(Exception):
-    pass
-
-
-@dataclass(slots=True)
-class Outcome:
-    """How one call ended: a value, or an error with its traceback."""
-
-    value: Any = None
-    error: BaseException | None = None
-    traceback: str = ""
-
-
-def call_with_timeout(func: Callable[[], Any], timeout: float, *, name: str) -> Outcome:
-    """Call ``func`` in a thread and wait at most ``timeout`` seconds.
-
-    A handler that hangs cannot be stopped from outside in Python: its thread is left
-    behind (daemon, so it never holds the worker's exit) and the run is recorded as
-    timed out. Scripts run as processes and are killed on their own timeout.
-    """
-    outcome = Outcome()
-
-    def target() -> None:
-        try:
-            outcome.value = func()
-        except BaseException as exc:  # a handler's SystemExit must not end the worker
-            outcome.error = exc
-            outcome.traceback = traceback.format_exc()
-        finally:
-            close_old_connections()
-
-    thread = threading.Thread(target=target, name=f"handler:{name}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        return Outcome(error=HandlerTimedOut(f"timed out after {timeout:g} s"))
-    return outcome
-
-
-def json_bounded(value: Any, limit: int = _OUTPUT_LIMIT) -> dict[str, Any]:
-    """A handler's output as JSON the database accepts, cut to a bounded size."""
-    try:
-        text = json.dumps(value if isinstance(value, Mapping) else {"value": value}, default=str)
-    except (TypeError, ValueError) as exc:
-        return {"unserializable": f"{type(value).__name__}: {exc}"[:1000]}
-    text = text.replace("\\u0000", "")
-    if len(text) > limit:
-        return {"truncated": text[:limit]}
-    return json.loads(text)
-
-
-class PlatformRequests:
-    """The :class:`handlers.base.Platform` handlers get: it records actions, which the
-    apps that own them carry out after the run succeeds (``action_applier_register``)."""
-
-    def __init__(self, source: str = "") -> None:
-        self.actions: list[dict[str, Any]] = []
-        # Who asked: recorded with the decisions a handler makes for people.
-        self.source = source
-
-    def schedule_job(self, *, store_id: str, job_type: str, delay_seconds: int = 0) -> None:
-        self.actions.append(
-            {
-                "action": "schedule_job",
-                "store_id": str(store_id),
-                "job_type": str(job_type),
-                "delay_seconds": int(delay_seconds),
-            }
-        )
-
-    def set_metadata(self, *, certificate_sha256: str, values: Mapping[str, Any]) -> None:
-        self.actions.append(
-            {
-                "action": "set_metadata",
-                "certificate_sha256": str(certificate_sha256),
-                "values": dict(values),
-            }
-        )
-
-    def approve_enrollment(self, *, enrollment_id: str, comment: str = "") -> None:
-        self.actions.append(
-            {
-                "action": "approve_enrollment",
-                "enrollment_id": str(enrollment_id),
-                "comment": str(comment),
-                "by": self.source,
-            }
-        )
-
-    def deny_enrollment(self, *, enrollment_id: str, comment: str) -> None:
-        self.actions.append(
-            {
-                "action": "deny_enrollment",
-                "enrollment_id": str(enrollment_id),
-                "comment": str(comment),
-                "by": self.source,
-            }
-        )
-
-    def renew_certificate(self, *, certificate_sha256: str, new_key: bool = True) -> None:
-        self.actions.append(
-            {
-                "action": "renew_certificate",
-                "certificate_sha256": str(certificate_sha256),
-                "new_key": bool(new_key),
-                "by": self.source,
-            }
-        )
+# Kept importable from here: they moved to the door (workflows.invoke) and the actions.
+__all__ = [
+    "HandlerTimedOut",
+    "PlatformRequests",
+    "event_runs_execute",
+    "json_bounded",
+    "retry_schedule",
+    "run_execute",
+    "runs_stuck_fail",
+]
 
 
 def _claim(run_id: int) -> bool:
@@ -157,36 +58,6 @@ def _claim(run_id: int) -> bool:
         HandlerRun.objects.filter(
             pk=run_id, state=HandlerRun.State.QUEUED, not_before__lte=now
         ).update(state=HandlerRun.State.RUNNING, started_at=now)
-    )
-
-
-def _finish(
-    run: HandlerRun,
-    *,
-    succeeded: bool,
-    message: str = "",
-    output: Any = None,
-    error: str = "",
-    trace: str = "",
-    started: float,
-) -> None:
-    run.state = HandlerRun.State.SUCCEEDED if succeeded else HandlerRun.State.FAILED
-    run.message = message[:_TEXT_LIMIT]
-    run.output = json_bounded(output or {})
-    run.error = error[:_TEXT_LIMIT]
-    run.traceback = trace[-_TEXT_LIMIT:]
-    run.finished_at = timezone.now()
-    run.duration_ms = int((time.monotonic() - started) * 1000)
-    run.save(
-        update_fields=[
-            "state",
-            "message",
-            "output",
-            "error",
-            "traceback",
-            "finished_at",
-            "duration_ms",
-        ]
     )
 
 
@@ -272,6 +143,18 @@ def _context_before(run: HandlerRun, registration: HandlerRegistration) -> dict[
     return context
 
 
+def _invocation_failed(outcome: Outcome, message: str, started: float) -> Invocation:
+    """The ending of a run that failed before its handler was called."""
+    return Invocation(outcome, message=message, seconds=time.monotonic() - started)
+
+
+def _result_check(value: Any) -> HandlerResult:
+    result = value if value is not None else HandlerResult()
+    if not isinstance(result, HandlerResult):
+        raise BadAnswer(f"returned {type(result).__name__}, not a HandlerResult or None")
+    return result
+
+
 def run_execute(run_id: int, *, context: Mapping[str, Any] | None = None) -> HandlerResult | None:
     """Run one queued handler run to its end and record it; never raises.
 
@@ -284,59 +167,60 @@ def run_execute(run_id: int, *, context: Mapping[str, Any] | None = None) -> Han
     registration = run.registration
     started = time.monotonic()
 
-    def fail(error: str, *, trace: str = "", output: Any = None, permanent: bool = False) -> None:
-        _finish(run, succeeded=False, error=error, trace=trace, output=output, started=started)
-        if not permanent:
+    def end(invocation: Invocation, **recorded: Any) -> None:
+        outcome = recorded.get("outcome") or invocation.outcome
+        duration_ms = int((time.monotonic() - started) * 1000)
+        run_end(run, invocation, duration_ms=duration_ms, save=True, **recorded)
+        if outcome.retryable:
             retry_schedule(run, registration)
 
     if registration is None:
-        fail("its registration was deleted before it ran", permanent=True)
+        end(
+            _invocation_failed(
+                Outcome.MISSING_CLASS, "its registration was deleted before it ran", started
+            )
+        )
         return None
-    info = handler_class(run.handler)
-    if info is None or info.cls is None:
-        reason = info.error if info else "no installed package declares it (uninstalled?)"
-        fail(f"handler {run.handler} is missing: {reason}", permanent=True)
+    try:
+        handler = handler_instance(registration, (EventHandler, JobCompleteHandler))
+    except Refused as refused:
+        end(_invocation_failed(refused.outcome, refused.message, started))
         return None
     if context is None:  # a retry, or a run handed over alone: what ran before it asked
         context = _context_before(run, registration)
     try:
-        config = parameters_check(info.cls.parameters, registration_config(registration))
-        handler = info.cls(config)
         call, inputs, platform = _invocation(handler, run, context)
-    except (ParameterError, ServiceError, ValueError) as exc:
-        fail(f"cannot be started: {exc}", permanent=True)
+    except (ServiceError, ValueError) as exc:
+        end(_invocation_failed(Outcome.PERMANENT_ERROR, f"cannot be started: {exc}", started))
         return None
     run.inputs = json_bounded(inputs)
     run.save(update_fields=["inputs"])
-    outcome = call_with_timeout(call, registration.timeout_seconds, name=registration.name)
-    error = outcome.error
-    if error is not None:
-        permanent = isinstance(error, HandlerError) and error.permanent
-        message = error.message if isinstance(error, HandlerError) else str(error)
-        if not isinstance(error, HandlerError | HandlerTimedOut):
-            message = f"{type(error).__name__}: {message}"
-        fail(
-            message or type(error).__name__,
-            trace=outcome.traceback,
-            output=getattr(error, "output", None),
-            permanent=permanent,
-        )
+    invocation = handler_call(
+        call,
+        timeout=registration.timeout_seconds,
+        name=registration.name,
+        answer=_result_check,
+    )
+    if not invocation.ok:
+        end(invocation)
         return None
-    result = outcome.value if outcome.value is not None else HandlerResult()
-    if not isinstance(result, HandlerResult):
-        fail(f"returned {type(result).__name__}, not a HandlerResult or None", permanent=True)
-        return None
+    result: HandlerResult = invocation.value
     output = dict(result.output)
     if platform is not None and platform.actions:
         output["actions"] = platform.actions
         try:
             actions_apply(platform.actions)
         except Exception as exc:  # an action's own validation, or a bug: recorded
-            fail(f"its requests could not be carried out: {exc}", output=output, permanent=True)
+            end(
+                invocation,
+                output=output,
+                outcome=Outcome.PERMANENT_ERROR,
+                error=f"its requests could not be carried out: {exc}",
+            )
             return None
     if result.context_updates:
         output["context_updates"] = dict(result.context_updates)
-    _finish(run, succeeded=True, message=result.message, output=output, started=started)
+    end(invocation, message=result.message, output=output)
     return result
 
 

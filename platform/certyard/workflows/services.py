@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from certyard.errors import ServiceError
+from certyard.workflows.actions import action_applier_register, actions_apply
+from certyard.workflows.invoke import registration_config
 from certyard.workflows.models import Event, HandlerRegistration, HandlerRun
+from certyard.workflows.outbox import enqueue_event_runs
 from handlers.base import EventKind, HandlerKind
 from handlers.parameters import Parameter, ParameterError, parameters_check
 from handlers.registry import handler_class
@@ -46,12 +49,6 @@ class EventSpec:
 
 
 # --- Registrations ------------------------------------------------------------------
-
-
-def registration_config(registration: HandlerRegistration) -> dict[str, Any]:
-    """The registration's parameter values, secrets decrypted: what the handler receives."""
-    secrets = json.loads(registration.secrets) if registration.secrets else {}
-    return {**registration.parameters, **secrets}
 
 
 def registration_secret_names(registration: HandlerRegistration) -> list[str]:
@@ -212,36 +209,21 @@ def events_emit(specs: Iterable[EventSpec]) -> list[Event]:
     if runs:
         HandlerRun.objects.bulk_create(runs)
         event_ids = sorted({run.event_id for run in runs if run.event_id is not None})
-        transaction.on_commit(lambda: _events_enqueue(event_ids))
+        transaction.on_commit(lambda: enqueue_event_runs(event_ids))
     return events
 
 
-def _events_enqueue(event_ids: list[int]) -> None:
-    # The tasks module imports django-q2, which needs the app registry: import it late.
-    from certyard.workflows.tasks import enqueue_event_runs
-
-    enqueue_event_runs(event_ids)
-
-
-# --- Actions handlers ask for -------------------------------------------------------
-
-# Handlers never touch another app's models: they return actions as data, and the app
-# that owns each action registers how to carry it out (in its AppConfig.ready).
-_action_appliers: dict[str, Callable[..., None]] = {}
-
-
-def action_applier_register(action: str, applier: Callable[..., None]) -> None:
-    """Register ``applier(**arguments)`` for the action a handler's run asked for."""
-    _action_appliers[action] = applier
-
-
-def actions_apply(actions: list[dict[str, Any]]) -> None:
-    """Carry out a run's actions, in one transaction; ServiceError names the one that failed."""
-    with transaction.atomic():
-        for action in actions:
-            name = action.get("action", "")
-            applier = _action_appliers.get(name)
-            if applier is None:
-                raise ServiceError(f"the platform cannot carry out the action {name!r}")
-            arguments = {key: value for key, value in action.items() if key != "action"}
-            applier(**arguments)
+# Kept importable from here: the apps register their appliers through the services
+# (``registration_config`` moved to the door, the actions to ``workflows.actions``).
+__all__ = [
+    "EventSpec",
+    "action_applier_register",
+    "actions_apply",
+    "event_emit",
+    "events_emit",
+    "registration_config",
+    "registration_parameters_check",
+    "registration_prepare",
+    "registration_save",
+    "registration_secret_names",
+]

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from handlers.base import (
+    CertificateInfo,
     EventContext,
     EventHandler,
     HandlerError,
     HandlerResult,
     JobCompleteContext,
     JobCompleteHandler,
+    MetadataGenerator,
     Platform,
     RegistrationDecision,
     RegistrationHandler,
@@ -118,6 +120,15 @@ class HangingRegistration(RegistrationHandler):
         time.sleep(3600)
 
 
+class RaisingRegistration(RegistrationHandler):
+    """Raises an ordinary exception instead of deciding, as a buggy handler would."""
+
+    label = "Raising decision (test)"
+
+    def decide(self, request: RegistrationRequest) -> Any:
+        raise RuntimeError(f"boom on {request.name}")
+
+
 class FixedDecision(RegistrationHandler):
     """Answers the same decision for every agent."""
 
@@ -138,6 +149,29 @@ class FixedDecision(RegistrationHandler):
             metadata={"decided": "fixed"},
             issue_certificate=self.config["issue_certificate"],
         )
+
+
+# --- Metadata generators that misbehave ---------------------------------------------------
+
+
+class RaisingGenerator(MetadataGenerator):
+    """Raises an ordinary exception for every certificate."""
+
+    label = "Raising generator (test)"
+
+    def generate(self, certificate: CertificateInfo) -> Mapping[str, Any]:
+        raise RuntimeError(f"boom on {certificate.common_name}")
+
+
+class HangingGenerator(MetadataGenerator):
+    """Sleeps far longer than any timeout, for every batch."""
+
+    label = "Hanging generator (test)"
+    parameters = (Parameter("seconds", ParameterType.INTEGER, default=3600),)
+
+    def generate(self, certificate: CertificateInfo) -> Mapping[str, Any]:
+        time.sleep(self.config["seconds"])
+        return {}
 
 
 # --- CA gateways that misbehave -----------------------------------------------------------

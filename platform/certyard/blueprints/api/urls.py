@@ -1,4 +1,4 @@
-"""The blueprints API's routes, included in /api/v1/ by ``certyard.api.urls``."""
+"""The blueprints API's routes, included in /api/v1/ by ``certyard.urls``."""
 
 from rest_framework.routers import SimpleRouter
 

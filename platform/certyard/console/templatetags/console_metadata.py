@@ -5,7 +5,7 @@ from typing import Any
 from django import template
 
 from certyard.console.metadata_forms import CertificateMetadataForm
-from certyard.inventory import metadata_selectors
+from certyard.inventory.metadata import selectors as metadata_selectors
 from certyard.inventory.models import Certificate
 
 register = template.Library()

@@ -11,7 +11,7 @@ from django.utils.safestring import SafeString
 
 from certyard.console import pki_forms
 from certyard.console.pki_views import issued_request, renew_form_for
-from certyard.enrollment.models import EnrollmentRequest
+from certyard.enrollment.selectors import enrollment_requests_pending_count
 from certyard.enrollment.services import certificate_revocation_status
 from certyard.inventory.models import Certificate
 
@@ -48,9 +48,7 @@ def enrollment_pending_count(context: template.Context) -> str:
     user = getattr(request, "user", None)
     if user is None or not user.has_perm("enrollment.approve_enrollmentrequest"):
         return ""
-    # A bounded SELECT on the indexed state, never a COUNT over the table.
-    waiting = EnrollmentRequest.objects.filter(state=EnrollmentRequest.State.PENDING)
-    found = len(waiting.values_list("pk", flat=True)[: PENDING_SHOWN + 1])
+    found = enrollment_requests_pending_count(limit=PENDING_SHOWN)
     if not found:
         return ""
     return f"{PENDING_SHOWN}+" if found > PENDING_SHOWN else str(found)

@@ -1,4 +1,4 @@
-"""The PKI and enrollment API's routes, included in /api/v1/ by ``certyard.api.urls``."""
+"""The enrollment API's routes, included in /api/v1/ by ``certyard.urls``."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter
@@ -6,7 +6,6 @@ from rest_framework.routers import SimpleRouter
 from certyard.enrollment.api import views
 
 router = SimpleRouter(trailing_slash=True)
-router.register("cas", views.CertificateAuthorityViewSet, basename="ca")
 router.register("templates", views.TemplateViewSet, basename="template")
 router.register("enrollments", views.EnrollmentViewSet, basename="enrollment")
 router.register("gateways", views.GatewayViewSet, basename="gateway")

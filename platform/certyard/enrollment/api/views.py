@@ -1,4 +1,4 @@
-"""The PKI and enrollment part of the people's API, under /api/v1/.
+"""The enrollment part of the people's API, under /api/v1/ (the CAs' is ``certyard.pki.api``).
 
 Reads need the model's view permission; each action names the permission it needs.
 Refused enrollments answer 4xx with ``error.enrollment_id``: the request recorded as
@@ -8,7 +8,6 @@ failed, with its reason.
 from __future__ import annotations
 
 import base64
-import binascii
 
 from django.db.models import QuerySet
 from django.http import HttpResponse
@@ -23,74 +22,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from certyard.api.errors import ApiError
+from certyard.api.permissions import require_permissions
 from certyard.enrollment import services
 from certyard.enrollment.api import serializers as s
 from certyard.enrollment.gateways import gateway_ping, gateway_products
 from certyard.enrollment.models import EnrollmentRequest, GatewaySync, Template
 from certyard.enrollment.sync import gateway_sync_start
 from certyard.inventory.models import Certificate
-from certyard.pki import services as pki_services
-from certyard.pki.models import CertificateAuthority
 from certyard.workflows.models import HandlerRegistration
 from handlers.base import HandlerKind
-
-
-def _require(request: Request, view: APIView, *perms: str) -> None:
-    if not all(request.user.has_perm(perm) for perm in perms):
-        view.permission_denied(request, message="you may not do this")
-
-
-class CertificateAuthorityViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
-):
-    """The built-in CAs: create a root or an intermediate, or import one."""
-
-    serializer_class = s.CertificateAuthoritySerializer
-    queryset = CertificateAuthority.objects.order_by("name")
-
-    @extend_schema(
-        request=s.CertificateAuthorityCreateSerializer,
-        responses={201: s.CertificateAuthoritySerializer},
-    )
-    def create(self, request: Request) -> Response:
-        """Create a root CA, or an intermediate when ``parent`` names a built-in CA."""
-        data = s.CertificateAuthorityCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        ca = pki_services.ca_create(**data.validated_data, actor=request.user)
-        return Response(s.CertificateAuthoritySerializer(ca).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(
-        request=s.CertificateAuthorityImportSerializer,
-        responses={201: s.CertificateAuthoritySerializer},
-    )
-    @action(detail=False, methods=["post"], url_path="import", permission_classes=[IsAuthenticated])
-    def import_(self, request: Request) -> Response:
-        """Import a CA from PEM (certificate and key) or from a base64 PKCS#12."""
-        _require(request, self, "pki.add_certificateauthority")
-        data = s.CertificateAuthorityImportSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
-        if values.get("pkcs12"):
-            try:
-                raw = base64.b64decode(values["pkcs12"], validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ApiError("pkcs12 is not base64") from exc
-            ca = pki_services.ca_import_pkcs12(
-                name=values["name"],
-                data=raw,
-                password=values.get("password", ""),
-                actor=request.user,
-            )
-        else:
-            ca = pki_services.ca_import(
-                name=values["name"],
-                certificate_pem=values["certificate_pem"],
-                private_key_pem=values["private_key_pem"],
-                key_password=values.get("key_password", ""),
-                chain_pem=values.get("chain_pem", ""),
-                actor=request.user,
-            )
-        return Response(s.CertificateAuthoritySerializer(ca).data, status=status.HTTP_201_CREATED)
 
 
 class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
@@ -148,7 +88,7 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         """Enroll up to 1,000 CSRs under one template in one call (bulk issuance). Each CSR
         gets its own request; refused ones are recorded as failed with their reason and
         do not stop the others."""
-        _require(request, self, "enrollment.add_enrollmentrequest")
+        require_permissions(request, self, "enrollment.add_enrollmentrequest")
         data = s.EnrollmentBatchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -174,7 +114,7 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def pfx(self, request: Request) -> Response:
         """The platform makes the key: the PKCS#12 comes back once, base64, when issued at
         once; a pending one is collected with ``collect`` after approval."""
-        _require(request, self, "enrollment.add_enrollmentrequest")
+        require_permissions(request, self, "enrollment.add_enrollmentrequest")
         data = s.EnrollmentPfxSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -198,7 +138,7 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def approve(self, request: Request, pk: str) -> Response:
         """Approve a pending request (not your own); it is issued at once."""
-        _require(request, self, "enrollment.approve_enrollmentrequest")
+        require_permissions(request, self, "enrollment.approve_enrollmentrequest")
         enrollment = self.get_object()
         data = s.DecisionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -207,13 +147,13 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         )
         return self._answer(enrollment)
 
-    @extend_schema(request=s.DecisionSerializer, responses={200: s.EnrollmentSerializer})
+    @extend_schema(request=s.DenialSerializer, responses={200: s.EnrollmentSerializer})
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def deny(self, request: Request, pk: str) -> Response:
         """Deny a pending request; the comment (why) is required."""
-        _require(request, self, "enrollment.approve_enrollmentrequest")
+        require_permissions(request, self, "enrollment.approve_enrollmentrequest")
         enrollment = self.get_object()
-        data = s.DecisionSerializer(data=request.data)
+        data = s.DenialSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.enrollment_deny(
             request=enrollment, actor=request.user, comment=data.validated_data["comment"]
@@ -224,7 +164,7 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def refresh(self, request: Request, pk: str) -> Response:
         """Ask the CA again about a request it has not issued yet."""
-        _require(request, self, "enrollment.change_enrollmentrequest")
+        require_permissions(request, self, "enrollment.change_enrollmentrequest")
         enrollment = self.get_object()
         services.enrollment_refresh(request=enrollment, actor=request.user)
         return self._answer(enrollment)
@@ -256,7 +196,7 @@ class CertificateRevokeView(_CertificateActionView):
     def post(self, request: Request, pk: int) -> Response:
         """Revoke a certificate Certyard issued or a gateway reported, with an RFC 5280
         reason; the CRL is regenerated at once (needs enrollment.change_enrollmentrequest)."""
-        _require(request, self, "enrollment.change_enrollmentrequest")
+        require_permissions(request, self, "enrollment.change_enrollmentrequest")
         data = s.RevokeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.certificate_revoke(
@@ -271,7 +211,7 @@ class CertificateRenewView(_CertificateActionView):
     @extend_schema(request=s.RenewSerializer, responses={201: s.EnrollmentPfxResultSerializer})
     def post(self, request: Request, pk: int) -> Response:
         """Renew under the original template, with a CSR (same or new key), or as PFX."""
-        _require(request, self, "enrollment.add_enrollmentrequest")
+        require_permissions(request, self, "enrollment.add_enrollmentrequest")
         data = s.RenewSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -302,7 +242,7 @@ class GatewayViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def ping(self, request: Request, pk: str) -> Response:
         """Check the CA answers with this registration's parameters."""
-        _require(request, self, "workflows.view_handlerregistration")
+        require_permissions(request, self, "workflows.view_handlerregistration")
         gateway_ping(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -310,7 +250,7 @@ class GatewayViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @action(detail=True, methods=["get"], permission_classes=[IsAuthenticated])
     def products(self, request: Request, pk: str) -> Response:
         """What the CA can issue."""
-        _require(request, self, "workflows.view_handlerregistration")
+        require_permissions(request, self, "workflows.view_handlerregistration")
         products = gateway_products(self.get_object())
         return Response(
             [{"id": p.id, "name": p.name, "description": p.description} for p in products]
@@ -320,7 +260,7 @@ class GatewayViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def sync(self, request: Request, pk: str) -> Response:
         """Start importing what the CA issued into the inventory (incremental or full)."""
-        _require(request, self, "workflows.change_handlerregistration")
+        require_permissions(request, self, "workflows.change_handlerregistration")
         data = s.GatewaySyncStartSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         sync = gateway_sync_start(

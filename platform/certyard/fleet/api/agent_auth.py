@@ -1,9 +1,18 @@
-"""How an agent authenticates: a bearer session token opened by proof of its key."""
+"""How an agent authenticates: a bearer session token opened by proof of its key.
+
+Every app's agent views build on :class:`AgentView` (and read bodies with
+:func:`valid_body`), from here: the agent API's base belongs to the app that owns the
+agent's identity, not to one of its view modules.
+"""
+
+from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
+from rest_framework.views import APIView
 
+from certyard.api.errors import ApiError
 from certyard.fleet.models import Orchestrator
 from certyard.fleet.services import orchestrator_from_session_token, orchestrator_seen
 
@@ -53,3 +62,19 @@ class OrchestratorSessionScheme(OpenApiAuthenticationExtension):
                 "assertion signed by the orchestrator's registered key."
             ),
         }
+
+
+# The base of an agent API view: an open session of an orchestrator, required. (A comment,
+# not a docstring: drf-spectacular would describe every agent operation with it.)
+class AgentView(APIView):
+    authentication_classes = [OrchestratorSessionAuthentication]
+    permission_classes = [IsOrchestrator]
+
+
+def valid_body(serializer_class: type, request: Request) -> dict[str, Any]:
+    """The request's JSON object, checked by ``serializer_class``: its validated data."""
+    if not isinstance(request.data, dict):
+        raise ApiError("the body must be a JSON object")
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

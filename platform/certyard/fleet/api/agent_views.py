@@ -16,9 +16,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from certyard.api.errors import ApiError
 from certyard.fleet import services
-from certyard.fleet.api.agent_auth import IsOrchestrator, OrchestratorSessionAuthentication
+from certyard.fleet.api.agent_auth import AgentView, valid_body
 from certyard.fleet.api.agent_serializers import (
     CertificateRenewResponseSerializer,
     CertificateRenewSerializer,
@@ -32,11 +31,6 @@ from certyard.fleet.models import Orchestrator
 from certyard.security import client_address
 
 _TAG = ["orchestrator agent"]
-
-
-class AgentView(APIView):
-    authentication_classes = [OrchestratorSessionAuthentication]
-    permission_classes = [IsOrchestrator]
 
 
 class RegisterView(APIView):
@@ -177,11 +171,3 @@ def request_source_address(request: Request) -> str | None:
 def _certificate_times(orchestrator: Orchestrator) -> dict[str, Any]:
     times = services.orchestrator_certificate_times(orchestrator)
     return {"certificate_not_after": times.not_after, "renew_after": times.renew_after}
-
-
-def valid_body(serializer_class: type, request: Request) -> dict[str, Any]:
-    if not isinstance(request.data, dict):
-        raise ApiError("the body must be a JSON object")
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data

@@ -116,7 +116,9 @@ class OrchestratorViewSet(viewsets.ReadOnlyModelViewSet):
         if not request.user.has_perm("fleet.change_orchestrator"):
             # Before reading the body: a refusal must not depend on what was sent.
             self.permission_denied(request, message="you may not change orchestrators")
-        body = CertificateRevokeSerializer(data=request.data if request.data else {})
+        # No body means no reason given; a body that is no JSON object (``[]``) is refused.
+        data = request.data if request.data or isinstance(request.data, list) else {}
+        body = CertificateRevokeSerializer(data=data)
         body.is_valid(raise_exception=True)
         return self._transition(
             services.orchestrator_certificate_revoke, reason=body.validated_data["reason"]

@@ -6,8 +6,9 @@ from rest_framework import serializers
 
 from certyard.errors import ServiceError
 from certyard.fleet.models import Orchestrator
-from certyard.inventory import metadata, metadata_selectors, selectors, services
-from certyard.inventory.metadata_selectors import MetadataFilter
+from certyard.inventory import metadata, selectors, services
+from certyard.inventory.metadata import selectors as metadata_selectors
+from certyard.inventory.metadata.selectors import MetadataFilter
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
@@ -16,8 +17,8 @@ from certyard.inventory.models import (
     MetadataBackfill,
     MetadataField,
 )
-from certyard.inventory.parsing import der_to_pem
 from certyard.inventory.selectors import CertificateFilters
+from certyard.x509 import der_to_pem
 
 
 class StoreTypeSerializer(serializers.ModelSerializer):
@@ -252,7 +253,7 @@ class CertificateListParamsSerializer(serializers.Serializer):
                 empty=data.get("metadata_empty", False),
             )
         except ServiceError as exc:
-            raise serializers.ValidationError(exc.details.get("fields") or exc.message) from exc
+            raise serializers.ValidationError(exc.fields or exc.message) from exc
         return data
 
     def to_filters(self) -> CertificateFilters:

@@ -18,13 +18,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
 from certyard.api.errors import ApiError
-from certyard.inventory import (
-    metadata,
-    metadata_generators,
-    metadata_selectors,
-    selectors,
-    services,
-)
+from certyard.inventory import metadata, selectors, services
 from certyard.inventory.api.serializers import (
     CertificateDetailSerializer,
     CertificateListParamsSerializer,
@@ -39,6 +33,8 @@ from certyard.inventory.api.serializers import (
     StoreTypeSerializer,
     StoreUpdateSerializer,
 )
+from certyard.inventory.metadata import generators as metadata_generators
+from certyard.inventory.metadata import selectors as metadata_selectors
 from certyard.inventory.models import (
     Certificate,
     CertificateStore,
@@ -46,7 +42,7 @@ from certyard.inventory.models import (
     MetadataBackfill,
     MetadataField,
 )
-from certyard.inventory.parsing import certificate_file_stem, der_to_pem
+from certyard.x509 import certificate_file_stem, der_to_pem
 
 
 class StoreTypeViewSet(viewsets.ModelViewSet):

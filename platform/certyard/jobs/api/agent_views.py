@@ -29,7 +29,7 @@ from rest_framework.response import Response
 
 from certyard.api.errors import ApiError, error_body, exception_handler
 from certyard.errors import ServiceError
-from certyard.fleet.api.agent_views import AgentView, valid_body
+from certyard.fleet.api.agent_auth import AgentView, valid_body
 from certyard.fleet.models import Orchestrator
 from certyard.jobs import services
 from certyard.jobs.api.agent_serializers import (

@@ -2,7 +2,7 @@
 
 Starts the web server, the django-q2 worker cluster and, unless told not to, a local demo
 orchestrator that manages a PEM folder of generated certificates, and supervises them with
-:class:`certyard.console.supervisor.Supervisor` (see that module: process groups, restarts
+:class:`certyard.run.supervisor.Supervisor` (see that module: process groups, restarts
 with back-off, the run lock and pid file, cleaning up after a run that died). A web server
 or worker cluster that crashes 5 times within 2 minutes stops Certyard with an error; the
 demo orchestrator is then just left stopped.
@@ -21,13 +21,13 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from certyard.console.demo import demo_pem_folder_seed
-from certyard.console.supervisor import Supervisor, SupervisorError
 from certyard.datadir import data_dir_problem, data_dir_tighten
 from certyard.fleet.models import Orchestrator
 from certyard.fleet.services import registration_token_create, registration_token_revoke
 from certyard.inventory.models import CertificateStoreType
 from certyard.inventory.services import store_create
+from certyard.run.demo import demo_pem_folder_seed
+from certyard.run.supervisor import Supervisor, SupervisorError
 
 DEMO_ORCHESTRATOR = "demo-orchestrator"
 # Agent exits after which starting it again cannot help (orchestrators/agent/cli.py).

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from certyard.errors import ServiceError
-from certyard.inventory.metadata import metadata_value_canonical
+from certyard.inventory.metadata.services import metadata_value_canonical
 from certyard.inventory.models import (
     METADATA_FIELD_NAME,
     Certificate,

@@ -3,7 +3,7 @@
 It reads one element at a time (tag, length, content) and never recurses on its
 own, so no input nests it into a RecursionError; every read is bounded by the
 element around it, so no input makes it quadratic. Errors are ``DerError``s
-whose messages are short phrases for people; ``parsing`` turns them into its own.
+whose messages are short phrases for people; ``parse`` turns them into its own.
 
 Text decoders never raise on bad bytes: they show them as ``\\xNN`` escapes and
 say what was wrong, so a certificate with one odd string still reads.
@@ -221,6 +221,20 @@ def read_all(data: bytes, start: int, end: int) -> list[Element]:
         elements.append(element)
         position = element.end
     return elements
+
+
+def readable_children(element: Element) -> tuple[list[Element], bool]:
+    """The elements inside ``element`` up to the first unreadable one, and whether one was."""
+    found: list[Element] = []
+    position = element.content_start
+    while position < element.end:
+        try:
+            child = read_element(element.data, position, element.end)
+        except DerError:
+            return found, True
+        found.append(child)
+        position = child.end
+    return found, False
 
 
 def read_one(data: bytes) -> Element:

@@ -42,7 +42,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from certyard.errors import Conflict, ServiceError
-from certyard.inventory.metadata import (
+from certyard.inventory.metadata.services import (
     FieldRule,
     MetadataValueError,
     field_rules,
@@ -55,9 +55,18 @@ from certyard.inventory.models import (
     MetadataField,
     MetadataGeneratorCursor,
 )
+from certyard.workflows.invoke import (
+    Invocation,
+    Outcome,
+    classify,
+    error_text,
+    invoke,
+    run_end,
+    run_new,
+    runs_save,
+)
 from certyard.workflows.models import HandlerRegistration, HandlerRun
-from certyard.workflows.runner import HandlerTimedOut, call_with_timeout, json_bounded
-from certyard.workflows.services import event_emit, registration_config
+from certyard.workflows.services import event_emit
 from handlers.base import (
     CertificateInfo,
     EventKind,
@@ -65,8 +74,6 @@ from handlers.base import (
     HandlerKind,
     MetadataGenerator,
 )
-from handlers.parameters import ParameterError, parameters_check
-from handlers.registry import handler_class
 
 logger = logging.getLogger(__name__)
 
@@ -120,14 +127,19 @@ class _Run:
     error_count: int = 0
     seconds: float = 0.0
     values_set: int = 0
+    # How the door's call ended, and the batch's outcome (a call that succeeded may
+    # still fail the batch: every certificate raised).
+    invocation: Invocation | None = None
+    outcome: Outcome = Outcome.OK
 
     def problem(self, sha256: str, field_name: str, message: str) -> None:
         self.error_count += 1
         if len(self.errors) < ERRORS_KEPT:
             self.errors.append({"sha256": sha256, "field": field_name, "message": message[:500]})
 
-    def fail(self, error: str, trace: str = "") -> _Run:
+    def fail(self, error: str, trace: str = "", outcome: Outcome = Outcome.RETRYABLE_ERROR) -> _Run:
         self.succeeded = False
+        self.outcome = outcome
         self.error = error[:_TEXT_LIMIT]
         self.traceback = trace[-_TEXT_LIMIT:]
         return self
@@ -245,12 +257,6 @@ def _generate_all(
     return [(result, None) for result in results]
 
 
-def _exception_text(exc: BaseException) -> str:
-    if isinstance(exc, HandlerError):
-        return exc.message or type(exc).__name__
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _generate(
     registration: HandlerRegistration,
     ids: Sequence[int],
@@ -269,36 +275,27 @@ def _generate(
 def _generate_into(
     run: _Run, ids: Sequence[int], infos: list[CertificateInfo], rules: Mapping[str, FieldRule]
 ) -> _Run:
-    registration = run.registration
-    info = handler_class(registration.handler)
-    if info is None or info.cls is None:
-        reason = info.error if info else "no installed package declares it (uninstalled?)"
-        return run.fail(f"handler {registration.handler} is missing: {reason}")
-    if not issubclass(info.cls, MetadataGenerator):
-        return run.fail(f"handler {registration.handler} is not a metadata generator")
-    try:
-        config = parameters_check(info.cls.parameters, registration_config(registration))
-        generator = info.cls(config)
-    except (ParameterError, ValueError, TypeError) as exc:
-        return run.fail(f"cannot be started: {exc}")
-    except Exception as exc:  # a third party's constructor
-        return run.fail(f"cannot be started: {_exception_text(exc)}")
-    outcome = call_with_timeout(
-        lambda: _generate_all(generator, infos),
-        registration.timeout_seconds,
-        name=registration.name,
+    invocation = invoke(
+        run.registration,
+        MetadataGenerator,
+        lambda generator: _generate_all(generator, infos),
+        timeout_text=(
+            "the batch timed out after {seconds:g} s "
+            "(the registration's timeout applies to each batch)"
+        ),
     )
-    if outcome.error is not None:
-        error = outcome.error
-        text = str(error) if isinstance(error, HandlerTimedOut) else _exception_text(error)
-        if isinstance(error, HandlerTimedOut):
-            text = f"the batch {text} (the registration's timeout applies to each batch)"
-        return run.fail(text, outcome.traceback)
+    run.invocation = invocation
+    if not invocation.ok:
+        return run.fail(invocation.message, invocation.traceback, invocation.outcome)
+    first_raised: BaseException | None = None
     raised = 0
-    for certificate_id, certificate, (values, exc) in zip(ids, infos, outcome.value, strict=True):
+    for certificate_id, certificate, (values, exc) in zip(
+        ids, infos, invocation.value, strict=True
+    ):
         if exc is not None:
             raised += 1
-            run.problem(certificate.sha256, "", _exception_text(exc))
+            first_raised = first_raised or exc
+            run.problem(certificate.sha256, "", error_text(exc))
             continue
         if values is None:
             continue
@@ -321,7 +318,10 @@ def _generate_into(
                 run.rows.append((certificate_id, rule.field_id, value))
     if infos and raised == len(infos):
         first = run.errors[0]["message"] if run.errors else "every certificate failed"
-        return run.fail(f"it failed for every certificate of the batch: {first}")
+        return run.fail(
+            f"it failed for every certificate of the batch: {first}",
+            outcome=classify(first_raised),
+        )
     return run
 
 
@@ -369,36 +369,30 @@ def _batch_record(
                 f", {run.error_count} error(s)" if run.error_count else ""
             )
         seconds = run.seconds + time.monotonic() - started
-        finished = timezone.now()
-        records.append(
-            HandlerRun(
-                registration=run.registration,
-                registration_name=run.registration.name,
-                handler=run.registration.handler,
-                kind=HandlerKind.METADATA.value,
-                subject_type="certificates",
-                subject_id=f"{first_id}-{last_id}",
-                subject_label=label,
-                state=HandlerRun.State.SUCCEEDED if run.succeeded else HandlerRun.State.FAILED,
-                inputs=inputs,
-                output=json_bounded(
-                    {
-                        "values_set": run.values_set,
-                        "error_count": run.error_count,
-                        "errors": run.errors,
-                    }
-                ),
-                message=run.message,
-                error=run.error,
-                traceback=run.traceback,
-                queued_at=run.started_at,
-                not_before=run.started_at,
-                started_at=run.started_at,
-                finished_at=finished,
-                duration_ms=int(seconds * 1000),
-            )
+        record = run_new(
+            run.registration,
+            subject_type="certificates",
+            subject_id=f"{first_id}-{last_id}",
+            subject_label=label,
+            inputs=inputs,
+            started_at=run.started_at,
         )
-    HandlerRun.objects.bulk_create(records)
+        invocation = run.invocation or Invocation(run.outcome, message=run.error)
+        run_end(
+            record,
+            invocation,
+            message=run.message,
+            output={
+                "values_set": run.values_set,
+                "error_count": run.error_count,
+                "errors": run.errors,
+            },
+            error=run.error,
+            outcome=run.outcome,
+            duration_ms=int(seconds * 1000),
+        )
+        records.append(record)
+    runs_save(records)
     values_set = sum(run.values_set for run in runs)
     errors = [error for run in runs for error in run.errors][:ERRORS_KEPT]
     error_count = sum(run.error_count for run in runs)

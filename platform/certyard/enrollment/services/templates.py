@@ -94,6 +94,8 @@ def template_save(template: Template) -> Template:
     errors = template_errors(template)
     if errors:
         field, message = next(iter(errors.items()))
-        raise ServiceError(f"{field}: {message}", details={"fields": errors})
+        raise ServiceError(
+            f"{field}: {message}", fields={name: [text] for name, text in errors.items()}
+        )
     template.save()
     return template

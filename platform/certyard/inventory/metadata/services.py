@@ -38,7 +38,7 @@ from certyard.inventory.models import (
     CertificateMetadata,
     MetadataField,
 )
-from certyard.inventory.parsing import text_is_storable
+from certyard.x509 import text_is_storable
 
 FieldType = MetadataField.Type
 

@@ -1,0 +1,191 @@
+"""PKCS#12 enrollment: the platform makes the key and hands it over once."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+from django.db import transaction
+from django.utils import timezone
+
+from certyard.enrollment import policy
+from certyard.enrollment.models import EnrollmentRequest, Template
+from certyard.enrollment.services.recording import _PFX_PASSWORD_MIN, State, _fail
+from certyard.enrollment.services.submit import (
+    Submitted,
+    _checked,
+    _new_request,
+    _proceed,
+    _template_find,
+)
+from certyard.errors import ServiceError
+from certyard.inventory.models import Certificate
+from certyard.pki import crypto
+from certyard.pki.models import KeyAlgorithm
+
+
+def _pfx_password_check(request: EnrollmentRequest, password: Any) -> str:
+    if not isinstance(password, str) or len(password) < _PFX_PASSWORD_MIN:
+        _fail(request, f"give a PKCS#12 password of at least {_PFX_PASSWORD_MIN} characters")
+    return password
+
+
+def _csr_for(key: crypto.PrivateKey, subject: x509.Name, sans: list[x509.GeneralName]) -> str:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    csr = builder.sign(key, crypto.signing_hash(key))  # type: ignore[arg-type]
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _general_names(texts: list[str]) -> list[x509.GeneralName]:
+    import ipaddress
+
+    names: list[x509.GeneralName] = []
+    for text in texts:
+        kind, _, value = str(text).partition(":")
+        if not value:
+            kind, value = "DNS", kind
+        value = value.strip()
+        if kind.upper() == "IP":
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(value)))
+            except ValueError as exc:
+                raise policy.PolicyError(f"{value!r} is not an IP address") from exc
+        elif kind.upper() == "DNS":
+            try:
+                names.append(x509.DNSName(value))
+            except ValueError as exc:
+                raise policy.PolicyError(f"{value!r} is not a DNS name") from exc
+        else:
+            raise policy.PolicyError(f"{text!r}: names are DNS:… or IP:…")
+    return names
+
+
+def _pfx(request: EnrollmentRequest, password: str) -> bytes:
+    key = serialization.load_pem_private_key(request.private_key_pem.encode(), password=None)
+    certificate = x509.load_pem_x509_certificate(request.certificate_pem.encode())
+    chain = x509.load_pem_x509_certificates(request.chain_pem.encode()) if request.chain_pem else []
+    return pkcs12.serialize_key_and_certificates(
+        request.subject.encode()[:64] or b"certyard",
+        key,  # type: ignore[arg-type]
+        certificate,
+        chain or None,
+        serialization.BestAvailableEncryption(password.encode()),
+    )
+
+
+def _pfx_hand_over(request: EnrollmentRequest, template: Template | None, password: str) -> bytes:
+    """The PKCS#12, once: marked collected, the key dropped unless the template archives."""
+    pfx = _pfx(request, password)
+    request.pfx_collected_at = timezone.now()
+    if template is None or not template.archive_keys:
+        request.private_key_pem = ""
+    request.save(update_fields=["pfx_collected_at", "private_key_pem", "updated_at"])
+    return pfx
+
+
+def enrollment_submit_pfx(
+    *,
+    template_name: Any,
+    common_name: Any,
+    sans: Any = (),
+    key_algorithm: Any = KeyAlgorithm.EC_P256,
+    password: Any = "",
+    metadata: Any = None,
+    actor: Any = None,
+    type: str = EnrollmentRequest.Type.NEW,
+    renewal_of: Certificate | None = None,
+    reuse_key_pem: str = "",
+    hold: bool = False,
+) -> Submitted:
+    """The platform makes the key and returns it with the certificate as a PKCS#12, once.
+
+    The key is held encrypted only while the request waits for approval (and kept only if
+    the template archives keys). When approval is needed, or ``hold`` is set (a renewal a
+    handler asked for), the requester collects the PKCS#12 with
+    :func:`enrollment_pfx_collect` once it is issued.
+    """
+    request = _new_request(
+        template_name=template_name,
+        actor=actor,
+        method=EnrollmentRequest.Method.PFX,
+        type=type,
+        renewal_of=renewal_of,
+    )
+    template = _template_find(request, template_name)
+    if not hold:
+        password = _pfx_password_check(request, password)
+    if not reuse_key_pem and key_algorithm not in KeyAlgorithm.values:
+        _fail(request, f"unknown key type {key_algorithm!r} ({', '.join(KeyAlgorithm.values)})")
+    # The platform writes this CSR itself: a name cryptography would refuse (over 64
+    # bytes in UTF-8, though 64 characters or fewer) is refused and recorded here, and
+    # the CSR then goes through the same name policy as a requester's.
+    problem = crypto.name_value_error("CN", common_name)
+    if problem is not None:
+        _fail(request, problem, field="common_name")
+    if isinstance(sans, str):
+        sans = [s for s in re.split(r"[\s,]+", sans) if s]
+    try:
+        names = _general_names(list(sans or []))
+    except policy.PolicyError as exc:
+        _fail(request, str(exc), field="sans")
+    if reuse_key_pem:
+        key = serialization.load_pem_private_key(reuse_key_pem.encode(), password=None)
+    else:
+        if key_algorithm not in template.allowed_key_types:
+            _fail(
+                request,
+                f"template {template.name!r} does not allow {key_algorithm} keys "
+                f"(it allows {', '.join(template.allowed_key_types) or 'none'})",
+            )
+        key = crypto.key_generate(str(key_algorithm))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    csr_pem = _csr_for(key, subject, names)  # type: ignore[arg-type]
+    request.private_key_pem = crypto.key_pem(key)  # type: ignore[arg-type]
+    request.key_archived = template.archive_keys
+    checked = _checked(request, template, csr_pem, metadata)
+    _proceed(request, template, checked)
+    if request.state == State.ISSUED and not hold:
+        return Submitted(request, _pfx_hand_over(request, template, password))
+    return Submitted(request)
+
+
+def enrollment_pfx_collect(*, request: EnrollmentRequest, password: Any, actor: Any) -> bytes:
+    """The PKCS#12 of an approved PFX request, once, for its requester."""
+    if not isinstance(password, str) or len(password) < _PFX_PASSWORD_MIN:
+        raise ServiceError(
+            f"give a PKCS#12 password of at least {_PFX_PASSWORD_MIN} characters",
+            field="password",
+        )
+    with transaction.atomic():
+        locked = (
+            EnrollmentRequest.objects.select_for_update(of=("self",))
+            .select_related("template")
+            .get(pk=request.pk)
+        )
+        if locked.method != EnrollmentRequest.Method.PFX:
+            raise ServiceError("this request was enrolled with a CSR: there is no PKCS#12")
+        if locked.requested_by_id is None or locked.requested_by_id != getattr(actor, "pk", None):
+            raise ServiceError(
+                "only the requester can collect the PKCS#12",
+                code="not_requester",
+                http_status=403,
+            )
+        if locked.state != State.ISSUED:
+            raise ServiceError(
+                f"the request is {locked.get_state_display().lower()}, not issued",
+                code="not_issued",
+                http_status=409,
+            )
+        if locked.pfx_collected_at is not None or not locked.private_key_pem:
+            raise ServiceError(
+                "the PKCS#12 was already collected; it is handed out once",
+                code="already_collected",
+                http_status=410,
+            )
+        return _pfx_hand_over(locked, locked.template, password)

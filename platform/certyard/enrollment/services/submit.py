@@ -1,0 +1,245 @@
+"""Submitting CSRs: one, or many at once under one template (bulk issuance)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from django.db import transaction
+from django.utils import timezone
+
+from certyard.bulk import instances_insert
+from certyard.enrollment import policy
+from certyard.enrollment.models import EnrollmentRequest, Template
+from certyard.enrollment.services.issuing import _chain_ders, _issue, _profile
+from certyard.enrollment.services.recording import (
+    ENROLLMENT_SOURCE,
+    EnrollmentRefused,
+    State,
+    _actor,
+    _certificate_event_spec,
+    _event,
+    _event_spec,
+    _fail,
+    _metadata_check,
+)
+from certyard.errors import ServiceError
+from certyard.inventory.ingest import certificates_record
+from certyard.inventory.metadata import metadata_values_set, user_source
+from certyard.inventory.models import Certificate
+from certyard.pki import services as pki_services
+from certyard.workflows.services import events_emit
+from handlers.base import EventKind
+
+
+def _template_find(request: EnrollmentRequest, name: Any) -> Template:
+    template = Template.objects.select_related("ca", "gateway").filter(name=str(name)).first()
+    if template is None:
+        known = ", ".join(Template.objects.filter(enabled=True).values_list("name", flat=True))
+        _fail(request, f"there is no template named {name!r} (templates: {known or 'none'})")
+    if not template.enabled:
+        _fail(request, f"the template {template.name!r} is disabled", status=409)
+    request.template = template
+    return template
+
+
+def _new_request(
+    *,
+    template_name: Any,
+    actor: Any,
+    method: str,
+    type: str = EnrollmentRequest.Type.NEW,
+    renewal_of: Certificate | None = None,
+) -> EnrollmentRequest:
+    """A request in memory: saved once, issued or refused, so one commit records it."""
+    return EnrollmentRequest(
+        template_name=str(template_name or "")[:100],
+        state=State.APPROVED,  # provisional; set for real once checked
+        method=method,
+        type=type,
+        renewal_of=renewal_of,
+        requested_by=_actor(actor),
+    )
+
+
+def _checked(
+    request: EnrollmentRequest, template: Template, csr_pem: str, metadata: Any
+) -> policy.CheckedRequest:
+    try:
+        csr = policy.csr_parse(csr_pem)
+        checked = policy.request_check(template, csr)
+        request.metadata = _metadata_check(template, metadata)
+    except policy.PolicyError as exc:
+        _fail(request, str(exc))
+    request.csr_pem = csr_pem.strip()
+    request.subject = checked.subject_text
+    request.sans = list(checked.san_texts)
+    request.key_algorithm = checked.key_algorithm
+    return checked
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    request: EnrollmentRequest
+    pfx: bytes | None = None  # PKCS#12 handed over once, when issued at once
+
+
+def _proceed(
+    request: EnrollmentRequest, template: Template, checked: policy.CheckedRequest
+) -> None:
+    """Wait for approval, or issue now."""
+    if template.require_approval:
+        with transaction.atomic():
+            request.state = State.PENDING
+            request.save()
+            _event(EventKind.ENROLLMENT_PENDING, request)
+        return
+    _issue(request, template, checked)
+
+
+def enrollment_submit_csr(
+    *,
+    template_name: Any,
+    csr_pem: Any,
+    metadata: Any = None,
+    actor: Any = None,
+    type: str = EnrollmentRequest.Type.NEW,
+    renewal_of: Certificate | None = None,
+) -> EnrollmentRequest:
+    """Enroll a CSR under a template. Refusals raise EnrollmentRefused, recorded as failed."""
+    request = _new_request(
+        template_name=template_name,
+        actor=actor,
+        method=EnrollmentRequest.Method.CSR,
+        type=type,
+        renewal_of=renewal_of,
+    )
+    template = _template_find(request, template_name)
+    checked = _checked(request, template, csr_pem if isinstance(csr_pem, str) else "", metadata)
+    _proceed(request, template, checked)
+    return request
+
+
+BATCH_MAX = 1000
+
+
+def enrollments_submit_csr_batch(
+    *, template_name: Any, csr_pems: list[Any], metadata: Any = None, actor: Any = None
+) -> list[EnrollmentRequest]:
+    """Enroll many CSRs under one built-in-CA template at once (bulk issuance).
+
+    Each CSR is checked exactly as :func:`enrollment_submit_csr` checks it and gets a
+    request of its own; refused ones are recorded as failed with their reason, the others
+    are issued (or left pending approval) together, in one transaction with one insert per
+    table. A template that issues through a gateway takes the CSRs one by one.
+    """
+    if not isinstance(csr_pems, list) or not 1 <= len(csr_pems) <= BATCH_MAX:
+        raise ServiceError(f"send 1 to {BATCH_MAX:,} CSRs", field="csrs")
+    template = Template.objects.select_related("ca").filter(name=str(template_name)).first()
+    if template is not None and template.gateway_id is not None and template.enabled:
+        return [_submit_catching(template_name, pem, metadata, actor) for pem in csr_pems]
+    common_error = ""
+    values: dict[str, Any] = {}
+    if template is None:
+        common_error = f"there is no template named {template_name!r}"
+    elif not template.enabled:
+        common_error = f"the template {template.name!r} is disabled"
+    else:
+        try:
+            values = _metadata_check(template, metadata)
+        except policy.PolicyError as exc:
+            common_error = str(exc)
+    actor = _actor(actor)
+    requests: list[EnrollmentRequest] = []
+    accepted: list[tuple[EnrollmentRequest, policy.CheckedRequest]] = []
+    for pem in csr_pems:
+        request = EnrollmentRequest(
+            template=template,
+            template_name=str(template_name or "")[:100],
+            method=EnrollmentRequest.Method.CSR,
+            requested_by=actor,
+            state=State.FAILED,
+        )
+        requests.append(request)
+        if common_error:
+            request.failure_reason = common_error
+            continue
+        try:
+            checked = policy.request_check(template, policy.csr_parse(pem))  # type: ignore[arg-type]
+        except policy.PolicyError as exc:
+            request.failure_reason = str(exc)
+            continue
+        request.csr_pem = pem.strip()
+        request.subject = checked.subject_text
+        request.sans = list(checked.san_texts)
+        request.key_algorithm = checked.key_algorithm
+        request.metadata = values
+        accepted.append((request, checked))
+    with transaction.atomic():
+        if accepted and template is not None and template.require_approval:
+            for request, _ in accepted:
+                request.state = State.PENDING
+            instances_insert(EnrollmentRequest, requests)
+            events_emit(_event_spec(EventKind.ENROLLMENT_PENDING, r) for r, _ in accepted)
+            return requests
+        signed = _batch_issue(template, accepted, values) if accepted else []  # type: ignore[arg-type]
+        instances_insert(EnrollmentRequest, requests)
+        events_emit(
+            _certificate_event_spec(request, certificate) for request, certificate in signed
+        )
+    return requests
+
+
+def _batch_issue(
+    template: Template,
+    accepted: list[tuple[EnrollmentRequest, policy.CheckedRequest]],
+    values: dict[str, Any],
+) -> list[tuple[EnrollmentRequest, x509.Certificate]]:
+    """Sign the accepted requests; what was issued, for the events."""
+    try:
+        issued = pki_services.certificates_issue(
+            ca=template.ca,  # type: ignore[arg-type]
+            requests=[
+                (checked.csr.public_key(), _profile(template, checked))  # type: ignore[misc]
+                for _, checked in accepted
+            ],
+        )
+    except ServiceError as exc:
+        for request, _ in accepted:
+            request.failure_reason = exc.message
+        return []
+    chain = _chain_ders(issued[0].chain_pem) if issued else []
+    recorded = certificates_record(
+        [[one.certificate.public_bytes(serialization.Encoding.DER), *chain] for one in issued],
+        loaded={one.record.sha256: one.certificate for one in issued},
+    )
+    now = timezone.now()
+    for (request, _), one in zip(accepted, issued, strict=True):
+        request.certificate_id = recorded.ids[one.record.sha256]
+        request.certificate_pem = one.pem
+        request.chain_pem = one.chain_pem
+        request.serial_number = one.record.serial_number
+        request.ca_request_id = one.record.serial_number
+        request.state = State.ISSUED
+        request.issued_at = now
+    if values:
+        source = (
+            user_source(accepted[0][0].requested_by)
+            if accepted[0][0].requested_by
+            else ENROLLMENT_SOURCE
+        )
+        metadata_values_set(
+            certificate_ids=[r.certificate_id for r, _ in accepted], values=values, source=source
+        )
+    return [(request, one.certificate) for (request, _), one in zip(accepted, issued, strict=True)]
+
+
+def _submit_catching(template_name: Any, pem: Any, metadata: Any, actor: Any) -> EnrollmentRequest:
+    try:
+        return enrollment_submit_csr(
+            template_name=template_name, csr_pem=pem, metadata=metadata, actor=actor
+        )
+    except EnrollmentRefused as exc:
+        return EnrollmentRequest.objects.get(pk=exc.details["enrollment_id"])

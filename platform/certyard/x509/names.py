@@ -1,0 +1,79 @@
+"""Distinguished names read from the DER, as cryptography's ``rfc4514_string()`` shows them.
+
+Used where cryptography refuses a name (a string of the wrong type, bytes that are
+not valid UTF-8): each attribute is shown as well as it can be, and what is odd
+about it is returned in words.
+"""
+
+from __future__ import annotations
+
+from certyard.x509 import der as derlib
+from certyard.x509.der import DerError, Element
+from certyard.x509.oids import NAME_KEYS, OID_COMMON_NAME, OID_COUNTRY
+
+
+def _escape_dn_value(value: str) -> str:
+    """RFC 4514 escaping, as cryptography's ``rfc4514_string()`` does it."""
+    if not value:
+        return ""
+    for special in ("\\", '"', "+", ",", ";", "<", ">"):
+        value = value.replace(special, "\\" + special)
+    value = value.replace("\0", "\\00")
+    if value[0] in ("#", " "):
+        value = "\\" + value
+    if value[-1] == " ":
+        value = value[:-1] + "\\ "
+    return value
+
+
+def _attribute_value(element: Element) -> tuple[str, str, str]:
+    """An attribute value's text, its RFC 4514 form, and what is odd about it."""
+    if element.tag_class == derlib.UNIVERSAL and element.number in derlib.STRING_TAGS:
+        text, problem = derlib.text(element, marked=True)
+        if not problem:
+            return text, _escape_dn_value(text), problem
+        return (
+            derlib.show_undecodable(text),
+            derlib.show_undecodable(_escape_dn_value(text)),
+            problem,
+        )
+    if element.is_universal(derlib.BIT_STRING):
+        # x500UniqueIdentifier: shown with its unused-bits byte, as cryptography does.
+        shown = "#" + element.content.hex()
+        return shown, shown, ""
+    shown = "#" + element.encoded.hex()
+    return shown, shown, f"an attribute value of unexpected type ({element.describe()})"
+
+
+def format_attributes(attributes: list[Element]) -> tuple[str, list[str], list[str]]:
+    """One RDN's attributes as RFC 4514 text, its common names, and its oddities."""
+    parts = []
+    common_names: list[str] = []
+    problems: list[str] = []
+    for attribute in attributes:
+        fields = derlib.expect(attribute, derlib.SEQUENCE).children()
+        if len(fields) != 2:
+            raise DerError("a name attribute does not hold a type and a value")
+        dotted = derlib.oid(fields[0])
+        value, shown, problem = _attribute_value(fields[1])
+        if problem:
+            problems.append(problem)
+        if dotted == OID_COMMON_NAME:
+            common_names.append(value)
+        elif dotted == OID_COUNTRY and len(value) != 2:
+            problems.append("a country name that is not two letters")
+        parts.append(f"{NAME_KEYS.get(dotted, dotted)}={shown}")
+    return "+".join(parts), common_names, problems
+
+
+def format_name(name: Element) -> tuple[str, list[str], list[str]]:
+    """A Name as cryptography's ``rfc4514_string()`` shows it, its common names, its oddities."""
+    relative_names: list[str] = []
+    common_names: list[str] = []
+    problems: list[str] = []
+    for relative_name in derlib.expect(name, derlib.SEQUENCE).children():
+        text, found, odd = format_attributes(derlib.expect(relative_name, derlib.SET).children())
+        relative_names.append(text)
+        common_names += found
+        problems += odd
+    return ",".join(reversed(relative_names)), common_names, problems
