@@ -37,9 +37,12 @@ system-deps:
 	bash .ci/system-deps
 	bash .ci/services
 
+## lint: ruff, then the architecture contracts of pyproject.toml ([tool.importlinter]);
+## platform/ is a source root, not a package, so it goes on the path as it does for pytest
 lint: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	PYTHONPATH=platform:. $(VENV)/bin/lint-imports --no-cache
 
 format: setup
 	$(PYTHON) -m ruff format .

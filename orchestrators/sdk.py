@@ -6,7 +6,9 @@ appliance reached over SSH, ...). The platform knows store types by their short 
 :class:`StoreTypeExtension` registered under the same short name.
 
 Extensions are discovered through the Python entry-point group ``certyard.store_types``
-(:data:`ENTRY_POINT_GROUP`). A package ships one by declaring, in its ``pyproject.toml``::
+(:data:`ENTRY_POINT_GROUP`) by the agent (``orchestrators.agent.store_types``: this module is
+the contract alone and knows no implementation). A package ships one by declaring, in its
+``pyproject.toml``::
 
     [project.entry-points."certyard.store_types"]
     ACME_APPLIANCE = "acme_certyard.store:ApplianceStore"
@@ -47,19 +49,15 @@ method on it. An extension must not log ``job.store.password``.
 from __future__ import annotations
 
 import abc
-import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
-from orchestrators.protocol import JobType, StoreOperation, capability_name
+from orchestrators.protocol import JobType, StoreOperation
 
 ENTRY_POINT_GROUP = "certyard.store_types"
-
-logger = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -266,55 +264,3 @@ def path_within_roots(path: str | Path, roots: tuple[str, ...] | None) -> bool:
         return True
     real = os.path.realpath(path)
     return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
-
-
-def _builtin_store_types() -> dict[str, type[StoreTypeExtension]]:
-    # Imported here: the built-ins import this module.
-    from orchestrators.stores.pem import PemStore
-
-    return {PemStore.short_name: PemStore}
-
-
-def load_store_types() -> dict[str, type[StoreTypeExtension]]:
-    """The available store types by short name: the built-ins plus the ``certyard.store_types``
-    entry points (which win on a name clash).
-
-    The built-ins are always included, so an agent run from a source checkout works without
-    being installed. A plugin that fails to load, or is not a :class:`StoreTypeExtension`, is
-    logged and skipped rather than stopping the agent.
-    """
-    store_types = _builtin_store_types()
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loaded = entry_point.load()
-        except Exception:
-            logger.exception(
-                "cannot load store type plugin %r (%s)", entry_point.name, entry_point.value
-            )
-            continue
-        if not (isinstance(loaded, type) and issubclass(loaded, StoreTypeExtension)):
-            logger.error(
-                "store type plugin %r (%s) is not a StoreTypeExtension subclass; skipped",
-                entry_point.name,
-                entry_point.value,
-            )
-            continue
-        short_name = getattr(loaded, "short_name", entry_point.name)
-        if short_name != entry_point.name:
-            logger.warning(
-                "store type plugin %r declares short_name %r; using %r",
-                entry_point.name,
-                short_name,
-                short_name,
-            )
-        store_types[short_name] = loaded
-    return store_types
-
-
-def capabilities(store_types: dict[str, type[StoreTypeExtension]]) -> list[str]:
-    """The capability strings for ``store_types``, sorted (``["PEM.Inventory", ...]``)."""
-    return sorted(
-        capability_name(short_name, operation)
-        for short_name, store_type in store_types.items()
-        for operation in store_type.operations
-    )

@@ -1,4 +1,9 @@
-"""The layout rules of docs/architecture.md, checked."""
+"""The layout rules of docs/architecture.md that import-linter cannot see, checked.
+
+Which module may import which is import-linter's job (pyproject.toml, tests/test_architecture.py);
+here: the platform folder, the foreign keys between the apps, and the third-party packages
+the plain libraries may use.
+"""
 
 import ast
 import platform
@@ -35,29 +40,6 @@ def _imported_modules(folder: Path, allowed: frozenset[str] = frozenset()) -> se
     return names
 
 
-def test_agent_and_handlers_never_import_django_or_the_platform() -> None:
-    assert not _imported_modules(ROOT / "orchestrators") & {"django", "rest_framework", "certyard"}
-    # The email built-in sends through Django's configured email backend: the one piece
-    # of Django a handler may use. Never models, settings or the platform.
-    imported = _imported_modules(ROOT / "handlers", allowed=frozenset({"django.core.mail"}))
-    assert not imported & {"django", "rest_framework", "certyard"}
-
-
-# The platform's apps from the bottom up: an app imports only apps listed before it,
-# and its models' foreign keys point only into those apps (docs/architecture.md, Layers).
-APP_ORDER = [
-    "workflows",
-    "accounts",
-    "pki",
-    "fleet",
-    "inventory",
-    "jobs",
-    "blueprints",
-    "enrollment",
-    "console",
-]
-
-
 def _certyard_apps_imported(folder: Path) -> set[str]:
     apps: set[str] = set()
     for path in folder.rglob("*.py"):
@@ -76,17 +58,56 @@ def _certyard_apps_imported(folder: Path) -> set[str]:
     return apps
 
 
+# The platform's apps from the bottom up: an app imports only apps listed before it (the
+# "platform-layers" contract lists them top down), and its models' foreign keys point only
+# into those apps (docs/architecture.md, Layers).
+APP_ORDER = [
+    "workflows",
+    "accounts",
+    "pki",
+    "fleet",
+    "inventory",
+    "jobs",
+    "blueprints",
+    "enrollment",
+    "console",
+]
+# Plain library packages under certyard/: not Django apps, so not in the order.
+LIBRARIES = ["api", "run", "x509"]
+
+
 def test_every_platform_app_has_a_place_in_the_order() -> None:
     package = ROOT / "platform" / "certyard"
     apps = {path.parent.name for path in package.glob("*/apps.py")}
     assert apps == set(APP_ORDER)
+    packages = {path.parent.name for path in package.glob("*/__init__.py")}
+    assert packages == set(APP_ORDER) | set(LIBRARIES), "a package is neither app nor library"
 
 
-def test_apps_import_only_the_apps_below_them() -> None:
+def test_the_x509_library_imports_only_the_standard_library_and_cryptography() -> None:
+    folder = ROOT / "platform" / "certyard" / "x509"
+    imported = _imported_modules(folder) - set(sys.stdlib_module_names) - {"__future__"}
+    assert imported <= {"cryptography", "certyard"}
+    assert _certyard_apps_imported(folder) <= {"x509"}, "x509 imports a certyard app"
+
+
+def test_the_run_library_needs_neither_django_nor_an_app() -> None:
+    # `make run`'s supervisor and demo material: any app's command may use them.
+    folder = ROOT / "platform" / "certyard" / "run"
+    imported = _imported_modules(folder) - set(sys.stdlib_module_names) - {"__future__"}
+    assert imported <= {"cryptography"}
+
+
+def test_the_api_infrastructure_imports_no_app() -> None:
+    # certyard/api/ (errors, schema, permissions…) sits under every app; the apps' routes
+    # are composed in certyard/urls.py, never there.
+    assert not _certyard_apps_imported(ROOT / "platform" / "certyard" / "api") & set(APP_ORDER)
+
+
+def test_every_app_with_an_api_owns_its_routes() -> None:
     package = ROOT / "platform" / "certyard"
-    for position, app in enumerate(APP_ORDER):
-        above = set(APP_ORDER[position + 1 :])
-        assert not _certyard_apps_imported(package / app) & above, f"{app} imports an app above it"
+    for views in package.glob("*/api/views.py"):
+        assert (views.parent / "urls.py").exists(), f"{views.parent} has no urls.py"
 
 
 def test_foreign_keys_point_only_into_the_same_app_or_below() -> None:

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from orchestrators import __version__, sdk
+from orchestrators import __version__
 from orchestrators.agent.client import PlatformClient, PlatformError, PlatformUnavailable
 from orchestrators.agent.config import (
     AgentConfig,
@@ -34,6 +34,7 @@ from orchestrators.agent.config import (
 )
 from orchestrators.agent.renewal import CertificateRenewer
 from orchestrators.agent.runner import Runner
+from orchestrators.agent.store_types import capabilities, load_store_types
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -200,7 +201,7 @@ def _register(args: argparse.Namespace) -> int:
             token=token,
             name=name,
             client_machine=args.client_machine or hostname,
-            capabilities=sdk.capabilities(sdk.load_store_types()),
+            capabilities=capabilities(load_store_types()),
             client_parameters=parameters,
             csr=csr.public_bytes(serialization.Encoding.PEM).decode(),
         )
@@ -244,7 +245,7 @@ def _run(args: argparse.Namespace) -> int:
     config_dir = args.config_dir or default_config_dir()
     config = load_config(config_dir)
     ensure_config_dir(config_dir)
-    store_types = sdk.load_store_types()
+    store_types = load_store_types()
     with PlatformClient(
         config.platform_url,
         verify_tls=config.verify_tls,

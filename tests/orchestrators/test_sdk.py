@@ -3,16 +3,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrators.protocol import JobType
-from orchestrators.sdk import InventoryEntry, JobConfiguration, capabilities, load_store_types
-from orchestrators.stores.pem import PemStore
-
-
-def test_store_types_include_the_builtin_pem_store() -> None:
-    store_types = load_store_types()
-
-    assert store_types["PEM"] is PemStore
-    assert "PEM.Inventory" in capabilities(store_types)
-    assert capabilities({"PEM": PemStore}) == ["PEM.Inventory"]
+from orchestrators.sdk import InventoryEntry, JobConfiguration
 
 
 def test_job_configuration_from_wire() -> None:

@@ -1,0 +1,67 @@
+"""Store-type discovery: which :class:`~orchestrators.sdk.StoreTypeExtension` runs each store.
+
+The agent's side of the store-type contract. ``orchestrators.sdk`` only defines what an
+extension is; this module knows the implementations (the built-ins in
+``orchestrators.stores`` and the ``certyard.store_types`` entry points), so the contract never
+imports what implements it (docs/architecture.md, Architecture checks).
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+
+from orchestrators.protocol import capability_name
+from orchestrators.sdk import ENTRY_POINT_GROUP, StoreTypeExtension
+from orchestrators.stores.pem import PemStore
+
+logger = logging.getLogger(__name__)
+
+
+def _builtin_store_types() -> dict[str, type[StoreTypeExtension]]:
+    return {PemStore.short_name: PemStore}
+
+
+def load_store_types() -> dict[str, type[StoreTypeExtension]]:
+    """The available store types by short name: the built-ins plus the ``certyard.store_types``
+    entry points (which win on a name clash).
+
+    The built-ins are always included, so an agent run from a source checkout works without
+    being installed. A plugin that fails to load, or is not a :class:`StoreTypeExtension`, is
+    logged and skipped rather than stopping the agent.
+    """
+    store_types = _builtin_store_types()
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = entry_point.load()
+        except Exception:
+            logger.exception(
+                "cannot load store type plugin %r (%s)", entry_point.name, entry_point.value
+            )
+            continue
+        if not (isinstance(loaded, type) and issubclass(loaded, StoreTypeExtension)):
+            logger.error(
+                "store type plugin %r (%s) is not a StoreTypeExtension subclass; skipped",
+                entry_point.name,
+                entry_point.value,
+            )
+            continue
+        short_name = getattr(loaded, "short_name", entry_point.name)
+        if short_name != entry_point.name:
+            logger.warning(
+                "store type plugin %r declares short_name %r; using %r",
+                entry_point.name,
+                short_name,
+                short_name,
+            )
+        store_types[short_name] = loaded
+    return store_types
+
+
+def capabilities(store_types: dict[str, type[StoreTypeExtension]]) -> list[str]:
+    """The capability strings for ``store_types``, sorted (``["PEM.Inventory", ...]``)."""
+    return sorted(
+        capability_name(short_name, operation)
+        for short_name, store_type in store_types.items()
+        for operation in store_type.operations
+    )
