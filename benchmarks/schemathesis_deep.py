@@ -1,6 +1,6 @@
 """A deep schemathesis run over both APIs, with figures: is the schema still the truth?
 
-Runs tests/certyard/test_api_schemathesis.py (every operation of the people's API and the
+Runs tests/certyard/api/test_api_schemathesis.py (every operation of the people's API and the
 agent API, in-process on a test database, every check schemathesis ships, the example,
 coverage and fuzzing phases per operation, then the stateful phase along the schema's
 links) with many more examples than `make test` uses, and prints what it did: operations,
@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_FILE = "tests/certyard/test_api_schemathesis.py"
+TEST_FILE = "tests/certyard/api/test_api_schemathesis.py"
 
 
 def main() -> int:

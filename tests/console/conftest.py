@@ -167,7 +167,7 @@ def inventory(store: CertificateStore, pki: Pki) -> Inventory:
 def nonconformant_pem(issued: Issued, *, unreadable_validity: bool = False) -> str:
     """The certificate with its version set to 6 (X.509 has 1 to 3), and, if asked, its
     notAfter made unreadable: the platform keeps it, with parse warnings."""
-    from certyard.inventory.parsing import der_to_pem, pem_to_der
+    from certyard.x509 import der_to_pem, pem_to_der
 
     der = pem_to_der(issued.pem)
     at = der.index(bytes.fromhex("a003020102"))

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from certyard.inventory.metadata import metadata_field_create, metadata_values_set
-from certyard.inventory.metadata_generators import metadata_backfill_run
+from certyard.inventory.metadata.generators import metadata_backfill_run
 from certyard.inventory.models import CertificateMetadata, MetadataBackfill, MetadataField
 from certyard.workflows.models import HandlerRegistration
 from certyard.workflows.services import registration_save

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from certyard.console import pki_views
@@ -27,6 +28,7 @@ from certyard.inventory.models import Certificate, MetadataField
 from certyard.pki import services as pki_services
 from certyard.pki.models import CertificateAuthority, IssuedCertificate, RevocationReason
 from certyard.workflows.models import HandlerRegistration
+from tests import certs
 from tests.console.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -54,76 +56,6 @@ def _web(user: User) -> Client:
     client = Client()
     client.force_login(user)
     return client
-
-
-def _key(kind: str = "ec") -> Any:
-    if kind == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _csr(common_name: str, *names: str, key: Any = None, der: bool = False) -> Any:
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    )
-    if names:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-        )
-    csr = builder.sign(key or _key(), hashes.SHA256())
-    if der:
-        return csr.public_bytes(serialization.Encoding.DER)
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _ca_material(
-    common_name: str, *, ca: bool = True, key_usage: bool = True
-) -> tuple[x509.Certificate, Any]:
-    """A self-signed certificate and its key, as another PKI would hand them over."""
-    key = _key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if key_usage:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=not ca,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=ca,
-                crl_sign=ca,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    return builder.sign(key, hashes.SHA256()), key
-
-
-def _pem(certificate: x509.Certificate) -> str:
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _key_pem(key: Any, password: bytes | None = None) -> str:
-    encryption = (
-        serialization.BestAvailableEncryption(password)
-        if password
-        else serialization.NoEncryption()
-    )
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    ).decode()
 
 
 def _page(response: Any) -> str:
@@ -316,13 +248,13 @@ def test_create_refusals_are_shown_beside_their_fields(
 
 
 def test_import_a_ca_from_pem_with_an_encrypted_key(admin_web: Client) -> None:
-    certificate, key = _ca_material("Old Corp CA")
+    certificate, key = certs.ca_material("Old Corp CA")
     url = reverse("console:ca-import")
     data = {
         "kind": "pem",
         "pem-name": "Old Corp",
-        "pem-certificate_pem": _pem(certificate),
-        "pem-private_key_pem": _key_pem(key, b"key-password"),
+        "pem-certificate_pem": certs.certificate_pem(certificate),
+        "pem-private_key_pem": certs.key_pem(key, b"key-password"),
         "pem-key_password": "wrong-password",
     }
 
@@ -344,15 +276,15 @@ def test_import_refuses_a_certificate_that_is_no_ca_and_a_key_of_another(
     admin_web: Client,
 ) -> None:
     url = reverse("console:ca-import")
-    leaf, leaf_key = _ca_material("server.example.test", ca=False)
+    leaf, leaf_key = certs.ca_material("server.example.test", ca=False)
     not_ca = _page(
         admin_web.post(
             url,
             {
                 "kind": "pem",
                 "pem-name": "Leaf",
-                "pem-certificate_pem": _pem(leaf),
-                "pem-private_key_pem": _key_pem(leaf_key),
+                "pem-certificate_pem": certs.certificate_pem(leaf),
+                "pem-private_key_pem": certs.key_pem(leaf_key),
             },
         )
     )
@@ -360,15 +292,15 @@ def test_import_refuses_a_certificate_that_is_no_ca_and_a_key_of_another(
         "The certificate is not a CA certificate (basic constraints say CA:FALSE or nothing)"
     ]
 
-    certificate, _ = _ca_material("Mismatch CA")
+    certificate, _ = certs.ca_material("Mismatch CA")
     mismatch = _page(
         admin_web.post(
             url,
             {
                 "kind": "pem",
                 "pem-name": "Mismatch",
-                "pem-certificate_pem": _pem(certificate),
-                "pem-private_key_pem": _key_pem(_key()),
+                "pem-certificate_pem": certs.certificate_pem(certificate),
+                "pem-private_key_pem": certs.key_pem(certs.private_key()),
             },
         )
     )
@@ -392,7 +324,7 @@ def test_import_refuses_a_certificate_that_is_no_ca_and_a_key_of_another(
 def test_import_a_ca_from_pkcs12_and_refuse_a_wrong_password_or_a_huge_file(
     admin_web: Client,
 ) -> None:
-    certificate, key = _ca_material("Bundle CA")
+    certificate, key = certs.ca_material("Bundle CA")
     bundle = pkcs12.serialize_key_and_certificates(
         b"bundle", key, certificate, None, serialization.BestAvailableEncryption(b"p12-password")
     )
@@ -438,7 +370,7 @@ def test_enroll_a_csr_see_it_issued_and_download_the_certificate(
     assert 'name="csr"' in form and 'name="csr_file"' in form
 
     enrollment = _request_from(
-        _enroll_csr(admin_web, "web", _csr("shop.example.test", "shop.example.test"))
+        _enroll_csr(admin_web, "web", certs.csr("shop.example.test", "shop.example.test"))
     )
     assert enrollment.state == State.ISSUED
     assert enrollment.sans == ["DNS:shop.example.test"]
@@ -466,7 +398,9 @@ def test_enroll_a_csr_see_it_issued_and_download_the_certificate(
 
 
 def test_enroll_a_csr_file_in_der(admin_web: Client, web_template: Template) -> None:
-    upload = SimpleUploadedFile("req.der", _csr("der.example.test", key=_key("rsa"), der=True))
+    upload = SimpleUploadedFile(
+        "req.der", certs.csr_der("der.example.test", key=certs.private_key("rsa"))
+    )
     response = admin_web.post(
         ENROLL, {"template": "web", "method": "csr", "csr": "", "csr_file": upload}
     )
@@ -529,7 +463,7 @@ def test_a_malformed_csr_is_a_form_error_and_a_recorded_failed_request(
 def test_a_name_outside_the_template_is_refused_with_the_reason(
     admin_web: Client, web_template: Template
 ) -> None:
-    page = _page(_enroll_csr(admin_web, "web", _csr("evil.example.org", "evil.example.org")))
+    page = _page(_enroll_csr(admin_web, "web", certs.csr("evil.example.org", "evil.example.org")))
     assert "outside the domains template" in _form_errors(page)
     assert EnrollmentRequest.objects.get().state == State.FAILED
 
@@ -538,7 +472,7 @@ def test_a_name_outside_the_template_is_refused_with_the_reason(
 def test_a_post_naming_an_unknown_template_is_a_form_error(
     admin_web: Client, web_template: Template, name: str
 ) -> None:
-    page = _page(_enroll_csr(admin_web, name, _csr("a.example.test")))
+    page = _page(_enroll_csr(admin_web, name, certs.csr("a.example.test")))
     assert 'data-testid="template-error"' in page
     assert 'data-name="web"' in page  # the templates one can choose
     assert not EnrollmentRequest.objects.exists()
@@ -548,7 +482,7 @@ def test_a_disabled_template_is_not_offered(admin_web: Client, web_template: Tem
     web_template.enabled = False
     web_template.save()
     assert 'data-testid="no-templates"' in _page(admin_web.get(ENROLL))
-    page = _page(_enroll_csr(admin_web, "web", _csr("a.example.test")))
+    page = _page(_enroll_csr(admin_web, "web", certs.csr("a.example.test")))
     assert 'data-testid="template-error"' in page
 
 
@@ -563,7 +497,7 @@ def test_metadata_required_at_enrollment_is_asked_for(
     form = _page(admin_web.get(ENROLL, {"template": "web"}))
     assert 'name="metadata__owner"' in form and 'name="metadata__cost_center"' in form
 
-    missing = _page(_enroll_csr(admin_web, "web", _csr("m.example.test")))
+    missing = _page(_enroll_csr(admin_web, "web", certs.csr("m.example.test")))
     assert len(_field_errors(missing)) == 2
     assert not EnrollmentRequest.objects.exists()
 
@@ -571,7 +505,7 @@ def test_metadata_required_at_enrollment_is_asked_for(
         _enroll_csr(
             admin_web,
             "web",
-            _csr("m.example.test"),
+            certs.csr("m.example.test"),
             metadata__owner="team-web",
             metadata__cost_center="CC-42",
         )
@@ -588,7 +522,7 @@ def test_approval_flow_no_self_approval_then_approved_and_another_denied(
     alice_web, bob_web = _web(alice), _web(bob)
 
     enrollment = _request_from(
-        _enroll_csr(alice_web, "guarded", _csr("api.example.test", "api.example.test"))
+        _enroll_csr(alice_web, "guarded", certs.csr("api.example.test", "api.example.test"))
     )
     assert enrollment.state == State.PENDING
     url = reverse("console:enrollment-request-detail", args=[enrollment.pk])
@@ -624,7 +558,7 @@ def test_approval_flow_no_self_approval_then_approved_and_another_denied(
     assert enrollment.certificate is not None
 
     # Another one, denied with a comment; without one, the form says so.
-    second = _request_from(_enroll_csr(alice_web, "guarded", _csr("old.example.test")))
+    second = _request_from(_enroll_csr(alice_web, "guarded", certs.csr("old.example.test")))
     deny = reverse("console:enrollment-request-deny", args=[second.pk])
     empty = _page(bob_web.post(deny, {"deny-comment": "  "}))
     assert _field_errors(empty) == ["Say why the request is denied."]
@@ -680,7 +614,7 @@ def test_pfx_after_approval_is_collected_once_by_its_requester(
 
 
 def test_revoke_from_the_certificate_page(admin_web: Client, web_template: Template) -> None:
-    enrollment = _request_from(_enroll_csr(admin_web, "web", _csr("gone.example.test")))
+    enrollment = _request_from(_enroll_csr(admin_web, "web", certs.csr("gone.example.test")))
     detail_url = reverse("console:certificate-detail", args=[enrollment.certificate_id])
     page = _page(admin_web.get(detail_url))
     assert 'data-testid="revoke-form"' in page
@@ -726,18 +660,20 @@ def test_revoke_a_certificate_certyard_did_not_issue_is_a_form_error(
 def test_renew_with_a_csr_from_the_certificate_page(
     admin_web: Client, web_template: Template
 ) -> None:
-    key = _key()
-    original = _request_from(_enroll_csr(admin_web, "web", _csr("renew.example.test", key=key)))
+    key = certs.private_key()
+    original = _request_from(
+        _enroll_csr(admin_web, "web", certs.csr("renew.example.test", key=key))
+    )
     detail_url = reverse("console:certificate-detail", args=[original.certificate_id])
     assert 'data-testid="renew-form"' in _page(admin_web.get(detail_url))
     renew = reverse("console:certificate-renew", args=[original.certificate_id])
 
-    refused = _page(admin_web.post(renew, {"renew-csr": _csr("other.example.org")}))
+    refused = _page(admin_web.post(renew, {"renew-csr": certs.csr("other.example.org")}))
     assert "outside the domains" in _form_errors(refused)
     assert 'data-testid="refused-request"' in refused
 
     renewal = _request_from(
-        admin_web.post(renew, {"renew-csr": _csr("renew.example.test", key=key)})
+        admin_web.post(renew, {"renew-csr": certs.csr("renew.example.test", key=key)})
     )
     assert renewal.type == EnrollmentRequest.Type.RENEW
     assert renewal.state == State.ISSUED
@@ -770,7 +706,10 @@ def test_renew_a_pfx_enrolled_certificate_reusing_its_archived_key(
     assert renewed["Content-Type"] == "application/x-pkcs12"
     key, certificate, _ = pkcs12.load_key_and_certificates(renewed.content, b"renewal-pass-1")
     renewal = EnrollmentRequest.objects.get(type=EnrollmentRequest.Type.RENEW)
-    assert certificate is not None and renewal.certificate_pem.strip() == _pem(certificate).strip()
+    assert (
+        certificate is not None
+        and renewal.certificate_pem.strip() == certs.certificate_pem(certificate).strip()
+    )
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     assert key.public_key().public_bytes(
         serialization.Encoding.DER, public
@@ -811,6 +750,36 @@ def test_gateways_are_listed_and_a_failing_test_or_sync_says_why(
     (message,) = _messages(_page(synced))
     assert "cannot be loaded" in message
     assert not GatewaySync.objects.exists()
+
+
+def test_the_ca_and_gateway_pages_run_as_many_queries_for_many_rows_as_for_one(
+    admin_web: Client, gateway: HandlerRegistration, root_ca: CertificateAuthority
+) -> None:
+    urls = [
+        reverse("console:ca-list"),
+        reverse("console:ca-detail", args=[root_ca.pk]),
+        reverse("console:gateway-list"),
+        reverse("console:gateway-detail", args=[gateway.pk]),
+    ]
+
+    def queries(url: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_web.get(url).status_code == 200
+        return len(captured)
+
+    def add_rows(*numbers: int) -> None:
+        for n in numbers:
+            pki_services.ca_create(
+                name=f"Console Sub {n}", key_algorithm="EC-P256", validity_days=30, parent=root_ca
+            )
+            Template.objects.create(name=f"via-acme-{n}", gateway=gateway, product_id="default")
+            Template.objects.create(name=f"web-{n}", ca=root_ca, allowed_domains=["example.test"])
+
+    add_rows(0)
+    [queries(url) for url in urls]  # caches (content types, sessions) warmed
+    before = [queries(url) for url in urls]
+    add_rows(1, 2, 3)
+    assert [queries(url) for url in urls] == before
 
 
 def test_a_sync_shows_its_progress_card_polling_until_it_ends(
@@ -881,7 +850,7 @@ def test_every_action_is_refused_without_its_permission(
     root_ca: CertificateAuthority,
     gateway: HandlerRegistration,
 ) -> None:
-    enrollment = _request_from(_enroll_csr(admin_web, "web", _csr("p.example.test")))
+    enrollment = _request_from(_enroll_csr(admin_web, "web", certs.csr("p.example.test")))
     # Seeing everything is not enough to act.
     plain_user.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
     viewer = _web(plain_user)
@@ -908,7 +877,7 @@ def test_every_page_needs_its_view_permission(
     root_ca: CertificateAuthority,
     gateway: HandlerRegistration,
 ) -> None:
-    enrollment = _request_from(_enroll_csr(admin_web, "web", _csr("v.example.test")))
+    enrollment = _request_from(_enroll_csr(admin_web, "web", certs.csr("v.example.test")))
     sync = GatewaySync.objects.create(gateway=gateway)
     pages = [
         reverse("console:ca-list"),
@@ -935,8 +904,8 @@ def test_a_requester_sees_their_own_requests_only(
 ) -> None:
     carol = _user("carol", "enrollment.add_enrollmentrequest")
     carol_web = _web(carol)
-    mine = _request_from(_enroll_csr(carol_web, "web", _csr("mine.example.test")))
-    theirs = _request_from(_enroll_csr(admin_web, "web", _csr("theirs.example.test")))
+    mine = _request_from(_enroll_csr(carol_web, "web", certs.csr("mine.example.test")))
+    theirs = _request_from(_enroll_csr(admin_web, "web", certs.csr("theirs.example.test")))
 
     assert (
         carol_web.get(reverse("console:enrollment-request-detail", args=[mine.pk])).status_code
@@ -960,7 +929,7 @@ def test_posts_without_the_csrf_token_are_refused(
 ) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(admin_user_)
-    response = _enroll_csr(client, "web", _csr("csrf.example.test"))
+    response = _enroll_csr(client, "web", certs.csr("csrf.example.test"))
     assert response.status_code == 403
     response = client.post(
         reverse("console:ca-create"),
@@ -972,7 +941,7 @@ def test_posts_without_the_csrf_token_are_refused(
 
 
 def test_actions_are_post_only(admin_web: Client, web_template: Template) -> None:
-    enrollment = _request_from(_enroll_csr(admin_web, "web", _csr("get.example.test")))
+    enrollment = _request_from(_enroll_csr(admin_web, "web", certs.csr("get.example.test")))
     for name in ("approve", "deny", "collect"):
         url = reverse(f"console:enrollment-request-{name}", args=[enrollment.pk])
         assert admin_web.get(url).status_code == 405, name
@@ -981,7 +950,7 @@ def test_actions_are_post_only(admin_web: Client, web_template: Template) -> Non
 def test_pages_have_no_inline_code_and_bad_page_numbers_are_harmless(
     admin_web: Client, web_template: Template, root_ca: CertificateAuthority
 ) -> None:
-    _request_from(_enroll_csr(admin_web, "web", _csr("page.example.test")))
+    _request_from(_enroll_csr(admin_web, "web", certs.csr("page.example.test")))
     for url in [
         reverse("console:ca-create"),
         reverse("console:ca-import"),
@@ -1006,7 +975,7 @@ def test_pages_have_no_inline_code_and_bad_page_numbers_are_harmless(
 
 def _broken_ca_pem() -> tuple[str, str]:
     """A CA certificate whose basic constraints cannot be parsed, and its key."""
-    key = _key()
+    key = certs.private_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Broken CA")])
     now = dt.datetime.now(dt.UTC)
     certificate = (
@@ -1023,7 +992,7 @@ def _broken_ca_pem() -> tuple[str, str]:
         )
         .sign(key, hashes.SHA256())
     )
-    return _pem(certificate), _key_pem(key)
+    return certs.certificate_pem(certificate), certs.key_pem(key)
 
 
 def test_bad_input_is_a_form_error_never_a_server_error(
@@ -1072,8 +1041,8 @@ def test_bad_input_is_a_form_error_never_a_server_error(
             ENROLL,
             {
                 "template": "web",
-                "csr": _csr("a.example.test"),
-                "csr_file": SimpleUploadedFile("r.pem", _csr("b.example.test").encode()),
+                "csr": certs.csr("a.example.test"),
+                "csr_file": SimpleUploadedFile("r.pem", certs.csr("b.example.test").encode()),
             },
         )
     )
@@ -1085,12 +1054,12 @@ def test_bad_input_is_a_form_error_never_a_server_error(
     renew = _page(
         admin_web.post(
             reverse("console:certificate-renew", args=[foreign.pk]),
-            {"renew-csr": _csr("later.example.test")},
+            {"renew-csr": certs.csr("later.example.test")},
         )
     )
     assert "Certyard did not issue this certificate" in _form_errors(renew)
 
-    issued = _request_from(_enroll_csr(admin_web, "web", _csr("twice.example.test")))
+    issued = _request_from(_enroll_csr(admin_web, "web", certs.csr("twice.example.test")))
     twice = admin_web.post(
         reverse("console:enrollment-request-approve", args=[issued.pk]), follow=True
     )

@@ -369,7 +369,7 @@ def test_orchestrator_page_hides_runs_from_who_may_not_see_them(
 def test_the_pages_need_no_inline_script_or_style(
     admin_web: Client, webhook: HandlerRegistration, make_run: Callable[..., HandlerRun]
 ) -> None:
-    # The Content-Security-Policy forbids both (see tests/certyard/test_browser_security.py).
+    # The Content-Security-Policy forbids both (see tests/certyard/core/test_browser_security.py).
     run = make_run(webhook, error="<script>no</script>", traceback="x")
     for url in [*_pages(run), reverse("console:handler-registration-detail", args=[webhook.pk])]:
         page = _page(admin_web, url)

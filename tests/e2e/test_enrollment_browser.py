@@ -11,11 +11,8 @@ import secrets
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.certs import csr_for
 from tests.e2e.conftest import LivePlatform, platform_python
 from tests.e2e.test_console_browser import browser  # noqa: F401 - the shared Chromium fixture
 
@@ -55,17 +52,6 @@ Template.objects.create(
 )
 print("ready")
 """
-
-
-def _csr(common_name: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def test_one_person_enrolls_another_approves_and_the_certificate_is_issued(
@@ -113,7 +99,7 @@ def test_one_person_enrolls_another_approves_and_the_certificate_is_issued(
     expect(choice).to_contain_text("needs approval")
     expect(choice).to_contain_text(CA_NAME)
     choice.locator("[data-action=enroll-csr]").click()
-    alice.fill("textarea[name=csr]", _csr(COMMON_NAME))
+    alice.fill("textarea[name=csr]", csr_for(COMMON_NAME))
     alice.get_by_role("button", name="Request approval").click()
     expect(alice.get_by_test_id("request-state")).to_have_attribute("data-state", "pending")
     expect(alice.get_by_role("status")).to_contain_text("waits for an approver")

@@ -37,7 +37,7 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.e2e
 
 COUNT = 100_000
-BATCH = 2_000  # certyard.inventory.metadata_generators.BATCH_SIZE
+BATCH = 2_000  # certyard.inventory.metadata.generators.BATCH_SIZE
 # Set on every synthetic certificate by crypto_strength, whatever its key and signature.
 ALWAYS_SET = ("key_strength", "validity_days", "strength", "quantum_vulnerable")
 
@@ -230,7 +230,7 @@ def test_a_backfill_of_100000_certificates_resumes_after_its_worker_is_killed(
     platform_python(
         platform,
         "from benchmarks.metadata_backfill import synthetic_certificates_insert\n"
-        "from certyard.inventory.metadata_generators import metadata_generate_new_after_commit\n"
+        "from certyard.inventory.metadata.generators import metadata_generate_new_after_commit\n"
         "synthetic_certificates_insert(10, seed='after')\n"
         "metadata_generate_new_after_commit()  # what an inventory commit queues\n",
     )

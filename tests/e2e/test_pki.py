@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
+from tests.certs import csr_for
 from tests.e2e.conftest import (
     LivePlatform,
     certificates_listed,
@@ -56,17 +56,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlatform]
     live = start_platform(tmp_path_factory.mktemp("pki"))
     yield live
     stop_platform(live)
-
-
-def csr_for(name: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def in_platform(platform: LivePlatform, code: str) -> Any:
@@ -120,7 +109,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from certyard.accounts.services import api_token_create
 from certyard.enrollment.models import Template
-from certyard.enrollment.templates_service import template_errors
+from certyard.enrollment.services import template_errors
 from certyard.workflows.models import HandlerRegistration
 from certyard.workflows.services import registration_save
 
@@ -487,7 +476,7 @@ def test_acme_enrollment_and_revocation_through_the_platform(
             platform,
             "import json\n"
             "from certyard.enrollment.models import Template\n"
-            "from certyard.enrollment.templates_service import template_errors\n"
+            "from certyard.enrollment.services import template_errors\n"
             f"t = Template(name='acme-e2e', gateway_id={gateway_id}, product_id='default',\n"
             "              allowed_domains=['acme.e2e.test'])\n"
             "assert not template_errors(t), template_errors(t)\n"

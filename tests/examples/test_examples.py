@@ -24,7 +24,7 @@ from certyard.fleet.models import Orchestrator
 from certyard.fleet.services import orchestrator_register
 from certyard.inventory.ingest import inventory_submit
 from certyard.inventory.metadata import metadata_field_create
-from certyard.inventory.metadata_generators import metadata_generate_new
+from certyard.inventory.metadata.generators import metadata_generate_new
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
@@ -41,13 +41,9 @@ from certyard.workflows.services import registration_save
 from handlers.base import HandlerKind
 from handlers.parameters import ParameterError
 from handlers.registry import handler_classes
+from orchestrators.agent.store_types import capabilities, load_store_types
 from orchestrators.protocol import JobOutcome, JobType
-from orchestrators.sdk import (
-    JobConfiguration,
-    StoreConfiguration,
-    capabilities,
-    load_store_types,
-)
+from orchestrators.sdk import JobConfiguration, StoreConfiguration
 from tests.certs import Issued, agent_key, csr_pem, issue
 from tests.conftest import entry
 

@@ -24,7 +24,6 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from handlers.base import HandlerError
 from handlers.builtin.acme import (
@@ -47,6 +46,7 @@ from handlers.gateways import (
     RevocationReason,
 )
 from handlers.parameters import ParameterError, parameters_check
+from tests import certs
 from tests.servers.pebble import PebbleServer, free_port, pebble_server
 
 BLOCKED = "blocked.example.test"
@@ -109,13 +109,7 @@ def gateway(pebble: PebbleServer, account_key_pem: str, webroot: Path) -> AcmeGa
     )
 
 
-def new_key(kind: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
-    if kind == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def csr_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, sans: tuple[str, ...]) -> str:
+def csr_pem(key: certs.PrivateKey, sans: tuple[str, ...]) -> str:
     names: list[x509.GeneralName] = []
     for san in sans:
         kind, _, value = san.partition(":")
@@ -128,7 +122,7 @@ def csr_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, sans: tuple[str
 def enrollment(
     sans: tuple[str, ...],
     *,
-    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None,
+    key: certs.PrivateKey | None = None,
     csr_sans: tuple[str, ...] | None = None,
     **fields: Any,
 ) -> GatewayEnrollment:
@@ -136,7 +130,7 @@ def enrollment(
         request_id=fields.pop("request_id", "request-1"),
         type=fields.pop("type", EnrollmentType.NEW),
         product_id="default",
-        csr_pem=csr_pem(key or new_key("ec"), sans if csr_sans is None else csr_sans),
+        csr_pem=csr_pem(key or certs.private_key(), sans if csr_sans is None else csr_sans),
         subject="",
         sans=sans,
         **fields,
@@ -263,7 +257,7 @@ def test_a_ca_requiring_account_binding_refuses_an_account_without_it(
 def test_issues_a_certificate_for_the_csr_key_and_names_that_chains_to_pebbles_root(
     gateway: AcmeGateway, pebble: PebbleServer, webroot: Path, tmp_path: Path, key_kind: str
 ) -> None:
-    key = new_key(key_kind)
+    key = certs.private_key(key_kind)
     sans = ("DNS:www.example.test", "DNS:api.example.test")
     record = gateway.enroll(enrollment(sans, key=key))
 
@@ -286,12 +280,9 @@ def test_issues_a_certificate_for_the_csr_key_and_names_that_chains_to_pebbles_r
 
 
 def test_an_rsa_account_key_signs_with_rs256(pebble: PebbleServer) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
+    pem = certs.key_pem(
+        certs.private_key("rsa"), private_format=serialization.PrivateFormat.TraditionalOpenSSL
+    )
     assert AccountKey.from_pem(pem).alg == "RS256"
     record = gateway_for(pebble, pem).enroll(enrollment(("DNS:rsa-account.example.test",)))
     assert record.status == RecordStatus.ISSUED
@@ -639,15 +630,7 @@ def test_config_check_names_the_parameter_at_fault(
 
 
 def test_an_account_key_on_an_unsupported_curve_is_refused() -> None:
-    pem = (
-        ec.generate_private_key(ec.SECP521R1())
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
+    pem = certs.key_pem(certs.private_key("ec521"))
     with pytest.raises(ParameterError) as caught:
         AcmeGateway.config_check(_config(account_key_pem=pem))
     assert "P-256" in caught.value.errors["account_key_pem"]

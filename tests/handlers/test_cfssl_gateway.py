@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from handlers.base import HandlerError
 from handlers.builtin import cfssl as cfssl_module
@@ -31,9 +30,10 @@ from handlers.gateways import (
     RevocationReason,
 )
 from handlers.parameters import ParameterError, parameters_check
+from tests import certs
 from tests.servers.cfssl import CfsslServer, cfssl_server
 
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+PrivateKey = certs.PrivateKey
 
 
 @pytest.fixture(scope="module")
@@ -54,23 +54,6 @@ def gateway(server: CfsslServer, **overrides: Any) -> CfsslGateway:
     return CfsslGateway(parameters_check(CfsslGateway.parameters, raw))
 
 
-def new_key(kind: str = "ec") -> PrivateKey:
-    if kind == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def csr_pem(key: PrivateKey, common_name: str, names: tuple[str, ...] = ()) -> str:
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    )
-    if names:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False
-        )
-    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
-
-
 def enrollment(
     common_name: str,
     sans: tuple[str, ...] = (),
@@ -85,7 +68,7 @@ def enrollment(
         request_id=f"req-{common_name}",
         type=fields.pop("type", EnrollmentType.NEW),
         product_id=product,
-        csr_pem=csr or csr_pem(key or new_key(), common_name, dns),
+        csr_pem=csr or certs.csr(common_name, *dns, key=key),
         subject=f"CN={common_name}",
         sans=sans,
         **fields,
@@ -188,7 +171,7 @@ def test_a_non_hexadecimal_auth_key_is_refused_when_registered() -> None:
 def test_issues_a_certificate_for_the_csr_that_openssl_verifies(
     server: CfsslServer, kind: str, tmp_path: Path
 ) -> None:
-    key = new_key(kind)
+    key = certs.private_key(kind)
     sans = ("DNS:www.example.com", "DNS:example.com", "IP:192.0.2.10")
     record = gateway(server).enroll(enrollment("www.example.com", sans, key=key))
 
@@ -223,7 +206,7 @@ def test_issues_a_certificate_for_the_csr_that_openssl_verifies(
 
 
 def test_issues_exactly_the_approved_names_not_the_csrs_others(server: CfsslServer) -> None:
-    csr = csr_pem(new_key(), "app.example.com", ("app.example.com", "admin.example.com"))
+    csr = certs.csr("app.example.com", "app.example.com", "admin.example.com")
     request = enrollment("app.example.com", ("DNS:app.example.com",), csr=csr)
     issued = certificate(gateway(server).enroll(request))
     names = issued.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

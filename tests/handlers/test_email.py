@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from certyard.workflows.actions import PlatformRequests
 from handlers.base import HandlerError
 from handlers.builtin.email import DEFAULT_BODY, DEFAULT_SUBJECT, EmailNotification
 from handlers.parameters import ParameterError, parameters_check
@@ -71,10 +72,12 @@ def mailbox(settings: Any) -> Iterator[Mailbox]:
 
 
 def handler(**config: Any) -> EmailNotification:
-    """A handler with its configuration checked as the platform checks it."""
+    """A handler with its configuration checked, and its facade, as the platform gives them."""
     checked = parameters_check(EmailNotification.parameters, config)
     EmailNotification.config_check(checked)
-    return EmailNotification(checked)
+    instance = EmailNotification(checked)
+    instance.platform = PlatformRequests()  # the facade the runner gives every event handler
+    return instance
 
 
 def test_an_expiration_mail_reads_well_with_the_default_subject_and_body(

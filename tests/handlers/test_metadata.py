@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, m
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from certyard.inventory.parsing import (
+from certyard.x509 import (
     CertificateParseError,
     certificate_parse,
     pem_blocks_to_der,

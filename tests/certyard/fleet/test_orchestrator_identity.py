@@ -404,7 +404,7 @@ def test_a_revoked_orchestrator_registers_again_without_a_reset(
 ) -> None:
     assert _revoke(admin_api, agent.orchestrator).status_code == 200
     # With the key it had (the CSR proves possession); a new key may not take the row over
-    # (tests/certyard/test_security_registration.py).
+    # (tests/certyard/fleet/test_security_registration.py).
     new_key = agent.key
     body = register_body(make_token(), agent.orchestrator.name, key=new_key)
     body["client_machine"] = agent.orchestrator.client_machine

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from certyard.console.supervisor import (
+from certyard.run.supervisor import (
     RUN_MARKER,
     CrashHistory,
     RunFiles,
@@ -23,7 +23,7 @@ from certyard.console.supervisor import (
     stale_processes,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_backoff_doubles_from_one_second_up_to_thirty() -> None:
@@ -121,7 +121,7 @@ def test_a_child_dies_with_certyard_run_even_by_sigkill(tmp_path: Path) -> None:
             "import subprocess, time\n"
             "import django\n"
             "django.setup()\n"
-            "from certyard.console.supervisor import dies_with_parent\n"
+            "from certyard.run.supervisor import dies_with_parent\n"
             "child = subprocess.Popen(['sleep', '120'], start_new_session=True,"
             " preexec_fn=dies_with_parent())\n"
             f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 from django.db import connection
@@ -19,6 +18,7 @@ from django.test import Client
 from certyard.errors import ServiceError
 from certyard.pki import crypto, services
 from certyard.pki.models import CertificateAuthority, IssuedCertificate, KeyAlgorithm
+from tests.certs import ca_material, private_key
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +30,7 @@ def _openssl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _leaf(ca: CertificateAuthority, cn: str = "www.example.test") -> services.Issued:
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = private_key()
     profile = crypto.Profile(
         subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]),
         validity=dt.timedelta(days=30),
@@ -209,25 +209,8 @@ def test_ocsp_garbage_gets_malformed_request_not_an_error() -> None:
     )
 
 
-def _self_signed_ca(key: rsa.RSAPrivateKey) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Imported Root")])
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-
-
 def test_import_pem_and_pkcs12_and_refusals(tmp_path: Path) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    certificate = _self_signed_ca(key)
+    certificate, key = ca_material("Imported Root", key=private_key("rsa"), key_usage=False)
     cert_pem = crypto.certificate_pem(certificate)
     encrypted = crypto.key_pem(key, b"s3cret")
     ca = services.ca_import(
@@ -244,7 +227,7 @@ def test_import_pem_and_pkcs12_and_refusals(tmp_path: Path) -> None:
     )
     assert services.ca_import_pkcs12(name="From P12", data=p12, password="pw").sha256 == ca.sha256
 
-    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other_key = private_key("rsa")
     refusals = [
         (dict(private_key_pem=crypto.key_pem(other_key)), "does not belong"),
         (dict(private_key_pem=encrypted), "encrypted: give its password"),

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 from django.contrib.auth.models import Permission
@@ -23,31 +23,10 @@ from certyard.inventory.models import Certificate, CertificateMetadata, Metadata
 from certyard.pki import services as pki_services
 from certyard.pki.models import CertificateAuthority, IssuedCertificate, KeyAlgorithm
 from certyard.workflows.models import Event
+from tests.certs import csr_for, private_key
 
 pytestmark = pytest.mark.django_db
 State = EnrollmentRequest.State
-
-
-def csr_for(
-    *names: str,
-    key: Any = None,
-    cn: str | None = None,
-    ips: tuple[str, ...] = (),
-    extra: x509.Name | None = None,
-) -> str:
-    import ipaddress
-
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    subject = extra or x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, cn if cn is not None else names[0])]
-    )
-    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
-    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM).decode()
 
 
 @pytest.fixture
@@ -110,11 +89,48 @@ def test_csr_enrollment_issues_records_in_inventory_and_emits_issued(web: Templa
     assert issued.data["template"] == "web"
 
 
+def test_an_issued_certificate_is_read_once_on_its_way_to_the_inventory(
+    web: Template, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parsed certificate goes down to the inventory: its DER is not loaded again."""
+    from certyard.x509 import certificate_parse
+
+    loaded: list[bytes] = []
+    load = x509.load_der_x509_certificate
+
+    def counted(data: bytes, *args: Any) -> x509.Certificate:
+        loaded.append(bytes(data))
+        return load(data, *args)
+
+    monkeypatch.setattr(x509, "load_der_x509_certificate", counted)
+    request = services.enrollment_submit_csr(
+        template_name="web", csr_pem=csr_for("once.example.test")
+    )
+    assert request.state == State.ISSUED, request.failure_reason
+    monkeypatch.undo()
+    der = x509.load_pem_x509_certificate(request.certificate_pem.encode()).public_bytes(
+        serialization.Encoding.DER
+    )
+    assert der not in loaded
+    inventory = Certificate.objects.get(pk=request.certificate_id)
+    parsed = certificate_parse(der)  # what reading the DER would have recorded
+    assert (inventory.sha256, inventory.serial_number, inventory.subject) == (
+        parsed.sha256,
+        parsed.serial_number,
+        parsed.subject,
+    )
+    assert (inventory.sans, inventory.key_algorithm, inventory.parse_warnings) == (
+        parsed.sans,
+        parsed.key_algorithm,
+        parsed.parse_warnings,
+    )
+
+
 @pytest.mark.parametrize(
     "key",
     [
-        rsa.generate_private_key(public_exponent=65537, key_size=2048),
-        ec.generate_private_key(ec.SECP384R1()),
+        private_key("rsa"),
+        private_key("ec384"),
     ],
     ids=["RSA-2048", "EC-P384"],
 )
@@ -170,11 +186,8 @@ def test_bad_input_is_recorded_as_failed_and_nothing_is_issued(
 ) -> None:
     csrs = {
         "TAMPERED": _tampered_csr,
-        "RSA1024": lambda: csr_for(
-            "a.example.test",
-            key=rsa.generate_private_key(public_exponent=65537, key_size=1024),  # noqa: S505
-        ),
-        "ED25519": lambda: csr_for("a.example.test", key=ed25519.Ed25519PrivateKey.generate()),
+        "RSA1024": lambda: csr_for("a.example.test", key=private_key("rsa1024")),
+        "ED25519": lambda: csr_for("a.example.test", key=private_key("ed25519")),
         "OUTSIDE": lambda: csr_for("www.example.com"),
         "WILDCARD": lambda: csr_for("*.example.test"),
         "IP": lambda: csr_for("a.example.test", ips=("10.0.0.1",)),
@@ -199,13 +212,13 @@ def test_subject_pattern_required_fields_and_metadata_rules(web: Template) -> No
             x509.NameAttribute(NameOID.COMMON_NAME, "www.example.test"),
         ]
     )
-    deep = _refused(template_name="web", csr_pem=csr_for("a.b.example.test", extra=subject))
+    deep = _refused(template_name="web", csr_pem=csr_for("a.b.example.test", subject=subject))
     assert "does not match template 'web''s pattern" in deep.failure_reason
-    missing = _refused(template_name="web", csr_pem=csr_for("www.example.test", extra=subject))
+    missing = _refused(template_name="web", csr_pem=csr_for("www.example.test", subject=subject))
     assert "metadata required at enrollment is missing: owner" in missing.failure_reason
     issued = services.enrollment_submit_csr(
         template_name="web",
-        csr_pem=csr_for("www.example.test", extra=subject),
+        csr_pem=csr_for("www.example.test", subject=subject),
         metadata={"owner": "team-web"},
     )
     assert issued.state == State.ISSUED

@@ -22,7 +22,7 @@ from certyard.inventory.metadata import (
     metadata_value_canonical,
     metadata_values_set,
 )
-from certyard.inventory.metadata_generators import (
+from certyard.inventory.metadata.generators import (
     metadata_backfill_cancel,
     metadata_backfill_run,
     metadata_backfill_start,
@@ -443,7 +443,7 @@ def test_a_batch_is_recorded_once_even_when_two_workers_race_for_it(
     flaky_generator: str,
 ) -> None:
     """The second worker's compare-and-set on the cursor fails: it records nothing."""
-    from certyard.inventory import metadata_generators
+    from certyard.inventory.metadata import generators as metadata_generators
 
     _field("owner")
     _register("flaky", flaky_generator)

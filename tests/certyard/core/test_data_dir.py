@@ -10,7 +10,7 @@ from pathlib import Path
 
 from certyard.datadir import data_dir_problem, data_dir_tighten
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _mode(path: Path) -> int:

@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 from django.test import Client
 
 from certyard.pki import crypto, services
 from certyard.pki.models import CertificateAuthority, KeyAlgorithm
+from tests.certs import private_key
 
 pytestmark = pytest.mark.django_db
 
@@ -95,7 +95,7 @@ def _ca_certificate(ca: CertificateAuthority) -> x509.Certificate:
 
 
 def _leaf(ca: CertificateAuthority, cn: str = "www.example.test") -> services.Issued:
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = private_key()
     profile = crypto.Profile(
         subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]),
         validity=dt.timedelta(days=30),

@@ -9,7 +9,6 @@ from rest_framework.test import APIClient
 
 from certyard.inventory.ingest import inventory_submit
 from certyard.inventory.models import Certificate, CertificateLocation, CertificateStore
-from certyard.inventory.parsing import der_to_pem, pem_to_der
 from certyard.inventory.services import store_inventory_status_record
 from certyard.jobs.models import Job
 from certyard.jobs.services import (
@@ -18,6 +17,7 @@ from certyard.jobs.services import (
     job_lease_next,
     job_report_errors_record,
 )
+from certyard.x509 import der_to_pem, pem_to_der
 from tests.certs import Issued, issue
 from tests.certyard.conftest import ADMIN, error_of
 from tests.conftest import entry

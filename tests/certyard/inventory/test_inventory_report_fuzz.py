@@ -23,7 +23,7 @@ from certyard.jobs.models import Job
 from certyard.jobs.services import job_inventory_request, job_lease_next
 from tests.certs import issue
 from tests.certyard.conftest import AGENT
-from tests.certyard.test_parsing_fuzz import encode, encode_oid, rebuild
+from tests.certyard.x509.test_parsing_fuzz import encode, encode_oid, rebuild
 
 VECTORS = Path(os.path.dirname(cryptography_vectors.__file__)) / "x509"
 SOURCES = [

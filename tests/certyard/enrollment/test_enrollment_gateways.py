@@ -17,14 +17,14 @@ from cryptography import x509
 from certyard.enrollment import services
 from certyard.enrollment.gateways import GatewayFailed, gateway_ping
 from certyard.enrollment.models import EnrollmentRequest, GatewayRecord, GatewaySync, Template
+from certyard.enrollment.services import template_errors
 from certyard.enrollment.sync import gateway_sync_run, gateway_sync_start, gateway_syncs_resume
-from certyard.enrollment.templates_service import template_errors
 from certyard.errors import ServiceError
 from certyard.inventory.models import Certificate
 from certyard.workflows.models import Event, HandlerRegistration
 from certyard.workflows.services import registration_save
 from handlers.builtin.acme import account_key_generate
-from tests.certyard.test_enrollment import csr_for
+from tests.certs import csr_for
 from tests.servers.cfssl import CfsslServer, cfssl_server
 from tests.servers.pebble import PebbleServer, free_port, pebble_server
 
@@ -194,6 +194,27 @@ def test_cfssl_issue_renew_revoke_and_synchronize(
     again = gateway_sync_start(registration=registration)
     assert gateway_sync_run(again.pk) == 0
     assert GatewayRecord.objects.filter(gateway=registration).count() == 9
+
+
+def test_a_gateway_enrollment_reads_its_csr_once(
+    cfssl_template: Template, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CSR the policy parsed is the one the CA's answer is checked against."""
+    from certyard.enrollment import policy
+
+    parse = policy.csr_parse
+    read: list[str] = []
+
+    def counted(text: str) -> Any:
+        read.append(text)
+        return parse(text)
+
+    monkeypatch.setattr(policy, "csr_parse", counted)
+    issued = services.enrollment_submit_csr(
+        template_name="cfssl-web", csr_pem=csr_for("once.example.test")
+    )
+    assert issued.state == State.ISSUED, issued.failure_reason
+    assert len(read) == 1
 
 
 def test_cfssl_sync_resumes_after_its_worker_died(

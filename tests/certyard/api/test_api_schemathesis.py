@@ -129,7 +129,7 @@ _CONFIG = {
         # answered 401. Whether each operation refuses none or wrong ones is `ignored_auth`.
         "with-security-parameters": False,
         # No NUL characters in generated text: the APIs refuse a NUL anywhere in a body or
-        # query string (400, tests/certyard/test_nul_characters.py), which an open object's
+        # query string (400, tests/certyard/api/test_nul_characters.py), which an open object's
         # schema (additionalProperties) cannot say of the keys and values it allows.
         "allow-x00": False,
     },

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
@@ -29,7 +28,7 @@ from certyard.inventory.models import (
 )
 from certyard.inventory.services import store_create
 from certyard.jobs.services import job_inventory_request
-from tests.certs import Issued
+from tests.certs import Issued, private_key
 from tests.conftest import RegisteredAgent, entry
 from tests.handlers.support import expiring_event
 from tests.handlers.test_email import Mailbox, handler, mailbox  # noqa: F401 (fixture)
@@ -54,7 +53,7 @@ SHOWN = ["\\u202E", "\\u200B", "\\u2066", "\\u200D"]
 def _spoofing_certificate() -> Issued:
     """A self-signed leaf whose CN, O and SANs carry bidi, zero-width and control
     characters (cryptography writes them as UTF8String and IA5String as given)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = private_key()
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, COMMON_NAME),

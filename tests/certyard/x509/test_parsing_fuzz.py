@@ -19,9 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from certyard.inventory import der as derlib
-from certyard.inventory import parsing
-from certyard.inventory.parsing import (
+from certyard.x509 import (
     CertificateParseError,
     ParsedCertificate,
     certificate_details,
@@ -29,6 +27,9 @@ from certyard.inventory.parsing import (
     pem_blocks_to_der,
     pem_to_der,
 )
+from certyard.x509 import der as derlib
+from certyard.x509 import oids as oid_tables
+from certyard.x509 import parse as parsing
 from tests.certs import issue
 
 VECTORS = Path(cryptography_vectors.__file__).parent / "x509"
@@ -265,9 +266,11 @@ def test_an_invented_extension_is_listed_by_its_oid(
         dotted
         not in {
             extension.oid
-            for extension in parsing._raw_extensions(parsing._split(der), lambda message: None)
+            for extension in parsing.raw_extensions(
+                parsing.split_certificate(der), lambda message: None
+            )
         }
-        and parsing._oid_label(dotted) == dotted
+        and oid_tables.oid_label(dotted) == dotted
     ):
         listed = certificate_details(mutated).other_extensions
         assert (f"{dotted} (critical)" if critical else dotted) in listed
@@ -287,7 +290,7 @@ def test_a_random_public_key_algorithm_is_named_by_its_oid(
 
     assert parsed is not None
     dotted = derlib.oid(derlib.read_element(encode_oid(arcs)))
-    if dotted not in parsing._KEY_ALGORITHMS:
+    if dotted not in oid_tables.KEY_ALGORITHMS:
         assert (parsed.key_algorithm, parsed.key_size) == (dotted, None)
         assert f"public key algorithm {dotted} is not supported; key size unknown" in (
             parsed.parse_warnings

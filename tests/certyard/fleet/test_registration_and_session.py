@@ -8,7 +8,7 @@ import time
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.utils import timezone
 
@@ -20,7 +20,7 @@ from certyard.fleet.services import (
     registration_token_revoke,
 )
 from certyard.pki.models import CertificateAuthority
-from tests.certs import agent_key, csr_pem, issue, session_assertion
+from tests.certs import agent_key, csr_pem, issue, private_key, session_assertion
 from tests.certyard.conftest import AGENT, error_of, register_body
 from tests.conftest import RegisteredAgent
 
@@ -168,22 +168,15 @@ def test_reusable_token_registers_two_orchestrators(api, make_token) -> None:
 
 
 def _rsa_csr() -> str:
-    rsa_key = issue("rsa-agent", rsa_bits=2048).key
-    return csr_pem(rsa_key, "rsa-agent")
+    return csr_pem(private_key("rsa"), "rsa-agent")
 
 
 def _p521_csr() -> str:
-    return csr_pem(ec.generate_private_key(ec.SECP521R1()), "p521-agent")
+    return csr_pem(private_key("ec521"), "p521-agent")
 
 
 def _ed25519_csr() -> str:
-    key = ed25519.Ed25519PrivateKey.generate()
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ed-agent")]))
-        .sign(key, None)
-    )
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
+    return csr_pem(private_key("ed25519"), "ed-agent")
 
 
 def _bad_signature_csr() -> str:

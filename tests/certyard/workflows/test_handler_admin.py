@@ -612,7 +612,7 @@ STYLE_ATTRIBUTE = re.compile(r"<[a-z][^>]*\sstyle=", re.IGNORECASE)
 def test_the_pages_need_no_inline_script_or_style(
     admin_web: Client, webhook: HandlerRegistration, orphan: HandlerRegistration
 ) -> None:
-    # The Content-Security-Policy forbids both (see tests/certyard/test_browser_security.py).
+    # The Content-Security-Policy forbids both (see tests/certyard/core/test_browser_security.py).
     run = _run(webhook)
     for url in [
         ADD,

@@ -44,6 +44,7 @@ from certyard.jobs.models import Job
 from certyard.pki import services as pki_services
 from certyard.pki.models import IssuedCertificate, KeyAlgorithm
 from certyard.workflows.models import Event
+from tests.certs import csr_for
 
 pytestmark = pytest.mark.django_db
 
@@ -105,7 +106,7 @@ def world(register_agent: Callable[..., Any]) -> World:
     ).request
     pending = enrollment_services.enrollment_submit_csr(
         template_name="guarded",
-        csr_pem=_csr("pending.example.test"),
+        csr_pem=csr_for("pending.example.test"),
         actor=owner,
     )
     collectable = enrollment_services.enrollment_submit_pfx(
@@ -129,22 +130,6 @@ def world(register_agent: Callable[..., Any]) -> World:
         collectable=EnrollmentRequest.objects.get(pk=collectable.pk),
         store=store,
     )
-
-
-def _csr(name: str) -> str:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def _open_job(world: World) -> None:

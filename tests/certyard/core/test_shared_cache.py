@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 from certyard.settings import CACHE_TABLE, cache_settings
 from tests.certyard.conftest import AGENT, error_of
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 REDIS_SERVER = os.environ.get("CERTYARD_TEST_REDIS_SERVER", "redis://127.0.0.1:6379")
 REDIS_URL = f"{REDIS_SERVER}/12"  # a database of its own; keys under a prefix of each test's
 

@@ -37,6 +37,23 @@ def test_the_error_body_is_one_component(schema: dict[str, Any]) -> None:
     assert error["properties"]["error"]["required"] == ["code", "message"]
 
 
+def test_the_error_component_names_every_member_and_allows_no_other() -> None:
+    error = ERROR_SCHEMA["properties"]["error"]
+    assert error["additionalProperties"] is False
+    assert set(error["properties"]) == {
+        "code",
+        "message",
+        "fields",
+        "enrollment_id",
+        "missing",
+        "reason",
+        "rejected",
+    }
+    fields = error["properties"]["fields"]
+    assert fields["type"] == "object"
+    assert fields["additionalProperties"] == {"type": "array", "items": {"type": "string"}}
+
+
 def test_every_operation_documents_its_error_answers(schema: dict[str, Any]) -> None:
     operations = _operations(schema)
     assert len(operations) > 30

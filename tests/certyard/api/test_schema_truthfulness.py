@@ -1,7 +1,7 @@
 """Issue 14, finding 8: the OpenAPI schema says what the APIs accept, and they refuse what
 it calls invalid (400, never a quiet default or a coerced value).
 
-Each test pins one mismatch schemathesis reported (tests/certyard/test_api_schemathesis.py
+Each test pins one mismatch schemathesis reported (tests/certyard/api/test_api_schemathesis.py
 runs every check it has over both APIs; benchmarks/schemathesis_deep.py runs it deep).
 """
 
@@ -153,8 +153,21 @@ def test_a_long_poll_wait_outside_0_to_30_is_refused(
 
 
 def test_every_check_schemathesis_has_runs_on_both_apis() -> None:
-    from tests.certyard import test_api_schemathesis as run
+    from tests.certyard.api import test_api_schemathesis as run
 
     load_all_checks()
     assert {c.__name__ for c in run.CHECKS} >= set(REGISTERED_CHECKS.get_all_names())
     assert hasattr(run, "test_the_api_holds_up_over_chains_of_calls")  # the stateful phase
+
+
+def test_revoking_an_agents_certificate_with_a_body_that_is_no_object_is_refused(
+    admin_api: Any, agent: Any
+) -> None:
+    # The stateful phase found `[]` accepted as if no body had been sent (an empty list is
+    # falsy): the schema says the body is an object.
+    url = f"/api/v1/orchestrators/{agent.orchestrator.pk}/revoke-certificate/"
+
+    answer = admin_api.post(url, [], format="json")
+
+    assert answer.status_code == 400, answer.content
+    assert admin_api.post(url, format="json").status_code == 200

@@ -1,4 +1,4 @@
-"""The tolerant certificate parser: ``inventory.parsing`` on real certificates we did not make.
+"""The tolerant certificate parser: ``certyard.x509`` on real certificates we did not make.
 
 The vectors are cryptography's own test certificates (``cryptography_vectors``):
 certificates from the field that bend the rules, which the inventory must list
@@ -20,20 +20,20 @@ import cryptography_vectors
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from certyard.inventory import der as derlib
-from certyard.inventory import parsing
-from certyard.inventory.parsing import (
+from certyard.x509 import (
     CertificateDetails,
     CertificateParseError,
     ParsedCertificate,
     certificate_details,
     certificate_parse,
+    oids,
     pem_blocks_to_der,
     pem_to_der,
 )
-from tests.certs import csr_pem, issue
+from certyard.x509 import der as derlib
+from certyard.x509 import parse as parsing
+from tests.certs import csr_der, issue, private_key
 
 VECTORS = Path(cryptography_vectors.__file__).parent / "x509"
 PEM_LABEL = re.compile(rb"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----")
@@ -54,7 +54,7 @@ def vector(relative: str) -> bytes:
 
 
 def storable(text: str) -> bool:
-    """What ``parsing.text_is_storable`` checks: no NUL, no lone surrogate."""
+    """What ``x509.text_is_storable`` checks: no NUL, no lone surrogate."""
     if "\x00" in text:
         return False
     try:
@@ -467,7 +467,7 @@ def test_the_der_reader_reads_every_field_as_cryptography_does() -> None:
             issuer = certificate.issuer.rfc4514_string()
             key = parsing._key_from_object(certificate.public_key())
             extensions = certificate.extensions
-            reader = parsing._Reader(der, None, parsing._split(der), [])
+            reader = parsing._Reader(der, None, parsing.split_certificate(der), [])
             assert reader.names()[:2] == (issuer, subject), relative
             assert reader.validity() == (
                 certificate.not_valid_before_utc,
@@ -476,7 +476,7 @@ def test_the_der_reader_reads_every_field_as_cryptography_does() -> None:
             assert reader.version() == certificate.version.value + 1, relative
             if key is not None:
                 assert reader.key() == key, relative
-            assert reader.signature_algorithm() == parsing._oid_label(
+            assert reader.signature_algorithm() == oids.oid_label(
                 certificate.signature_algorithm_oid
             )
             assert reader.extensions() == parsing._Reader._extensions_from(extensions), relative
@@ -488,7 +488,7 @@ def test_the_der_reader_reads_every_field_as_cryptography_does() -> None:
 
 
 def private_key_der() -> bytes:
-    return ec.generate_private_key(ec.SECP256R1()).private_bytes(
+    return private_key().private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
@@ -496,7 +496,7 @@ def private_key_der() -> bytes:
 
 
 def rsa_private_key_der() -> bytes:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+    return private_key("rsa").private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
@@ -507,9 +507,7 @@ NOT_CERTIFICATES_CASES: dict[str, Callable[[], bytes]] = {
     "empty": lambda: b"",
     "random bytes": lambda: random.Random(7).randbytes(600),
     "text": lambda: b"hello, I am not DER",
-    "a CSR": lambda: x509.load_pem_x509_csr(
-        csr_pem(ec.generate_private_key(ec.SECP256R1()), "csr.test").encode()
-    ).public_bytes(serialization.Encoding.DER),
+    "a CSR": lambda: csr_der("csr.test"),
     "a CSR from the vectors": lambda: (VECTORS / "requests/rsa_sha256.der").read_bytes(),
     "a private key": private_key_der,
     "an RSA private key": rsa_private_key_der,
