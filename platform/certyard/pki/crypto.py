@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from certyard.pki.models import KeyAlgorithm
+from certyard.pki.models import KeyAlgorithm, RevocationReason
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -292,3 +292,17 @@ def certificate_build(
     if access:
         builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
     return builder.sign(issuer_key, signing_hash(issuer_key))  # type: ignore[arg-type]
+
+
+# RFC 5280's reasons as cryptography names them, for CRL entries and OCSP answers
+# (unspecified and removeFromCRL carry no reason there).
+REASON_FLAGS = {
+    RevocationReason.KEY_COMPROMISE: x509.ReasonFlags.key_compromise,
+    RevocationReason.CA_COMPROMISE: x509.ReasonFlags.ca_compromise,
+    RevocationReason.AFFILIATION_CHANGED: x509.ReasonFlags.affiliation_changed,
+    RevocationReason.SUPERSEDED: x509.ReasonFlags.superseded,
+    RevocationReason.CESSATION_OF_OPERATION: x509.ReasonFlags.cessation_of_operation,
+    RevocationReason.CERTIFICATE_HOLD: x509.ReasonFlags.certificate_hold,
+    RevocationReason.PRIVILEGE_WITHDRAWN: x509.ReasonFlags.privilege_withdrawn,
+    RevocationReason.AA_COMPROMISE: x509.ReasonFlags.aa_compromise,
+}

@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from certyard.pki import ocsp as responder
 from certyard.pki import services
 from certyard.pki.models import CertificateAuthority
 from certyard.security import client_address
@@ -45,7 +46,7 @@ def _ocsp_answer(answer: bytes, status: int = 200) -> HttpResponse:
 
 def _ocsp_request_body(request: HttpRequest, encoded: str) -> bytes | None:
     """The DER request from the POST body or the GET path; None when it is too large."""
-    limit = services.OCSP_REQUEST_MAX_BYTES
+    limit = responder.OCSP_REQUEST_MAX_BYTES
     if request.method == "POST":
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -84,6 +85,6 @@ def ocsp(request: HttpRequest, ca_id: int, encoded: str = "") -> HttpResponse:
     )
     body = _ocsp_request_body(request, encoded)
     if body is None:
-        return _ocsp_answer(services.ocsp_error_malformed(), status=413)
-    answer = services.ocsp_respond(ca, body, client_address=client_address(request) or "")
+        return _ocsp_answer(responder.ocsp_error_malformed(), status=413)
+    answer = responder.ocsp_respond(ca, body, client_address=client_address(request) or "")
     return _ocsp_answer(answer)
