@@ -169,7 +169,11 @@ def enrollment_pfx_collect(*, request: EnrollmentRequest, password: Any, actor: 
             .get(pk=request.pk)
         )
         if locked.method != EnrollmentRequest.Method.PFX:
-            raise ServiceError("this request was enrolled with a CSR: there is no PKCS#12")
+            raise ServiceError(
+                "this request was enrolled with a CSR: there is no PKCS#12",
+                code="not_pfx",
+                http_status=409,
+            )
         if locked.requested_by_id is None or locked.requested_by_id != getattr(actor, "pk", None):
             raise ServiceError(
                 "only the requester can collect the PKCS#12",
