@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from orchestrators.declarations import StoreTypeDeclaration
 from orchestrators.protocol import JobType, StoreOperation
 
 ENTRY_POINT_GROUP = "certyard.store_types"
@@ -80,6 +81,8 @@ class StoreConfiguration:
         store_path: Where the store is on that machine (a path, a keystore file, ...).
         properties: The store's custom properties, as defined by its store type.
         password: The store password, if any. Never log it; it is left out of ``repr``.
+        endpoint: The TLS endpoint served from this store (``{"host", "port", "sni"}``), for
+            the agent to check after a write that the new certificate is served; None: none.
     """
 
     id: str
@@ -88,6 +91,7 @@ class StoreConfiguration:
     store_path: str
     properties: dict[str, Any] = field(default_factory=dict)
     password: str | None = field(default=None, repr=False)
+    endpoint: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +138,8 @@ class JobConfiguration:
             ValueError: the body does not have that shape, or names an unknown job type.
         """
         try:
-            store = data["store"]
+            # A discovery job targets no store: it names the machine alone.
+            store = data.get("store") or {"id": "", "store_type": "", "store_path": ""}
             job_type = str(data["type"])
             if job_type not in {member.value for member in JobType}:
                 raise ValueError(f"unknown job type {job_type!r}")
@@ -149,6 +154,7 @@ class JobConfiguration:
                     store_path=str(store["store_path"]),
                     properties=dict(store.get("properties") or {}),
                     password=store.get("password"),
+                    endpoint=dict(store["endpoint"]) if store.get("endpoint") else None,
                 ),
                 payload=dict(data.get("payload") or {}),
             )
@@ -218,6 +224,35 @@ class InventoryEntry:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CertificateMaterial:
+    """What an ``add`` writes: a certificate, its chain, and maybe its private key.
+
+    Attributes:
+        certificate: PEM of the certificate to install.
+        chain: PEM of its issuers, nearest first (may be empty).
+        private_key: The key, already opened by the agent (it travelled sealed to this
+            agent's own key, or was made on this machine); None to install without a key.
+            Never log it or write it anywhere but into the store.
+        alias: The entry name asked for; None lets the store type choose (e.g. a file name
+            from the subject, or the certificate's SHA-256).
+        overwrite: Whether an entry already at ``alias`` holding another certificate may be
+            replaced. The same certificate at ``alias`` is never an error: ``add`` does
+            nothing and returns the alias, so a job offered again applies once.
+        entry_parameters: The job's per-entry parameters, by the declaration's names
+            (e.g. ``entry_password``). Secrets among them are never logged.
+        certificate_sha256: Lowercase hex SHA-256 of the certificate's DER.
+    """
+
+    certificate: str
+    chain: tuple[str, ...] = ()
+    private_key: Any = field(default=None, repr=False)
+    alias: str | None = None
+    overwrite: bool = False
+    entry_parameters: dict[str, Any] = field(default_factory=dict, repr=False)
+    certificate_sha256: str = ""
+
+
 class StoreTypeExtension(abc.ABC):
     """Base class of a store type: subclass it, set the class attributes, implement operations.
 
@@ -225,6 +260,9 @@ class StoreTypeExtension(abc.ABC):
         short_name: The platform's short name for the store type (``"PEM"``).
         operations: The operations implemented; each one is advertised as a capability
             (``PEM.Inventory``) and the platform only sends jobs for those.
+        declaration: Optional :class:`~orchestrators.declarations.StoreTypeDeclaration`:
+            typed properties, entry parameters, key, alias and password policy. The agent
+            sends it to the platform, which creates or updates the store type from it.
 
     Every method receives the whole job; it signals a failure an administrator can act on
     by raising :class:`StoreError`.
@@ -232,6 +270,7 @@ class StoreTypeExtension(abc.ABC):
 
     short_name: ClassVar[str]
     operations: ClassVar[frozenset[StoreOperation]]
+    declaration: ClassVar[StoreTypeDeclaration | None] = None
 
     @abc.abstractmethod
     def inventory(self, job: JobConfiguration) -> Iterable[InventoryEntry]:
@@ -243,17 +282,29 @@ class StoreTypeExtension(abc.ABC):
         raised at any point fails the job, and nothing of it is recorded.
         """
 
-    def add(self, job: JobConfiguration) -> None:
-        """Install the certificate described by ``job.payload`` into ``job.store``."""
+    def add(self, job: JobConfiguration, material: CertificateMaterial) -> str:
+        """Install ``material`` into ``job.store`` and return the alias it is installed at.
+
+        The same certificate already at the alias: do nothing, return the alias. Another
+        certificate there and ``material.overwrite`` false: raise :class:`StoreError`
+        naming the alias. A store that does not exist yet is created only when
+        ``job.payload["create_store"]`` is true. Write atomically (see
+        ``orchestrators.stores.atomic``): a crash leaves the old store or the new one.
+        After ``add`` returns, the agent calls :meth:`inventory` and reports what it reads.
+        """
         raise NotImplementedError(f"store type {self.short_name} does not implement add")
 
-    def remove(self, job: JobConfiguration) -> None:
-        """Remove the entry named by ``job.payload`` from ``job.store``."""
+    def remove(
+        self, job: JobConfiguration, *, alias: str | None, certificate_sha256: str | None
+    ) -> bool:
+        """Remove the entry at ``alias``, or every entry holding the certificate whose
+        SHA-256 is ``certificate_sha256``; return whether anything was removed (nothing
+        there is not an error: the job may be offered again after it ran)."""
         raise NotImplementedError(f"store type {self.short_name} does not implement remove")
 
-    def discover(self, job: JobConfiguration) -> list[str]:
-        """Return the store paths of this type found on ``job.store.client_machine``."""
-        raise NotImplementedError(f"store type {self.short_name} does not implement discover")
+    def create(self, job: JobConfiguration) -> bool:
+        """Create ``job.store`` empty; return False when it already existed (not an error)."""
+        raise NotImplementedError(f"store type {self.short_name} does not implement create")
 
 
 def path_within_roots(path: str | Path, roots: tuple[str, ...] | None) -> bool:
