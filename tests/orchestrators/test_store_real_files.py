@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs7, pkcs12
 
 from orchestrators.protocol import JobType
 from orchestrators.sdk import InventoryEntry, JobConfiguration, StoreConfiguration
-from orchestrators.stores import pem
+from orchestrators.stores import pem_files
 from orchestrators.stores.pem import (
     DEFAULT_FILE_PATTERNS,
     PemStore,
@@ -434,7 +434,7 @@ def test_a_file_the_agent_may_not_read_is_rejected_even_when_run_as_root(
             raise PermissionError(13, "Permission denied", path)
         return open(path, mode)
 
-    monkeypatch.setattr(pem, "open", open_unless_locked, raising=False)
+    monkeypatch.setattr(pem_files, "open", open_unless_locked, raising=False)
 
     entries = inventory(tmp_path)
 

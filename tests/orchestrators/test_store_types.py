@@ -11,4 +11,11 @@ def test_store_types_include_the_builtin_pem_store() -> None:
 
     assert store_types["PEM"] is PemStore
     assert "PEM.Inventory" in capabilities(store_types)
-    assert capabilities({"PEM": PemStore}) == ["PEM.Inventory"]
+    assert capabilities({"PEM": PemStore}) == [
+        "PEM.Add",
+        "PEM.Create",
+        "PEM.Discovery",
+        "PEM.Inventory",
+        "PEM.Reenrollment",
+        "PEM.Remove",
+    ]

@@ -1,0 +1,743 @@
+"""The built-in ``PKCS12`` store type: one ``.p12``/``.pfx`` keystore holding several entries.
+
+Entries and aliases: an entry's alias is its friendly name (a certificate without one is
+aliased by its SHA-256). Aliases are compared without regard to case, as Java does (its
+PKCS#12 keystores lower-case them), and written as given.
+
+- A **key entry** is the private key, its certificate and the chain (the certificates
+  without a friendly name). ``cryptography`` reads one key per file and writes one key with
+  its certificate and chain, so this store holds **at most one key entry**: adding a key
+  under a second alias is refused with a StoreError naming the alias already holding one,
+  and a file found with several keys is inventoried (the first key entry, plus a rejected
+  entry saying so) but never rewritten, so no key is lost.
+- A **trusted entry** is a certificate with a friendly name and no key. It is written with
+  Java's trusted-certificate attribute (``cryptography``'s ``serialize_java_truststore``),
+  so ``keytool -list`` shows ``trustedCertEntry``.
+
+A file holding a key and trusted entries is made from the two halves ``cryptography``
+writes (a key file and a truststore, both encrypted with the store password): their
+AuthenticatedSafe contents are joined and a new MAC is computed with the PKCS#12 key
+derivation of RFC 7292, appendix B (:func:`pkcs12_kdf`).
+
+Encryption profiles (store property ``profile``):
+
+- ``aes256``: PBES2 with AES-256-CBC and PBKDF2-HMAC-SHA256, HMAC-SHA256 MAC (the default
+  of OpenSSL 3);
+- ``3des``: PBE-SHA1-3DES for keys and certificates, HMAC-SHA1 MAC (OpenSSL's ``-legacy``
+  key encryption; Java 8 and old Windows read it);
+- ``rc2``: refused. ``cryptography`` cannot write RC2 (``openssl -legacy`` encrypts the
+  certificates with RC2-40 and the keys with 3DES); ``3des`` serves the same consumers;
+- ``found`` (default): keep the scheme the file was found in, read from the file's
+  AuthenticatedSafe algorithm identifiers with a minimal DER walk (:func:`pkcs12_layout`);
+  AES-256 for a new file, and 3DES for a file found with RC2-encrypted certificates.
+
+2048 iterations are used for the key derivations and the MAC (OpenSSL's default).
+
+Opening errors never guess: when the MAC checks out with the store password but the
+contents cannot be decrypted, the message names the scheme (``"is encrypted with
+RC2-40-CBC, which this agent's OpenSSL cannot decrypt"``); when the MAC does not, the store
+password is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+from orchestrators.declarations import PKCS12_DECLARATION, StoreTypeDeclaration
+from orchestrators.protocol import StoreOperation
+from orchestrators.sdk import (
+    CertificateMaterial,
+    InventoryEntry,
+    JobConfiguration,
+    StoreError,
+    StoreTypeExtension,
+)
+from orchestrators.stores.atomic import store_write_options, write_file_atomically
+
+ITERATIONS = 2048
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+_OID_DATA = "1.2.840.113549.1.7.1"
+_OID_ENCRYPTED_DATA = "1.2.840.113549.1.7.6"
+_OID_KEY_BAG = "1.2.840.113549.1.12.10.1.1"
+_OID_SHROUDED_KEY_BAG = "1.2.840.113549.1.12.10.1.2"
+_OID_PBES2 = "1.2.840.113549.1.5.13"
+_SCHEMES = {
+    "1.2.840.113549.1.12.1.1": "RC4-128",
+    "1.2.840.113549.1.12.1.2": "RC4-40",
+    "1.2.840.113549.1.12.1.3": "3DES-CBC",
+    "1.2.840.113549.1.12.1.4": "2-key 3DES-CBC",
+    "1.2.840.113549.1.12.1.5": "RC2-128-CBC",
+    "1.2.840.113549.1.12.1.6": "RC2-40-CBC",
+    "2.16.840.1.101.3.4.1.2": "PBES2 AES-128-CBC",
+    "2.16.840.1.101.3.4.1.22": "PBES2 AES-192-CBC",
+    "2.16.840.1.101.3.4.1.42": "PBES2 AES-256-CBC",
+    "1.2.840.113549.3.7": "PBES2 3DES-CBC",
+}
+# (hashlib name, output bytes u, block bytes v) of the MAC digests RFC 7292's KDF uses.
+_MAC_HASHES = {
+    "1.3.14.3.2.26": ("sha1", 20, 64),
+    "2.16.840.1.101.3.4.2.4": ("sha224", 28, 64),
+    "2.16.840.1.101.3.4.2.1": ("sha256", 32, 64),
+    "2.16.840.1.101.3.4.2.2": ("sha384", 48, 128),
+    "2.16.840.1.101.3.4.2.3": ("sha512", 64, 128),
+}
+_MAC_OIDS = {"sha1": "1.3.14.3.2.26", "sha256": "2.16.840.1.101.3.4.2.1"}
+_ALIAS_CHARACTER = re.compile(r"[^a-z0-9._-]")
+
+
+class _DerError(ValueError):
+    pass
+
+
+# -- a minimal DER walk ------------------------------------------------------------------------
+
+
+def _tlv(data: bytes, offset: int, end: int) -> tuple[int, int, int]:
+    """(tag, value start, value end) of the element at ``offset``; DER lengths only."""
+    if offset + 2 > end:
+        raise _DerError("truncated")
+    tag = data[offset]
+    length = data[offset + 1]
+    start = offset + 2
+    if length == 0x80:
+        raise _DerError("indefinite length")
+    if length & 0x80:
+        count = length & 0x7F
+        if count > 4 or start + count > end:
+            raise _DerError("bad length")
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+    if start + length > end:
+        raise _DerError("truncated")
+    return tag, start, start + length
+
+
+def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """(tag, value start, value end, element start) of each element in ``data[start:end]``."""
+    found = []
+    offset = start
+    while offset < end:
+        tag, value_start, value_end = _tlv(data, offset, end)
+        found.append((tag, value_start, value_end, offset))
+        offset = value_end
+    return found
+
+
+def _oid(value: bytes) -> str:
+    if not value:
+        raise _DerError("empty OID")
+    numbers = [value[0] // 40, value[0] % 40] if value[0] < 80 else [2, value[0] - 80]
+    current = 0
+    for byte in value[1:]:
+        current = (current << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            numbers.append(current)
+            current = 0
+    return ".".join(str(number) for number in numbers)
+
+
+def _encode(tag: int, content: bytes) -> bytes:
+    length = len(content)
+    if length < 0x80:
+        return bytes([tag, length]) + content
+    size = (length.bit_length() + 7) // 8
+    return bytes([tag, 0x80 | size]) + length.to_bytes(size, "big") + content
+
+
+def _encode_oid(dotted: str) -> bytes:
+    numbers = [int(part) for part in dotted.split(".")]
+    body = bytearray([numbers[0] * 40 + numbers[1]])
+    for number in numbers[2:]:
+        chunk = [number & 0x7F]
+        number >>= 7
+        while number:
+            chunk.append(0x80 | (number & 0x7F))
+            number >>= 7
+        body.extend(reversed(chunk))
+    return _encode(0x06, bytes(body))
+
+
+@dataclass(slots=True)
+class Pkcs12Layout:
+    """What the DER walk learnt of a PKCS#12 file, without decrypting anything.
+
+    Attributes:
+        content_infos: The raw DER of each ContentInfo of the AuthenticatedSafe.
+        authenticated_safe: The bytes the MAC covers.
+        key_bags: How many key bags the unencrypted SafeContents hold.
+        certificate_scheme: How the certificates are encrypted (``"RC2-40-CBC"``), or None.
+        key_scheme: How the keys are encrypted, or None.
+        mac_hash: hashlib name of the MAC digest, or None (no MAC, or one this walk does not
+            know, such as PBMAC1).
+    """
+
+    content_infos: list[bytes] = field(default_factory=list)
+    authenticated_safe: bytes = b""
+    key_bags: int = 0
+    certificate_scheme: str | None = None
+    key_scheme: str | None = None
+    mac_hash: str | None = None
+    mac_digest: bytes = b""
+    mac_salt: bytes = b""
+    mac_iterations: int = 1
+
+    @property
+    def profile(self) -> str | None:
+        """The write profile matching the file: ``aes256``, ``3des``, ``rc2`` or None."""
+        scheme = self.certificate_scheme or self.key_scheme or ""
+        if "AES" in scheme:
+            return "aes256"
+        if "RC2" in scheme:
+            return "rc2"
+        if "3DES" in scheme:
+            return "3des"
+        return None
+
+    @property
+    def schemes(self) -> str:
+        """The encryption schemes named for a person (``"RC2-40-CBC and 3DES-CBC"``)."""
+        names = [name for name in (self.certificate_scheme, self.key_scheme) if name]
+        return " and ".join(dict.fromkeys(names)) or "an unknown scheme"
+
+
+def _algorithm(data: bytes, start: int, end: int) -> str | None:
+    """The scheme name of an AlgorithmIdentifier (PBES2: its cipher)."""
+    parts = _children(data, start, end)
+    oid = _oid(data[parts[0][1] : parts[0][2]])
+    if oid == _OID_PBES2 and len(parts) > 1:
+        params = _children(data, parts[1][1], parts[1][2])
+        cipher = _children(data, params[1][1], params[1][2])
+        cipher_oid = _oid(data[cipher[0][1] : cipher[0][2]])
+        return _SCHEMES.get(cipher_oid, f"PBES2 {cipher_oid}")
+    return _SCHEMES.get(oid, oid)
+
+
+def pkcs12_layout(data: bytes) -> Pkcs12Layout:
+    """Walk a PKCS#12 file's DER: its ContentInfos, schemes, key count and MAC.
+
+    Raises:
+        ValueError: the data is not a DER PKCS#12 file laid out as RFC 7292 says.
+    """
+    try:
+        return _layout(data)
+    except (_DerError, IndexError) as exc:
+        raise ValueError(f"not a PKCS#12 file this agent can walk ({exc})") from None
+
+
+def _layout(data: bytes) -> Pkcs12Layout:
+    layout = Pkcs12Layout()
+    tag, start, end = _tlv(data, 0, len(data))
+    if tag != 0x30:
+        raise _DerError("not a SEQUENCE")
+    top = _children(data, start, end)
+    auth_safe = _children(data, top[1][1], top[1][2])
+    if _oid(data[auth_safe[0][1] : auth_safe[0][2]]) != _OID_DATA:
+        raise _DerError("signed PKCS#12 files are not supported")
+    explicit = _children(data, auth_safe[1][1], auth_safe[1][2])
+    octets = explicit[0]
+    layout.authenticated_safe = data[octets[1] : octets[2]]
+    safe = layout.authenticated_safe
+    _, seq_start, seq_end = _tlv(safe, 0, len(safe))
+    for _tag, ci_start, ci_end, element_start in _children(safe, seq_start, seq_end):
+        layout.content_infos.append(safe[element_start:ci_end])
+        parts = _children(safe, ci_start, ci_end)
+        kind = _oid(safe[parts[0][1] : parts[0][2]])
+        inner = _children(safe, parts[1][1], parts[1][2])[0]
+        if kind == _OID_DATA:
+            _, bags_start, bags_end = _tlv(safe, inner[1], inner[2])
+            for _b, bag_start, bag_end, _e in _children(safe, bags_start, bags_end):
+                bag = _children(safe, bag_start, bag_end)
+                bag_id = _oid(safe[bag[0][1] : bag[0][2]])
+                if bag_id in {_OID_KEY_BAG, _OID_SHROUDED_KEY_BAG}:
+                    layout.key_bags += 1
+                if bag_id == _OID_SHROUDED_KEY_BAG:
+                    shrouded = _children(safe, bag[1][1], bag[1][2])[0]
+                    algorithm = _children(safe, shrouded[1], shrouded[2])[0]
+                    layout.key_scheme = _algorithm(safe, algorithm[1], algorithm[2])
+        elif kind == _OID_ENCRYPTED_DATA:
+            encrypted = _children(safe, inner[1], inner[2])
+            content_info = _children(safe, encrypted[1][1], encrypted[1][2])
+            algorithm = content_info[1]
+            layout.certificate_scheme = _algorithm(safe, algorithm[1], algorithm[2])
+    if len(top) > 2:
+        mac = _children(data, top[2][1], top[2][2])
+        digest_info = _children(data, mac[0][1], mac[0][2])
+        algorithm = _children(data, digest_info[0][1], digest_info[0][2])
+        hash_oid = _oid(data[algorithm[0][1] : algorithm[0][2]])
+        layout.mac_hash = _MAC_HASHES.get(hash_oid, (None,))[0]
+        layout.mac_digest = data[digest_info[1][1] : digest_info[1][2]]
+        layout.mac_salt = data[mac[1][1] : mac[1][2]]
+        if len(mac) > 2:
+            layout.mac_iterations = int.from_bytes(data[mac[2][1] : mac[2][2]], "big")
+    return layout
+
+
+# -- the PKCS#12 MAC ---------------------------------------------------------------------------
+
+
+def pkcs12_kdf(
+    password: str | None, salt: bytes, iterations: int, purpose: int, size: int, hash_name: str
+) -> bytes:
+    """RFC 7292 appendix B.2 key derivation (``purpose`` 3: the MAC key)."""
+    _, u, v = next(spec for spec in _MAC_HASHES.values() if spec[0] == hash_name)
+    secret = (password + "\0").encode("utf-16-be") if password is not None else b""
+
+    def stretch(value: bytes) -> bytes:
+        if not value:
+            return b""
+        length = v * -(-len(value) // v)
+        return (value * -(-length // len(value)))[:length]
+
+    diversifier = bytes([purpose]) * v
+    block = bytearray(stretch(salt) + stretch(secret))
+    output = b""
+    while len(output) < size:
+        digest = hashlib.new(hash_name, diversifier + bytes(block)).digest()
+        for _ in range(iterations - 1):
+            digest = hashlib.new(hash_name, digest).digest()
+        output += digest
+        addend = int.from_bytes((digest * -(-v // u))[:v], "big") + 1
+        for offset in range(0, len(block), v):
+            value = (int.from_bytes(block[offset : offset + v], "big") + addend) % (1 << (8 * v))
+            block[offset : offset + v] = value.to_bytes(v, "big")
+    return output[:size]
+
+
+def _mac(
+    layout_safe: bytes, password: str | None, salt: bytes, iterations: int, name: str
+) -> bytes:
+    size = hashlib.new(name).digest_size
+    key = pkcs12_kdf(password, salt, iterations, 3, size, name)
+    return hmac.new(key, layout_safe, name).digest()
+
+
+def mac_matches(layout: Pkcs12Layout, password: str | None) -> bool | None:
+    """Whether ``password`` opens the file's MAC; None when there is no MAC this code knows."""
+    if layout.mac_hash is None or not layout.mac_digest:
+        return None
+    candidates = [password] if password else [None, ""]
+    return any(
+        hmac.compare_digest(
+            _mac(
+                layout.authenticated_safe,
+                candidate,
+                layout.mac_salt,
+                layout.mac_iterations,
+                layout.mac_hash,
+            ),
+            layout.mac_digest,
+        )
+        for candidate in candidates
+    )
+
+
+def _joined(content_infos: list[bytes], password: str, hash_name: str) -> bytes:
+    """A PFX of ``content_infos`` with a fresh MAC (RFC 7292 section 4)."""
+    safe = _encode(0x30, b"".join(content_infos))
+    auth_safe = _encode(0x30, _encode_oid(_OID_DATA) + _encode(0xA0, _encode(0x04, safe)))
+    salt = secrets.token_bytes(16 if hash_name == "sha256" else 8)
+    digest = _mac(safe, password, salt, ITERATIONS, hash_name)
+    algorithm = _encode(0x30, _encode_oid(_MAC_OIDS[hash_name]) + b"\x05\x00")
+    mac_data = _encode(
+        0x30,
+        _encode(0x30, algorithm + _encode(0x04, digest))
+        + _encode(0x04, salt)
+        + _encode(0x02, ITERATIONS.to_bytes(2, "big")),
+    )
+    return _encode(0x30, b"\x02\x01\x03" + auth_safe + mac_data)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Entry:
+    alias: str
+    certificate: x509.Certificate
+    chain: list[x509.Certificate] = field(default_factory=list)
+    key: Any = field(default=None, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return _sha256(self.certificate)
+
+
+@dataclass(slots=True)
+class _Keystore:
+    entries: list[_Entry]
+    layout: Pkcs12Layout
+
+    def find(self, alias: str) -> _Entry | None:
+        folded = alias.casefold()
+        return next((entry for entry in self.entries if entry.alias.casefold() == folded), None)
+
+
+def open_keystore(data: bytes, password: str | None, where: str) -> _Keystore:
+    """Read every entry of a PKCS#12 file; StoreError with a precise reason otherwise."""
+    try:
+        layout = pkcs12_layout(data)
+    except ValueError as exc:
+        raise StoreError(f"{where} is not a PKCS#12 file the agent can read ({exc})") from None
+    opened = mac_matches(layout, password)
+    if opened is False:
+        if password:
+            raise StoreError(f"the store password does not open {where}")
+        raise StoreError(f"{where} needs a password and the store has none")
+    attempts = [password.encode()] if password else [None, b""]
+    bundle = None
+    failure: Exception | None = None
+    for attempt in attempts:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                bundle = pkcs12.load_pkcs12(data, attempt)
+            break
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            failure = exc
+    if bundle is None:
+        if opened:
+            raise StoreError(
+                f"{where} is encrypted with {layout.schemes}, which this agent's OpenSSL "
+                "cannot decrypt"
+            ) from failure
+        raise StoreError(
+            f"{where} cannot be opened: the store password is wrong, or it is encrypted with "
+            f"{layout.schemes}, which this agent's OpenSSL cannot decrypt"
+        ) from failure
+    entries: list[_Entry] = []
+    nameless: list[x509.Certificate] = []
+    named: list[tuple[str, x509.Certificate]] = []
+    for extra in bundle.additional_certs:
+        if extra.friendly_name:
+            named.append((extra.friendly_name.decode("utf-8", "replace"), extra.certificate))
+        else:
+            nameless.append(extra.certificate)
+    if bundle.cert is not None:
+        name = bundle.cert.friendly_name
+        alias = name.decode("utf-8", "replace") if name else _sha256(bundle.cert.certificate)
+        chain: list[x509.Certificate] = []
+        if bundle.key is not None:
+            chain = _chain_of(bundle.cert.certificate, nameless, named)
+        entries.append(_Entry(alias, bundle.cert.certificate, chain, bundle.key))
+    named.extend((_sha256(c), c) for c in nameless)
+    seen = {entry.alias.casefold() for entry in entries}
+    for alias, certificate in named:
+        if alias.casefold() in seen:
+            alias = f"{alias}#{_sha256(certificate)}"
+        seen.add(alias.casefold())
+        entries.append(_Entry(alias, certificate))
+    return _Keystore(entries, layout)
+
+
+def _chain_of(
+    leaf: x509.Certificate,
+    nameless: list[x509.Certificate],
+    named: list[tuple[str, x509.Certificate]],
+) -> list[x509.Certificate]:
+    """The key entry's issuers, taken out of ``nameless`` and ``named`` (in place).
+
+    openssl writes a chain without friendly names; keytool names each chain certificate by
+    its subject (without Java's trust attribute, which only a decrypting reader would see).
+    So an issuer of the key's certificate is chain whatever its name: nameless ones first,
+    so that a trusted entry that is also the issuer stays an entry when both are there.
+    """
+    chain: list[x509.Certificate] = []
+    current = leaf
+    while len(chain) < 10 and current.issuer != current.subject:
+        issuer = next((c for c in nameless if c.subject == current.issuer), None)
+        if issuer is not None:
+            nameless.remove(issuer)
+        else:
+            pair = next((p for p in named if p[1].subject == current.issuer), None)
+            if pair is None:
+                break
+            named.remove(pair)
+            issuer = pair[1]
+        chain.append(issuer)
+        current = issuer
+    # Nameless certificates that chain to nothing still travel with the key, as found.
+    chain.extend(nameless)
+    nameless.clear()
+    return chain
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def _encryption(profile: str, password: str) -> serialization.KeySerializationEncryption:
+    builder = serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(ITERATIONS)
+    if profile == "3des":
+        # SHA-1 and 3DES: the legacy profile that old consumers need, chosen by the admin.
+        builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC).hmac_hash(
+            hashes.SHA1()  # noqa: S303
+        )
+    else:
+        builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(
+            hashes.SHA256()
+        )
+    return builder.build(password.encode())
+
+
+def write_profile(properties: dict[str, Any], found: Pkcs12Layout | None) -> str:
+    """The profile to write with: ``aes256`` or ``3des`` (see the module docstring)."""
+    profile = str(properties.get("profile") or "found")
+    if profile == "rc2":
+        raise StoreError(
+            "profile rc2: this agent cannot write RC2-encrypted PKCS#12 files (its cryptography "
+            "library has no RC2); choose 3des, which the consumers of RC2 files also read"
+        )
+    if profile == "found":
+        seen = found.profile if found is not None else None
+        if seen == "rc2":
+            return "3des"  # the nearest scheme we can write; RC2 readers read it
+        return seen or "aes256"
+    if profile not in {"aes256", "3des"}:
+        raise StoreError(
+            f"store property profile {profile[:20]!r} is not found, aes256, 3des or rc2"
+        )
+    return profile
+
+
+def serialize_keystore(entries: list[_Entry], profile: str, password: str) -> bytes:
+    """A PKCS#12 file of ``entries`` (at most one with a key), encrypted per ``profile``."""
+    encryption = _encryption(profile, password)
+    keyed = [entry for entry in entries if entry.key is not None]
+    trusted = [entry for entry in entries if entry.key is None]
+    if len(keyed) > 1:
+        raise StoreError("this agent writes one key entry per PKCS#12 file")
+    mac_hash = "sha1" if profile == "3des" else "sha256"
+    if not entries:
+        # cryptography writes no empty file; an AuthenticatedSafe without contents is one
+        # (keytool and openssl read it as an empty keystore).
+        return _joined([], password, mac_hash)
+    parts: list[bytes] = []
+    if keyed:
+        entry = keyed[0]
+        parts.append(
+            pkcs12.serialize_key_and_certificates(
+                entry.alias.encode(), entry.key, entry.certificate, entry.chain or None, encryption
+            )
+        )
+    if trusted:
+        parts.append(
+            pkcs12.serialize_java_truststore(
+                [pkcs12.PKCS12Certificate(e.certificate, e.alias.encode()) for e in trusted],
+                encryption,
+            )
+        )
+    if len(parts) == 1:
+        return parts[0]
+    content_infos = [info for part in parts for info in pkcs12_layout(part).content_infos]
+    return _joined(content_infos, password, mac_hash)
+
+
+class Pkcs12Store(StoreTypeExtension):
+    """One PKCS#12 keystore file of several entries (see the module docstring)."""
+
+    short_name: ClassVar[str] = "PKCS12"
+    operations: ClassVar[frozenset[StoreOperation]] = frozenset(
+        {
+            StoreOperation.INVENTORY,
+            StoreOperation.ADD,
+            StoreOperation.REMOVE,
+            StoreOperation.CREATE,
+            StoreOperation.REENROLLMENT,
+        }
+    )
+    declaration: ClassVar[StoreTypeDeclaration | None] = PKCS12_DECLARATION
+
+    def inventory(self, job: JobConfiguration) -> Iterator[InventoryEntry]:
+        """Every entry of the keystore; a file with several keys adds a rejected entry."""
+        path = Path(job.store.store_path)
+        keystore = self._open(job, path)
+        for entry in keystore.entries:
+            yield InventoryEntry(
+                entry.alias,
+                entry.key is not None,
+                [_pem(entry.certificate), *(_pem(c) for c in entry.chain)],
+            )
+        if keystore.layout.key_bags > 1:
+            yield InventoryEntry(
+                "(other key entries)",
+                True,
+                [],
+                error=f"the file holds {keystore.layout.key_bags} private keys; this agent "
+                "reads and writes PKCS#12 files with one key entry",
+            )
+
+    def add(self, job: JobConfiguration, material: CertificateMaterial) -> str:
+        """Add a key entry (material with a key) or a trusted entry (without)."""
+        path = Path(job.store.store_path)
+        password = self._password(job)
+        certificate = _load_certificate(material.certificate)
+        sha256 = material.certificate_sha256 or _sha256(certificate)
+        if path.exists():
+            keystore = self._open(job, path, for_write=True)
+        elif job.payload.get("create_store"):
+            keystore = _Keystore([], Pkcs12Layout())
+        else:
+            raise StoreError(f"store path {path} does not exist")
+        alias = material.alias or default_alias(certificate, sha256)
+        existing = keystore.find(alias)
+        if existing is not None:
+            if existing.sha256 == sha256:
+                return existing.alias
+            if not material.overwrite:
+                raise StoreError(
+                    f"alias {alias} already holds another certificate; set overwrite to replace it"
+                )
+            keystore.entries.remove(existing)
+        key = _load_key(material.private_key)
+        if key is not None:
+            holder = next((e for e in keystore.entries if e.key is not None), None)
+            if holder is not None:
+                raise StoreError(
+                    f"{path} already holds a key entry ({holder.alias}); this agent writes one "
+                    "key entry per PKCS#12 file: remove it first, or add under its alias with "
+                    "overwrite"
+                )
+        chain = [_load_certificate(pem) for pem in material.chain] if key is not None else []
+        keystore.entries.append(_Entry(alias, certificate, chain, key))
+        self._write(job, path, keystore, password)
+        return alias
+
+    def remove(
+        self, job: JobConfiguration, *, alias: str | None, certificate_sha256: str | None
+    ) -> bool:
+        """Remove the entry at ``alias``, or every entry whose certificate is the fingerprint."""
+        path = Path(job.store.store_path)
+        if not path.exists():
+            return False
+        password = self._password(job)
+        keystore = self._open(job, path, for_write=True)
+        if alias:
+            doomed = [e for e in keystore.entries if e.alias.casefold() == alias.casefold()]
+        elif certificate_sha256:
+            doomed = [e for e in keystore.entries if e.sha256 == certificate_sha256.lower()]
+        else:
+            raise StoreError("a removal names an alias or a certificate fingerprint")
+        if not doomed:
+            return False
+        keystore.entries = [e for e in keystore.entries if e not in doomed]
+        self._write(job, path, keystore, password)
+        return True
+
+    def create(self, job: JobConfiguration) -> bool:
+        """An empty keystore protected by the store password; False when the file exists."""
+        path = Path(job.store.store_path)
+        if path.exists():
+            return False
+        self._write(job, path, _Keystore([], Pkcs12Layout()), self._password(job))
+        return True
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _password(job: JobConfiguration) -> str:
+        if not job.store.password:
+            raise StoreError("a PKCS#12 store needs a store password to write with")
+        return job.store.password
+
+    @staticmethod
+    def _open(job: JobConfiguration, path: Path, *, for_write: bool = False) -> _Keystore:
+        limit = job.max_file_bytes or MAX_FILE_BYTES
+        try:
+            with path.open("rb") as file:
+                data = file.read(limit + 1)
+        except FileNotFoundError:
+            raise StoreError(f"store path {path} does not exist") from None
+        except IsADirectoryError:
+            raise StoreError(f"store path {path} is a folder, not a PKCS#12 file") from None
+        except PermissionError:
+            raise StoreError(f"cannot read store path {path}: permission denied") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read store path {path}: {exc.strerror or exc}") from None
+        if len(data) > limit:
+            raise StoreError(f"store path {path} is larger than the agent's limit ({limit} bytes)")
+        keystore = open_keystore(data, job.store.password, f"store path {path}")
+        if for_write and keystore.layout.key_bags > 1:
+            raise StoreError(
+                f"{path} holds {keystore.layout.key_bags} private keys; this agent writes "
+                "PKCS#12 files with one key entry and leaves it as is"
+            )
+        return keystore
+
+    @staticmethod
+    def _write(job: JobConfiguration, path: Path, keystore: _Keystore, password: str) -> None:
+        options = store_write_options(job.store.properties)
+        found = keystore.layout if keystore.layout.content_infos else None
+        profile = write_profile(job.store.properties, found)
+        data = serialize_keystore(keystore.entries, profile, password)
+        expected = {(e.alias.casefold(), e.sha256, e.key is not None) for e in keystore.entries}
+
+        def verify(written: bytes) -> None:
+            reread = open_keystore(written, password, f"the new {path.name}")
+            found = {(e.alias.casefold(), e.sha256, e.key is not None) for e in reread.entries}
+            if found != expected:
+                raise StoreError(f"{path} did not read back as written; nothing changed")
+
+        has_key = any(entry.key is not None for entry in keystore.entries)
+        write_file_atomically(path, data, verify=verify, private=has_key, **options)
+
+
+def default_alias(certificate: x509.Certificate, sha256: str) -> str:
+    """The certificate's common name in lower case (as Java would store it), made safe, or
+    the first 16 hex digits of its SHA-256."""
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_name = str(names[0].value).lower() if names else ""
+    return _ALIAS_CHARACTER.sub("_", common_name)[:100] or sha256[:16]
+
+
+def _load_key(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes):
+        data = value.encode() if isinstance(value, str) else value
+        try:
+            return serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError) as exc:
+            raise StoreError("the job's private key is not an unencrypted PEM key") from exc
+    return value
+
+
+def _load_certificate(pem: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
+    except (ValueError, TypeError) as exc:
+        raise StoreError("the job's certificate is not a PEM certificate") from exc
+
+
+def _sha256(certificate: x509.Certificate) -> str:
+    return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def _pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii").strip()
+
+
+__all__ = [
+    "Pkcs12Layout",
+    "Pkcs12Store",
+    "default_alias",
+    "mac_matches",
+    "open_keystore",
+    "pkcs12_kdf",
+    "pkcs12_layout",
+    "serialize_keystore",
+    "write_profile",
+]
