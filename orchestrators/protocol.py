@@ -84,11 +84,57 @@ Protocol, version 1 (all bodies are JSON, all paths under ``API_PREFIX``):
     its commit, with the commit's answer. For small stores and older agents.
 
 ``POST jobs/<id>/complete``
-    Body: ``status`` (one of ``JobOutcome``), ``message`` and ``attempt`` (the
-    attempt the result is for). A repeated report is acknowledged
+    Body: ``status`` (one of ``JobOutcome``), ``message``, ``attempt`` (the
+    attempt the result is for) and, for a management or discovery job, an
+    optional ``result`` (a JSON object of at most 64 KiB serialised, kept on the
+    job): ``add``/``reenrollment`` ``{"alias", "certificate_sha256", "written",
+    "key_origin": "device"|"platform"|"none", "reload": {"ran", "exit_code",
+    "output"}|null, "verification": {"endpoint", "sni", "served_sha256",
+    "expected_sha256", "served", "error"}|null}``; a reenrollment waiting for
+    approval ``{"awaiting_approval": true, "enrollment_id"}``; ``remove``
+    ``{"removed", "reload"}``; ``create`` ``{"created"}``; ``discovery``
+    ``{"candidates": n, "notes": [...]}``. A repeated report is acknowledged
     (``duplicate: true``) and not applied again; an earlier attempt's result is
     refused (409 ``stale_attempt``), so an agent whose lease lapsed cannot end
     the attempt that replaced it.
+
+``POST store-types``
+    After its first session, the agent declares the store types it carries:
+    ``{"store_types": [declaration, ...]}`` (``orchestrators.declarations``,
+    ``StoreTypeDeclaration.to_wire``). Answer 200 ``{"store_types":
+    [{"short_name", "created", "updated", "migrated_stores", "flagged_stores",
+    "ignored": reason|null}]}``; 400 for a malformed declaration. The built-in
+    short names are the platform's own (``ignored: "built in"``); another type
+    changes only when its ``schema_version`` grows. A refusal is logged by the
+    agent, never fatal.
+
+Management jobs (``add``, ``remove``, ``create``, ``reenrollment``) carry their
+data in the configuration's ``payload`` (``add``: ``alias, certificate, chain,
+certificate_sha256, overwrite, create_store, entry_parameters, private_key``
+(an ``orchestrators.transit`` envelope sealed to the agent's identity key for
+``transit_context(job_id, attempt)``, or null) and ``device_key`` (the
+reference of a key the agent made in a reenrollment that waited for
+approval); ``remove``: ``alias`` and/or ``certificate_sha256``; ``reenrollment``:
+``alias, overwrite, key_type, key_size, subject, sans, entry_parameters``), and
+the store dict gains ``endpoint`` (``{"host", "port", "sni"}`` or null). After
+the operation the agent re-reads the store and sends it with the inventory
+endpoints above (the report is the store's contents), then completes.
+
+``POST jobs/<id>/csr``
+    Reenrollment only: ``{"attempt", "csr": PEM}`` for a key the agent made on
+    its machine. Answer 200 ``{"state": "issued", "certificate", "chain",
+    "enrollment_id"}`` (the agent installs it with its key), 202 ``{"state":
+    "pending", "enrollment_id"}`` (approval needed: the agent keeps the key in
+    ``state/device-keys/<enrollment_id>.pem`` and completes with
+    ``awaiting_approval``; the platform later sends an ``add`` with
+    ``device_key``), or a 4xx error whose message ends the job failed.
+
+``POST jobs/<id>/discovery``
+    A discovery job (no store; payload ``directories, file_patterns,
+    ignored_directories, follow_links, max_depth``): ``{"attempt",
+    "candidates": [{"path", "kind", "store_type", "certificate_count",
+    "private_key", "password_needed", "error"}]}`` (at most 20,000; only paths
+    inside the agent's roots). Answer 200 ``{"new", "gone", "known"}``.
 
 Errors are always JSON: ``{"error": {"code": ..., "message": ..., "fields": {...}}}``,
 a server error (5xx) included. An agent that gets a 5xx or no answer while sending a

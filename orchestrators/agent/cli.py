@@ -11,6 +11,7 @@ import argparse
 import getpass
 import logging
 import os
+import shlex
 import socket
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from orchestrators import __version__
@@ -30,6 +32,7 @@ from orchestrators.agent.config import (
     generate_private_key,
     guards_update,
     load_config,
+    reload_command_update,
     save_registration,
 )
 from orchestrators.agent.renewal import CertificateRenewer
@@ -130,6 +133,21 @@ def _parser() -> argparse.ArgumentParser:
     roots.add_argument("--remove", action="append", default=[], metavar="PATH")
     roots.add_argument("--max-file-size", type=int, default=None, metavar="BYTES")
     config_dir_option(roots)
+
+    reload = commands.add_parser(
+        "reload",
+        help="show or set the command run after a write to a store",
+        description="Set the command the agent runs (without a shell, at most 60 s) after it "
+        "changed the store at --store-path, e.g. --command 'systemctl reload nginx'; "
+        "--remove forgets it. Without options: list them. Only this machine sets these: "
+        "the platform can never make the agent run a command.",
+    )
+    reload.add_argument("--store-path", default=None, metavar="PATH")
+    action = reload.add_mutually_exclusive_group()
+    # Not dest "command": that names the subcommand.
+    action.add_argument("--command", dest="reload_command", default=None, metavar="COMMAND")
+    action.add_argument("--remove", action="store_true")
+    config_dir_option(reload)
     return parser
 
 
@@ -266,7 +284,29 @@ def _run(args: argparse.Namespace) -> int:
             store_roots=config.store_roots,
             max_file_bytes=config.max_file_bytes,
             renewer=CertificateRenewer(client, config),
+            identity_keys=lambda: _identity_keys(config),
+            reload_commands=lambda: _reload_commands(config),
         ).run()
+
+
+def _reload_commands(config: AgentConfig) -> dict[str, tuple[str, ...]]:
+    """The reload commands as saved now (``reload`` may change them while the agent runs);
+    the ones the agent started with if the file cannot be read."""
+    try:
+        return load_config(config.config_dir).reload_commands
+    except ConfigError as exc:
+        logging.getLogger(__name__).warning("cannot read the reload commands: %s", exc)
+        return config.reload_commands
+
+
+def _identity_keys(config: AgentConfig) -> list[ec.EllipticCurvePrivateKey]:
+    """The agent's keys, read at each use (a renewal replaces ``key.pem``): the current
+    one and a renewal's pending one, to open a private key sealed to either."""
+    keys = [config.private_key()]
+    pending = config.pending_key()
+    if pending is not None:
+        keys.append(pending)
+    return keys
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -306,10 +346,34 @@ def _roots(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reload(args: argparse.Namespace) -> int:
+    config = load_config(args.config_dir or default_config_dir())
+    if args.reload_command is not None or args.remove:
+        if not args.store_path:
+            print("error: --store-path is needed with --command or --remove", file=sys.stderr)
+            return EXIT_REFUSED
+        config = reload_command_update(
+            config,
+            store_path=args.store_path,
+            command=None if args.remove else args.reload_command,
+        )
+    if not config.reload_commands:
+        print("reload commands: none")
+    for path, argv in sorted(config.reload_commands.items()):
+        print(f"{path}: {shlex.join(argv)}")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code (see the module docstring)."""
     args = _parser().parse_args(argv)
-    command = {"register": _register, "run": _run, "status": _status, "roots": _roots}[args.command]
+    command = {
+        "register": _register,
+        "run": _run,
+        "status": _status,
+        "roots": _roots,
+        "reload": _reload,
+    }[args.command]
     try:
         return command(args)
     except ConfigError as exc:

@@ -351,13 +351,43 @@ class PlatformClient:
         return response.status_code, self._json(response)
 
     def complete(
-        self, job_id: str, outcome: protocol.JobOutcome, message: str, attempt: int | None = None
+        self,
+        job_id: str,
+        outcome: protocol.JobOutcome,
+        message: str,
+        attempt: int | None = None,
+        *,
+        result: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """``POST jobs/<id>/complete`` with the outcome of the job's attempt ``attempt``."""
+        """``POST jobs/<id>/complete`` with the outcome of the job's attempt ``attempt`` and,
+        for a management job, its ``result`` (a JSON object, at most 64 KiB serialised)."""
         body: dict[str, Any] = {"status": str(outcome), "message": message}
         if attempt is not None:
             body["attempt"] = attempt
+        if result is not None:
+            body["result"] = result
         return self._json(self._request("POST", f"jobs/{job_id}/complete", json=body))
+
+    def submit_csr(self, job_id: str, *, attempt: int, csr: str) -> tuple[int, dict[str, Any]]:
+        """``POST jobs/<id>/csr`` (a reenrollment job): (200, issued answer) or (202, pending
+        answer); a refusal by the template's rules raises :class:`PlatformError`."""
+        body = {"attempt": attempt, "csr": csr}
+        response = self._request("POST", f"jobs/{job_id}/csr", json=body)
+        return response.status_code, self._json(response)
+
+    def submit_discovery(
+        self, job_id: str, *, attempt: int, candidates: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """``POST jobs/<id>/discovery``: the candidates a discovery job found; answers
+        ``new, gone, known``."""
+        body = {"attempt": attempt, "candidates": candidates}
+        return self._json(self._request("POST", f"jobs/{job_id}/discovery", json=body))
+
+    def declare_store_types(self, declarations: list[dict[str, Any]]) -> dict[str, Any]:
+        """``POST store-types``: the declarations of the store types this agent carries;
+        answers what the platform did with each."""
+        body = {"store_types": declarations}
+        return self._json(self._request("POST", "store-types", json=body))
 
     # -- plumbing ----------------------------------------------------------------------------
 

@@ -6,16 +6,23 @@ Layout (directory mode 0700, files 0600, each written atomically)::
     key.next.pem  the key of a certificate renewal under way (see orchestrators.agent.renewal)
     cert.pem    the client certificate the platform issued, when it issued one
     ca.pem      the platform's orchestrator CA chain
-    agent.json  platform_url, orchestrator_id, name, client_machine, verify_tls
+    agent.json  platform_url, orchestrator_id, name, client_machine, verify_tls, store_roots,
+                max_file_bytes, reload_commands
+    state/      the store types' state, and ``device-keys/`` (keys made here for a
+                reenrollment that waits for approval)
+
+``reload_commands`` (``{real store path: [argv, ...]}``) are set on this machine alone with
+``certyard-orchestrator reload``: the platform can never make the agent run a command.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +115,36 @@ def guards_update(
     return updated
 
 
+def reload_command_update(
+    config: AgentConfig, *, store_path: str, command: str | None
+) -> AgentConfig:
+    """Set the command run after a write to the store at ``store_path`` (split like a shell
+    would, but run without one), or remove it (``command`` None); save and return the config.
+    """
+    key = store_root_normalised(store_path)
+    commands = dict(config.reload_commands)
+    if command is None:
+        if key not in commands:
+            raise ConfigError(f"no reload command is set for {key}")
+        del commands[key]
+    else:
+        try:
+            argv = tuple(shlex.split(command))
+        except ValueError as exc:
+            raise ConfigError(f"cannot read the command: {exc}") from exc
+        if not argv:
+            raise ConfigError("the reload command is empty")
+        commands[key] = argv
+    updated = replace(config, reload_commands=commands)
+    _config_write(updated)
+    return updated
+
+
 def _config_write(config: AgentConfig) -> None:
     data = asdict(config)
     del data["config_dir"]
     data["store_roots"] = list(config.store_roots)
+    data["reload_commands"] = {path: list(argv) for path, argv in config.reload_commands.items()}
     write_private_file(config.config_dir / AGENT_FILE, json.dumps(data, indent=2).encode() + b"\n")
 
 
@@ -133,6 +166,8 @@ class AgentConfig:
     # the platform asks. Empty: no store can be read until an administrator adds one.
     store_roots: tuple[str, ...] = ()
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    # Run after a write that changed a store: {real store path: argv}. Local only (see above).
+    reload_commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def key_path(self) -> Path:
@@ -239,6 +274,17 @@ def save_registration(
     _config_write(config)
 
 
+def _reload_commands_of(data: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(data, dict):
+        raise ValueError("reload_commands must be an object")
+    commands = {}
+    for path, argv in data.items():
+        if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+            raise ValueError(f"the reload command of {path} must be a list of strings")
+        commands[str(path)] = tuple(argv)
+    return commands
+
+
 def load_config(config_dir: Path) -> AgentConfig:
     """The registration saved in ``config_dir``.
 
@@ -262,6 +308,7 @@ def load_config(config_dir: Path) -> AgentConfig:
             verify_tls=data.get("verify_tls", True),
             store_roots=tuple(str(root) for root in data.get("store_roots", [])),
             max_file_bytes=int(data.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)),
+            reload_commands=_reload_commands_of(data.get("reload_commands") or {}),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read {agent_file}: {exc}") from exc

@@ -10,12 +10,14 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from orchestrators.agent.client import (
     IdentityRejected,
@@ -25,7 +27,14 @@ from orchestrators.agent.client import (
     PlatformUnavailable,
 )
 from orchestrators.agent.config import ensure_config_dir
+from orchestrators.agent.management import (
+    DEVICE_KEYS_FOLDER,
+    JobResult,
+    ManagementContext,
+    management_run,
+)
 from orchestrators.agent.renewal import CertificateRenewer
+from orchestrators.agent.store_types import declarations_wire
 from orchestrators.protocol import MAX_POLL_WAIT_SECONDS, JobOutcome, JobType
 from orchestrators.sdk import (
     InventoryEntry,
@@ -34,10 +43,12 @@ from orchestrators.sdk import (
     StoreTypeExtension,
     path_within_roots,
 )
+from orchestrators.stores.discovery import DiscoveryRequest, discover
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+ReloadCommands = Mapping[str, Sequence[str]] | Callable[[], Mapping[str, Sequence[str]]]
 
 EXIT_OK = 0
 EXIT_IDENTITY_REJECTED = 3
@@ -112,8 +123,18 @@ class Runner:
         store_roots: tuple[str, ...] | None = None,
         max_file_bytes: int | None = None,
         renewer: CertificateRenewer | None = None,
+        identity_keys: Callable[[], Sequence[ec.EllipticCurvePrivateKey]] = tuple,
+        reload_commands: ReloadCommands | None = None,
     ) -> None:
+        """``identity_keys``: the agent's identity keys (current first, then a renewal's
+        pending one) to open private keys sealed to it; ``reload_commands``: the local
+        ``{real store path: argv}`` run after a write (never from the platform), or a
+        function reading them at each job (an administrator may set one while it runs)."""
         self._client = client
+        self._identity_keys = identity_keys
+        self._reload_commands = reload_commands or {}
+        # Whether this run has sent its store types' declarations.
+        self._declared = False
         # Renews the agent's client certificate when the platform says (None: never).
         self._renewer = renewer
         self._store_types = store_types
@@ -197,6 +218,8 @@ class Runner:
             logger.info("session opened; orchestrator status: %s", status)
             if status == "approved":
                 self._set_approved(True)
+        if not self._declared and self._client.status == "approved":
+            self._declare_store_types()
         self._heartbeat_if_due()
         if self._renewer is not None and self._renewer.renew_if_due():
             # The renewal ended the session: open one with the new key at once.
@@ -208,6 +231,24 @@ class Runner:
         self._set_approved(True)
         if job is not None:
             self._run_job(job)
+
+    def _declare_store_types(self) -> None:
+        """Send every store type's declaration once per run; a refusal is logged, not fatal
+        (an older platform has no such endpoint). Unavailable: tried again next step."""
+        try:
+            answer = self._client.declare_store_types(declarations_wire(self._store_types))
+        except NotApproved:
+            return
+        except PlatformUnavailable as exc:
+            logger.warning("store types not declared yet (%s); trying again", exc)
+            return
+        except PlatformError as exc:
+            logger.warning("the platform refused the store type declarations: %s", exc.message)
+        else:
+            for item in answer.get("store_types") or []:
+                if isinstance(item, dict) and (item.get("created") or item.get("updated")):
+                    logger.info("store type %s declared", item.get("short_name"))
+        self._declared = True
 
     def _heartbeat_if_due(self) -> None:
         now = time.monotonic()
@@ -278,7 +319,7 @@ class Runner:
             job = dataclasses.replace(
                 job, store_roots=self._store_roots, max_file_bytes=self._max_file_bytes
             )
-            if self._state_root is not None:
+            if self._state_root is not None and job.type is not JobType.DISCOVERY:
                 state_dir = ensure_config_dir(self._state_root / _safe_folder_name(job.store.id))
                 job = dataclasses.replace(job, state_dir=state_dir)
         except ValueError as exc:
@@ -286,19 +327,23 @@ class Runner:
             self._complete(job_id, JobOutcome.FAILURE, f"cannot run job: {exc}", deadline, attempt)
             return
         lease = _Lease(deadline)
-        outcome, message = self._execute(job, lease)
-        self._complete(job_id, outcome, message, lease.deadline, job.attempt)
+        ended = self._execute(job, lease)
+        self._complete(
+            job_id, ended.outcome, ended.message, lease.deadline, job.attempt, ended.result
+        )
 
-    def _execute(self, job: JobConfiguration, lease: _Lease) -> tuple[JobOutcome, str]:
+    def _execute(self, job: JobConfiguration, lease: _Lease) -> JobResult:
+        if job.type is JobType.DISCOVERY:
+            return self._discover(job, lease)
         store = job.store
         store_type = self._store_types.get(store.store_type)
         if store_type is None:
-            return JobOutcome.FAILURE, (
+            return _failed(
                 f"store type {store.store_type} is not supported by this orchestrator "
                 f"(supported: {', '.join(sorted(self._store_types)) or 'none'})"
             )
-        if job.type is not JobType.INVENTORY or job.type not in store_type.operations:
-            return JobOutcome.FAILURE, (
+        if job.type not in store_type.operations:
+            return _failed(
                 f"job type {job.type} is not supported for store type {store.store_type} "
                 "by this orchestrator"
             )
@@ -306,11 +351,79 @@ class Runner:
             logger.warning(
                 "job %s refused: %s is outside the store roots", job.job_id, store.store_path
             )
-            return JobOutcome.FAILURE, (
+            return _failed(
                 f"store path {store.store_path} is outside the folders this orchestrator may "
                 f"read ({', '.join(job.store_roots or ()) or 'none configured'}); an "
                 "administrator of its machine can add one with `certyard-orchestrator roots --add`"
             )
+        if job.type is JobType.INVENTORY:
+            return JobResult(*self._inventory(job, store_type, lease))
+        try:
+            ended = management_run(job, store_type, self._management_context(lease))
+        except Exception as exc:
+            logger.exception("job %s: store type %s failed", job.job_id, store.store_type)
+            return _failed(f"store type {store.store_type} failed: {type(exc).__name__}: {exc}")
+        if not ended.reached_store:
+            return dataclasses.replace(ended, message=truncate(ended.message))
+        # The platform learns what the store holds now from what the agent re-reads.
+        outcome, message = self._inventory(job, store_type, lease)
+        if outcome is JobOutcome.SUCCESS:
+            return dataclasses.replace(ended, message=truncate(ended.message))
+        return dataclasses.replace(
+            ended,
+            outcome=JobOutcome.WARNING,
+            message=truncate(f"{ended.message}; re-reading the store: {message}"),
+        )
+
+    def _management_context(self, lease: _Lease) -> ManagementContext:
+        return ManagementContext(
+            client=self._client,
+            identity_keys=self._identity_keys,
+            device_keys_dir=(
+                self._state_root / DEVICE_KEYS_FOLDER if self._state_root is not None else None
+            ),
+            reload_commands=(
+                self._reload_commands()
+                if callable(self._reload_commands)
+                else self._reload_commands
+            ),
+            reporting=lambda call: self._reporting(call, lease.deadline),
+        )
+
+    def _discover(self, job: JobConfiguration, lease: _Lease) -> JobResult:
+        """Walk the folders a discovery job names (inside the roots) and report candidates."""
+        try:
+            request = DiscoveryRequest.from_payload(job.payload)
+        except ValueError as exc:
+            return _failed(f"cannot run the discovery: {exc}")
+        found = discover(request, roots=job.store_roots, max_file_bytes=job.max_file_bytes)
+        candidates = [candidate.to_wire() for candidate in found.candidates]
+        try:
+            answer = self._reporting(
+                lambda: self._client.submit_discovery(
+                    job.job_id, attempt=job.attempt, candidates=candidates
+                ),
+                lease.deadline,
+            )
+        except PlatformError as exc:
+            return _failed(f"the platform refused the discovery report: {exc.message}")
+        except PlatformUnavailable as exc:
+            return _failed(f"the discovery report could not be delivered: {exc}")
+        message = (
+            f"{len(candidates)} candidates in {found.files_examined} files"
+            f" ({answer.get('new', 0)} new, {answer.get('gone', 0)} gone)"
+        )
+        if found.notes:
+            message += "; " + "; ".join(found.notes[:10])
+        outcome = JobOutcome.WARNING if found.notes else JobOutcome.SUCCESS
+        result = {"candidates": len(candidates), "notes": found.notes[:50]}
+        return JobResult(outcome, truncate(message), result, reached_store=False)
+
+    def _inventory(
+        self, job: JobConfiguration, store_type: type[StoreTypeExtension], lease: _Lease
+    ) -> tuple[JobOutcome, str]:
+        """Read the store and send what it holds in chunks; the outcome of the report."""
+        store = job.store
         report = _ChunkedReport(self._client, job, lease, self._reporting)
         try:
             try:
@@ -358,10 +471,12 @@ class Runner:
         message: str,
         deadline: float,
         attempt: int | None,
+        result: dict[str, Any] | None = None,
     ) -> None:
         try:
             self._reporting(
-                lambda: self._client.complete(job_id, outcome, message, attempt), deadline
+                lambda: self._client.complete(job_id, outcome, message, attempt, result=result),
+                deadline,
             )
         except PlatformError as exc:
             # E.g. the lease lapsed and the job went to another attempt: nothing to redo here.
@@ -421,6 +536,10 @@ class Runner:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _failed(message: str) -> JobResult:
+    return JobResult(JobOutcome.FAILURE, truncate(message), None, reached_store=False)
 
 
 def _safe_folder_name(store_id: str) -> str:

@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import entry_points
+from typing import Any
 
-from orchestrators.protocol import capability_name
+from orchestrators.declarations import SHORT_NAME_PATTERN, StoreTypeDeclaration
+from orchestrators.protocol import StoreOperation, capability_name
 from orchestrators.sdk import ENTRY_POINT_GROUP, StoreTypeExtension
+from orchestrators.stores.jks import JceksStore, JksStore
 from orchestrators.stores.pem import PemStore
+from orchestrators.stores.pkcs12 import Pkcs12Store
 
 logger = logging.getLogger(__name__)
 
 
 def _builtin_store_types() -> dict[str, type[StoreTypeExtension]]:
-    return {PemStore.short_name: PemStore}
+    return {
+        PemStore.short_name: PemStore,
+        JksStore.short_name: JksStore,
+        JceksStore.short_name: JceksStore,
+        Pkcs12Store.short_name: Pkcs12Store,
+    }
 
 
 def load_store_types() -> dict[str, type[StoreTypeExtension]]:
@@ -59,9 +68,41 @@ def load_store_types() -> dict[str, type[StoreTypeExtension]]:
 
 
 def capabilities(store_types: dict[str, type[StoreTypeExtension]]) -> list[str]:
-    """The capability strings for ``store_types``, sorted (``["PEM.Inventory", ...]``)."""
+    """The capability strings for ``store_types``, sorted (``["PEM.Inventory", ...]``).
+
+    Discovery is the agent's own work (``orchestrators.stores.discovery`` classifies files
+    by content), not a store type method: it is offered for each store type whose
+    declaration lists it."""
     return sorted(
         capability_name(short_name, operation)
         for short_name, store_type in store_types.items()
-        for operation in store_type.operations
+        for operation in _offered(store_type)
     )
+
+
+def _offered(store_type: type[StoreTypeExtension]) -> set[StoreOperation]:
+    operations = set(store_type.operations)
+    declaration = getattr(store_type, "declaration", None)
+    if isinstance(declaration, StoreTypeDeclaration):
+        operations |= declaration.operations & {StoreOperation.DISCOVERY}
+    return operations
+
+
+def declarations_wire(store_types: dict[str, type[StoreTypeExtension]]) -> list[dict[str, Any]]:
+    """The body items of ``POST store-types``: each store type's declaration, or for one
+    that declares nothing, a minimal one from its short name and operations. A short name
+    the platform could not accept is logged and left out."""
+    declarations = []
+    for short_name, store_type in sorted(store_types.items()):
+        declaration = getattr(store_type, "declaration", None)
+        if not isinstance(declaration, StoreTypeDeclaration):
+            if not SHORT_NAME_PATTERN.match(short_name):
+                logger.warning("store type %r cannot be declared: invalid short name", short_name)
+                continue
+            declaration = StoreTypeDeclaration(
+                short_name=short_name,
+                name=short_name,
+                operations=frozenset(store_type.operations),
+            )
+        declarations.append(declaration.to_wire())
+    return declarations
