@@ -26,7 +26,7 @@ def _form(orchestrator: Orchestrator, **changes: str) -> dict[str, str]:
         "orchestrator": str(orchestrator.pk),
         "client_machine": "",
         "store_path": "/srv/tls",
-        "properties": '{"recursive": true}',
+        "PEM__recursive": "on",  # one field per property the store type declares
         "password": "s3cret-store-password",
         "inventory_interval_minutes": "",
     }
@@ -70,26 +70,63 @@ def test_add_store(admin_web: Client, approved_orchestrator: Orchestrator) -> No
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("properties", "error"),
+    ("changes", "error"),
     [
-        ("{not json", "Properties must be valid JSON"),
-        ('["a", "list"]', "Properties must be a JSON object"),
-        ("42", "Properties must be a JSON object"),
+        ({"PEM__key_file": "elsewhere"}, "Select a valid choice"),
+        ({"endpoint_host": "bad host!", "endpoint_port": "443"}, "A DNS name or an IP address"),
+        ({"endpoint_host": "web.example.test"}, "Give the endpoint&#x27;s port with its host"),
+        ({"endpoint_host": "web.example.test", "endpoint_port": "70000"}, "less than or equal"),
     ],
 )
-def test_add_store_with_bad_properties_shows_a_form_error(
-    admin_web: Client, approved_orchestrator: Orchestrator, properties: str, error: str
+def test_add_store_with_bad_properties_or_endpoint_shows_a_form_error(
+    admin_web: Client, approved_orchestrator: Orchestrator, changes: dict, error: str
 ) -> None:
     response = admin_web.post(
-        reverse("console:store-create"), _form(approved_orchestrator, properties=properties)
+        reverse("console:store-create"), _form(approved_orchestrator, **changes)
     )
 
     assert response.status_code == 200
     page = response.content.decode()
     assert error in page
-    assert 'class="field-error"' in page
+    assert 'class="field-error"' in page or 'class="form-errors"' in page
     assert "s3cret-store-password" not in page  # the password is never rendered back
     assert not CertificateStore.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_add_form_has_a_field_per_declared_property(
+    admin_web: Client, approved_orchestrator: Orchestrator
+) -> None:
+    page = admin_web.get(reverse("console:store-create")).content.decode()
+
+    assert 'type="checkbox" name="PEM__recursive"' in page
+    assert '<select name="PKCS12__profile"' in page
+    assert 'name="endpoint_port"' in page and 'name="endpoint_host"' in page
+
+
+@pytest.mark.django_db
+def test_add_store_with_an_endpoint_and_another_types_properties_ignored(
+    admin_web: Client, approved_orchestrator: Orchestrator
+) -> None:
+    response = admin_web.post(
+        reverse("console:store-create"),
+        _form(
+            approved_orchestrator,
+            endpoint_host="Web.Example.Test",
+            endpoint_port="8443",
+            PKCS12__profile="rc2",
+            PEM__key_file="separate",
+        ),
+    )
+
+    assert response.status_code == 302, response.content.decode()
+    store = CertificateStore.objects.get()
+    assert (store.endpoint_host, store.endpoint_port, store.endpoint_sni) == (
+        "web.example.test",
+        8443,
+        "",
+    )
+    assert store.properties["key_file"] == "separate" and "profile" not in store.properties
 
 
 @pytest.mark.django_db
@@ -269,7 +306,8 @@ def test_a_viewer_sees_no_store_actions(viewer_web: Client, store: CertificateSt
 def _edit(**changes: str) -> dict[str, str]:
     data = {
         "store_path": "/etc/ssl/certs",
-        "properties": '{"recursive": true}',
+        "PEM__recursive": "on",
+        "PEM__file_patterns": "*.pem",
         "password": "",
         "inventory_interval_minutes": "",
     }
@@ -292,7 +330,7 @@ def test_edit_page_shows_the_store_but_never_its_password(
     page = response.content.decode()
     assert "old-store-secret" not in page
     assert 'value="/etc/ssl/certs"' in page
-    assert "&quot;file_patterns&quot;: " in page  # the properties, as JSON
+    assert 'name="PEM__file_patterns"' in page  # a field per declared property
     assert 'name="inventory_interval_minutes" value="15"' in page
     assert 'name="clear_password"' in page
     assert "A password is stored." in page
@@ -308,7 +346,7 @@ def test_edit_changes_path_properties_and_keeps_an_untouched_password_and_schedu
         reverse("console:store-edit", args=[secret_store.pk]),
         _edit(
             store_path="/srv/moved",
-            properties='{"recursive": false}',
+            PEM__recursive="",
             inventory_interval_minutes="15",
         ),
         follow=True,
@@ -345,8 +383,8 @@ def test_edit_replaces_or_clears_the_password_and_stops_the_schedule(
 @pytest.mark.parametrize(
     ("changes", "error"),
     [
-        ({"properties": "{oops"}, "Properties must be valid JSON"),
-        ({"properties": '{"nonsense": 1}'}, "has no property nonsense"),
+        ({"PEM__key_format": "nonsense"}, "Select a valid choice"),
+        ({"endpoint_port": "22"}, "Give the endpoint&#x27;s host with its port"),
         ({"store_path": ""}, "This field is required."),
         ({"inventory_interval_minutes": "0"}, "greater than or equal to 1"),
         ({"password": "both", "clear_password": "on"}, "Either type a new password or clear it"),

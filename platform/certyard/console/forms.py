@@ -1,7 +1,6 @@
 """The console's forms: they check what people type, the services decide the rest."""
 
 import datetime as dt
-import json
 import re
 from typing import Any
 
@@ -11,9 +10,16 @@ from certyard.console import selectors
 from certyard.errors import ServiceError
 from certyard.fleet.models import Orchestrator
 from certyard.inventory.models import CertificateStore, CertificateStoreType, InventoryStatus
+from certyard.inventory.properties import (
+    MAX_STRING_PROPERTY,
+    endpoint_check,
+    properties_check,
+    specs_of,
+)
 from certyard.inventory.selectors import EXPIRY_WINDOWS_DAYS, CertificateFilters
 from certyard.jobs.models import Job
 from handlers.text import visible
+from orchestrators.declarations import PropertySpec, PropertyType
 
 _MAX_INTERVAL_MINUTES = 525_600  # a year, as the API allows
 
@@ -28,14 +34,6 @@ class OrchestratorChoiceField(forms.ModelChoiceField):
 class StoreChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: CertificateStore) -> str:
         return visible(f"{obj.store_type.short_name} {obj.client_machine}:{obj.store_path}")
-
-
-def _properties_field(rows: int = 3) -> forms.CharField:
-    return forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": rows, "placeholder": '{"recursive": true}'}),
-        help_text="A JSON object; leave empty for none.",
-    )
 
 
 def _interval_field() -> forms.IntegerField:
@@ -55,22 +53,6 @@ def _password_field(help_text: str) -> forms.CharField:
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text=help_text,
     )
-
-
-def properties_from_json(raw: str) -> dict[str, Any]:
-    """A JSON object typed into a form; empty text is no properties."""
-    raw = raw.strip()
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise forms.ValidationError(
-            f"Properties must be valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
-        ) from None
-    if not isinstance(value, dict):
-        raise forms.ValidationError('Properties must be a JSON object, like {"key": "value"}.')
-    return value
 
 
 def service_error_to_form(
@@ -100,7 +82,119 @@ def sentence(message: str) -> str:
     return message[:1].upper() + message[1:] if message else message
 
 
+# --- Store forms, generated from the store type's declaration ---------------------------
+# One field per declared property, named ``<type>__<property>``: a bool is a checkbox, a
+# choice a select, an int a number, a secret a password input never filled back in.
+
+
+def _property_field_name(store_type: CertificateStoreType, spec: PropertySpec) -> str:
+    return f"{store_type.short_name}__{spec.name}"
+
+
+def _property_field(
+    spec: PropertySpec, *, label: str, current: Any = None, has_current: bool = False
+) -> forms.Field:
+    options: dict[str, Any] = {"required": False, "label": label, "help_text": spec.help}
+    value = current if has_current else spec.default
+    if spec.type is PropertyType.BOOL:
+        return forms.BooleanField(initial=bool(value), **options)
+    if spec.type is PropertyType.INT:
+        return forms.IntegerField(initial=value, **options)
+    if spec.type is PropertyType.SECRET:
+        return forms.CharField(
+            strip=False,
+            max_length=MAX_STRING_PROPERTY,
+            widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+            **{**options, "help_text": " ".join(filter(None, [spec.help, _KEPT_VALUE_HELP]))},
+        )
+    if spec.type is PropertyType.CHOICE:
+        choices = [(choice, choice) for choice in spec.choices]
+        if has_current and current not in spec.choices and isinstance(current, str):
+            # A value a store-type change no longer allows: offered as it is, so saving the
+            # form unchanged says what is wrong instead of silently picking another one.
+            choices.append((current, f"{current} (no longer allowed)"))
+        if not spec.required or spec.default is None:
+            choices.insert(0, ("", "—"))
+        return forms.ChoiceField(choices=choices, initial=value, **options)
+    return forms.CharField(max_length=MAX_STRING_PROPERTY, initial=value, strip=False, **options)
+
+
+_KEPT_VALUE_HELP = "Stored encrypted, never shown; leave empty to keep the stored value."
+
+
+def _endpoint_fields(form: forms.Form) -> None:
+    form.fields["endpoint_host"] = forms.CharField(
+        max_length=253,
+        required=False,
+        label="TLS endpoint host",
+        help_text="The DNS name or IP address served from this store; after a write the agent "
+        "checks it serves the new certificate. Empty: no check.",
+    )
+    form.fields["endpoint_port"] = forms.IntegerField(
+        required=False, min_value=1, max_value=65535, label="TLS endpoint port"
+    )
+    form.fields["endpoint_sni"] = forms.CharField(
+        max_length=253,
+        required=False,
+        label="TLS server name (SNI)",
+        help_text="Empty: the host.",
+    )
+
+
+def _properties_collect(
+    form: forms.Form,
+    cleaned: dict[str, Any],
+    store_type: CertificateStoreType,
+    current: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The chosen type's property fields as ``properties`` (the others dropped), checked
+    with the service's own rules so each error lands beside its field."""
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for spec in specs_of(store_type.properties):
+        field_name = _property_field_name(store_type, spec)
+        names[spec.name] = field_name
+        value = cleaned.get(field_name)
+        if value in ("", None) and spec.type is not PropertyType.BOOL:
+            continue  # not given: the default, or (a secret) the stored value
+        values[spec.name] = value
+    _, errors = properties_check(
+        specs_of(store_type.properties),
+        values,
+        current=current,
+        store_type_name=store_type.short_name,
+    )
+    for name, message in errors.items():
+        field_name = names.get(name)
+        form.add_error(field_name if field_name in form.fields else None, sentence(message))
+    return values
+
+
+def _endpoint_clean(form: forms.Form, cleaned: dict[str, Any]) -> None:
+    """The service's endpoint rules, each error beside its field."""
+    if any(name in form.errors for name in ("endpoint_host", "endpoint_port", "endpoint_sni")):
+        return
+    try:
+        endpoint_check(
+            host=cleaned.get("endpoint_host"),
+            port=cleaned.get("endpoint_port"),
+            sni=cleaned.get("endpoint_sni"),
+        )
+    except ServiceError as exc:
+        for name, messages in exc.fields.items():
+            for message in messages:
+                form.add_error(name, sentence(message))
+
+
+def _property_keys_drop(cleaned: dict[str, Any]) -> None:
+    for key in [key for key in cleaned if "__" in key]:
+        del cleaned[key]
+
+
 class StoreCreateForm(forms.Form):
+    """Add a store: the common fields, then every store type's declared properties (only
+    the chosen type's are used), then the TLS endpoint."""
+
     store_type = forms.ModelChoiceField(
         queryset=CertificateStoreType.objects.filter(supports_inventory=True),
         to_field_name="short_name",
@@ -116,44 +210,90 @@ class StoreCreateForm(forms.Form):
         help_text="Leave empty for the orchestrator's own machine (the only one it can reach).",
     )
     store_path = forms.CharField(max_length=1024)
-    properties = _properties_field()
     password = _password_field("Stored encrypted; never shown again.")
     inventory_interval_minutes = _interval_field()
 
-    def clean_properties(self) -> dict[str, Any]:
-        return properties_from_json(self.cleaned_data["properties"])
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.store_types = list(self.fields["store_type"].queryset)
+        for store_type in self.store_types:
+            for spec in specs_of(store_type.properties):
+                self.fields[_property_field_name(store_type, spec)] = _property_field(
+                    spec, label=f"{store_type.short_name}: {spec.display_name}"
+                )
+        _endpoint_fields(self)
+
+    def property_groups(self) -> list[tuple[CertificateStoreType, list[Any]]]:
+        """Each store type with its bound property fields, for the template."""
+        return [
+            (
+                store_type,
+                [
+                    self[_property_field_name(store_type, spec)]
+                    for spec in specs_of(store_type.properties)
+                ],
+            )
+            for store_type in self.store_types
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        store_type = cleaned.get("store_type")
+        properties = _properties_collect(self, cleaned, store_type, None) if store_type else {}
+        _endpoint_clean(self, cleaned)
+        _property_keys_drop(cleaned)
+        cleaned["properties"] = properties
+        return cleaned
 
 
 class StoreEditForm(forms.Form):
-    """Change a store's path, properties, password and schedule (its type, orchestrator and
-    machine are fixed: another one is a new store)."""
+    """Change a store's path, properties, password, schedule and TLS endpoint (its type,
+    orchestrator and machine are fixed: another one is a new store)."""
 
     store_path = forms.CharField(max_length=1024)
-    properties = _properties_field(rows=8)
     password = _password_field("Leave empty to keep the stored password; it is never shown.")
     clear_password = forms.BooleanField(
         required=False, label="Clear the stored password", help_text="The store has none after."
     )
     inventory_interval_minutes = _interval_field()
 
+    def __init__(self, *args: Any, store: CertificateStore, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.store = store
+        stored = store.properties if isinstance(store.properties, dict) else {}
+        for spec in specs_of(store.store_type.properties):
+            shown = spec.type is not PropertyType.SECRET and spec.name in stored
+            self.fields[_property_field_name(store.store_type, spec)] = _property_field(
+                spec,
+                label=spec.display_name,
+                current=stored.get(spec.name) if shown else None,
+                has_current=shown,
+            )
+        _endpoint_fields(self)
+
     @classmethod
     def for_store(cls, store: CertificateStore, data: Any = None) -> "StoreEditForm":
         return cls(
             data,
+            store=store,
             initial={
                 "store_path": store.store_path,
-                "properties": json.dumps(store.properties, indent=2) if store.properties else "",
                 "inventory_interval_minutes": store.inventory_interval_minutes,
+                "endpoint_host": store.endpoint_host,
+                "endpoint_port": store.endpoint_port,
+                "endpoint_sni": store.endpoint_sni,
             },
         )
-
-    def clean_properties(self) -> dict[str, Any]:
-        return properties_from_json(self.cleaned_data["properties"])
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         if cleaned.get("clear_password") and cleaned.get("password"):
             self.add_error("password", "Either type a new password or clear it, not both.")
+        current = self.store.properties if isinstance(self.store.properties, dict) else {}
+        properties = _properties_collect(self, cleaned, self.store.store_type, current)
+        _endpoint_clean(self, cleaned)
+        _property_keys_drop(cleaned)
+        cleaned["properties"] = properties
         return cleaned
 
     def changes(self) -> dict[str, Any]:
@@ -162,6 +302,9 @@ class StoreEditForm(forms.Form):
         changes: dict[str, Any] = {
             "store_path": data["store_path"],
             "properties": data["properties"],
+            "endpoint_host": data.get("endpoint_host") or "",
+            "endpoint_port": data.get("endpoint_port"),
+            "endpoint_sni": data.get("endpoint_sni") or "",
         }
         if data.get("clear_password"):
             changes["password"] = ""

@@ -1,11 +1,13 @@
 """Django admin for the inventory: stores go through the same services as the console and API."""
 
+import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin
 from django.db import transaction
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from certyard.display import VisibleText, VisibleTextAdmin
 from certyard.errors import ServiceError
@@ -31,9 +33,28 @@ class CertificateStoreTypeAdmin(admin.ModelAdmin):
         "supports_remove",
         "private_key",
         "password_supported",
+        "schema_version",
+        "builtin",
     ]
-    list_filter = ["supports_inventory", "supports_add", "password_supported"]
+    list_filter = ["supports_inventory", "supports_add", "password_supported", "builtin"]
     search_fields = ["short_name", "name"]
+    # What a declaration sets is shown, not edited: the next declaration (an agent's, or the
+    # platform's own for a built-in type) would overwrite an edit anyway.
+    readonly_fields = [
+        "builtin",
+        "schema_version",
+        "declared_by",
+        "declared_at",
+        "declaration_display",
+        "description",
+    ]
+    exclude = ["declaration"]
+
+    @admin.display(description="Declaration")
+    def declaration_display(self, obj: CertificateStoreType) -> str:
+        return format_html(
+            "<pre>{}</pre>", json.dumps(obj.declaration or {}, indent=2, sort_keys=True)
+        )
 
 
 class _DryRun(Exception):

@@ -12,3 +12,13 @@ class InventoryConfig(AppConfig):
         from certyard.workflows.services import action_applier_register
 
         action_applier_register("set_metadata", metadata_set_for_handler)
+
+        # The built-in store types follow this release's declarations after every migrate
+        # (a data migration made them; a release that changes one needs no new migration).
+        from django.db.models.signals import post_migrate
+
+        from certyard.inventory.declarations import builtin_sync_after_migrate
+
+        post_migrate.connect(
+            builtin_sync_after_migrate, sender=self, dispatch_uid="inventory-builtin-store-types"
+        )

@@ -5,7 +5,7 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 from certyard.encryption import EncryptedTextField
@@ -56,6 +56,24 @@ class CertificateStoreType(models.Model):
     builtin = models.BooleanField(
         default=False, editable=False, help_text="Shipped with Certyard: cannot be deleted."
     )
+    # The declaration (orchestrators.declarations) the type was last made from: an agent's
+    # ``POST store-types``, or the platform's own for the built-in ones.
+    schema_version = models.PositiveIntegerField(
+        default=1, help_text="The declaration's version; a greater one updates the type."
+    )
+    declared_by = models.ForeignKey(
+        "fleet.Orchestrator",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The orchestrator whose declaration made or last changed the type.",
+    )
+    declared_at = models.DateTimeField(null=True, blank=True)
+    declaration = models.JSONField(
+        default=dict, blank=True, help_text="The last accepted declaration, in its wire form."
+    )
+    description = models.TextField(blank=True)
 
     class Meta:
         ordering = ["short_name"]
@@ -104,6 +122,24 @@ class CertificateStore(models.Model):
     )
     inventory_checked_at = models.DateTimeField(
         null=True, blank=True, help_text="When the last inventory job finished, however it ended."
+    )
+    # The TLS endpoint served from this store: after a write the agent connects and
+    # compares the served certificate. Host and port together, or neither.
+    endpoint_host = models.CharField(
+        max_length=253, blank=True, help_text="DNS name or IP address; empty: no endpoint."
+    )
+    endpoint_port = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+    )
+    endpoint_sni = models.CharField(
+        max_length=253, blank=True, help_text="Server name to ask for; empty: the host."
+    )
+    property_problems = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Properties a store-type change left invalid, in sentences; fixed by an edit.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(

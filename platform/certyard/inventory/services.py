@@ -12,6 +12,8 @@ from certyard.fleet.models import Orchestrator
 from certyard.fleet.selectors import orchestrator_can
 from certyard.inventory.authorization import store_act_require
 from certyard.inventory.models import CertificateStore, CertificateStoreType, InventoryStatus
+from certyard.inventory.properties import endpoint_check, properties_check, specs_of
+from orchestrators.declarations import RequiredWhen
 
 # --- Stores ----------------------------------------------------------------------
 
@@ -46,11 +48,18 @@ def store_create(
     password: str = "",
     inventory_interval_minutes: int | None = None,
     created_by: Any = None,
+    endpoint_host: str = "",
+    endpoint_port: int | None = None,
+    endpoint_sni: str = "",
 ) -> CertificateStore:
     """Create a store on an approved orchestrator that can inventory its type.
 
     ``created_by`` (the person adding it) may change it later without ``manage_any_store``.
+    ``properties`` are checked against the type's declaration (defaults filled in, secrets
+    encrypted); ``endpoint_*`` name the TLS endpoint served from the store (host and port
+    together, or neither), which the agent checks after a write.
     """
+    host, port, sni = endpoint_check(host=endpoint_host, port=endpoint_port, sni=endpoint_sni)
     if orchestrator.status != Orchestrator.Status.APPROVED:
         raise ServiceError(
             f"orchestrator {orchestrator.name} is not approved; approve it before giving it stores",
@@ -77,6 +86,10 @@ def store_create(
         properties=store_properties_check(store_type=store_type, properties=properties or {}),
         password=password,
         created_by=created_by if getattr(created_by, "pk", None) else None,
+        endpoint_host=host,
+        endpoint_port=port,
+        endpoint_sni=sni,
+        property_problems=[],
     )
     _schedule(store, inventory_interval_minutes)
     try:
@@ -102,22 +115,37 @@ def store_update(
     password: str | None = None,
     inventory_interval_minutes: Any = _UNCHANGED,
     actor: Any = None,
+    endpoint_host: Any = _UNCHANGED,
+    endpoint_port: Any = _UNCHANGED,
+    endpoint_sni: Any = _UNCHANGED,
 ) -> CertificateStore:
-    """Change a store's path, properties, password (``""`` clears it) or schedule.
+    """Change a store's path, properties, password (``""`` clears it), schedule or endpoint.
 
     ``None`` leaves a field as it is; ``inventory_interval_minutes=None`` stops the
     schedule. The store's type, orchestrator and machine are fixed: make a new store.
-    ``actor`` must be allowed to act on the store (``store_act_require``).
+    ``actor`` must be allowed to act on the store (``store_act_require``). New properties
+    replace the old ones, checked against the type's declaration, except a secret left out,
+    which keeps its value; once they pass, the store's ``property_problems`` are cleared.
+    The endpoint fields left out keep their value; ``endpoint_host=""`` (with
+    ``endpoint_port=None``) removes the endpoint.
     """
     store_act_require(actor, store)
+    if any(value is not _UNCHANGED for value in (endpoint_host, endpoint_port, endpoint_sni)):
+        host, port, sni = endpoint_check(
+            host=store.endpoint_host if endpoint_host is _UNCHANGED else endpoint_host,
+            port=store.endpoint_port if endpoint_port is _UNCHANGED else endpoint_port,
+            sni=store.endpoint_sni if endpoint_sni is _UNCHANGED else endpoint_sni,
+        )
+        store.endpoint_host, store.endpoint_port, store.endpoint_sni = host, port, sni
     if store_path is not None:
         if not store_path.strip():
             raise ServiceError("the store path cannot be empty")
         store.store_path = store_path
     if properties is not None:
         store.properties = store_properties_check(
-            store_type=store.store_type, properties=properties
+            store_type=store.store_type, properties=properties, current=store.properties
         )
+        store.property_problems = []
     if password is not None:
         if store.store_type.password_required and not password:
             raise ServiceError(
@@ -150,6 +178,7 @@ _PROPERTY_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "int": (int,),
     "secret": (str,),
+    "choice": (str,),
 }
 
 
@@ -158,6 +187,8 @@ _PROPERTY_TYPES: dict[str, tuple[type, ...]] = {
 STORE_TYPE_SHORT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 _PROPERTY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _PROPERTY_KEYS = {"name", "type", "required", "default"}
+# The rest of a declaration's wire form (orchestrators.declarations.PropertySpec.to_wire).
+_DECLARATION_KEYS = {"display_name", "choices", "depends_on", "help", "required_when"}
 
 
 def _is_of_type(value: Any, type_name: str) -> bool:
@@ -183,11 +214,12 @@ def store_type_properties_check(properties: Any) -> list[dict[str, Any]]:
         where = f"item {index}"
         if not isinstance(item, dict):
             raise ServiceError(f"{where} must be an object {{name, type, required, default}}")
-        unknown = sorted(str(key) for key in set(item) - _PROPERTY_KEYS)
+        unknown = sorted(str(key) for key in set(item) - _PROPERTY_KEYS - _DECLARATION_KEYS)
         if unknown:
             raise ServiceError(
                 f"{where} has unknown keys {', '.join(unknown)} "
-                "(allowed: name, type, required, default)"
+                "(allowed: name, type, required, default, display_name, choices, depends_on, "
+                "help, required_when)"
             )
         name = item.get("name")
         if not isinstance(name, str) or not _PROPERTY_NAME.fullmatch(name):
@@ -206,12 +238,57 @@ def store_type_properties_check(properties: Any) -> list[dict[str, Any]]:
         if not isinstance(required, bool):
             raise ServiceError(f"{where}: required must be true or false")
         declaration: dict[str, Any] = {"name": name, "type": type_name, "required": required}
-        if "default" in item:
-            if not _is_of_type(item["default"], type_name):
+        declaration.update(_declaration_extras_check(item, type_name, where))
+        if "default" in item and item["default"] is not None:
+            if not _is_of_type(item["default"], type_name) or (
+                type_name == "choice" and item["default"] not in declaration["choices"]
+            ):
                 raise ServiceError(f"{where}: the default must be a {type_name}")
             declaration["default"] = item["default"]
+        elif "default" in item:
+            declaration["default"] = None
         checked.append(declaration)
+    for declaration in checked:
+        depends = declaration.get("depends_on")
+        if depends is not None and depends["name"] not in seen:
+            raise ServiceError(f"{declaration['name']}: depends_on names no declared property")
     return checked
+
+
+def _declaration_extras_check(item: dict[str, Any], type_name: str, where: str) -> dict[str, Any]:
+    """The optional keys of a declaration's wire form, checked (display_name, choices, ...)."""
+    extras: dict[str, Any] = {}
+    for key in ("display_name", "help"):
+        if key in item:
+            value = item[key]
+            if not isinstance(value, str) or len(value) > 500:
+                raise ServiceError(f"{where}: {key} must be a text of at most 500 characters")
+            extras[key] = value
+    choices = item.get("choices", [])
+    if not isinstance(choices, list) or not all(
+        isinstance(choice, str) and choice and len(choice) <= 200 for choice in choices
+    ):
+        raise ServiceError(f"{where}: choices must be a list of non-empty texts")
+    if type_name == "choice" and not choices:
+        raise ServiceError(f"{where}: a choice property needs its choices")
+    if "choices" in item or type_name == "choice":
+        extras["choices"] = choices
+    if item.get("depends_on") is not None:
+        depends = item["depends_on"]
+        if not isinstance(depends, dict) or not isinstance(depends.get("name"), str):
+            raise ServiceError(f"{where}: depends_on must be {{name, value}}")
+        extras["depends_on"] = {"name": depends["name"], "value": depends.get("value")}
+    elif "depends_on" in item:
+        extras["depends_on"] = None
+    if "required_when" in item:
+        when = item["required_when"]
+        allowed = {member.value for member in RequiredWhen}
+        if not isinstance(when, list) or any(value not in allowed for value in when):
+            raise ServiceError(
+                f"{where}: required_when must list some of {', '.join(sorted(allowed))}"
+            )
+        extras["required_when"] = sorted(set(when))
+    return extras
 
 
 def store_type_delete(*, store_type: CertificateStoreType) -> None:
@@ -225,31 +302,32 @@ def store_type_delete(*, store_type: CertificateStoreType) -> None:
 
 
 def store_properties_check(
-    *, store_type: CertificateStoreType, properties: dict[str, Any]
+    *,
+    store_type: CertificateStoreType,
+    properties: dict[str, Any],
+    current: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The store's properties, checked against those its type declares, defaults filled in."""
-    declared = {p["name"]: p for p in store_type.properties if isinstance(p, dict) and "name" in p}
-    unknown = sorted(set(properties) - set(declared))
-    if unknown:
-        allowed = ", ".join(sorted(declared)) or "none"
+    """The store's properties, checked against its type's declaration, defaults filled in.
+
+    Types, choices, ``required`` and ``depends_on`` come from the declaration; a secret is
+    encrypted, and one not given keeps its ``current`` value. Raises ``ServiceError`` with
+    one message per offending property under ``fields["properties"]``.
+    """
+    if not isinstance(properties, dict):
+        raise ServiceError("the properties must be a JSON object", field="properties")
+    checked, errors = properties_check(
+        specs_of(store_type.properties),
+        properties,
+        current=current if isinstance(current, dict) else None,
+        store_type_name=store_type.short_name,
+    )
+    if errors:
+        messages = list(errors.values())
         raise ServiceError(
-            f"store type {store_type.short_name} has no property {', '.join(unknown)} "
-            f"(its properties: {allowed})"
+            "; ".join(messages),
+            fields={"properties": messages},
+            details={"properties": errors},
         )
-    checked: dict[str, Any] = {}
-    for name, spec in declared.items():
-        if name not in properties:
-            if spec.get("required"):
-                raise ServiceError(f"property {name} is required for {store_type.short_name}")
-            if "default" in spec:
-                checked[name] = spec["default"]
-            continue
-        value = properties[name]
-        expected = _PROPERTY_TYPES.get(spec.get("type", "string"), (str,))
-        # bool is an int in Python; an int property must not accept true/false.
-        if not isinstance(value, expected) or (bool not in expected and isinstance(value, bool)):
-            raise ServiceError(f"property {name} must be a {spec.get('type', 'string')}")
-        checked[name] = value
     return checked
 
 

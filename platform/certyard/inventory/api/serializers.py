@@ -17,6 +17,7 @@ from certyard.inventory.models import (
     MetadataBackfill,
     MetadataField,
 )
+from certyard.inventory.properties import properties_public, specs_of
 from certyard.inventory.selectors import CertificateFilters
 from certyard.x509 import der_to_pem
 
@@ -68,6 +69,15 @@ class StoreSerializer(serializers.ModelSerializer):
     orchestrator_name = serializers.CharField(source="orchestrator.name", read_only=True)
     has_password = serializers.SerializerMethodField()
     location_count = serializers.IntegerField(read_only=True, default=None)
+    properties = serializers.SerializerMethodField(
+        help_text='The store\'s properties; a secret one shows only "set" or "not set".'
+    )
+    property_problems = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Values a change of the store type no longer allows (kept, not emptied): "
+        "fix them with an edit.",
+    )
 
     class Meta:
         model = CertificateStore
@@ -79,7 +89,11 @@ class StoreSerializer(serializers.ModelSerializer):
             "orchestrator",
             "orchestrator_name",
             "properties",
+            "property_problems",
             "has_password",
+            "endpoint_host",
+            "endpoint_port",
+            "endpoint_sni",
             "approved",
             "inventory_interval_minutes",
             "inventory_next_run",
@@ -95,8 +109,32 @@ class StoreSerializer(serializers.ModelSerializer):
     def get_has_password(self, store: CertificateStore) -> bool:
         return bool(store.password)
 
+    @extend_schema_field(serializers.DictField())
+    def get_properties(self, store: CertificateStore) -> dict[str, Any]:
+        return properties_public(specs_of(store.store_type.properties), store.properties)
 
-class StoreCreateSerializer(serializers.Serializer):
+
+class _EndpointFields(serializers.Serializer):
+    """The TLS endpoint served from a store; the agent checks it after a write."""
+
+    endpoint_host = serializers.CharField(
+        max_length=253,
+        allow_blank=True,
+        required=False,
+        help_text="A DNS name or an IP address, with endpoint_port; empty: no endpoint.",
+    )
+    endpoint_port = serializers.IntegerField(
+        min_value=1, max_value=65535, required=False, allow_null=True
+    )
+    endpoint_sni = serializers.CharField(
+        max_length=253,
+        allow_blank=True,
+        required=False,
+        help_text="The server name to ask for; empty: the host.",
+    )
+
+
+class StoreCreateSerializer(_EndpointFields):
     store_type = serializers.SlugRelatedField(
         slug_field="short_name", queryset=CertificateStoreType.objects.all()
     )
@@ -117,7 +155,7 @@ class StoreCreateSerializer(serializers.Serializer):
     )
 
 
-class StoreUpdateSerializer(serializers.Serializer):
+class StoreUpdateSerializer(_EndpointFields):
     """A store's changeable fields; each one optional. Its type, orchestrator and machine
     are fixed."""
 
