@@ -115,6 +115,9 @@ class JobHistory(models.Model):
         blank=True,
         help_text="Report submissions of this attempt that failed: [{at, error}], oldest first.",
     )
+    result = models.JSONField(
+        default=dict, blank=True, help_text="The agent's result of this attempt (no secrets)."
+    )
 
     class Meta:
         db_table = "fleet_jobhistory"

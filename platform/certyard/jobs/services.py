@@ -1,6 +1,8 @@
 """Writes of the jobs app: opening, leasing, reporting and finishing orchestrators' jobs."""
 
 import datetime as dt
+import json
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +14,7 @@ from django.utils import timezone
 
 from certyard.errors import Conflict, NotFound, ServiceError
 from certyard.fleet.models import Orchestrator
+from certyard.fleet.selectors import orchestrator_can
 from certyard.inventory.authorization import store_act_require
 from certyard.inventory.ingest import (
     ChunkOutcome,
@@ -20,11 +23,174 @@ from certyard.inventory.ingest import (
     inventory_upload_discard,
 )
 from certyard.inventory.models import CertificateStore, InventoryStatus
+from certyard.inventory.properties import properties_for_agent, specs_of
 from certyard.inventory.services import store_inventory_status_record
+from certyard.jobs.hooks import (
+    job_finished_notify,
+    job_payload_resolved,
+)
 from certyard.jobs.models import AgentPoll, Job, JobHistory
 from certyard.workflows.services import event_emit
 from handlers.base import EventKind
-from orchestrators.protocol import JobOutcome, JobType
+from orchestrators.protocol import JobOutcome, JobType, StoreOperation
+
+logger = logging.getLogger(__name__)
+
+
+# --- Management jobs -----------------------------------------------------------------------
+
+# What a stored payload may not hold: ``Job.payload`` is shown in the API, the console and
+# the admin, and kept for ever; secrets are added by the type's resolver at fetch time.
+_SECRET_KEY_WORDS = ("password", "passphrase", "secret", "private_key_pem", "pfx", "pkcs12")
+_PAYLOAD_MAX_BYTES = 64 * 1024
+_STORE_JOB_TYPES = (JobType.ADD, JobType.REMOVE, JobType.CREATE, JobType.REENROLLMENT)
+
+
+def _payload_require_references(value: Any, path: str = "payload") -> None:
+    """Refuse a payload that carries a secret: references only (ids, aliases, fingerprints).
+
+    A key named like a secret (password, passphrase, secret, ...) may hold only an empty
+    value, a boolean or a reference-free null; ``private_key`` may hold null or a boolean;
+    no string anywhere may be a PEM private key.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key).lower()
+            where = f"{path}.{key}"
+            if name == "private_key" and item is not None and not isinstance(item, bool):
+                raise ServiceError(
+                    f"{where}: a job's payload holds references only, never a private key "
+                    "(the key is sealed for the agent when it fetches the job)",
+                    code="secret_in_payload",
+                )
+            if (
+                any(word in name for word in _SECRET_KEY_WORDS)
+                and item not in (None, "", {}, [])
+                and not isinstance(item, bool)
+            ):
+                raise ServiceError(
+                    f"{where}: a job's payload holds references only, never a secret "
+                    "(the job's payload resolver adds secrets when the agent fetches it)",
+                    code="secret_in_payload",
+                )
+            _payload_require_references(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _payload_require_references(item, f"{path}[{index}]")
+    elif isinstance(value, str) and "PRIVATE KEY-----" in value:
+        raise ServiceError(
+            f"{path}: a job's payload holds references only, never a private key",
+            code="secret_in_payload",
+        )
+
+
+def _orchestrator_require_capability(
+    orchestrator: Orchestrator, store_type_name: str | None, operation: str
+) -> None:
+    if store_type_name is None:  # discovery: not tied to a store type
+        suffix = "." + StoreOperation(operation).value
+        if any(str(c).lower().endswith(suffix) for c in orchestrator.capabilities):
+            return
+        wanted = f"<type>.{operation.capitalize()}"
+    else:
+        if orchestrator_can(
+            orchestrator=orchestrator, store_type_name=store_type_name, operation=operation
+        ):
+            return
+        wanted = f"{store_type_name}.{operation.capitalize()}"
+    raise ServiceError(
+        f"orchestrator {orchestrator.name} does not offer {wanted}: it cannot run "
+        f"{operation} jobs (its agent must advertise the capability)",
+        code="capability_missing",
+        http_status=409,
+    )
+
+
+def job_request(
+    *,
+    orchestrator: Orchestrator,
+    store: CertificateStore | None,
+    type: str,  # the wire's name for it, as on Job
+    payload: dict[str, Any],
+    actor: Any = None,
+    source: str,
+    deployment_id: Any = None,
+    max_attempts: int | None = None,
+) -> Job:
+    """Queue a management job (add, remove, create, reenrollment, discovery) for the agent.
+
+    ``store`` is the store the job acts on; ``None`` for discovery (and only for it).
+    ``payload`` is what the job's payload resolver (``job_payload_resolver_register``)
+    turns into the agent's configuration: references only, never a private key or a
+    secret (``ServiceError`` ``secret_in_payload`` otherwise). ``deployment_id``, when
+    given, is recorded in the payload as ``deployment_id``. Authorization is the caller's:
+    this checks only that the job can run.
+
+    Refusals (``ServiceError``): ``invalid_job_type``, ``store_required`` /
+    ``store_not_allowed``, ``wrong_orchestrator`` (the store is another orchestrator's),
+    ``not_approved`` (the orchestrator), ``operation_unsupported`` (the store type does
+    not support it), ``capability_missing`` (the agent does not advertise it),
+    ``invalid_payload``, ``secret_in_payload``.
+    """
+    try:
+        job_type = JobType(str(type))
+    except ValueError:
+        raise ServiceError(f"there is no job type {type!r}", code="invalid_job_type") from None
+    if job_type == JobType.INVENTORY:
+        raise ServiceError(
+            "inventory jobs are requested with job_inventory_request (one open per store)",
+            code="invalid_job_type",
+        )
+    if job_type == JobType.DISCOVERY and store is not None:
+        raise ServiceError("a discovery job has no store", code="store_not_allowed")
+    if job_type in _STORE_JOB_TYPES and store is None:
+        raise ServiceError(f"a {job_type} job needs a store", code="store_required")
+    if store is not None and store.orchestrator_id != orchestrator.pk:
+        raise ServiceError(
+            f"store {store.store_path} belongs to another orchestrator, not {orchestrator.name}",
+            code="wrong_orchestrator",
+            http_status=409,
+        )
+    if orchestrator.status != Orchestrator.Status.APPROVED:
+        raise ServiceError(
+            f"orchestrator {orchestrator.name} is not approved: it cannot run jobs",
+            code="not_approved",
+            http_status=409,
+        )
+    if store is not None and not store.store_type.supports(job_type):
+        raise ServiceError(
+            f"store type {store.store_type.short_name} does not support {job_type} jobs",
+            code="operation_unsupported",
+            http_status=409,
+        )
+    _orchestrator_require_capability(
+        orchestrator, store.store_type.short_name if store is not None else None, job_type
+    )
+    if not isinstance(payload, dict):
+        raise ServiceError("a job's payload is a JSON object", code="invalid_payload")
+    payload = dict(payload)
+    if deployment_id is not None:
+        payload["deployment_id"] = str(deployment_id)
+    try:
+        size = len(json.dumps(payload, separators=(",", ":")).encode())
+    except (TypeError, ValueError) as exc:
+        raise ServiceError(f"a job's payload must be JSON: {exc}", code="invalid_payload") from None
+    if size > _PAYLOAD_MAX_BYTES:
+        raise ServiceError(
+            f"the job's payload is {size} bytes; the limit is {_PAYLOAD_MAX_BYTES}",
+            code="invalid_payload",
+        )
+    _payload_require_references(payload)
+    return Job.objects.create(
+        type=job_type,
+        store=store,
+        orchestrator=orchestrator,
+        payload=payload,
+        source=source,
+        requested_by=actor if getattr(actor, "pk", None) else None,
+        max_attempts=max_attempts or settings.CERTYARD_JOB_MAX_ATTEMPTS,
+        available_at=timezone.now(),
+    )
 
 
 def store_inventory_now(*, store: CertificateStore, actor: Any, source: str) -> tuple[Job, bool]:
@@ -131,6 +297,7 @@ def jobs_release_lapsed(*, orchestrator: Orchestrator | None = None) -> int:
             # The attempt ended without a report: job complete handlers hear of it too.
             job.refresh_from_db()
             _job_completed_emit(job, job.orchestrator)
+            job_finished_notify(job)
         count += 1
     return count
 
@@ -172,8 +339,21 @@ def _lapse_message(job: Job) -> str:
 
 
 def _store_status_note(job: Job, outcome: str, message: str, at: dt.datetime) -> None:
-    """An inventory job's end is its store's status, shown on the Stores page."""
-    if job.type != JobType.INVENTORY or job.store_id is None:
+    """An inventory job's end is its store's status, shown on the Stores page.
+
+    A management job's end is not (a refused add says nothing of reading the store); its
+    re-read of the store after the write, when applied, is a successful inventory.
+    """
+    if job.store_id is None:
+        return
+    if job.type != JobType.INVENTORY:
+        if job.report_received_at is not None:
+            store_inventory_status_record(
+                store_id=job.store_id,
+                status=InventoryStatus.OK,
+                message=f"read again after the {job.type} job",
+                at=at,
+            )
         return
     status = {
         JobOutcome.SUCCESS: InventoryStatus.OK,
@@ -230,6 +410,10 @@ def job_lease_next(*, orchestrator: Orchestrator, poll_id: Any = None) -> Job | 
                 continue
             inventory_upload_discard(upload_prefix=f"job:{pk}:")  # earlier attempts' chunks
             job = Job.objects.select_related("store", "store__store_type").get(pk=pk)
+            if job.type != JobType.INVENTORY and job.result:
+                # An earlier attempt's result (kept on its history) is not this attempt's.
+                job.result = {}
+                Job.objects.filter(pk=pk).update(result={})
             JobHistory.objects.create(
                 job=job, attempt=job.attempts, orchestrator=orchestrator, started_at=now
             )
@@ -307,12 +491,28 @@ def job_configuration(*, orchestrator: Orchestrator, job_id: Any) -> dict[str, A
     _job_require_leased(job)
     _job_picked_up(job)
     store = job.store
+    # The type's resolver turns stored references into what the agent needs (a sealed
+    # key, entry passwords); its ServiceError refuses the fetch with its message.
+    try:
+        payload = job_payload_resolved(job, orchestrator)
+    except ServiceError as refusal:
+        # Kept on the attempt: if the agent never ends it, the lapse names the cause.
+        job_report_errors_record(
+            job=job,
+            errors=[
+                {
+                    "at": timezone.now().isoformat(),
+                    "error": f"the job's configuration was refused: {refusal.message}",
+                }
+            ],
+        )
+        raise
     return {
         "job_id": str(job.pk),
         "type": job.type,
         "attempt": job.attempts,
         "lease_expires_at": job.lease_expires_at.isoformat() if job.lease_expires_at else None,
-        "payload": job.payload,
+        "payload": payload,
         "store": None
         if store is None
         else {
@@ -320,10 +520,23 @@ def job_configuration(*, orchestrator: Orchestrator, job_id: Any) -> dict[str, A
             "store_type": store.store_type.short_name,
             "client_machine": store.client_machine,
             "store_path": store.store_path,
-            "properties": store.properties,
+            # Secret properties are stored encrypted; the lease holder gets them opened.
+            "properties": properties_for_agent(
+                specs_of(store.store_type.properties), store.properties
+            ),
             "password": store.password or None,
+            "endpoint": _store_endpoint(store),
         },
     }
+
+
+def _store_endpoint(store: CertificateStore) -> dict[str, Any] | None:
+    """The TLS endpoint served from the store, for the agent's check; None when unset."""
+    host = getattr(store, "endpoint_host", "") or ""
+    port = getattr(store, "endpoint_port", None)
+    if not host or not port:
+        return None
+    return {"host": host, "port": int(port), "sni": getattr(store, "endpoint_sni", "") or None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,8 +579,12 @@ def _upload_name(job: Job) -> str:
 def _inventory_job_for(orchestrator: Orchestrator, job_id: Any, attempt: int | None) -> Job:
     _orchestrator_require_approved(orchestrator)
     job = _job_for(orchestrator, job_id)
-    if job.type != JobType.INVENTORY or job.store is None:
-        raise ServiceError(f"job {job.pk} is a {job.type} job, not an inventory job")
+    # Inventory jobs report the store; so do management jobs, re-reading it after a write.
+    if job.store is None:
+        raise ServiceError(
+            f"job {job.pk} is a {job.type} job without a store: it has no inventory to report",
+            code="no_store",
+        )
     _attempt_require_current(job, attempt)
     return job
 
@@ -519,12 +736,16 @@ def job_complete(
     outcome: JobOutcome,
     message: str,
     attempt: int | None = None,
+    result: dict[str, Any] | None = None,
 ) -> tuple[Job, bool]:
     """Record how the job ended: ``(job, duplicate)``.
 
     A failure is retried, after a delay, while attempts remain. With ``attempt``, the
     result of an earlier attempt is refused (``stale_attempt``): an agent whose lease
-    lapsed cannot end the attempt that replaced it.
+    lapsed cannot end the attempt that replaced it. ``result`` (the agent's, checked by
+    the caller: a JSON object of bounded size) becomes ``Job.result`` and the attempt's
+    history's; the attempt's inventory summary, if it reported one, is kept beside it.
+    The finished hooks are called in the same transaction.
     """
     job = _job_for(orchestrator, job_id)
     _attempt_require_current(job, attempt)
@@ -535,6 +756,10 @@ def job_complete(
     now = timezone.now()
     message = message[:_MESSAGE_LIMIT]
     changes: dict[str, Any] = {"message": message, "lease_expires_at": None, "outcome": outcome}
+    if result is not None:
+        # The agent cannot overwrite the platform's own summary of this attempt's report.
+        kept = job.result.get("inventory") if job.report_received_at is not None else None
+        changes["result"] = {**result, **({"inventory": kept} if kept is not None else {})}
     if outcome == JobOutcome.FAILURE and job.attempts < job.max_attempts:
         delay = settings.CERTYARD_JOB_RETRY_DELAY_SECONDS * max(job.attempts, 1)
         changes.update(
@@ -555,7 +780,7 @@ def job_complete(
             _attempt_require_current(job, attempt)  # offered again meanwhile: refused
             return job, True
         JobHistory.objects.filter(job=job, attempt=job.attempts).update(
-            finished_at=now, outcome=outcome, message=message
+            finished_at=now, outcome=outcome, message=message, result=result or {}
         )
         if outcome == JobOutcome.FAILURE:
             Orchestrator.objects.filter(pk=orchestrator.pk).update(last_error=message)
@@ -564,6 +789,7 @@ def job_complete(
         inventory_upload_discard(upload_prefix=f"job:{job.pk}:")
         job.refresh_from_db()
         _job_completed_emit(job, orchestrator)
+        job_finished_notify(job)
     return job, False
 
 
@@ -625,6 +851,8 @@ def job_cancel(*, job: Job, actor: Any) -> Job:
                 finished_at=now, outcome=JobHistory.Outcome.RELEASED, message=message
             )
             inventory_upload_discard(upload_prefix=f"job:{job.pk}:")
+            job.refresh_from_db()
+            job_finished_notify(job)
     job.refresh_from_db()
     return job
 
@@ -645,6 +873,17 @@ def job_retry(*, job: Job, actor: Any) -> tuple[Job, bool]:
         )
     if job.type == JobType.INVENTORY and job.store is not None:
         return job_inventory_request(store=job.store, source=Job.Source.ADMIN, requested_by=actor)
+    if job.type != JobType.INVENTORY:
+        # Checked again as a new request: the agent or the store type may have changed.
+        retried = job_request(
+            orchestrator=job.orchestrator,
+            store=job.store,
+            type=job.type,
+            payload=job.payload,
+            actor=actor,
+            source=Job.Source.ADMIN,
+        )
+        return retried, True
     if job.orchestrator.status != Orchestrator.Status.APPROVED:
         raise ServiceError(
             f"orchestrator {job.orchestrator.name} is not approved: it cannot run jobs",
@@ -683,3 +922,27 @@ def jobs_release_for_orchestrator(orchestrator: Orchestrator) -> None:
                     "the orchestrator was disapproved, reset or locked out while it held the job"
                 ),
             )
+
+
+def job_reported(
+    *, orchestrator: Orchestrator, job_id: Any, attempt: int | None, job_type: str
+) -> Job:
+    """The orchestrator's job ``job_id`` of ``job_type`` at its current ``attempt``, for a
+    report another app takes (discovery results, re-enrollment CSRs): refused exactly as an
+    inventory report is (403 not approved, 404 another orchestrator's job, 409 another
+    type or a stale attempt). Whether it is leased is the caller's check
+    (``job_require_leased``): a repeat of an applied report may come after the attempt ended.
+    """
+    _orchestrator_require_approved(orchestrator)
+    job = _job_for(orchestrator, job_id)
+    if job.type != job_type:
+        raise Conflict(
+            f"job {job.pk} is a {job.type} job, not a {job_type} job", code="wrong_job_type"
+        )
+    _attempt_require_current(job, attempt)
+    return job
+
+
+def job_require_leased(job: Job) -> None:
+    """409 ``not_leased`` unless the job is leased (to its orchestrator) right now."""
+    _job_require_leased(job)

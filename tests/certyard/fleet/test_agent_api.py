@@ -467,13 +467,15 @@ def test_config_of_a_job_that_is_not_leased_is_a_409(
     assert error_of(response)["code"] == "not_leased"
 
 
-def test_inventory_for_a_job_of_another_type_is_a_400(
+def test_inventory_for_a_job_without_a_store_is_a_400(
     client: APIClient,
     agent: RegisteredAgent,
     store: CertificateStore,
 ) -> None:
+    # Management jobs with a store report their re-read (tests/certyard/jobs/
+    # test_management_jobs.py); a discovery job has no store to report.
     job = Job.objects.create(
-        type="add", store=store, orchestrator=agent.orchestrator, available_at=timezone.now()
+        type="discovery", store=None, orchestrator=agent.orchestrator, available_at=timezone.now()
     )
     assert client.get(f"{AGENT}jobs/next", {"wait": 0}).json()["id"] == str(job.pk)
 
@@ -482,7 +484,7 @@ def test_inventory_for_a_job_of_another_type_is_a_400(
     )
 
     assert response.status_code == 400
-    assert "not an inventory job" in error_of(response)["message"]
+    assert "without a store" in error_of(response)["message"]
     assert not CertificateLocation.objects.exists()
 
 

@@ -1,8 +1,15 @@
 """Input checks for the jobs part of the agent API (contract: orchestrators/protocol.py)."""
 
+import json
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orchestrators.protocol import JobOutcome
+
+# The agent's result of a job, as stored on the job: bounded, so a report cannot bloat rows.
+RESULT_MAX_BYTES = 64 * 1024
 
 
 class StoreSummarySerializer(serializers.Serializer):
@@ -110,6 +117,11 @@ class InventoryAnswerSerializer(serializers.Serializer):
     rejected_count = serializers.IntegerField()
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class _ResultField(serializers.JSONField):
+    """A JSON object (checked by ``CompleteSerializer.validate_result``)."""
+
+
 class CompleteSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=[o.value for o in JobOutcome])
     message = serializers.CharField(allow_blank=True, default="", max_length=100_000)
@@ -119,3 +131,23 @@ class CompleteSerializer(serializers.Serializer):
         help_text="The attempt this result is for: an earlier attempt's result is refused "
         "(409 stale_attempt) and cannot end the attempt that replaced it.",
     )
+    result = _ResultField(
+        required=False,
+        help_text="The job's result (add, remove, create, reenrollment): a JSON object of at "
+        f"most {RESULT_MAX_BYTES // 1024} KiB when serialised; kept on the job and its attempt.",
+    )
+
+    def validate_result(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("the result must be a JSON object")
+        try:
+            size = len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
+        except ValueError:
+            raise serializers.ValidationError(
+                "the result must be strict JSON (no NaN or Infinity)"
+            ) from None
+        if size > RESULT_MAX_BYTES:
+            raise serializers.ValidationError(
+                f"the result is {size} bytes when serialised; the limit is {RESULT_MAX_BYTES}"
+            )
+        return value

@@ -405,6 +405,7 @@ class CompleteView(AgentView):
             outcome=JobOutcome(data["status"]),
             message=data["message"],
             attempt=data.get("attempt"),
+            result=data.get("result"),
         )
         return Response(
             {

@@ -34,6 +34,7 @@ class JobHistorySerializer(serializers.ModelSerializer):
             "outcome",
             "message",
             "report_errors",
+            "result",
         ]
 
 
@@ -59,6 +60,7 @@ class JobSerializer(serializers.ModelSerializer):
             "available_at",
             "lease_expires_at",
             "message",
+            "result",
             "created_at",
             "completed_at",
         ]
@@ -69,4 +71,4 @@ class JobDetailSerializer(JobSerializer):
     history = JobHistorySerializer(many=True, read_only=True)
 
     class Meta(JobSerializer.Meta):
-        fields = [*JobSerializer.Meta.fields, "payload", "result", "history"]
+        fields = [*JobSerializer.Meta.fields, "payload", "history"]
