@@ -449,6 +449,14 @@ class Platform(Protocol):
         with a new key, or the archived one. The new PKCS#12 waits for its requester to
         collect it; the template's approval rule applies."""
 
+    def renew_and_replace(
+        self, *, certificate_sha256: str, template: str = "", new_key: bool = True
+    ) -> None:
+        """Renew a certificate and replace it in every store the inventory found it in
+        (a key made on the device where the store type re-enrolls, else a platform key),
+        under ``template`` or, empty, the template Certyard issued it with. A certificate
+        found nowhere is renewed as ``renew_certificate`` does (``new_key`` applies then)."""
+
     def send_mail(
         self, *, subject: str, body: str, to: Sequence[str], from_address: str | None = None
     ) -> None:

@@ -70,6 +70,7 @@ APP_ORDER = [
     "jobs",
     "blueprints",
     "enrollment",
+    "deployment",
     "console",
 ]
 # Plain library packages under certyard/: not Django apps, so not in the order.

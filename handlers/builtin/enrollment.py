@@ -155,11 +155,14 @@ class EnrollmentRules(EventHandler):
 class AutoRenew(EventHandler):
     """Renews certificates before they expire, when the platform holds their key.
 
-    On each expiry warning for a certificate the platform issued by PFX enrollment, asks
-    for one renewal (several warnings, one per location, still make one): with a new key
-    (default), or with the archived one. The renewal follows its template, approval
-    included, and the requester collects the new PKCS#12 from the request's page.
-    Certificates enrolled with a CSR are left alone (their key is not the platform's).
+    On each expiry warning asks for one renewal (several warnings, one per location, still
+    make one), which replaces the certificate in every store it was found in: with a key
+    made on the device where the store type re-enrolls, else a platform key. A certificate
+    found in no store is renewed only when the platform issued it by PFX enrollment (with
+    a new key, default, or the archived one), and the requester collects the new PKCS#12;
+    one enrolled with a CSR is left alone (its key is not the platform's). The renewal
+    follows its template (or ``template``, for one Certyard did not issue), approval
+    included.
     Choose the thresholds in the registration's filters, or with ``days``.
     """
 
@@ -178,7 +181,14 @@ class AutoRenew(EventHandler):
             "new_key",
             ParameterType.BOOLEAN,
             default=True,
-            help="A new key for each renewal; unticked, the archived key is reused.",
+            help="A new key for each renewal; unticked, the archived key is reused (for a "
+            "certificate found in no store).",
+        ),
+        Parameter(
+            "template",
+            help="Template for certificates Certyard did not issue (found by inventory); "
+            "empty: only the ones it issued, under their own template.",
+            default="",
         ),
     )
 
@@ -189,7 +199,11 @@ class AutoRenew(EventHandler):
         sha256 = str(event.data.get("sha256") or "")
         if not sha256:
             return HandlerResult(message="the event names no certificate")
-        self.platform.renew_certificate(
-            certificate_sha256=sha256, new_key=bool(setting(self, "new_key"))
+        # Renewed and replaced wherever it is installed: a renewal nobody delivers would
+        # leave the expiring certificate serving.
+        self.platform.renew_and_replace(
+            certificate_sha256=sha256,
+            template=str(setting(self, "template") or ""),
+            new_key=bool(setting(self, "new_key")),
         )
         return HandlerResult(message=f"renewal asked for {event.subject_label or sha256}")

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "certyard.jobs",
     "certyard.blueprints",
     "certyard.enrollment",
+    "certyard.deployment",
     "certyard.console",
 ]
 

@@ -31,6 +31,7 @@ api_v1_urlpatterns = [
     path("", include("certyard.workflows.api.urls")),
     path("", include("certyard.pki.api.urls")),
     path("", include("certyard.enrollment.api.urls")),
+    path("", include("certyard.deployment.api.urls")),
 ]
 
 # One namespace for the agent API, whichever app answers the call.
@@ -38,6 +39,8 @@ agent_api_urlpatterns = (
     [
         path("", include("certyard.fleet.api.agent_urls")),
         path("", include("certyard.jobs.api.agent_urls")),
+        path("", include("certyard.inventory.api.agent_urls")),
+        path("", include("certyard.deployment.api.agent_urls")),
     ],
     "agent-api",
 )

@@ -206,6 +206,11 @@ class EnrollmentRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     issued_at = models.DateTimeField(null=True, blank=True)
+    # Where the certificate is delivered once issued (after approval, if any): the
+    # deployment app, above, is told through ``certificate_issued_hook_register``.
+    target_stores = models.ManyToManyField(
+        "inventory.CertificateStore", blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -95,6 +95,21 @@ class PlatformRequests:
             }
         )
 
+    def renew_and_replace(
+        self, *, certificate_sha256: str, template: str = "", new_key: bool = True
+    ) -> None:
+        # Carried out by the deployment app (registered in its ``ready``): workflows, at
+        # the bottom, cannot import it.
+        self.actions.append(
+            {
+                "action": "renew_and_replace",
+                "certificate_sha256": str(certificate_sha256),
+                "template": str(template or ""),
+                "new_key": bool(new_key),
+                "by": self.source,
+            }
+        )
+
     def send_mail(
         self, *, subject: str, body: str, to: Sequence[str], from_address: str | None = None
     ) -> None:

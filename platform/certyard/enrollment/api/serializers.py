@@ -90,6 +90,14 @@ class EnrollmentCsrSerializer(serializers.Serializer):
     template = serializers.CharField(max_length=100, help_text="The template's name.")
     csr = serializers.CharField(max_length=65536, help_text="PEM.")
     metadata = serializers.DictField(required=False, default=dict)
+    target_stores = serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        default=list,
+        max_length=100,
+        help_text="Store ids: the certificate is delivered there once issued (with its key "
+        "for a PFX enrollment).",
+    )
 
 
 class EnrollmentBatchSerializer(serializers.Serializer):
@@ -126,6 +134,14 @@ class EnrollmentPfxSerializer(serializers.Serializer):
     key_algorithm = serializers.ChoiceField(KeyAlgorithm.choices, default=KeyAlgorithm.EC_P256)
     password = serializers.CharField(min_length=8, max_length=1024, trim_whitespace=False)
     metadata = serializers.DictField(required=False, default=dict)
+    target_stores = serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        default=list,
+        max_length=100,
+        help_text="Store ids: the certificate is delivered there once issued (with its key "
+        "for a PFX enrollment).",
+    )
 
 
 class EnrollmentPfxResultSerializer(serializers.Serializer):

@@ -77,6 +77,7 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             csr_pem=values["csr"],
             metadata=values["metadata"],
             actor=request.user,
+            target_stores=[str(store) for store in values["target_stores"]],
         )
         return self._answer(submitted, status.HTTP_201_CREATED)
 
@@ -126,6 +127,7 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             password=values["password"],
             metadata=values["metadata"],
             actor=request.user,
+            target_stores=[str(store) for store in values["target_stores"]],
         )
         submitted.request.refresh_from_db()
         body = {

@@ -16,7 +16,10 @@ from certyard.enrollment.services.handler_actions import (
     enrollment_approve_for_handler,
     enrollment_deny_for_handler,
 )
-from certyard.enrollment.services.issuing import enrollment_refresh
+from certyard.enrollment.services.issuing import (
+    certificate_issued_hook_register,
+    enrollment_refresh,
+)
 from certyard.enrollment.services.pfx import enrollment_pfx_collect, enrollment_submit_pfx
 from certyard.enrollment.services.recording import ENROLLMENT_SOURCE, EnrollmentRefused, State
 from certyard.enrollment.services.renewal import certificate_renew
@@ -38,6 +41,7 @@ __all__ = [
     "EnrollmentRefused",
     "State",
     "Submitted",
+    "certificate_issued_hook_register",
     "certificate_renew",
     "certificate_renew_for_handler",
     "certificate_revocation_status",

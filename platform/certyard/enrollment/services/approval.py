@@ -11,7 +11,7 @@ from django.utils import timezone
 from certyard.enrollment import policy
 from certyard.enrollment.authorization import request_decide_require
 from certyard.enrollment.models import EnrollmentRequest
-from certyard.enrollment.services.issuing import _issue
+from certyard.enrollment.services.issuing import _issue, issued_notify
 from certyard.enrollment.services.recording import State, _event, _fail
 from certyard.errors import ServiceError
 from handlers.base import EventKind
@@ -103,4 +103,6 @@ def enrollment_deny(
             decided_by=_decider(actor, handler),
             comment=comment,
         )
+        # What waited for the certificate (deliveries to stores) learns it will not come.
+        transaction.on_commit(lambda: issued_notify(locked))
     return locked

@@ -4,6 +4,8 @@ asking the CA again about a request it had not issued yet."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
@@ -29,6 +31,35 @@ from certyard.pki import crypto
 from certyard.pki import services as pki_services
 from certyard.x509 import der_to_pem
 from handlers.gateways import CARecord, EnrollmentType, GatewayEnrollment, RecordStatus
+
+logger = logging.getLogger(__name__)
+
+
+CertificateIssuedHook = Callable[[EnrollmentRequest], None]
+_issued_hooks: list[CertificateIssuedHook] = []
+
+
+def certificate_issued_hook_register(hook: CertificateIssuedHook) -> None:
+    """Register ``hook(enrollment)``, called when a request becomes issued, or is denied.
+
+    Contract: called once the transaction that recorded the issuance commits (built-in
+    CA or gateway, at submission, after approval or after a refresh), or the denial, with
+    the request as saved (read its ``state``); never for a batch issuance. A hook that
+    raises is logged and the others still run: the issuance stands. Registering the same
+    function again is a no-op (apps register in ``AppConfig.ready``; the deployment app
+    delivers to target stores).
+    """
+    if hook not in _issued_hooks:
+        _issued_hooks.append(hook)
+
+
+def issued_notify(request: EnrollmentRequest) -> None:
+    """Run the issued hooks for ``request`` (its issuance or denial has committed)."""
+    for hook in list(_issued_hooks):
+        try:
+            hook(request)
+        except Exception:
+            logger.exception("certificate issued hook %r failed for %s", hook, request.pk)
 
 
 def _issue(request: EnrollmentRequest, template: Template, checked: policy.CheckedRequest) -> None:
@@ -113,6 +144,7 @@ def _issued_record(
             certificate_ids=[request.certificate_id], values=request.metadata, source=source
         )
     _certificate_event(request, certificate)
+    transaction.on_commit(lambda: issued_notify(request))
 
 
 def _gateway_enrollment(request: EnrollmentRequest, template: Template) -> GatewayEnrollment:

@@ -20,6 +20,8 @@ from certyard.enrollment.services.submit import (
     _checked,
     _new_request,
     _proceed,
+    _target_stores_attach,
+    _target_stores_check,
     _template_find,
 )
 from certyard.errors import ServiceError
@@ -83,7 +85,9 @@ def _pfx_hand_over(request: EnrollmentRequest, template: Template | None, passwo
     """The PKCS#12, once: marked collected, the key dropped unless the template archives."""
     pfx = _pfx(request, password)
     request.pfx_collected_at = timezone.now()
-    if template is None or not template.archive_keys:
+    # A key still to be delivered to target stores stays until the deliveries end (the
+    # deployment app drops it then).
+    if (template is None or not template.archive_keys) and not request.target_stores.exists():
         request.private_key_pem = ""
     request.save(update_fields=["pfx_collected_at", "private_key_pem", "updated_at"])
     return pfx
@@ -102,13 +106,16 @@ def enrollment_submit_pfx(
     renewal_of: Certificate | None = None,
     reuse_key_pem: str = "",
     hold: bool = False,
+    target_stores: Any = None,
 ) -> Submitted:
     """The platform makes the key and returns it with the certificate as a PKCS#12, once.
 
     The key is held encrypted only while the request waits for approval (and kept only if
     the template archives keys). When approval is needed, or ``hold`` is set (a renewal a
     handler asked for), the requester collects the PKCS#12 with
-    :func:`enrollment_pfx_collect` once it is issued.
+    :func:`enrollment_pfx_collect` once it is issued. ``target_stores`` (store ids):
+    where the certificate, with its key, is delivered once issued; the key is then held
+    until every delivery ended (and dropped afterwards unless the template archives keys).
     """
     request = _new_request(
         template_name=template_name,
@@ -149,6 +156,8 @@ def enrollment_submit_pfx(
     request.private_key_pem = crypto.key_pem(key)  # type: ignore[arg-type]
     request.key_archived = template.archive_keys
     checked = _checked(request, template, csr_pem, metadata)
+    stores = _target_stores_check(request, actor, target_stores, key_delivered=True)
+    _target_stores_attach(request, stores)
     _proceed(request, template, checked)
     if request.state == State.ISSUED and not hold:
         return Submitted(request, _pfx_hand_over(request, template, password))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from django.db import transaction
 from django.utils import timezone
 
+from certyard.accounts.authorization import is_person
 from certyard.bulk import instances_insert
 from certyard.enrollment import policy
 from certyard.enrollment.models import EnrollmentRequest, Template
@@ -26,9 +28,10 @@ from certyard.enrollment.services.recording import (
     _metadata_check,
 )
 from certyard.errors import ServiceError
+from certyard.inventory.authorization import may_act_on_store
 from certyard.inventory.ingest import certificates_record
 from certyard.inventory.metadata import metadata_values_set, user_source
-from certyard.inventory.models import Certificate
+from certyard.inventory.models import Certificate, CertificateStore
 from certyard.pki import services as pki_services
 from certyard.workflows.services import events_emit
 from handlers.base import EventKind
@@ -80,6 +83,99 @@ def _checked(
     return checked
 
 
+TARGET_STORES_MAX = 100
+
+
+def _target_stores_check(
+    request: EnrollmentRequest, actor: Any, target_stores: Any, *, key_delivered: bool
+) -> list[CertificateStore]:
+    """The stores the issued certificate goes to, checked now so a request that cannot be
+    delivered is refused (and recorded) before anything is issued.
+
+    Each must exist, be one ``actor`` may act on, be approved, and take added
+    certificates with what enrollment gives it: no alias and no entry parameters, and a
+    private key only from a PFX enrollment (a CSR's key is the requester's).
+    """
+    if not target_stores:
+        return []
+    if not isinstance(target_stores, list | tuple) or len(target_stores) > TARGET_STORES_MAX:
+        _fail(
+            request,
+            f"target_stores: a list of up to {TARGET_STORES_MAX} store ids",
+            field="target_stores",
+        )
+    ids: list[str] = []
+    for value in target_stores:
+        try:
+            ids.append(str(uuid.UUID(str(value))))
+        except ValueError:
+            _fail(
+                request,
+                f"target_stores: {str(value)[:60]!r} is not a store id",
+                field="target_stores",
+            )
+    found = {
+        str(s.pk): s
+        for s in CertificateStore.objects.select_related("store_type").filter(pk__in=ids)
+    }
+    stores: list[CertificateStore] = []
+    for store_id in dict.fromkeys(ids):
+        store = found.get(store_id)
+        if store is None:
+            _fail(request, f"target_stores: there is no store {store_id}", field="target_stores")
+        where = f"target store {store.store_path} on {store.client_machine}"
+        if is_person(actor) and not may_act_on_store(actor, store):
+            _fail(
+                request,
+                f"you may not act on {where}",
+                code="not_yours",
+                status=403,
+                field="target_stores",
+            )
+        store_type = store.store_type
+        problem = ""
+        if not store.approved:
+            problem = "is not approved"
+        elif not store_type.supports_add:
+            problem = f"is a {store_type.short_name} store, which does not take added certificates"
+        elif store_type.private_key == "required" and not key_delivered:
+            problem = (
+                f"needs a private key with each certificate ({store_type.short_name}), and the "
+                "key of a CSR enrollment stays with its requester: enroll as PFX"
+            )
+        else:
+            needed = [
+                str(spec.get("name"))
+                for spec in store_type.entry_parameters or []
+                if isinstance(spec, dict)
+                and spec.get("default") in (None, "")
+                and (
+                    spec.get("required")
+                    or "add" in (spec.get("required_when") or [])
+                    or (key_delivered and "has_private_key" in (spec.get("required_when") or []))
+                )
+            ]
+            if needed:
+                problem = f"needs entry parameters ({', '.join(needed)}): deliver it from its page"
+        if problem:
+            _fail(
+                request,
+                f"{where} {problem}",
+                code="target_store_refused",
+                status=409,
+                field="target_stores",
+            )
+        stores.append(store)
+    return stores
+
+
+def _target_stores_attach(request: EnrollmentRequest, stores: list[CertificateStore]) -> None:
+    """Saved before issuing, so the issued hook finds where to deliver."""
+    if stores:
+        request.save()
+        request.target_stores.set(stores)
+
+
 @dataclass(frozen=True, slots=True)
 class Submitted:
     request: EnrollmentRequest
@@ -107,8 +203,12 @@ def enrollment_submit_csr(
     actor: Any = None,
     type: str = EnrollmentRequest.Type.NEW,
     renewal_of: Certificate | None = None,
+    target_stores: Any = None,
 ) -> EnrollmentRequest:
-    """Enroll a CSR under a template. Refusals raise EnrollmentRefused, recorded as failed."""
+    """Enroll a CSR under a template. Refusals raise EnrollmentRefused, recorded as failed.
+
+    ``target_stores`` (store ids): where the certificate is delivered once issued.
+    """
     request = _new_request(
         template_name=template_name,
         actor=actor,
@@ -118,6 +218,8 @@ def enrollment_submit_csr(
     )
     template = _template_find(request, template_name)
     checked = _checked(request, template, csr_pem if isinstance(csr_pem, str) else "", metadata)
+    stores = _target_stores_check(request, actor, target_stores, key_delivered=False)
+    _target_stores_attach(request, stores)
     _proceed(request, template, checked)
     return request
 

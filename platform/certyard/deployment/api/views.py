@@ -1,0 +1,158 @@
+"""The deployment part of the people's API, under /api/v1/.
+
+Writes need ``deployment.add_deployment`` and the right to act on the certificate and
+each store (``certyard.accounts.authorization``); reads need the view permission.
+Every write answers 202 with the batch (or job): the agents do the work.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from certyard.api.errors import ApiError
+from certyard.api.permissions import require_permissions
+from certyard.deployment import selectors, services
+from certyard.deployment.api import serializers as s
+from certyard.deployment.models import Deployment, DeploymentBatch
+from certyard.inventory.models import Certificate, CertificateStore
+from certyard.jobs.models import Job
+
+_ADD = "deployment.add_deployment"
+
+
+def _batch_answer(batch: DeploymentBatch) -> Response:
+    fresh = selectors.batch_with_deployments(batch.pk)
+    return Response(s.DeploymentBatchSerializer(fresh).data, status=status.HTTP_202_ACCEPTED)
+
+
+class _CertificateActionView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    def certificate(self, pk: int) -> Certificate:
+        return get_object_or_404(Certificate, pk=pk)
+
+
+class CertificateDeploymentsView(_CertificateActionView):
+    @extend_schema(request=s.DeployRequestSerializer, responses={202: s.DeploymentBatchSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        """Add the certificate to stores (ids, or every store matching ``store_filter``),
+        with its private key where the platform holds it and the store takes one."""
+        require_permissions(request, self, _ADD)
+        certificate = self.certificate(pk)
+        data = s.DeployRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        if "store_filter" in values:
+            stores = services.stores_matching(actor=request.user, filter=values["store_filter"])
+            if not stores:
+                raise ApiError("no store you may act on matches the filter", code="no_stores")
+        else:
+            stores = values["stores"]
+        batch = services.certificate_deploy(
+            certificate=certificate,
+            stores=stores,
+            actor=request.user,
+            alias=values["alias"] or None,
+            overwrite=values["overwrite"],
+            include_private_key=values["include_private_key"],
+            entry_parameters=values["entry_parameters"],
+            source=Job.Source.API,
+        )
+        return _batch_answer(batch)
+
+
+class CertificateRemovalsView(_CertificateActionView):
+    @extend_schema(request=s.RemovalRequestSerializer, responses={202: s.DeploymentBatchSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        """Remove the certificate from the chosen stores, or from every location."""
+        require_permissions(request, self, _ADD)
+        certificate = self.certificate(pk)
+        data = s.RemovalRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        batch = services.certificate_undeploy(
+            certificate=certificate,
+            stores=None if values.get("all") else values["stores"],
+            actor=request.user,
+            source=Job.Source.API,
+        )
+        return _batch_answer(batch)
+
+
+class CertificateRenewReplaceView(_CertificateActionView):
+    @extend_schema(
+        request=s.RenewReplaceRequestSerializer, responses={202: s.DeploymentBatchSerializer}
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        """Renew the certificate under a template (its subject and SANs carry over) and
+        replace it in every location: a key made on the device where the store type
+        re-enrolls, else a platform key."""
+        require_permissions(request, self, _ADD, "enrollment.add_enrollmentrequest")
+        certificate = self.certificate(pk)
+        data = s.RenewReplaceRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        batch = services.certificate_renew_and_replace(
+            certificate=certificate,
+            template=data.validated_data["template"],
+            actor=request.user,
+            source=Job.Source.API,
+        )
+        return _batch_answer(batch)
+
+
+class StoreCreateView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={202: s.StoreCreateAnswerSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        """Ask the store's agent to create the (empty) store at its path."""
+        require_permissions(request, self, _ADD)
+        store = get_object_or_404(
+            CertificateStore.objects.select_related("store_type", "orchestrator"), pk=pk
+        )
+        job = services.store_create_request(store=store, actor=request.user, source=Job.Source.API)
+        return Response({"job": job.pk, "state": job.state}, status=status.HTTP_202_ACCEPTED)
+
+
+class DeploymentBatchViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """A batch and its deployments: its progress is theirs."""
+
+    serializer_class = s.DeploymentBatchSerializer
+
+    def get_queryset(self) -> QuerySet[DeploymentBatch]:
+        return DeploymentBatch.objects.select_related("template").prefetch_related(
+            Prefetch("deployments", queryset=Deployment.objects.select_related("job"))
+        )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("certificate", int),
+            OpenApiParameter("store", str),
+            OpenApiParameter("state", str, enum=Deployment.State.values),
+        ]
+    )
+)
+class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Deployments, newest first; filter by certificate, store or state."""
+
+    serializer_class = s.DeploymentSerializer
+
+    def get_queryset(self) -> QuerySet[Deployment]:
+        params = self.request.query_params
+        try:
+            return selectors.deployments_filtered(
+                certificate=params.get("certificate"),
+                store=params.get("store"),
+                state=params.get("state"),
+            )
+        except ValueError as exc:
+            raise ApiError(str(exc)) from None
