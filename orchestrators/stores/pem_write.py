@@ -55,6 +55,7 @@ from orchestrators.stores.atomic import (
 )
 from orchestrators.stores.pem_files import (
     CERTIFICATE_SUFFIXES,
+    DEFAULT_FILE_PATTERNS,
     MAX_FILE_BYTES,
     FileContents,
     block_fingerprint,
@@ -168,6 +169,7 @@ def _folder_add(
     alias = material.alias or default_alias(certificate, sha256)
     if "#" in alias:
         raise StoreError(f"alias {alias!r} names one certificate of a file; give a file name")
+    alias = _alias_readable(alias, properties.get("file_patterns"))
     path = _alias_path(job, root, alias)
     separate = str(properties.get("key_file") or "same") == "separate"
     key_path = _key_path(path)
@@ -247,6 +249,23 @@ def default_alias(certificate: x509.Certificate, sha256: str) -> str:
     common_name = str(names[0].value) if names else ""
     stem = _ALIAS_CHARACTER.sub("_", common_name).lstrip(".")[:100]
     return f"{stem or sha256[:16]}.pem"
+
+
+def _alias_readable(alias: str, file_patterns: Any) -> str:
+    """The alias as a file name the store's own inventory reads back: ``shop`` becomes
+    ``shop.pem``; a name with another suffix the patterns do not match is refused (the file
+    would be written and then never seen)."""
+    matches = file_name_matcher(file_patterns)
+    name = Path(alias).name
+    if matches(name):
+        return alias
+    if not Path(name).suffix and matches(f"{name}.pem"):
+        return f"{alias}.pem"
+    raise StoreError(
+        f"alias {alias!r} does not match the store's file patterns "
+        f"({file_patterns or DEFAULT_FILE_PATTERNS}): its inventory would never read the file; "
+        "choose a name that matches, such as one ending in .pem"
+    )
 
 
 def _alias_path(job: JobConfiguration, root: Path, alias: str) -> Path:

@@ -308,3 +308,19 @@ def test_add_to_a_missing_store_creates_it_only_when_asked(tmp_path: Path, ca: I
     PemStore().add(job(tmp_path / "missing", create_store=True), material(leaf))
 
     assert openssl_fingerprint(tmp_path / "missing" / "a.example.pem") == leaf.sha256
+
+
+def test_an_alias_without_a_suffix_is_written_as_a_file_the_inventory_reads(
+    tmp_path: Path,
+) -> None:
+    shop = issue("shop.example.test")
+    assert PemStore().add(job(tmp_path), material(shop, alias="shop")) == "shop.pem"
+    assert (tmp_path / "shop.pem").exists() and not (tmp_path / "shop").exists()
+    assert [entry.alias for entry in PemStore().inventory(job(tmp_path))] == ["shop.pem"]
+
+
+def test_an_alias_the_file_patterns_do_not_match_is_refused(tmp_path: Path) -> None:
+    shop = issue("shop.example.test")
+    with pytest.raises(StoreError, match="does not match the store's file patterns"):
+        PemStore().add(job(tmp_path), material(shop, alias="shop.txt"))
+    assert list(tmp_path.iterdir()) == []
