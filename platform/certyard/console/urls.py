@@ -2,7 +2,14 @@
 
 from django.urls import path
 
-from certyard.console import blueprint_views, metadata_views, pki_views, run_views, views
+from certyard.console import (
+    blueprint_views,
+    deployment_views,
+    metadata_views,
+    pki_views,
+    run_views,
+    views,
+)
 
 app_name = "console"
 
@@ -170,4 +177,54 @@ urlpatterns = [
         name="certificate-revoke",
     ),
     path("certificates/<int:pk>/renew/", pki_views.certificate_renew, name="certificate-renew"),
+    # Store management (issue 16): store pages, delivery, bulk actions, discovery, batches.
+    path("stores/<uuid:pk>/", deployment_views.store_detail, name="store-detail"),
+    path(
+        "stores/<uuid:pk>/create-store/",
+        deployment_views.store_create_job,
+        name="store-create-job",
+    ),
+    path(
+        "certificates/<int:pk>/add-to-stores/",
+        deployment_views.certificate_deploy,
+        name="certificate-deploy",
+    ),
+    path(
+        "certificates/<int:pk>/remove-from-stores/",
+        deployment_views.certificate_undeploy,
+        name="certificate-undeploy",
+    ),
+    path(
+        "certificates/<int:pk>/renew-and-replace/",
+        deployment_views.certificate_renew_replace,
+        name="certificate-renew-replace",
+    ),
+    path("certificates/bulk/", deployment_views.certificate_bulk, name="certificate-bulk"),
+    path(
+        "orchestrators/<uuid:pk>/discover/",
+        deployment_views.orchestrator_discover,
+        name="orchestrator-discover",
+    ),
+    path(
+        "orchestrators/<uuid:pk>/discovery/",
+        deployment_views.discovery_results,
+        name="discovery-results",
+    ),
+    path(
+        "orchestrators/<uuid:pk>/discovery/approve-kind/",
+        deployment_views.discovery_approve_kind,
+        name="discovery-approve-kind",
+    ),
+    path(
+        "discovery-candidates/<int:pk>/approve/",
+        deployment_views.discovery_candidate_approve,
+        name="discovery-candidate-approve",
+    ),
+    path("deployments/<uuid:pk>/", deployment_views.deployment_batch, name="deployment-batch"),
+    path(
+        "deployments/<uuid:pk>/rows/",
+        deployment_views.deployment_batch,
+        {"rows_only": True},
+        name="deployment-batch-rows",
+    ),
 ]

@@ -73,7 +73,7 @@ def _model_permissions() -> list[Permission]:
         exclude |= Q(codename__startswith=prefix)
     return list(
         Permission.objects.filter(
-            content_type__app_label__in=["inventory", "enrollment", "jobs"]
+            content_type__app_label__in=["inventory", "enrollment", "jobs", "deployment"]
         ).exclude(exclude)
     )
 
@@ -208,6 +208,29 @@ def _job(suffix: str, api: bool = True) -> Callable[[World], str]:
     return lambda w: f"/jobs/{w.job.pk}/{suffix}"  # type: ignore[union-attr]
 
 
+def _manageable(world: World) -> None:
+    """The store's type takes added, removed and created certificates, its agent says it
+    can, and the certificate sits in it (for renew-and-replace)."""
+    from django.utils import timezone
+
+    from certyard.inventory.models import CertificateLocation
+
+    world.store.store_type.__class__.objects.filter(pk=world.store.store_type_id).update(
+        supports_add=True, supports_remove=True, supports_create=True
+    )
+    orchestrator = world.store.orchestrator
+    orchestrator.capabilities = ["PEM.Inventory", "PEM.Add", "PEM.Remove", "PEM.Create"]
+    orchestrator.save(update_fields=["capabilities"])
+    now = timezone.now()
+    CertificateLocation.objects.get_or_create(
+        store=world.store,
+        certificate=world.certificate,
+        alias="app",
+        defaults={"first_seen": now, "last_seen": now},
+    )
+    world.store.refresh_from_db()
+
+
 _RENEW_FORM = {"renew-password": PASSWORD, "renew-password_confirm": PASSWORD}
 _COLLECT_FORM = {"collect-password": PASSWORD, "collect-password_confirm": PASSWORD}
 
@@ -229,6 +252,27 @@ OPERATIONS = [
        lambda w: {"revoke-reason": "1", "revoke-confirm": "on"}, allowed=(302,)),
     Op("console-metadata-change", "console:certificate-metadata-edit", "post",
        _cert("metadata/", api=False), lambda w: {"metadata-team": "blue"}, allowed=(302,)),
+    # --- Deployment (issue 16) -------------------------------------------------------------
+    Op("api-deploy", "certificate-deployments", "post", _cert("deployments/"),
+       lambda w: {"stores": [str(w.store.pk)]}, allowed=(202,), prepare=_manageable),
+    Op("api-undeploy", "certificate-removals", "post", _cert("removals/"),
+       lambda w: {"all": True}, allowed=(202,), prepare=_manageable),
+    Op("api-renew-and-replace", "certificate-renew-and-replace", "post",
+       _cert("renew-and-replace/"), lambda w: {"template": "web"}, allowed=(202,),
+       prepare=_manageable),
+    Op("api-store-create-job", "store-create", "post", _store("create/"), allowed=(202,),
+       prepare=_manageable),
+    Op("console-deploy", "console:certificate-deploy", "post",
+       _cert("add-to-stores/", api=False), lambda w: {"deploy-stores": [str(w.store.pk)]},
+       allowed=(302,), prepare=_manageable),
+    Op("console-undeploy", "console:certificate-undeploy", "post",
+       _cert("remove-from-stores/", api=False), lambda w: {"undeploy-everywhere": "on"},
+       allowed=(302,), prepare=_manageable),
+    Op("console-renew-and-replace", "console:certificate-renew-replace", "post",
+       _cert("renew-and-replace/", api=False), lambda w: {"renew_replace-template": "web"},
+       allowed=(302,), prepare=_manageable),
+    Op("console-store-create-job", "console:store-create-job", "post",
+       _store("create-store/", api=False), allowed=(302,), prepare=_manageable),
     # --- Enrollment requests ---------------------------------------------------------------
     Op("api-approve", "enrollment-approve", "post", _enr("approve/"),
        lambda w: {"comment": "ok"}, holder="approver"),
@@ -287,6 +331,8 @@ NOT_OBJECT_LEVEL = {
     "gateway-detail": _READ,
     "gateway-products": _READ,
     "gateway-sync-detail": _READ,
+    "deployment-batch-detail": _READ,
+    "deployment-detail": _READ,
     "handler-run-detail": _READ,
     "metadata-backfill-detail": _READ,
     "gateway-ping": _CONFIG,
@@ -304,6 +350,11 @@ NOT_OBJECT_LEVEL = {
     "registration-token-revoke": _CONFIG,
     "blueprint-detail": _CONFIG,
     "blueprint-apply": _CONFIG,
+    # Discovery: orchestrators have no holders; finding and approving stores is adding
+    # stores (inventory.add_certificatestore), and the approver owns the new store.
+    "discovery-candidate-detail": _READ,
+    "discovery-candidate-approve": "a new store: its approver becomes its owner",
+    "orchestrator-discovery": "a search for new stores: the add-store permission governs it",
     # the console
     "console:orchestrator-approve": _CONFIG,
     "console:orchestrator-disapprove": _CONFIG,
@@ -324,6 +375,10 @@ NOT_OBJECT_LEVEL = {
     "console:gateway-test": _CONFIG,
     "console:gateway-sync": _CONFIG,
     "console:enroll": "a new request: its requester becomes its owner",
+    "console:orchestrator-discover": "a search for new stores: the add-store permission governs it",
+    "console:discovery-approve-kind": "new stores: their approver becomes their owner",
+    "console:discovery-candidate-approve": "a new store: its approver becomes its owner",
+    "console:certificate-bulk": "many certificates: the services check each one (refusals listed)",
 }
 
 ROLES = ("holder", "peer", "stranger")
