@@ -46,7 +46,8 @@ def _lines(text: str) -> list[str]:
 
 class StoreLabelChoiceField(forms.ModelMultipleChoiceField):
     def label_from_instance(self, obj: CertificateStore) -> str:
-        return f"{obj.store_type.short_name} {obj.client_machine}:{obj.store_path}"
+        # The store's own text escaped (its path and machine came from outside).
+        return str(obj)
 
 
 def stores_actor_may_use(actor: Any) -> QuerySet[CertificateStore]:

@@ -82,8 +82,8 @@ def blueprint(
 
 
 def _jks(*orchestrators: Orchestrator) -> CertificateStoreType:
-    """A second store type, offered by the given orchestrators only."""
-    jks = CertificateStoreType.objects.create(short_name="JKS", name="Java keystore")
+    """A second store type (built in), offered by the given orchestrators only."""
+    jks = CertificateStoreType.objects.get(short_name="JKS")
     for orchestrator in orchestrators:
         orchestrator.capabilities = [*orchestrator.capabilities, "JKS.Inventory"]
         orchestrator.save(update_fields=["capabilities"])
@@ -200,7 +200,9 @@ def test_a_store_type_the_orchestrator_does_not_offer_is_refused_and_the_rest_cr
     source: Orchestrator, source_stores: list[CertificateStore], target: Orchestrator
 ) -> None:
     jks = _jks(source)
-    store_create(store_type=jks, store_path="/opt/app/keystore.jks", orchestrator=source)
+    store_create(
+        store_type=jks, store_path="/opt/app/keystore.jks", orchestrator=source, password="changeit"
+    )
     saved = blueprint_save(orchestrator=source, name="with jks", actor=None)
 
     application = blueprint_apply(blueprint=saved, orchestrator=target, actor=None)

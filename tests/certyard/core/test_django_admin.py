@@ -45,6 +45,7 @@ pytestmark = pytest.mark.django_db
 STORE_SECRET = "store-secret-never-shown-4711"
 WEBHOOK_SECRET = "webhook-secret-never-shown-4711"
 GATEWAY_SECRET = "00112233445566778899aabbccddeeff"  # a CFSSL auth key (hex)
+ENTRY_SECRET = "entry-password-never-shown"
 
 
 @pytest.fixture
@@ -144,6 +145,31 @@ def one_of_each(
     )
     GatewayRecord.objects.create(gateway=gateway, ca_request_id="1:aa", status="issued")
     GatewaySync.objects.create(gateway=gateway, state=GatewaySync.State.FINISHED)
+    # Store management: a delivery with a secret entry parameter, and a discovery candidate.
+    import json
+
+    from certyard.deployment.models import Deployment, DeploymentBatch, DiscoveryCandidate
+    from certyard.inventory.models import Certificate
+
+    delivered = Certificate.objects.first()
+    batch = DeploymentBatch.objects.create(kind=DeploymentBatch.Kind.ADD, certificate=delivered)
+    Deployment.objects.create(
+        batch=batch,
+        certificate=delivered,
+        store=secret_store,
+        action=Deployment.Action.ADD,
+        alias="walk.pem",
+        secret_entry_parameters=json.dumps({"entry_password": ENTRY_SECRET}),
+    )
+    DiscoveryCandidate.objects.create(
+        orchestrator=orchestrator,
+        path="/etc/ssl/found.p12",
+        kind="pkcs12",
+        store_type="PKCS12",
+        password_needed=True,
+        first_seen=now,
+        last_seen=now,
+    )
     # Login throttling (django-axes): a failed and a successful login, through the login page.
     from django.contrib.auth import get_user_model
 
@@ -168,7 +194,7 @@ def _secrets() -> list[str]:
     # The PEM body of each key, without its BEGIN/END lines (which are not secret).
     bodies = [line for key in keys for line in key.splitlines()[:3] if "-----" not in line]
     digests = list(ApiToken.objects.values_list("digest", flat=True))
-    return [STORE_SECRET, WEBHOOK_SECRET, GATEWAY_SECRET, *bodies, *digests]
+    return [STORE_SECRET, WEBHOOK_SECRET, GATEWAY_SECRET, ENTRY_SECRET, *bodies, *digests]
 
 
 def test_every_admin_page_answers_and_shows_no_secret(
