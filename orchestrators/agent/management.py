@@ -142,7 +142,8 @@ def _policies_check(
     parameters: Mapping[str, Any],
     when: set[RequiredWhen],
 ) -> None:
-    """Refuse, before the store is touched, what the store type's declaration forbids."""
+    """Refuse, before the store is touched, what the store type's declaration forbids
+    for an entry being written (add, reenrollment)."""
     declaration = _declaration(store_type)
     if declaration is None:
         return
@@ -157,6 +158,14 @@ def _policies_check(
         raise StoreError(f"store type {name} needs an alias for the entry")
     if has_key:
         when = when | {RequiredWhen.HAS_PRIVATE_KEY}
+    _entry_parameters_check(declaration, parameters, when)
+
+
+def _entry_parameters_check(
+    declaration: StoreTypeDeclaration | None, parameters: Mapping[str, Any], when: set[RequiredWhen]
+) -> None:
+    if declaration is None:
+        return
     missing = [
         spec.display_name or spec.name
         for spec in declaration.entry_parameters
@@ -446,13 +455,9 @@ def _remove(
         return _failure("the job's certificate_sha256 is not a SHA-256 fingerprint")
     if not alias and not sha256:
         return _failure("a removal needs an alias or a certificate fingerprint")
-    _policies_check(
-        store_type,
-        has_key=False,
-        alias=None,
-        parameters=_parameters(job),
-        when={RequiredWhen.REMOVE},
-    )
+    # A removal names an entry by alias or fingerprint: the key and alias policies are
+    # about writing one, only the entry parameters a removal needs apply.
+    _entry_parameters_check(_declaration(store_type), _parameters(job), {RequiredWhen.REMOVE})
     removed = store_type().remove(
         job, alias=alias, certificate_sha256=sha256.lower() if sha256 else None
     )

@@ -517,3 +517,31 @@ def _spki(public_key: Any) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def test_a_java_keystore_entry_is_removed_by_its_fingerprint(tmp_path: Path, ca: Issued) -> None:
+    """Java stores need an alias to write an entry, not to remove one."""
+    from dataclasses import replace
+
+    from orchestrators.stores.jks import JksStore
+
+    def jks_job(job_type: JobType, payload: dict[str, Any]) -> Any:
+        job = job_for(tmp_path / "app.jks", job_type, payload, store_type="JKS")
+        return replace(job, store=replace(job.store, password="changeit"))
+
+    context = context_for(tmp_path, agent_key())
+    leaf = issue("app.example", issuer=ca)
+    assert management_run(jks_job(JobType.CREATE, {}), JksStore, context).result["created"]
+    added = management_run(
+        jks_job(JobType.ADD, add_payload(leaf, alias="web", entry_parameters={})),
+        JksStore,
+        context,
+    )
+    assert added.outcome is JobOutcome.SUCCESS, added.message
+    removed = management_run(
+        jks_job(JobType.REMOVE, {"alias": None, "certificate_sha256": leaf.sha256}),
+        JksStore,
+        context,
+    )
+    assert (removed.outcome, removed.result["removed"]) == (JobOutcome.SUCCESS, True)
+    assert list(JksStore().inventory(jks_job(JobType.INVENTORY, {}))) == []
