@@ -4,20 +4,25 @@ Entries and aliases: an entry's alias is its friendly name (a certificate withou
 aliased by its SHA-256). Aliases are compared without regard to case, as Java does (its
 PKCS#12 keystores lower-case them), and written as given.
 
-- A **key entry** is the private key, its certificate and the chain (the certificates
-  without a friendly name). ``cryptography`` reads one key per file and writes one key with
-  its certificate and chain, so this store holds **at most one key entry**: adding a key
-  under a second alias is refused with a StoreError naming the alias already holding one,
-  and a file found with several keys is inventoried (the first key entry, plus a rejected
-  entry saying so) but never rewritten, so no key is lost.
+- A **key entry** is a private key, its certificate and its chain; a file holds any
+  number of them (Java keystores made by ``keytool`` often do). Reading: ``cryptography``
+  (OpenSSL) decrypts the certificates, and each key bag the DER walk finds is decrypted on
+  its own (``load_der_private_key``); a key is linked to the certificate holding its public
+  key (the one with the key's friendly name when there are several), and its chain is the
+  issuers found among the other certificates: nameless ones (openssl's and this agent's
+  chains) or ones keytool names by their subject. A key that cannot be decrypted, or has
+  no certificate, is a rejected entry, and the file is then never rewritten, so no key is
+  lost.
 - A **trusted entry** is a certificate with a friendly name and no key. It is written with
   Java's trusted-certificate attribute (``cryptography``'s ``serialize_java_truststore``),
   so ``keytool -list`` shows ``trustedCertEntry``.
 
-A file holding a key and trusted entries is made from the two halves ``cryptography``
-writes (a key file and a truststore, both encrypted with the store password): their
-AuthenticatedSafe contents are joined and a new MAC is computed with the PKCS#12 key
-derivation of RFC 7292, appendix B (:func:`pkcs12_kdf`).
+Writing: ``cryptography`` writes each key entry as a PKCS#12 file of its own (shrouded key
+bag, certificate bag and chain, linked by a localKeyId, friendlyName the alias) and the
+trusted entries as a truststore, all encrypted with the store password in the chosen
+profile; their AuthenticatedSafe contents are joined into one, and a new MAC is computed
+with the PKCS#12 key derivation of RFC 7292, appendix B (:func:`pkcs12_kdf`). Each key
+entry's localKeyId is unique in the file (:func:`serialize_keystore`).
 
 Encryption profiles (store property ``profile``):
 
@@ -53,7 +58,10 @@ from typing import Any, ClassVar
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
@@ -76,6 +84,17 @@ _OID_ENCRYPTED_DATA = "1.2.840.113549.1.7.6"
 _OID_KEY_BAG = "1.2.840.113549.1.12.10.1.1"
 _OID_SHROUDED_KEY_BAG = "1.2.840.113549.1.12.10.1.2"
 _OID_PBES2 = "1.2.840.113549.1.5.13"
+_OID_PBKDF2 = "1.2.840.113549.1.5.12"
+_OID_AES256_CBC = "2.16.840.1.101.3.4.1.42"
+_OID_PBE_SHA1_3DES = "1.2.840.113549.1.12.1.3"
+_OID_FRIENDLY_NAME = "1.2.840.113549.1.9.20"
+_OID_LOCAL_KEY_ID = "1.2.840.113549.1.9.21"
+_PRF_HASHES = {
+    "1.2.840.113549.2.7": hashes.SHA1,
+    "1.2.840.113549.2.9": hashes.SHA256,
+    "1.2.840.113549.2.10": hashes.SHA384,
+    "1.2.840.113549.2.11": hashes.SHA512,
+}
 _SCHEMES = {
     "1.2.840.113549.1.12.1.1": "RC4-128",
     "1.2.840.113549.1.12.1.2": "RC4-40",
@@ -173,6 +192,23 @@ def _encode_oid(dotted: str) -> bytes:
 
 
 @dataclass(slots=True)
+class KeyBag:
+    """One key bag of the unencrypted SafeContents, as the DER walk found it.
+
+    Attributes:
+        der: The bag's value: an EncryptedPrivateKeyInfo (shrouded) or a PrivateKeyInfo.
+        shrouded: Whether ``der`` is encrypted.
+        friendly_name: The bag's friendlyName attribute (the alias), or None.
+        local_key_id: The bag's localKeyId attribute, or None.
+    """
+
+    der: bytes
+    shrouded: bool
+    friendly_name: str | None = None
+    local_key_id: bytes | None = None
+
+
+@dataclass(slots=True)
 class Pkcs12Layout:
     """What the DER walk learnt of a PKCS#12 file, without decrypting anything.
 
@@ -180,6 +216,7 @@ class Pkcs12Layout:
         content_infos: The raw DER of each ContentInfo of the AuthenticatedSafe.
         authenticated_safe: The bytes the MAC covers.
         key_bags: How many key bags the unencrypted SafeContents hold.
+        keys: Those key bags, in file order.
         certificate_scheme: How the certificates are encrypted (``"RC2-40-CBC"``), or None.
         key_scheme: How the keys are encrypted, or None.
         mac_hash: hashlib name of the MAC digest, or None (no MAC, or one this walk does not
@@ -189,6 +226,7 @@ class Pkcs12Layout:
     content_infos: list[bytes] = field(default_factory=list)
     authenticated_safe: bytes = b""
     key_bags: int = 0
+    keys: list[KeyBag] = field(default_factory=list)
     certificate_scheme: str | None = None
     key_scheme: str | None = None
     mac_hash: str | None = None
@@ -265,6 +303,13 @@ def _layout(data: bytes) -> Pkcs12Layout:
                 bag_id = _oid(safe[bag[0][1] : bag[0][2]])
                 if bag_id in {_OID_KEY_BAG, _OID_SHROUDED_KEY_BAG}:
                     layout.key_bags += 1
+                    value = _children(safe, bag[1][1], bag[1][2])[0]
+                    key_bag = KeyBag(
+                        safe[value[3] : value[2]], shrouded=bag_id == _OID_SHROUDED_KEY_BAG
+                    )
+                    if len(bag) > 2:
+                        _bag_attributes(safe, bag[2][1], bag[2][2], key_bag)
+                    layout.keys.append(key_bag)
                 if bag_id == _OID_SHROUDED_KEY_BAG:
                     shrouded = _children(safe, bag[1][1], bag[1][2])[0]
                     algorithm = _children(safe, shrouded[1], shrouded[2])[0]
@@ -285,6 +330,21 @@ def _layout(data: bytes) -> Pkcs12Layout:
         if len(mac) > 2:
             layout.mac_iterations = int.from_bytes(data[mac[2][1] : mac[2][2]], "big")
     return layout
+
+
+def _bag_attributes(data: bytes, start: int, end: int, key_bag: KeyBag) -> None:
+    """Fill ``key_bag``'s friendlyName and localKeyId from a SET OF Attribute."""
+    for _tag, attr_start, attr_end, _e in _children(data, start, end):
+        attribute = _children(data, attr_start, attr_end)
+        kind = _oid(data[attribute[0][1] : attribute[0][2]])
+        values = _children(data, attribute[1][1], attribute[1][2])
+        if not values:
+            continue
+        value = data[values[0][1] : values[0][2]]
+        if kind == _OID_FRIENDLY_NAME and values[0][0] == 0x1E:
+            key_bag.friendly_name = value.decode("utf-16-be", "replace")
+        elif kind == _OID_LOCAL_KEY_ID and values[0][0] == 0x04:
+            key_bag.local_key_id = value
 
 
 # -- the PKCS#12 MAC ---------------------------------------------------------------------------
@@ -381,6 +441,9 @@ class _Entry:
 class _Keystore:
     entries: list[_Entry]
     layout: Pkcs12Layout
+    # (alias, why) of key entries that could not be read: inventoried as rejected entries,
+    # and the file is never rewritten (that would lose the key).
+    problems: list[tuple[str, str]] = field(default_factory=list)
 
     def find(self, alias: str) -> _Entry | None:
         folded = alias.casefold()
@@ -398,7 +461,7 @@ def open_keystore(data: bytes, password: str | None, where: str) -> _Keystore:
         if password:
             raise StoreError(f"the store password does not open {where}")
         raise StoreError(f"{where} needs a password and the store has none")
-    attempts = [password.encode()] if password else [None, b""]
+    attempts: list[bytes | None] = [password.encode()] if password else [None, b""]
     bundle = None
     failure: Exception | None = None
     for attempt in attempts:
@@ -419,60 +482,169 @@ def open_keystore(data: bytes, password: str | None, where: str) -> _Keystore:
             f"{where} cannot be opened: the store password is wrong, or it is encrypted with "
             f"{layout.schemes}, which this agent's OpenSSL cannot decrypt"
         ) from failure
-    entries: list[_Entry] = []
-    nameless: list[x509.Certificate] = []
-    named: list[tuple[str, x509.Certificate]] = []
-    for extra in bundle.additional_certs:
-        if extra.friendly_name:
-            named.append((extra.friendly_name.decode("utf-8", "replace"), extra.certificate))
-        else:
-            nameless.append(extra.certificate)
+    instances: list[tuple[str | None, x509.Certificate]] = []
     if bundle.cert is not None:
-        name = bundle.cert.friendly_name
-        alias = name.decode("utf-8", "replace") if name else _sha256(bundle.cert.certificate)
-        chain: list[x509.Certificate] = []
-        if bundle.key is not None:
-            chain = _chain_of(bundle.cert.certificate, nameless, named)
-        entries.append(_Entry(alias, bundle.cert.certificate, chain, bundle.key))
-    named.extend((_sha256(c), c) for c in nameless)
+        instances.append((_friendly(bundle.cert), bundle.cert.certificate))
+    instances.extend((_friendly(extra), extra.certificate) for extra in bundle.additional_certs)
+    keys: list[tuple[str | None, Any]] = [
+        (bag.friendly_name, _open_key(bag, attempts)) for bag in layout.keys
+    ]
+    if not keys and bundle.key is not None:
+        # A key the DER walk did not see (inside encrypted contents): the one openssl read.
+        keys.append((_friendly(bundle.cert) if bundle.cert else None, bundle.key))
+    entries: list[_Entry] = []
+    problems: list[tuple[str, str]] = []
+    taken: set[int] = set()
+    for number, (name, key) in enumerate(keys, start=1):
+        label = name or f"(key entry {number})"
+        if key is None:
+            problems.append(
+                (label, f"its private key is encrypted with {layout.schemes}, which this "
+                 "agent's OpenSSL cannot decrypt")
+            )  # fmt: skip
+            continue
+        index = _certificate_of(key, name, instances, taken)
+        if index is None:
+            problems.append((label, "the file holds no certificate for its private key"))
+            continue
+        taken.add(index)
+        cert_name, certificate = instances[index]
+        entries.append(_Entry(name or cert_name or _sha256(certificate), certificate, [], key))
+    in_chains: set[int] = set()
+    for entry in entries:
+        entry.chain = _chain_of(entry.certificate, instances, taken, in_chains)
+    placed = {entry.sha256 for entry in entries} | {
+        _sha256(c) for entry in entries for c in entry.chain
+    }
+    leftover = [i for i in range(len(instances)) if i not in taken and i not in in_chains]
+    # A copy of a certificate already placed, named as chain is, is one more copy of a chain
+    # (each key entry carries its own); other nameless certificates still travel with the
+    # first key, as found, or are entries of their own in a file without keys.
+    leftover = [
+        i for i in leftover
+        if not (_is_chain_name(instances[i]) and _sha256(instances[i][1]) in placed)
+    ]  # fmt: skip
+    named = [instances[i] for i in leftover if instances[i][0] is not None]
+    nameless = [instances[i][1] for i in leftover if instances[i][0] is None]
+    if entries:
+        entries[0].chain.extend(nameless)
+    else:
+        named.extend((_sha256(c), c) for c in nameless)
     seen = {entry.alias.casefold() for entry in entries}
     for alias, certificate in named:
+        assert alias is not None
         if alias.casefold() in seen:
             alias = f"{alias}#{_sha256(certificate)}"
         seen.add(alias.casefold())
         entries.append(_Entry(alias, certificate))
-    return _Keystore(entries, layout)
+    return _Keystore(entries, layout, problems)
+
+
+def _friendly(certificate: pkcs12.PKCS12Certificate) -> str | None:
+    name = certificate.friendly_name
+    return name.decode("utf-8", "replace") if name else None
+
+
+def _open_key(bag: KeyBag, attempts: list[bytes | None]) -> Any:
+    """The bag's private key, or None when it cannot be decrypted."""
+    for attempt in attempts if bag.shrouded else [None]:
+        try:
+            return serialization.load_der_private_key(bag.der, attempt)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            continue
+    return None
+
+
+def _public_der(public_key: Any) -> bytes | None:
+    try:
+        return public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm, AttributeError):
+        return None
+
+
+def _certificate_of(
+    key: Any,
+    name: str | None,
+    instances: list[tuple[str | None, x509.Certificate]],
+    taken: set[int],
+) -> int | None:
+    """The index of the key's certificate: its public key, and the key's name if it has one.
+
+    Keys are linked to their certificates by public key rather than localKeyId: the
+    certificate bags are read (decrypted) by OpenSSL, which does not return localKeyId. The
+    friendly name picks among several certificates of one key (the same certificate under
+    two aliases, each with its own bag).
+    """
+    wanted = _public_der(key.public_key())
+    if wanted is None:
+        return None
+    matches = [i for i, (_n, c) in enumerate(instances) if _public_der_of(c) == wanted]
+    free = [i for i in matches if i not in taken]
+    folded = name.casefold() if name else None
+    for candidates in (free, matches):
+        same_name = [
+            i for i in candidates if folded and (instances[i][0] or "").casefold() == folded
+        ]
+        if same_name or candidates:
+            return (same_name or candidates)[0]
+    return None
+
+
+def _public_der_of(certificate: x509.Certificate) -> bytes | None:
+    try:
+        return _public_der(certificate.public_key())
+    except (ValueError, UnsupportedAlgorithm):
+        return None
+
+
+def _is_chain_name(instance: tuple[str | None, x509.Certificate]) -> bool:
+    """Whether the certificate is named as chain is: no name, or its subject (keytool's).
+
+    Java lower-cases the aliases of its entries; a chain certificate's name is its subject
+    as written (``CN=Root,O=Example``), so the comparison keeps case.
+    """
+    name, certificate = instance
+    return name is None or name == certificate.subject.rfc4514_string()
 
 
 def _chain_of(
     leaf: x509.Certificate,
-    nameless: list[x509.Certificate],
-    named: list[tuple[str, x509.Certificate]],
+    instances: list[tuple[str | None, x509.Certificate]],
+    taken: set[int],
+    in_chains: set[int],
 ) -> list[x509.Certificate]:
-    """The key entry's issuers, taken out of ``nameless`` and ``named`` (in place).
+    """The key entry's issuers from ``instances``; their indexes are added to ``in_chains``.
 
-    openssl writes a chain without friendly names; keytool names each chain certificate by
-    its subject (without Java's trust attribute, which only a decrypting reader would see).
-    So an issuer of the key's certificate is chain whatever its name: nameless ones first,
-    so that a trusted entry that is also the issuer stays an entry when both are there.
+    openssl and this agent write a chain without friendly names, keytool names each chain
+    certificate by its subject (without Java's trust attribute, which only a decrypting
+    reader would see); each key entry carries its own copies. So an issuer of the key's
+    certificate is chain whatever its name, preferred in this order: a copy no chain took
+    yet (nameless, then named by its subject), a copy another chain took, a copy with
+    another name (so that a trusted entry that is also the issuer stays an entry when both
+    are there), another key entry's certificate.
     """
+
+    def rank(index: int) -> int:
+        if index in taken:
+            return 6
+        shared = 2 if index in in_chains else 0
+        if _is_chain_name(instances[index]):
+            return shared + (0 if instances[index][0] is None else 1)
+        return 4 if shared else 5
+
     chain: list[x509.Certificate] = []
     current = leaf
     while len(chain) < 10 and current.issuer != current.subject:
-        issuer = next((c for c in nameless if c.subject == current.issuer), None)
-        if issuer is not None:
-            nameless.remove(issuer)
-        else:
-            pair = next((p for p in named if p[1].subject == current.issuer), None)
-            if pair is None:
-                break
-            named.remove(pair)
-            issuer = pair[1]
-        chain.append(issuer)
-        current = issuer
-    # Nameless certificates that chain to nothing still travel with the key, as found.
-    chain.extend(nameless)
-    nameless.clear()
+        candidates = [i for i, (_n, c) in enumerate(instances) if c.subject == current.issuer]
+        if not candidates:
+            break
+        index = min(candidates, key=rank)
+        if index not in taken:
+            in_chains.add(index)
+        chain.append(instances[index][1])
+        current = instances[index][1]
     return chain
 
 
@@ -514,36 +686,147 @@ def write_profile(properties: dict[str, Any], found: Pkcs12Layout | None) -> str
 
 
 def serialize_keystore(entries: list[_Entry], profile: str, password: str) -> bytes:
-    """A PKCS#12 file of ``entries`` (at most one with a key), encrypted per ``profile``."""
+    """A PKCS#12 file of ``entries``, encrypted per ``profile``.
+
+    Each key entry is written by ``cryptography`` (its shrouded key bag, its certificate bag
+    and its chain, linked by a localKeyId: the SHA-1 of the certificate), the trusted
+    entries by ``serialize_java_truststore``; their ContentInfos are joined into one
+    AuthenticatedSafe with a fresh MAC. Two key entries holding the same certificate would
+    share a localKeyId, so the later one is given another (:func:`_relinked`).
+    """
     encryption = _encryption(profile, password)
     keyed = [entry for entry in entries if entry.key is not None]
     trusted = [entry for entry in entries if entry.key is None]
-    if len(keyed) > 1:
-        raise StoreError("this agent writes one key entry per PKCS#12 file")
     mac_hash = "sha1" if profile == "3des" else "sha256"
     if not entries:
         # cryptography writes no empty file; an AuthenticatedSafe without contents is one
         # (keytool and openssl read it as an empty keystore).
         return _joined([], password, mac_hash)
     parts: list[bytes] = []
-    if keyed:
-        entry = keyed[0]
-        parts.append(
-            pkcs12.serialize_key_and_certificates(
-                entry.alias.encode(), entry.key, entry.certificate, entry.chain or None, encryption
-            )
+    content_infos: list[bytes] = []
+    key_ids: set[bytes] = set()
+    for entry in keyed:
+        part = pkcs12.serialize_key_and_certificates(
+            entry.alias.encode(), entry.key, entry.certificate, entry.chain or None, encryption
         )
+        layout = pkcs12_layout(part)
+        infos = layout.content_infos
+        key_id = layout.keys[0].local_key_id if layout.keys else None
+        if key_id is None:
+            raise StoreError("the PKCS#12 writer linked no key to its certificate; nothing changed")
+        if key_id in key_ids:
+            fresh = _fresh_key_id(entry, key_ids)
+            infos = [_relinked(info, key_id, fresh, password) for info in infos]
+            key_id = fresh
+        key_ids.add(key_id)
+        parts.append(part)
+        content_infos.extend(infos)
     if trusted:
-        parts.append(
-            pkcs12.serialize_java_truststore(
-                [pkcs12.PKCS12Certificate(e.certificate, e.alias.encode()) for e in trusted],
-                encryption,
-            )
+        part = pkcs12.serialize_java_truststore(
+            [pkcs12.PKCS12Certificate(e.certificate, e.alias.encode()) for e in trusted],
+            encryption,
         )
+        parts.append(part)
+        content_infos.extend(pkcs12_layout(part).content_infos)
     if len(parts) == 1:
         return parts[0]
-    content_infos = [info for part in parts for info in pkcs12_layout(part).content_infos]
     return _joined(content_infos, password, mac_hash)
+
+
+def _fresh_key_id(entry: _Entry, taken: set[bytes]) -> bytes:
+    """A 20-byte localKeyId (the size of the one it replaces) no other entry uses."""
+    seed = entry.alias.casefold().encode() + entry.certificate.public_bytes(
+        serialization.Encoding.DER
+    )
+    counter = 0
+    while True:
+        # An identifier, as OpenSSL's SHA-1 of the certificate is, not a secret.
+        candidate = hashlib.sha1(
+            b"certyard localKeyId %d " % counter + seed, usedforsecurity=False
+        ).digest()
+        if candidate not in taken:
+            return candidate
+        counter += 1
+
+
+def _relinked(info: bytes, old: bytes, new: bytes, password: str) -> bytes:
+    """``info`` (a ContentInfo this module just had written) with localKeyId ``old`` as ``new``.
+
+    The key bag's attributes are in the clear; the certificate bag's are inside the
+    EncryptedData, which is decrypted, changed and encrypted again with the same key and IV
+    (that ciphertext was never written anywhere). ``new`` has the length of ``old``, so no
+    DER length changes.
+    """
+    if len(new) != len(old) or len(old) >= 0x80:
+        raise StoreError("cannot relink a key entry's localKeyId; nothing changed")
+    prefix = _encode_oid(_OID_LOCAL_KEY_ID) + bytes([0x31, len(old) + 2, 0x04, len(old)])
+
+    def swap(plain: bytes) -> bytes:
+        if plain.count(prefix + old) != 1:
+            raise StoreError("cannot relink a key entry's localKeyId; nothing changed")
+        return plain.replace(prefix + old, prefix + new)
+
+    try:
+        _, start, end = _tlv(info, 0, len(info))
+        parts = _children(info, start, end)
+        if _oid(info[parts[0][1] : parts[0][2]]) == _OID_DATA:
+            return swap(info)
+        encrypted_data = _children(info, parts[1][1], parts[1][2])[0]
+        encrypted = _children(info, encrypted_data[1], encrypted_data[2])
+        content_info = _children(info, encrypted[1][1], encrypted[1][2])
+        algorithm, content = content_info[1], content_info[2]
+        if content[0] != 0x80:
+            raise _DerError("constructed encrypted content")
+        cipher, block_bits = _content_cipher(info, algorithm[1], algorithm[2], password)
+    except (_DerError, IndexError) as exc:
+        raise StoreError(
+            f"cannot relink a key entry's localKeyId ({exc}); nothing changed"
+        ) from None
+    decryptor = cipher.decryptor()
+    try:
+        padded = decryptor.update(info[content[1] : content[2]]) + decryptor.finalize()
+        unpadder = padding.PKCS7(block_bits).unpadder()
+        plain = unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise StoreError("cannot relink a key entry's localKeyId; nothing changed") from None
+    plain = swap(plain)
+    padder = padding.PKCS7(block_bits).padder()
+    encryptor = cipher.encryptor()
+    sealed = encryptor.update(padder.update(plain) + padder.finalize()) + encryptor.finalize()
+    return info[: content[1]] + sealed + info[content[2] :]
+
+
+def _content_cipher(data: bytes, start: int, end: int, password: str) -> tuple[Cipher, int]:
+    """The cipher of an EncryptedData written in one of this module's profiles."""
+    parts = _children(data, start, end)
+    oid = _oid(data[parts[0][1] : parts[0][2]])
+    if oid == _OID_PBES2:
+        params = _children(data, parts[1][1], parts[1][2])
+        kdf = _children(data, params[0][1], params[0][2])
+        if _oid(data[kdf[0][1] : kdf[0][2]]) != _OID_PBKDF2:
+            raise _DerError("not PBKDF2")
+        kdf_params = _children(data, kdf[1][1], kdf[1][2])
+        salt = data[kdf_params[0][1] : kdf_params[0][2]]
+        iterations = int.from_bytes(data[kdf_params[1][1] : kdf_params[1][2]], "big")
+        prf: type[hashes.HashAlgorithm] = hashes.SHA1
+        for tag, value_start, value_end, _e in kdf_params[2:]:
+            if tag == 0x30:
+                prf_oid = _children(data, value_start, value_end)[0]
+                prf = _PRF_HASHES.get(_oid(data[prf_oid[1] : prf_oid[2]]), prf)
+        scheme = _children(data, params[1][1], params[1][2])
+        if _oid(data[scheme[0][1] : scheme[0][2]]) != _OID_AES256_CBC:
+            raise _DerError("not AES-256-CBC")
+        iv = data[scheme[1][1] : scheme[1][2]]
+        key = PBKDF2HMAC(prf(), 32, salt, iterations).derive(password.encode())
+        return Cipher(algorithms.AES(key), modes.CBC(iv)), 128
+    if oid == _OID_PBE_SHA1_3DES:
+        params = _children(data, parts[1][1], parts[1][2])
+        salt = data[params[0][1] : params[0][2]]
+        iterations = int.from_bytes(data[params[1][1] : params[1][2]], "big")
+        key = pkcs12_kdf(password, salt, iterations, 1, 24, "sha1")
+        iv = pkcs12_kdf(password, salt, iterations, 2, 8, "sha1")
+        return Cipher(TripleDES(key), modes.CBC(iv)), 64
+    raise _DerError(f"unexpected scheme {oid}")
 
 
 class Pkcs12Store(StoreTypeExtension):
@@ -562,7 +845,7 @@ class Pkcs12Store(StoreTypeExtension):
     declaration: ClassVar[StoreTypeDeclaration | None] = PKCS12_DECLARATION
 
     def inventory(self, job: JobConfiguration) -> Iterator[InventoryEntry]:
-        """Every entry of the keystore; a file with several keys adds a rejected entry."""
+        """Every entry of the keystore; a key entry that cannot be read is a rejected entry."""
         path = Path(job.store.store_path)
         keystore = self._open(job, path)
         for entry in keystore.entries:
@@ -571,14 +854,8 @@ class Pkcs12Store(StoreTypeExtension):
                 entry.key is not None,
                 [_pem(entry.certificate), *(_pem(c) for c in entry.chain)],
             )
-        if keystore.layout.key_bags > 1:
-            yield InventoryEntry(
-                "(other key entries)",
-                True,
-                [],
-                error=f"the file holds {keystore.layout.key_bags} private keys; this agent "
-                "reads and writes PKCS#12 files with one key entry",
-            )
+        for alias, why in keystore.problems:
+            yield InventoryEntry(alias, True, [], error=f"key entry {alias}: {why}")
 
     def add(self, job: JobConfiguration, material: CertificateMaterial) -> str:
         """Add a key entry (material with a key) or a trusted entry (without)."""
@@ -601,18 +878,14 @@ class Pkcs12Store(StoreTypeExtension):
                 raise StoreError(
                     f"alias {alias} already holds another certificate; set overwrite to replace it"
                 )
-            keystore.entries.remove(existing)
         key = _load_key(material.private_key)
-        if key is not None:
-            holder = next((e for e in keystore.entries if e.key is not None), None)
-            if holder is not None:
-                raise StoreError(
-                    f"{path} already holds a key entry ({holder.alias}); this agent writes one "
-                    "key entry per PKCS#12 file: remove it first, or add under its alias with "
-                    "overwrite"
-                )
         chain = [_load_certificate(pem) for pem in material.chain] if key is not None else []
-        keystore.entries.append(_Entry(alias, certificate, chain, key))
+        entry = _Entry(alias, certificate, chain, key)
+        if existing is not None:
+            # A replaced entry keeps its place among the others.
+            keystore.entries[keystore.entries.index(existing)] = entry
+        else:
+            keystore.entries.append(entry)
         self._write(job, path, keystore, password)
         return alias
 
@@ -670,10 +943,11 @@ class Pkcs12Store(StoreTypeExtension):
         if len(data) > limit:
             raise StoreError(f"store path {path} is larger than the agent's limit ({limit} bytes)")
         keystore = open_keystore(data, job.store.password, f"store path {path}")
-        if for_write and keystore.layout.key_bags > 1:
+        if for_write and keystore.problems:
+            alias, why = keystore.problems[0]
             raise StoreError(
-                f"{path} holds {keystore.layout.key_bags} private keys; this agent writes "
-                "PKCS#12 files with one key entry and leaves it as is"
+                f"{path} holds a key entry this agent cannot read ({alias}: {why}); it leaves "
+                "the file as is rather than lose that key"
             )
         return keystore
 
@@ -683,16 +957,29 @@ class Pkcs12Store(StoreTypeExtension):
         found = keystore.layout if keystore.layout.content_infos else None
         profile = write_profile(job.store.properties, found)
         data = serialize_keystore(keystore.entries, profile, password)
-        expected = {(e.alias.casefold(), e.sha256, e.key is not None) for e in keystore.entries}
+        expected = _signature(keystore.entries)
 
         def verify(written: bytes) -> None:
             reread = open_keystore(written, password, f"the new {path.name}")
-            found = {(e.alias.casefold(), e.sha256, e.key is not None) for e in reread.entries}
-            if found != expected:
+            if reread.problems or _signature(reread.entries) != expected:
                 raise StoreError(f"{path} did not read back as written; nothing changed")
 
         has_key = any(entry.key is not None for entry in keystore.entries)
         write_file_atomically(path, data, verify=verify, private=has_key, **options)
+
+
+def _signature(entries: list[_Entry]) -> set[tuple[str, str, str | None]]:
+    """What a rewrite must read back: each alias, its certificate and its key."""
+    return {
+        (
+            e.alias.casefold(),
+            e.sha256,
+            None
+            if e.key is None
+            else hashlib.sha256(_public_der(e.key.public_key()) or b"").hexdigest(),
+        )
+        for e in entries
+    }
 
 
 def default_alias(certificate: x509.Certificate, sha256: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -257,16 +258,157 @@ def test_the_same_certificate_is_a_no_op_and_another_needs_overwrite(
     assert [(e.alias, e.private_key) for e in entries] == [("site", True)]
 
 
-def test_a_second_key_entry_is_refused(tmp_path: Path, ca: Issued) -> None:
-    path = tmp_path / "s.p12"
-    Pkcs12Store().add(
-        job(path, create_store=True), material(issue("a.example", issuer=ca), key=True)
+def keytool_entry(path: Path, alias: str) -> tuple[str, int, str]:
+    """(entry type, chain length, SHA-256 of the first certificate) as keytool reads them."""
+    listing = run(
+        "keytool", "-list", "-v", "-storetype", "pkcs12", "-keystore", str(path),
+        "-storepass", PASSWORD, "-alias", alias,
+    )  # fmt: skip
+    kind = re.search(r"Entry type: (\w+)", listing)
+    length = re.search(r"Certificate chain length: (\d+)", listing)
+    digest = re.search(r"SHA256: ([0-9A-F:]+)", listing)
+    assert kind and digest, listing
+    return kind[1], int(length[1]) if length else 1, digest[1].replace(":", "").lower()
+
+
+def openssl_keys(path: Path) -> int:
+    """How many private keys openssl decrypts from the file."""
+    info = run(
+        "openssl", "pkcs12", "-info", "-nodes", "-in", str(path), "-passin", f"pass:{PASSWORD}"
     )
+    return info.count("-----BEGIN PRIVATE KEY-----")
 
-    with pytest.raises(StoreError, match=r"already holds a key entry \(a\.example\)"):
-        Pkcs12Store().add(job(path), material(issue("b.example", issuer=ca), key=True))
 
-    assert inventory(path) == {"a.example": (True, 1)}
+def keytool_import(path: Path, tmp_path: Path) -> str:
+    """keytool -importkeystore into a new keystore (every key decrypted), then its listing."""
+    copy = tmp_path / f"copy-{path.stem}.p12"
+    copy.unlink(missing_ok=True)
+    run(
+        "keytool", "-importkeystore", "-noprompt",
+        "-srckeystore", str(path), "-srcstoretype", "pkcs12", "-srcstorepass", PASSWORD,
+        "-destkeystore", str(copy), "-deststoretype", "pkcs12", "-deststorepass", PASSWORD,
+    )  # fmt: skip
+    return keytool_list(copy)
+
+
+@pytest.mark.parametrize("profile", ["aes256", "3des"])
+def test_several_key_entries_are_written_and_every_key_is_read_by_keytool_and_openssl(
+    tmp_path: Path, ca: Issued, profile: str
+) -> None:
+    path = tmp_path / "many.p12"
+    first, second = issue("a.example", issuer=ca), issue("b.example", issuer=ca)
+
+    Pkcs12Store().add(
+        job(path, create_store=True, profile=profile),
+        material(first, key=True, chain=(ca.pem,)),
+    )
+    Pkcs12Store().add(job(path), material(second, key=True, chain=(ca.pem,)))
+    Pkcs12Store().add(job(path), material(ca, alias="root"))
+
+    # The chain certificate of both keys is no entry of its own; the trusted root is one.
+    assert inventory(path) == {"a.example": (True, 2), "b.example": (True, 2), "root": (False, 1)}
+    assert keytool_entry(path, "a.example") == ("PrivateKeyEntry", 2, first.sha256)
+    assert keytool_entry(path, "b.example") == ("PrivateKeyEntry", 2, second.sha256)
+    assert keytool_entry(path, "root") == ("trustedCertEntry", 1, ca.sha256)
+    assert openssl_keys(path) == 2
+    marker = "AES-256-CBC" if profile == "aes256" else "pbeWithSHA1And3-KeyTripleDES-CBC"
+    assert marker in openssl_info(path)
+    copied = keytool_import(path, tmp_path)
+    assert copied.count("PrivateKeyEntry") == 2 and copied.count("trustedCertEntry") == 1
+
+
+def keytool_signed_key(tmp_path: Path, path: Path, alias: str, ca: Issued) -> None:
+    """A key entry made by keytool, its certificate signed by ``ca`` and imported with it."""
+    keystore = ("-storetype", "pkcs12", "-keystore", str(path), "-storepass", PASSWORD)
+    run("keytool", "-genkeypair", *keystore, "-alias", alias, "-keyalg", "EC",
+        "-dname", f"CN={alias}")  # fmt: skip
+    csr, signed = tmp_path / f"{alias}.csr", tmp_path / f"{alias}.pem"
+    run("keytool", "-certreq", *keystore, "-alias", alias, "-file", str(csr))
+    (tmp_path / "ca.pem").write_text(ca.pem)
+    (tmp_path / "ca.key").write_text(ca.key_pem)
+    run(
+        "openssl", "x509", "-req", "-in", str(csr), "-CA", str(tmp_path / "ca.pem"),
+        "-CAkey", str(tmp_path / "ca.key"), "-CAcreateserial", "-days", "5", "-out", str(signed),
+    )  # fmt: skip
+    (tmp_path / "reply.pem").write_text(signed.read_text() + ca.pem)
+    run("keytool", "-importcert", "-noprompt", *keystore, "-alias", alias, "-file",
+        str(tmp_path / "reply.pem"))  # fmt: skip
+
+
+def test_a_keytool_keystore_with_two_key_entries_takes_a_third_and_loses_one(
+    tmp_path: Path, ca: Issued
+) -> None:
+    path = tmp_path / "kt.p12"
+    keytool_signed_key(tmp_path, path, "one", ca)
+    keytool_signed_key(tmp_path, path, "two", ca)
+    before = {alias: keytool_entry(path, alias) for alias in ("one", "two")}
+    # keytool names the shared chain certificate by its subject: chain of both, no entry.
+    assert inventory(path) == {"one": (True, 2), "two": (True, 2)}
+
+    third = issue("three.example", issuer=ca)
+    Pkcs12Store().add(job(path), material(third, alias="three", key=True, chain=(ca.pem,)))
+
+    assert inventory(path) == {"one": (True, 2), "two": (True, 2), "three": (True, 2)}
+    assert {alias: keytool_entry(path, alias) for alias in ("one", "two")} == before
+    assert keytool_entry(path, "three") == ("PrivateKeyEntry", 2, third.sha256)
+    assert openssl_keys(path) == 3
+
+    assert Pkcs12Store().remove(job(path), alias="ONE", certificate_sha256=None) is True
+
+    assert inventory(path) == {"two": (True, 2), "three": (True, 2)}
+    assert keytool_entry(path, "two") == before["two"]
+    assert keytool_entry(path, "three") == ("PrivateKeyEntry", 2, third.sha256)
+    assert "one, " not in keytool_list(path)
+    assert openssl_keys(path) == 2
+    assert keytool_import(path, tmp_path).count("PrivateKeyEntry") == 2
+
+
+def test_one_certificate_under_two_aliases_gets_two_local_key_ids(
+    tmp_path: Path, ca: Issued
+) -> None:
+    path = tmp_path / "twice.p12"
+    leaf, other = issue("a.example", issuer=ca), issue("b.example", issuer=ca)
+    Pkcs12Store().add(job(path, create_store=True), material(leaf, alias="first", key=True))
+    Pkcs12Store().add(job(path), material(other, alias="middle", key=True))
+
+    Pkcs12Store().add(job(path), material(leaf, alias="second", key=True))
+
+    assert inventory(path) == {"first": (True, 1), "middle": (True, 1), "second": (True, 1)}
+    info = openssl_info(path)
+    key_ids = set(re.findall(r"localKeyID: ([0-9A-F ]+)", info))
+    assert len(key_ids) == 3, info
+    assert keytool_entry(path, "first") == ("PrivateKeyEntry", 1, leaf.sha256)
+    assert keytool_entry(path, "second") == ("PrivateKeyEntry", 1, leaf.sha256)
+    assert openssl_keys(path) == 3
+
+    # Replacing one key entry among several keeps the others, and its place.
+    Pkcs12Store().add(job(path), material(other, alias="First", key=True, overwrite=True))
+
+    assert [e.alias for e in Pkcs12Store().inventory(job(path))] == ["First", "middle", "second"]
+    assert keytool_entry(path, "first") == ("PrivateKeyEntry", 1, other.sha256)
+    assert keytool_entry(path, "middle") == ("PrivateKeyEntry", 1, other.sha256)
+    assert keytool_entry(path, "second") == ("PrivateKeyEntry", 1, leaf.sha256)
+
+
+def test_a_key_without_its_certificate_is_rejected_and_the_file_left_as_is(
+    tmp_path: Path, leaf_files: tuple[Path, Path, Issued], ca: Issued
+) -> None:
+    _, key, _ = leaf_files
+    path = tmp_path / "lonely.p12"
+    run(
+        "openssl", "pkcs12", "-export", "-nocerts", "-inkey", str(key), "-name", "lonely",
+        "-out", str(path), "-passout", f"pass:{PASSWORD}",
+    )  # fmt: skip
+    original = path.read_bytes()
+
+    entries = list(Pkcs12Store().inventory(job(path)))
+
+    assert [(e.alias, e.private_key, e.error) for e in entries] == [
+        ("lonely", True, "key entry lonely: the file holds no certificate for its private key")
+    ]
+    with pytest.raises(StoreError, match=r"cannot read .*lonely.* leaves the file as is"):
+        Pkcs12Store().add(job(path), material(ca, alias="root"))
+    assert path.read_bytes() == original
 
 
 def test_remove_by_fingerprint_and_create_an_empty_store(tmp_path: Path, ca: Issued) -> None:
