@@ -15,7 +15,8 @@ import pytest
 from orchestrators.protocol import JobType
 from orchestrators.sdk import CertificateMaterial, JobConfiguration, StoreConfiguration, StoreError
 from orchestrators.stores.atomic import BACKUP_MARKER
-from orchestrators.stores.pkcs12 import Pkcs12Store, pkcs12_layout
+from orchestrators.stores.pkcs12 import Pkcs12Store
+from orchestrators.stores.pkcs12_format import pkcs12_layout
 from tests.certs import Issued, issue
 
 PASSWORD = "store-pw"
