@@ -317,7 +317,9 @@ def _chain_of(
         if not candidates:
             break
         index = min(candidates, key=rank)
-        if index not in taken:
+        # A certificate under a name of its own (an alias, not a chain copy's subject) is
+        # a trusted entry: it serves as the chain and stays an entry.
+        if index not in taken and _is_chain_name(instances[index]):
             in_chains.add(index)
         chain.append(instances[index][1])
         current = instances[index][1]

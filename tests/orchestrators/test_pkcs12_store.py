@@ -468,3 +468,22 @@ def test_a_keytool_key_entry_with_its_chain_keeps_the_chain_when_written_back(
     listing = run("keytool", "-list", "-v", *keystore, "-alias", "srv")
     assert "Certificate chain length: 2" in listing
     assert "trustedCertEntry" in keytool_list(path)
+
+
+def test_a_trusted_entry_that_is_also_a_keys_issuer_stays_an_entry(tmp_path: Path) -> None:
+    """keytool keeps a key entry without its chain and the CA as a trusted entry of its own:
+    both are entries (the CA is also the key entry's chain)."""
+    from tests.e2e.keystores import keytool_keystore
+
+    ca = issue("Found Root", ca=True)
+    leaf = issue("found.example", issuer=ca)
+    path = keytool_keystore(
+        tmp_path / "found.p12",
+        store_type="PKCS12",
+        password=PASSWORD,
+        key_entries={"old": leaf},
+        trusted={"foreign-root": ca},
+    )
+    found = {entry.alias.lower(): entry for entry in Pkcs12Store().inventory(job(path))}
+    assert set(found) == {"old", "foreign-root"}
+    assert found["old"].private_key and not found["foreign-root"].private_key
