@@ -364,3 +364,133 @@ def agent_factory(
     for agent in agents:
         if agent.process is not None and agent.process.poll() is None:
             agent.stop()
+
+
+# --- Store management (issue 16): agents shared by a module, reload commands, nginx ------
+
+
+def agent_registered(
+    platform: LivePlatform,
+    name: str,
+    base: Path,
+    *,
+    store_roots: tuple[Path, ...] = (),
+    env: dict[str, str] | None = None,
+) -> AgentProcess:
+    """Register a real agent whose files live in ``base`` (roots: ``store_roots``, else
+    ``base``); not started. ``env`` adds to its environment (the write-pause seam)."""
+    config_dir = base / f"agent-{name}"
+    agent_env = {k: v for k, v in platform.env.items() if not k.startswith("CERTYARD_")}
+    agent_env.update(env or {})
+    agent = AgentProcess(name, config_dir, base / f"agent-{name}.log", agent_env)
+    roots = [f"--store-root={root}" for root in (store_roots or (base,))]
+    completed = subprocess.run(
+        [
+            *AGENT,
+            "register",
+            "--url",
+            platform.url,
+            "--token",
+            platform.registration_token(description=f"token for {name}"),
+            "--name",
+            name,
+            "--client-machine",
+            f"{name}.e2e.test",
+            *roots,
+            "--config-dir",
+            str(config_dir),
+        ],
+        cwd=ROOT,
+        env=agent_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    agent.registration_output = completed.stdout
+    return agent
+
+
+def agent_reload_command_set(agent: AgentProcess, store_path: Path, argv: list[str]) -> None:
+    """``certyard-orchestrator reload --store-path P --command ...``: the agent's own local
+    configuration, the only place a reload command may come from."""
+    import shlex
+
+    completed = subprocess.run(
+        [
+            *AGENT,
+            "reload",
+            "--config-dir",
+            str(agent.config_dir),
+            "--store-path",
+            str(store_path),
+            "--command",
+            shlex.join(argv),
+        ],
+        cwd=ROOT,
+        env=agent.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def agent_killed(agent: AgentProcess) -> None:
+    """SIGKILL: no clean-up, no goodbye (a crash or a power cut, as far as files go)."""
+    assert agent.process is not None
+    agent.process.kill()
+    agent.process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def module_agents(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., AgentProcess]]:
+    """Like ``agent_factory``, for a whole module: ``module_agents(name, folder=...,
+    env=...)`` registers an agent rooted in ``folder`` (default: the module's folder) on
+    the session's platform; every agent still running is stopped (SIGTERM) at the end."""
+    base = tmp_path_factory.mktemp("agents")
+    agents: list[AgentProcess] = []
+
+    def register(
+        name: str,
+        *,
+        folder: Path | None = None,
+        env: dict[str, str] | None = None,
+        platform: LivePlatform | None = None,
+    ) -> AgentProcess:
+        live = platform or request.getfixturevalue("live_platform")
+        root = folder or base
+        root.mkdir(parents=True, exist_ok=True)
+        agent = agent_registered(live, name, root, env=env)
+        agents.append(agent)
+        return agent
+
+    register.base = base  # type: ignore[attr-defined]
+    yield register
+    for agent in agents:
+        if agent.process is not None and agent.process.poll() is None:
+            agent.stop()
+
+
+@pytest.fixture(scope="module")
+def nginx_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """Start real nginx servers (Debian's) on 127.0.0.1 for a module:
+    ``nginx_factory(certificate_path, key_path)`` -> :class:`tests.servers.nginx.NginxServer`;
+    all stopped at the end."""
+    from contextlib import ExitStack
+
+    from tests.servers.nginx import nginx_executable, nginx_server
+
+    if nginx_executable() is None:
+        pytest.fail("nginx is not installed: run `make system-deps`")
+    with ExitStack() as stack:
+
+        def start(certificate_path: Path, key_path: Path) -> Any:
+            prefix = tmp_path_factory.mktemp("nginx")
+            return stack.enter_context(
+                nginx_server(prefix, certificate_path=certificate_path, key_path=key_path)
+            )
+
+        yield start
