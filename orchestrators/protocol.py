@@ -93,13 +93,16 @@ Protocol, version 1 (all bodies are JSON, all paths under ``API_PREFIX``):
     "expected_sha256", "served", "error"}|null}``; a reenrollment waiting for
     approval ``{"awaiting_approval": true, "enrollment_id"}``; ``remove``
     ``{"removed", "reload"}``; ``create`` ``{"created"}``; ``discovery``
-    ``{"candidates": n, "notes": [...]}``. A repeated report is acknowledged
+    ``{"candidates": n, "notes": [...]}``. ``final: true`` with a failure says
+    another attempt would meet it again (the store, or the job's own content,
+    refused it): the job ends failed at once instead of being retried (a person
+    may still retry it). A repeated report is acknowledged
     (``duplicate: true``) and not applied again; an earlier attempt's result is
     refused (409 ``stale_attempt``), so an agent whose lease lapsed cannot end
     the attempt that replaced it.
 
 ``POST store-types``
-    After its first session, the agent declares the store types it carries:
+    Once approved, the agent declares the store types it carries:
     ``{"store_types": [declaration, ...]}`` (``orchestrators.declarations``,
     ``StoreTypeDeclaration.to_wire``). Answer 200 ``{"store_types":
     [{"short_name", "created", "updated", "migrated_stores", "flagged_stores",

@@ -358,10 +358,14 @@ class PlatformClient:
         attempt: int | None = None,
         *,
         result: dict[str, Any] | None = None,
+        final: bool = False,
     ) -> dict[str, Any]:
         """``POST jobs/<id>/complete`` with the outcome of the job's attempt ``attempt`` and,
-        for a management job, its ``result`` (a JSON object, at most 64 KiB serialised)."""
+        for a management job, its ``result`` (a JSON object, at most 64 KiB serialised);
+        ``final``: a failure another attempt would meet again, ending the job now."""
         body: dict[str, Any] = {"status": str(outcome), "message": message}
+        if final:
+            body["final"] = True
         if attempt is not None:
             body["attempt"] = attempt
         if result is not None:

@@ -218,7 +218,9 @@ class Runner:
             logger.info("session opened; orchestrator status: %s", status)
             if status == "approved":
                 self._set_approved(True)
-        if not self._declared and self._client.status == "approved":
+        # Declared once approved: at the session's opening, or when the first poll is
+        # answered after an administrator approved this orchestrator.
+        if not self._declared and (self._client.status == "approved" or self._approved):
             self._declare_store_types()
         self._heartbeat_if_due()
         if self._renewer is not None and self._renewer.renew_if_due():
@@ -329,7 +331,13 @@ class Runner:
         lease = _Lease(deadline)
         ended = self._execute(job, lease)
         self._complete(
-            job_id, ended.outcome, ended.message, lease.deadline, job.attempt, ended.result
+            job_id,
+            ended.outcome,
+            ended.message,
+            lease.deadline,
+            job.attempt,
+            ended.result,
+            final=ended.final,
         )
 
     def _execute(self, job: JobConfiguration, lease: _Lease) -> JobResult:
@@ -351,11 +359,14 @@ class Runner:
             logger.warning(
                 "job %s refused: %s is outside the store roots", job.job_id, store.store_path
             )
-            return _failed(
+            refused = _failed(
                 f"store path {store.store_path} is outside the folders this orchestrator may "
                 f"read ({', '.join(job.store_roots or ()) or 'none configured'}); an "
                 "administrator of its machine can add one with `certyard-orchestrator roots --add`"
             )
+            # A write there is refused until the agent's administrator says otherwise: no
+            # point in the platform's retries (an inventory keeps them, as it always has).
+            return dataclasses.replace(refused, final=job.type is not JobType.INVENTORY)
         if job.type is JobType.INVENTORY:
             return JobResult(*self._inventory(job, store_type, lease))
         try:
@@ -472,10 +483,14 @@ class Runner:
         deadline: float,
         attempt: int | None,
         result: dict[str, Any] | None = None,
+        *,
+        final: bool = False,
     ) -> None:
         try:
             self._reporting(
-                lambda: self._client.complete(job_id, outcome, message, attempt, result=result),
+                lambda: self._client.complete(
+                    job_id, outcome, message, attempt, result=result, final=final
+                ),
                 deadline,
             )
         except PlatformError as exc:

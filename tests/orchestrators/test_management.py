@@ -198,6 +198,7 @@ def test_an_envelope_for_another_agent_is_refused(tmp_path: Path, store: Path, c
 
     assert ended.outcome is JobOutcome.FAILURE
     assert "sealed for another orchestrator key" in ended.message
+    assert not ended.final  # the next attempt is sealed again, to the key the agent has now
     assert files_below(store) == set()
 
 
@@ -235,6 +236,7 @@ def test_a_key_for_a_store_type_that_forbids_keys_fails_before_the_store(
 
     assert ended.outcome is JobOutcome.FAILURE
     assert ended.message == "store type KEYLESS does not take private keys; nothing was written"
+    assert ended.final  # another attempt would be refused the same way
     assert files_below(store) == set()
 
 
@@ -253,6 +255,7 @@ def test_a_missing_required_entry_parameter_fails_before_the_store(
 
     assert ended.outcome is JobOutcome.FAILURE
     assert ended.message == "missing required entry parameter: Entry password"
+    assert ended.final
     assert files_below(store) == set()
 
 

@@ -218,6 +218,49 @@ def test_the_store_types_are_declared_once_after_the_session_opens(tmp_path: Pat
     assert declared["store_types"][0]["entry_parameters"][0]["name"] == "entry_password"
 
 
+def test_an_orchestrator_approved_after_its_session_opened_declares_on_its_next_poll(
+    tmp_path: Path,
+) -> None:
+    platform = RecordingPlatform({})
+    answer = platform.__call__
+    approved = {"now": False}
+
+    def approving_later(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/session"):
+            platform.requests.append(("POST", "session", None))
+            return httpx.Response(200, json={"token": "t", "expires_in": 300, "status": "new"})
+        if path.endswith("/heartbeat") and not approved["now"]:
+            platform.requests.append(("POST", "heartbeat", None))
+            return httpx.Response(200, json={"status": "new"})
+        if path.endswith("/jobs/next") and not approved["now"]:
+            platform.requests.append(("GET", "jobs/next", None))
+            return httpx.Response(
+                403, json={"error": {"code": "not_approved", "message": "not approved yet"}}
+            )
+        return answer(request)
+
+    client = PlatformClient(
+        "http://platform.test",
+        orchestrator_id="orch-1",
+        private_key=agent_key(),
+        transport=httpx.MockTransport(approving_later),
+    )
+    runner = Runner(client, {"FOLDER": FolderStore}, store_roots=(str(tmp_path),))
+    runner._back_off = lambda reason: None  # type: ignore[method-assign]
+
+    for _ in range(2):
+        try:
+            runner._step()
+        except Exception:  # noqa: S110 (the runner's loop handles NotApproved; no wait here)
+            pass
+    assert platform.sent("store-types") == []
+    approved["now"] = True
+    runner._step()  # the poll is answered: approved
+    runner._step()
+    assert len(platform.sent("store-types")) == 1
+
+
 def test_a_refused_declaration_is_logged_and_the_agent_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -737,10 +737,13 @@ def job_complete(
     message: str,
     attempt: int | None = None,
     result: dict[str, Any] | None = None,
+    final: bool = False,
 ) -> tuple[Job, bool]:
     """Record how the job ended: ``(job, duplicate)``.
 
-    A failure is retried, after a delay, while attempts remain. With ``attempt``, the
+    A failure is retried, after a delay, while attempts remain, unless the agent says it
+    is ``final`` (the store or the job's own content refused it: another attempt would
+    meet the same refusal; an administrator can still retry the job). With ``attempt``, the
     result of an earlier attempt is refused (``stale_attempt``): an agent whose lease
     lapsed cannot end the attempt that replaced it. ``result`` (the agent's, checked by
     the caller: a JSON object of bounded size) becomes ``Job.result`` and the attempt's
@@ -760,7 +763,7 @@ def job_complete(
         # The agent cannot overwrite the platform's own summary of this attempt's report.
         kept = job.result.get("inventory") if job.report_received_at is not None else None
         changes["result"] = {**result, **({"inventory": kept} if kept is not None else {})}
-    if outcome == JobOutcome.FAILURE and job.attempts < job.max_attempts:
+    if outcome == JobOutcome.FAILURE and job.attempts < job.max_attempts and not final:
         delay = settings.CERTYARD_JOB_RETRY_DELAY_SECONDS * max(job.attempts, 1)
         changes.update(
             state=Job.State.PENDING,

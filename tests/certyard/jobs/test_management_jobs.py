@@ -715,3 +715,27 @@ def test_retrying_a_management_job_checks_it_again(
     with pytest.raises(ServiceError) as caught:
         services.job_retry(job=retried, actor=superuser)
     assert caught.value.code == "capability_missing"
+
+
+@pytest.mark.parametrize(("final", "state"), [(True, "failed"), (False, "pending")])
+def test_a_final_failure_ends_the_job_without_its_remaining_attempts(
+    mstore: Any,
+    manager: RegisteredAgent,
+    agent_api: Callable[..., Any],
+    final: bool,
+    state: str,
+) -> None:
+    job = _add_job(mstore)
+    client = agent_api(manager)
+    client.get(f"{AGENT}jobs/next?wait=0")
+    client.get(f"{AGENT}jobs/{job.pk}/config")
+    done = client.post(
+        f"{AGENT}jobs/{job.pk}/complete",
+        {"status": "failure", "message": "the store password is wrong", "attempt": 1}
+        | ({"final": True} if final else {}),
+        format="json",
+    )
+    assert done.status_code == 200, done.content
+    job.refresh_from_db()
+    assert (job.state, job.attempts) == (state, 1)
+    assert job.max_attempts > 1  # attempts remained: the agent's word ended it

@@ -131,6 +131,12 @@ class CompleteSerializer(serializers.Serializer):
         help_text="The attempt this result is for: an earlier attempt's result is refused "
         "(409 stale_attempt) and cannot end the attempt that replaced it.",
     )
+    final = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="For a failure: another attempt would meet it again (the store or the job's "
+        "own content refused it); the job ends failed now instead of being retried.",
+    )
     result = _ResultField(
         required=False,
         help_text="The job's result (add, remove, create, reenrollment): a JSON object of at "

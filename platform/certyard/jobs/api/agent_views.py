@@ -406,6 +406,7 @@ class CompleteView(AgentView):
             message=data["message"],
             attempt=data.get("attempt"),
             result=data.get("result"),
+            final=bool(data.get("final")),
         )
         return Response(
             {
