@@ -17,6 +17,8 @@ from tests.certs import Issued, agent_key, csr_pem, issue, session_assertion
 # The handlers that misbehave on purpose (tests/plugins) are declared in a group of their
 # own; this process and the platforms the end-to-end tests start read it too.
 os.environ["CERTYARD_EXTRA_HANDLER_GROUPS"] = "certyard.handlers.tests"
+# Likewise the store type that exists only for the tests (KEYLESS), for the agents they start.
+os.environ["CERTYARD_EXTRA_STORE_TYPE_GROUPS"] = "certyard.store_types.tests"
 
 
 @pytest.fixture(autouse=True)

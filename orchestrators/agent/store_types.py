@@ -9,6 +9,7 @@ imports what implements it (docs/architecture.md, Architecture checks).
 from __future__ import annotations
 
 import logging
+import os
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -31,16 +32,28 @@ def _builtin_store_types() -> dict[str, type[StoreTypeExtension]]:
     }
 
 
+# Further entry-point groups to read, comma-separated: Certyard's own tests add store types
+# that exist only to be tested this way, so an agent started from the same environment by
+# `make run` never offers them.
+EXTRA_GROUPS_VARIABLE = "CERTYARD_EXTRA_STORE_TYPE_GROUPS"
+
+
+def _groups() -> list[str]:
+    extra = os.environ.get(EXTRA_GROUPS_VARIABLE, "")
+    return [ENTRY_POINT_GROUP, *(g.strip() for g in extra.split(",") if g.strip())]
+
+
 def load_store_types() -> dict[str, type[StoreTypeExtension]]:
     """The available store types by short name: the built-ins plus the ``certyard.store_types``
-    entry points (which win on a name clash).
+    entry points (which win on a name clash), and those of the groups named in
+    ``CERTYARD_EXTRA_STORE_TYPE_GROUPS``.
 
     The built-ins are always included, so an agent run from a source checkout works without
     being installed. A plugin that fails to load, or is not a :class:`StoreTypeExtension`, is
     logged and skipped rather than stopping the agent.
     """
     store_types = _builtin_store_types()
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+    for entry_point in (ep for group in _groups() for ep in entry_points(group=group)):
         try:
             loaded = entry_point.load()
         except Exception:

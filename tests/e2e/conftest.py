@@ -381,6 +381,8 @@ def agent_registered(
     ``base``); not started. ``env`` adds to its environment (the write-pause seam)."""
     config_dir = base / f"agent-{name}"
     agent_env = {k: v for k, v in platform.env.items() if not k.startswith("CERTYARD_")}
+    # ... but the tests' own store type group (KEYLESS), which only the tests' agents load.
+    agent_env["CERTYARD_EXTRA_STORE_TYPE_GROUPS"] = "certyard.store_types.tests"
     agent_env.update(env or {})
     agent = AgentProcess(name, config_dir, base / f"agent-{name}.log", agent_env)
     roots = [f"--store-root={root}" for root in (store_roots or (base,))]
