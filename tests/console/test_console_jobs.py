@@ -151,6 +151,29 @@ def test_unknown_job_is_404(admin_web: Client) -> None:
 # --- Cancel and retry ----------------------------------------------------------------------
 
 
+@pytest.mark.django_db
+def test_job_detail_shows_what_the_agent_reported_escaped(admin_web: Client, job: Job) -> None:
+    job.result = {
+        "alias": "web\u202e.pem",
+        "written": True,
+        "key_origin": "device",
+        "reload": {"ran": True, "exit_code": 1, "output": "<script>x</script>"},
+        "verification": {
+            "endpoint": "127.0.0.1:8443",
+            "served": False,
+            "served_sha256": "ab" * 32,
+            "error": None,
+        },
+    }
+    job.save(update_fields=["result"])
+    page = admin_web.get(reverse("console:job-detail", args=[job.pk])).content.decode()
+    shown = re.search(r'data-testid="agent-result">(.*?)</dl>', page, re.S).group(1)
+    assert "web\\u202E.pem" in shown and "\u202e" not in shown
+    assert "&lt;script&gt;" in shown and "<script>" not in shown
+    assert "exit 1" in shown and "serves <code>" + "ab" * 32 in shown
+    assert "No result reported yet." not in page
+
+
 @pytest.fixture
 def failed_job(store: CertificateStore, settings) -> Job:
     """An inventory job that failed on its only attempt, after a failed report submission

@@ -552,10 +552,14 @@ def job_list(request: HttpRequest, rows_only: bool = False) -> HttpResponse:
 @permission_required("jobs.view_job", raise_exception=True)
 def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     job = get_object_or_404(selectors.job_detail_queryset(), pk=pk)
+    result = job.result if isinstance(job.result, dict) else {}
+    # What the agent said of a management job (written, verified, removed...): its own
+    # words, shown escaped; the inventory summary is the platform's.
+    reported = {key: value for key, value in result.items() if key != "inventory"}
     return render(
         request,
         "console/jobs/detail.html",
-        {"job": job, "inventory": job.result.get("inventory") if job.result else None},
+        {"job": job, "inventory": result.get("inventory"), "reported": reported},
     )
 
 
