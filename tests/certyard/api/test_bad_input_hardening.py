@@ -171,8 +171,7 @@ def test_the_builtin_declarations_pass_the_check() -> None:
     for store_type in CertificateStoreType.objects.all():
         assert store_type_properties_check(store_type.properties) == store_type.properties
         assert (
-            store_type_properties_check(store_type.entry_parameters)
-            == store_type.entry_parameters
+            store_type_properties_check(store_type.entry_parameters) == store_type.entry_parameters
         )
 
 
