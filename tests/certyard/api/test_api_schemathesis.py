@@ -102,6 +102,15 @@ BEYOND_THE_SCHEMA = {
     "POST /api/v1/stores/": "the store type and the orchestrator must exist",
     "PUT /api/v1/stores/{id}/": "the store type must exist and have the properties given",
     "PATCH /api/v1/stores/{id}/": "the store type must have the properties given",
+    # Issue 16's operations. Their schemas say what is checked field by field; these are the
+    # rules across fields, or on what exists, that no schema can say.
+    f"POST {API_PREFIX}store-types": "a declaration's choices, defaults and depends_on fit "
+    "its properties, and no property or store type is declared twice",
+    "POST /api/v1/certificates/{id}/deployments/": "each store's type decides the alias and "
+    "entry parameters it takes; a store_filter must match a store",
+    "POST /api/v1/certificates/{id}/renew-and-replace/": "the template must exist",
+    "POST /api/v1/orchestrators/{id}/discovery/": "each directory is an absolute path "
+    "without '..' or control characters, each file pattern a file name",
 }
 # What input the schema calls valid may be answered: accepted, or refused for who asks,
 # what exists, or the object's state (never a 400, which says the input was wrong).

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -19,26 +20,6 @@ from certyard.deployment.services import discovery, reenrollment
 from certyard.fleet.api.agent_auth import AgentView, valid_body
 
 _TAG = ["orchestrator agent"]
-
-
-class DiscoveryCandidateReportSerializer(serializers.Serializer):
-    """Documents a candidate's shape; candidates are checked by the service."""
-
-    path = serializers.CharField(max_length=discovery.MAX_PATH)
-    # Text, not an enum in the schema: "kind" names other choice sets elsewhere.
-    kind = serializers.CharField(help_text=f"One of {', '.join(discovery.CANDIDATE_KINDS)}.")
-    store_type = serializers.ChoiceField(
-        choices=discovery.CANDIDATE_STORE_TYPES, allow_null=True, required=False
-    )
-    certificate_count = serializers.IntegerField(min_value=0, required=False)
-    private_key = serializers.BooleanField(required=False)
-    password_needed = serializers.BooleanField(required=False)
-    error = serializers.CharField(allow_null=True, required=False)
-
-
-class DiscoveryReportSerializer(serializers.Serializer):
-    attempt = serializers.IntegerField(min_value=1)
-    candidates = DiscoveryCandidateReportSerializer(many=True, max_length=discovery.MAX_CANDIDATES)
 
 
 class DiscoveryAnswerSerializer(serializers.Serializer):
@@ -58,6 +39,54 @@ class CsrAnswerSerializer(serializers.Serializer):
     enrollment_id = serializers.UUIDField()
     certificate = serializers.CharField(required=False)
     chain = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+# The report is checked field by field by the service and refuses what it does not know
+# (an agent's report is attacker-written): the schema says so, closed at both levels.
+_DISCOVERY_REPORT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "attempt": {"type": "integer", "minimum": 1},
+        "candidates": {
+            "type": "array",
+            "maxItems": discovery.MAX_CANDIDATES,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "maxLength": discovery.MAX_PATH},
+                    "kind": {"type": "string", "enum": list(discovery.CANDIDATE_KINDS)},
+                    "store_type": {
+                        "type": "string",
+                        "enum": list(discovery.CANDIDATE_STORE_TYPES),
+                        "nullable": True,
+                    },
+                    "certificate_count": {"type": "integer", "minimum": 0},
+                    "private_key": {"type": "boolean"},
+                    "password_needed": {"type": "boolean"},
+                    "error": {"type": "string", "nullable": True},
+                },
+                "required": ["path", "kind"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["attempt", "candidates"],
+    "additionalProperties": False,
+}
+
+
+class DiscoveryReportSerializer(serializers.Serializer):
+    """Names the report in the schema (``_DISCOVERY_REPORT_SCHEMA``, by the extension below);
+    it checks nothing: the view hands the body to the service, which checks it."""
+
+
+class _DiscoveryReportSchema(OpenApiSerializerExtension):
+    # Through a serializer rather than a raw schema given to extend_schema: drf-spectacular
+    # marks a raw request schema optional, and a report without a body is refused (400).
+    target_class = DiscoveryReportSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        return _DISCOVERY_REPORT_SCHEMA
 
 
 def _attempt(body: dict[str, Any]) -> int:

@@ -129,9 +129,14 @@ class OrchestratorDiscoveryView(APIView):
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            OpenApiParameter("orchestrator", str),
+            # Typed as get_queryset checks them: a value the schema allows is never refused,
+            # one it does not (?orchestrator=, ?kind=) always is. An enum here is inline, so
+            # it names no choice set (unlike a serializer field's, see ApproveAllSerializer).
+            OpenApiParameter(
+                "orchestrator", {"type": "string", "format": "uuid"}, description="Orchestrator id"
+            ),
             OpenApiParameter("state", str, enum=DiscoveryCandidate.State.values),
-            OpenApiParameter("kind", str, description=", ".join(discovery.CANDIDATE_KINDS)),
+            OpenApiParameter("kind", str, enum=list(discovery.CANDIDATE_KINDS)),
         ]
     )
 )
@@ -142,6 +147,10 @@ class DiscoveryCandidateViewSet(
     needs inventory.add_certificatestore (checked by the service)."""
 
     serializer_class = DiscoveryCandidateSerializer
+    # approve-all names its orchestrator in the body, not the path (the others have 404 anyway).
+    error_responses = {
+        404: "No such candidate (or page); approving all, no such orchestrator.",
+    }
 
     def get_queryset(self) -> QuerySet[DiscoveryCandidate]:
         params = self.request.query_params

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
 from certyard.deployment.models import Deployment, DeploymentBatch
@@ -146,3 +147,41 @@ class DeploymentBatchSerializer(serializers.ModelSerializer):
 class StoreCreateAnswerSerializer(serializers.Serializer):
     job = serializers.UUIDField()
     state = serializers.CharField()
+
+
+# The schema says what the serializers' own checks refuse (drf-spectacular cannot read them
+# from the fields), so a body it calls valid is not refused for its shape and one it calls
+# invalid always is: the three below add that to the fields' schema.
+
+
+class _StoreFilterSchema(OpenApiSerializerExtension):
+    """Closed (unknown keys are refused: a typo must not widen the filter), not empty."""
+
+    target_class = StoreFilterSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        return {**schema, "minProperties": 1, "additionalProperties": False}
+
+
+class _DeployRequestSchema(OpenApiSerializerExtension):
+    """Exactly one of ``stores`` and ``store_filter``."""
+
+    target_class = DeployRequestSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        return {**schema, "oneOf": [{"required": ["stores"]}, {"required": ["store_filter"]}]}
+
+
+class _RemovalRequestSchema(OpenApiSerializerExtension):
+    """Exactly one of ``stores`` (at least one) and ``"all": true``."""
+
+    target_class = RemovalRequestSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        # allOf, not a bare enum: drf-spectacular would make a bare one a component.
+        every = {"required": ["all"], "properties": {"all": {"allOf": [{"enum": [True]}]}}}
+        # Both given match both, so oneOf refuses them too, as the serializer does.
+        return {**schema, "oneOf": [{"required": ["stores"]}, every]}

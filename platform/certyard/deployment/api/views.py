@@ -7,7 +7,10 @@ Every write answers 202 with the batch (or job): the agents do the work.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Prefetch, QuerySet
+from django.http import QueryDict
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -18,6 +21,7 @@ from rest_framework.views import APIView
 
 from certyard.api.errors import ApiError
 from certyard.api.permissions import require_permissions
+from certyard.api.schema import AutoSchema
 from certyard.deployment import selectors, services
 from certyard.deployment.api import serializers as s
 from certyard.deployment.models import Deployment, DeploymentBatch
@@ -32,8 +36,20 @@ def _batch_answer(batch: DeploymentBatch) -> Response:
     return Response(s.DeploymentBatchSerializer(fresh).data, status=status.HTTP_202_ACCEPTED)
 
 
+class _BodyRequiredSchema(AutoSchema):
+    """The body is required: a request without one is refused (400), which drf-spectacular
+    cannot tell when no single field is required (``{}`` is refused by the body's oneOf)."""
+
+    def _get_request_body(self, direction: str = "request") -> dict[str, Any] | None:
+        body: dict[str, Any] | None = super()._get_request_body(direction)
+        if body is not None:
+            body["required"] = True
+        return body
+
+
 class _CertificateActionView(APIView):
     permission_classes = [IsAuthenticated]
+    schema = _BodyRequiredSchema()
 
     def certificate(self, pk: int) -> Certificate:
         return get_object_or_404(Certificate, pk=pk)
@@ -132,15 +148,30 @@ class DeploymentBatchViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet)
         )
 
 
-@extend_schema_view(
-    list=extend_schema(
-        parameters=[
-            OpenApiParameter("certificate", int),
-            OpenApiParameter("store", str),
-            OpenApiParameter("state", str, enum=Deployment.State.values),
-        ]
-    )
-)
+# Typed as the view checks them, so a value the schema allows is never refused and one it
+# does not (?store=%05, ?certificate=-1, ?state=) always is.
+_DEPLOYMENT_FILTERS = [
+    OpenApiParameter(
+        "certificate", {"type": "integer", "minimum": 0}, description="Certificate id"
+    ),
+    OpenApiParameter("store", {"type": "string", "format": "uuid"}, description="Store id"),
+    OpenApiParameter("state", str, enum=Deployment.State.values),
+]
+
+
+def _require_filters(params: QueryDict) -> None:
+    """A filter given empty (``?store=``) is refused like any value that names nothing (the
+    selector would read it as no filter, widening the list). A certificate id is ASCII
+    digits: ``isdigit`` also takes digits that ``int`` cannot read."""
+    for name in ("certificate", "store", "state"):
+        if params.get(name) == "":
+            raise ApiError(f"{name}: give a value or leave the filter out")
+    certificate = params.get("certificate")
+    if certificate is not None and not (certificate.isascii() and certificate.isdigit()):
+        raise ApiError("certificate: an id (an integer)")
+
+
+@extend_schema_view(list=extend_schema(parameters=_DEPLOYMENT_FILTERS))
 class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Deployments, newest first; filter by certificate, store or state."""
 
@@ -148,6 +179,8 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     def get_queryset(self) -> QuerySet[Deployment]:
         params = self.request.query_params
+        if self.action == "list":
+            _require_filters(params)
         try:
             return selectors.deployments_filtered(
                 certificate=params.get("certificate"),
