@@ -323,11 +323,9 @@ def store_properties_check(
     )
     if errors:
         messages = list(errors.values())
-        raise ServiceError(
-            "; ".join(messages),
-            fields={"properties": messages},
-            details={"properties": errors},
-        )
+        # The API's error body has one shape (certyard.api.schema): the messages go under
+        # fields["properties"], each naming its property.
+        raise ServiceError("; ".join(messages), fields={"properties": messages})
     return checked
 
 
