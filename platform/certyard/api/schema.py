@@ -154,6 +154,10 @@ class AutoSchema(openapi.AutoSchema):
             return meta
         blank_refused = not field.allow_blank and field.trim_whitespace
         meta["pattern"] = NON_BLANK_TEXT_PATTERN if blank_refused else TEXT_PATTERN
+        if field.allow_blank and "minLength" not in meta:
+            # drf-spectacular offers a blank field as oneOf [this, {maxLength: 0}]: "" must
+            # match only the second, or it matches both and oneOf calls it invalid.
+            meta["minLength"] = 1
         return meta
 
     def error_statuses(self, operation: dict[str, Any]) -> dict[int, str]:

@@ -27,29 +27,25 @@ class JobSummarySerializer(serializers.Serializer):
     store = StoreSummarySerializer(allow_null=True)
 
 
-class InventoryEntrySerializer(serializers.Serializer):
-    """Documents an entry's shape; entries are checked one by one by the service."""
-
-    alias = serializers.CharField()
-    private_key = serializers.BooleanField(default=False)
-    certificates = serializers.ListField(child=serializers.CharField(), required=False)
-    error = serializers.CharField(
-        required=False,
-        help_text="Set by the agent instead of certificates: why it could not use this entry.",
-    )
-    sha256 = serializers.ListField(
-        child=serializers.RegexField(r"^[0-9a-fA-F]{64}$"),
-        required=False,
-        help_text="Instead of certificates: their SHA-256, for certificates the platform "
-        "already holds (an unchanged re-inventory sends no certificate again).",
-    )
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "An entry: {alias, private_key, certificates: [PEM, ...]}, or {alias, "
+        "error} for one the agent could not use, or {alias, private_key, sha256: [hex, ...]} "
+        "for certificates the platform holds (orchestrators.sdk.InventoryEntry.to_wire). "
+        "Any object is taken: one that is not a usable entry is answered as a rejected entry "
+        "with its reason, and one bad entry never refuses the rest of the report.",
+    }
+)
+class _ReportedEntryField(serializers.DictField):
+    """An entry as the agent sent it; the service checks each one and answers its verdict."""
 
 
 class InventorySerializer(serializers.Serializer):
     """A whole report in one request; entries are checked one by one by the service."""
 
     attempt = serializers.IntegerField(min_value=1, required=False)
-    entries = InventoryEntrySerializer(many=True)
+    entries = serializers.ListField(child=_ReportedEntryField())
 
 
 class InventoryChunkParamsSerializer(serializers.Serializer):
@@ -66,7 +62,7 @@ class InventoryChunkParamsSerializer(serializers.Serializer):
 class InventoryChunkSerializer(InventoryChunkParamsSerializer):
     """One chunk of a report, as documented."""
 
-    entries = InventoryEntrySerializer(many=True)
+    entries = serializers.ListField(child=_ReportedEntryField())
 
 
 class SubmissionErrorSerializer(serializers.Serializer):
