@@ -29,6 +29,20 @@ Protocol, version 1 (all bodies are JSON, all paths under ``API_PREFIX``):
 ``POST heartbeat``
     Answer 200: ``status, server_time, certificate_not_after, renew_after``.
 
+``POST limits``
+    What the agent's administrator allows it on its machine: ``{"store_roots":
+    [absolute path, ...], "max_file_bytes": n}`` (at most
+    ``MAX_REPORTED_STORE_ROOTS`` roots, each an absolute real path of at most 4096
+    bytes; ``max_file_bytes`` at least 1; an empty list: no store can be read).
+    Sent after every session the agent opens, and whenever its roots or limit
+    change while it runs (``certyard-orchestrator roots`` edits ``agent.json``;
+    the running agent notices within about a second). Answer 200 ``{"store_roots",
+    "max_file_bytes", "reported_at"}``; 400 when malformed. The platform checks
+    store paths against the roots with ``orchestrators.roots.store_path_problem``
+    before it saves a store or schedules a job; an older agent never sends this,
+    and only the lexical rules apply to its stores. The agent enforces the roots
+    on every job whatever the platform knows.
+
 ``POST certificate``
     The agent renews its own client certificate, without a new approval, once
     ``renew_after`` has passed. Body: ``csr`` (PEM, for a new P-256 key, or the
@@ -96,10 +110,15 @@ Protocol, version 1 (all bodies are JSON, all paths under ``API_PREFIX``):
     ``{"candidates": n, "notes": [...]}``. ``final: true`` with a failure says
     another attempt would meet it again (the store, or the job's own content,
     refused it): the job ends failed at once instead of being retried (a person
-    may still retry it). A repeated report is acknowledged
-    (``duplicate: true``) and not applied again; an earlier attempt's result is
-    refused (409 ``stale_attempt``), so an agent whose lease lapsed cannot end
-    the attempt that replaced it.
+    may still retry it). The agent sends it for every job type, inventory
+    included, when the store path is refused (not absolute, ``..``, outside its
+    roots) and when the store type raised a permanent ``StoreError`` (no such
+    path, not the file or folder it expects, wrong password, unparseable
+    store); a transient one (I/O error, busy or locked, timeout), a failed
+    report delivery or an agent bug is retried while attempts remain. A
+    repeated report is acknowledged (``duplicate: true``) and not applied
+    again; an earlier attempt's result is refused (409 ``stale_attempt``), so an
+    agent whose lease lapsed cannot end the attempt that replaced it.
 
 ``POST store-types``
     Once approved, the agent declares the store types it carries:
@@ -156,6 +175,9 @@ SESSION_ASSERTION_MAX_SKEW_SECONDS = 300
 
 # The longest long poll the platform grants; agents asking for more get this.
 MAX_POLL_WAIT_SECONDS = 30
+
+# The most store roots an agent reports in ``POST limits`` (and may configure).
+MAX_REPORTED_STORE_ROOTS = 64
 
 JOB_SUMMARY_FIELDS = ("id", "type", "attempt", "lease_expires_at", "store")
 

@@ -16,7 +16,9 @@ the contract alone and knows no implementation). A package ships one by declarin
 and implementing the class::
 
     from orchestrators.protocol import StoreOperation
-    from orchestrators.sdk import InventoryEntry, JobConfiguration, StoreError, StoreTypeExtension
+    from orchestrators.sdk import (
+        InventoryEntry, JobConfiguration, StoreError, StoreTypeExtension, os_error_transient,
+    )
 
     class ApplianceStore(StoreTypeExtension):
         short_name = "ACME_APPLIANCE"
@@ -26,13 +28,21 @@ and implementing the class::
             try:
                 slots = read_slots(job.store.client_machine, job.store.password)
             except OSError as exc:
-                raise StoreError(f"cannot reach {job.store.client_machine}: {exc}") from exc
+                # Unreachable now may answer later: transient, the platform retries.
+                raise StoreError(
+                    f"cannot reach {job.store.client_machine}: {exc}",
+                    transient=os_error_transient(exc),
+                ) from exc
             return [
                 InventoryEntry(slot.name, slot.has_key, [slot.cert_pem, *slot.chain_pems])
                 if slot.cert_pem
                 else InventoryEntry(slot.name, False, [], error="the slot holds no certificate")
                 for slot in slots
             ]
+
+A ``StoreError`` is permanent unless raised with ``transient=True``: a permanent one ends
+the job at once (wrong password, no such store), a transient one (I/O error, busy, timeout)
+is retried by the platform.
 
 An entry the store found but cannot use (an empty slot, a damaged file, a keystore the store
 password does not open) is reported with ``error`` set instead of certificates: the platform
@@ -49,6 +59,7 @@ method on it. An extension must not log ``job.store.password``.
 from __future__ import annotations
 
 import abc
+import errno
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -67,7 +78,56 @@ class StoreError(Exception):
     The message is shown to administrators as the job's error, so it should say what went
     wrong and where (``"store path /etc/ssl/certs does not exist"``), and never contain a
     secret. Any other exception also fails the job, but reads as an agent bug.
+
+    A StoreError is **permanent** by default: another attempt would meet it again until
+    someone changes something (the path is outside the agent's roots, does not exist, is
+    not the file or folder the store type expects, the password is wrong, the store does
+    not parse). The agent then tells the platform the failure is final, and the job ends
+    at once instead of using up its attempts. Raise it with ``transient=True`` (or raise
+    :class:`TransientStoreError`) when another attempt may succeed as things stand: an
+    I/O error, a timeout, a busy or locked file, an unreachable device. For an
+    ``OSError``, :func:`os_error_transient` tells which it is::
+
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror}",
+                             transient=os_error_transient(exc)) from exc
     """
+
+    transient: bool = False
+
+    def __init__(self, message: str = "", *, transient: bool | None = None) -> None:
+        super().__init__(message)
+        if transient is not None:
+            self.transient = transient
+
+
+class TransientStoreError(StoreError):
+    """A :class:`StoreError` another attempt may not meet: the platform retries the job."""
+
+    transient = True
+
+
+# errno values of a failure that may pass by itself: I/O errors, a busy or locked file, a
+# timeout, exhausted resources, a device or host that does not answer now.
+TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "EIO", "EAGAIN", "EWOULDBLOCK", "EBUSY", "ETXTBSY", "EINTR", "ETIMEDOUT", "ENOLCK",
+        "EDEADLK", "ESTALE", "ENOMEM", "ENFILE", "EMFILE", "ENOBUFS", "ENOSPC", "EDQUOT",
+        "ECONNRESET", "ECONNREFUSED", "ECONNABORTED", "EHOSTUNREACH", "EHOSTDOWN",
+        "ENETUNREACH", "ENETDOWN", "ENETRESET", "EREMOTEIO",
+    )
+    if hasattr(errno, name)
+)  # fmt: skip
+
+
+def os_error_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (an ``OSError``) is a failure another attempt may not meet
+    (:data:`TRANSIENT_ERRNOS`, a timeout, a connection failure); False for the rest
+    (no such file, permission denied, not a directory ...), which stay until someone acts."""
+    if isinstance(exc, TimeoutError | ConnectionError | BlockingIOError | InterruptedError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,11 @@ from cryptography.x509.oid import NameOID
 from orchestrators import __version__
 from orchestrators.agent.client import PlatformClient, PlatformError, PlatformUnavailable
 from orchestrators.agent.config import (
+    MAX_STORE_ROOTS,
     AgentConfig,
     ConfigError,
+    Guards,
+    GuardsWatch,
     default_config_dir,
     ensure_config_dir,
     generate_private_key,
@@ -34,6 +37,7 @@ from orchestrators.agent.config import (
     load_config,
     reload_command_update,
     save_registration,
+    store_root_normalised,
 )
 from orchestrators.agent.renewal import CertificateRenewer
 from orchestrators.agent.runner import Runner
@@ -71,16 +75,25 @@ def _parser() -> argparse.ArgumentParser:
         "register",
         help="register this agent with a platform",
         description="Register this agent with a platform, using a registration token given "
-        f"by --token -, by ${TOKEN_ENV} or by --token VALUE.",
+        f"by --token - (standard input), --token-file PATH, ${TOKEN_ENV} or --token VALUE.",
     )
     register.add_argument("--url", required=True, help="the platform's base URL")
-    register.add_argument(
+    token_source = register.add_mutually_exclusive_group()
+    token_source.add_argument(
         "--token",
         default=None,
         help="the one-time registration token from an admin; '-' reads it from standard "
-        "input (without echo at a terminal). Without --token it is read from "
-        f"${TOKEN_ENV}. Prefer either to a value here: a command line is visible to every "
-        "user of the machine (ps). The token is never printed",
+        "input (without echo at a terminal). Without --token or --token-file it is read "
+        f"from ${TOKEN_ENV}. Prefer any of those to a value here: a command line is visible "
+        "to every user of the machine (ps). The token is never printed",
+    )
+    token_source.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="read the registration token from this file (its first line); keep the file "
+        "readable by you alone, and delete it once registered",
     )
     register.add_argument("--name", default=None, help="orchestrator name (default: host name)")
     register.add_argument(
@@ -127,11 +140,25 @@ def _parser() -> argparse.ArgumentParser:
     config_dir_option(status)
 
     roots = commands.add_parser(
-        "roots", help="show or change the folders stores may be in, and the file size limit"
+        "roots",
+        help="show or change the folders stores may be in, and the file size limit",
+        description="Show or change the folders stores may be in and the largest file the "
+        "agent reads. A running agent picks a change up within a few seconds, without a "
+        "restart, and reports it to the platform.",
     )
-    roots.add_argument("--add", action="append", default=[], metavar="PATH")
-    roots.add_argument("--remove", action="append", default=[], metavar="PATH")
-    roots.add_argument("--max-file-size", type=int, default=None, metavar="BYTES")
+    roots.add_argument(
+        "--add", action="append", default=[], metavar="PATH", help="allow a folder (repeatable)"
+    )
+    roots.add_argument(
+        "--remove", action="append", default=[], metavar="PATH", help="forbid it again"
+    )
+    roots.add_argument(
+        "--max-file-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="the largest file the agent reads",
+    )
     config_dir_option(roots)
 
     reload = commands.add_parser(
@@ -170,8 +197,21 @@ def _pem_text(value: Any) -> str | None:
     return str(value)
 
 
-def _registration_token(option: str | None) -> str:
-    """The registration token: --token VALUE, --token - (standard input) or $TOKEN_ENV."""
+def _registration_token(option: str | None, token_file: Path | None = None) -> str:
+    """The registration token: --token VALUE, --token - (standard input), --token-file PATH
+    or $TOKEN_ENV. Errors never quote what was read: it may be the token."""
+    if token_file is not None:
+        try:
+            lines = token_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not text"
+            raise ValueError(
+                f"cannot read the registration token from {token_file}: {reason}"
+            ) from None
+        token = lines[0] if lines else ""
+        if not token.strip():
+            raise ValueError(f"the token file {token_file} is empty")
+        return token.strip()
     if option == "-":
         if sys.stdin is not None and sys.stdin.isatty():
             token = getpass.getpass("registration token: ")
@@ -189,11 +229,23 @@ def _registration_token(option: str | None) -> str:
     return token.strip()
 
 
+def _store_roots_problem(roots: list[str], max_file_bytes: int | None) -> str | None:
+    """Why ``register --store-root``/``--max-file-size`` would be refused; None when fine."""
+    for path in roots:
+        if not os.path.isdir(store_root_normalised(path)):
+            return f"{path} is not a folder of this machine (a store root must exist)"
+    if len(set(roots)) > MAX_STORE_ROOTS:
+        return f"at most {MAX_STORE_ROOTS} store roots"
+    if max_file_bytes is not None and max_file_bytes < 1:
+        return "the file size limit must be at least 1 byte"
+    return None
+
+
 def _register(args: argparse.Namespace) -> int:
     config_dir = args.config_dir or default_config_dir()
     try:
         parameters = _client_parameters(args.param)
-        token = _registration_token(args.token)
+        token = _registration_token(args.token, args.token_file)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -207,6 +259,11 @@ def _register(args: argparse.Namespace) -> int:
             print(f"error: CA bundle {args.ca_bundle} does not exist", file=sys.stderr)
             return EXIT_REFUSED
         verify_tls = str(args.ca_bundle.resolve())
+
+    # Checked before the platform is asked: a refusal after it would have spent the token.
+    if problem := _store_roots_problem(args.store_root, args.max_file_size):
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_REFUSED
 
     key = generate_private_key()
     csr = (
@@ -281,11 +338,11 @@ def _run(args: argparse.Namespace) -> int:
             store_types,
             poll_wait=args.poll_wait,
             state_root=config_dir / "state",
-            store_roots=config.store_roots,
-            max_file_bytes=config.max_file_bytes,
             renewer=CertificateRenewer(client, config),
             identity_keys=lambda: _identity_keys(config),
             reload_commands=lambda: _reload_commands(config),
+            # `roots` may change them while the agent runs: followed, and reported.
+            guards=GuardsWatch(config_dir, Guards.of(config)).current,
         ).run()
 
 
@@ -338,11 +395,19 @@ def _print_guards(config: AgentConfig) -> None:
 
 def _roots(args: argparse.Namespace) -> int:
     config = load_config(args.config_dir or default_config_dir())
+    changed = False
     if args.add or args.remove or args.max_file_size is not None:
+        before = Guards.of(config)
         config = guards_update(
             config, add=args.add, remove=args.remove, max_file_bytes=args.max_file_size
         )
+        changed = Guards.of(config) != before
     _print_guards(config)
+    if changed:
+        print(
+            "saved: a running agent picks this up within a few seconds, without a restart, "
+            "and reports it to the platform"
+        )
     return EXIT_OK
 
 

@@ -9,7 +9,7 @@ import secrets
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import httpx
@@ -161,6 +161,8 @@ class PlatformClient:
         self._token: str | None = None
         self._token_expires_at = 0.0
         self.status: str | None = None
+        # How many sessions this client opened: the agent reports its limits after each.
+        self.sessions_opened = 0
         # From the platform's session and heartbeat answers (None from older platforms):
         # when the client certificate expires, and from when the agent should renew it.
         self.certificate_not_after: dt.datetime | None = None
@@ -253,6 +255,7 @@ class PlatformClient:
         )
         self.status = str(data.get("status", ""))
         self._certificate_times_note(data)
+        self.sessions_opened += 1
         return self.status
 
     def heartbeat(self) -> dict[str, Any]:
@@ -262,6 +265,12 @@ class PlatformClient:
         self.status = str(data.get("status", self.status))
         self._certificate_times_note(data)
         return data
+
+    def report_limits(self, *, store_roots: Sequence[str], max_file_bytes: int) -> dict[str, Any]:
+        """``POST limits``: the folders stores may be in and the largest file read; answers
+        ``store_roots, max_file_bytes, reported_at``."""
+        body = {"store_roots": list(store_roots), "max_file_bytes": max_file_bytes}
+        return self._json(self._request("POST", "limits", json=body))
 
     def renew_certificate(self, csr: str) -> dict[str, Any]:
         """``POST certificate`` with a CSR for the agent's next key: returns ``certificate,

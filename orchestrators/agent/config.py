@@ -13,11 +13,14 @@ Layout (directory mode 0700, files 0600, each written atomically)::
 
 ``reload_commands`` (``{real store path: [argv, ...]}``) are set on this machine alone with
 ``certyard-orchestrator reload``: the platform can never make the agent run a command.
+``store_roots`` and ``max_file_bytes`` are set with ``certyard-orchestrator roots``; a running
+agent follows them (``GuardsWatch``) and reports them to the platform.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import stat
@@ -29,12 +32,16 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from orchestrators.protocol import MAX_REPORTED_STORE_ROOTS
+
 HOME_ENV = "CERTYARD_ORCHESTRATOR_HOME"
 KEY_FILE = "key.pem"
 PENDING_KEY_FILE = "key.next.pem"
 CERT_FILE = "cert.pem"
 CA_FILE = "ca.pem"
 AGENT_FILE = "agent.json"
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -77,6 +84,8 @@ def write_private_file(path: Path, data: bytes) -> None:
 
 
 DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024
+# The platform keeps at most this many roots of an agent (protocol: POST limits).
+MAX_STORE_ROOTS = MAX_REPORTED_STORE_ROOTS
 
 
 def store_root_normalised(path: str | Path) -> str:
@@ -98,6 +107,11 @@ def guards_update(
         if not os.path.isdir(root):
             raise ConfigError(f"{path} is not a folder of this machine")
         if root not in roots:
+            if len(roots) >= MAX_STORE_ROOTS:
+                raise ConfigError(
+                    f"at most {MAX_STORE_ROOTS} store roots: remove one first, or add a "
+                    "folder that holds several stores"
+                )
             roots.append(root)
     for path in remove or []:
         root = store_root_normalised(path)
@@ -194,6 +208,66 @@ class AgentConfig:
         if not self.pending_key_path.exists():
             return None
         return _key_load(self.pending_key_path)
+
+
+@dataclass(frozen=True, slots=True)
+class Guards:
+    """What the agent's administrator allows it: the folders stores may be in (real
+    paths) and the largest file it reads. The agent enforces them on every job and
+    reports them to the platform (``POST limits``)."""
+
+    store_roots: tuple[str, ...]
+    max_file_bytes: int
+
+    @classmethod
+    def of(cls, config: AgentConfig) -> Guards:
+        return cls(tuple(config.store_roots), config.max_file_bytes)
+
+
+class GuardsWatch:
+    """The guards as ``agent.json`` says now, for an agent that runs while an administrator
+    changes them (``certyard-orchestrator roots``): no restart needed.
+
+    :meth:`current` costs a ``stat`` while the file is unchanged (the agent calls it before
+    each poll and each job, and about every second while it waits); the file is read again
+    when its inode, size or modification time changed (every write replaces it, so its
+    inode changes even within one clock tick). An unreadable file (a hand edit gone
+    wrong) keeps the guards the agent had, with a warning: never looser, never none.
+    """
+
+    def __init__(self, config_dir: Path, initial: Guards) -> None:
+        self._path = config_dir / AGENT_FILE
+        self._config_dir = config_dir
+        self._guards = initial
+        self._stamp = self._stamp_now()
+
+    def _stamp_now(self) -> tuple[int, int, int] | None:
+        try:
+            status = os.stat(self._path)
+        except OSError:
+            return None
+        return (status.st_ino, status.st_size, status.st_mtime_ns)
+
+    def current(self) -> Guards:
+        """The guards now (re-read when ``agent.json`` changed since the last call)."""
+        stamp = self._stamp_now()
+        if stamp == self._stamp:
+            return self._guards
+        # Noted first: a write between this stat and the read is seen at the next call.
+        self._stamp = stamp
+        try:
+            guards = Guards.of(load_config(self._config_dir))
+        except ConfigError as exc:
+            logger.warning("keeping the store roots the agent had: %s", exc)
+            return self._guards
+        if guards != self._guards:
+            logger.info(
+                "store roots now %s; file size limit %d bytes (agent.json changed)",
+                ", ".join(guards.store_roots) or "none",
+                guards.max_file_bytes,
+            )
+        self._guards = guards
+        return guards
 
 
 def _key_load(path: Path) -> ec.EllipticCurvePrivateKey:

@@ -45,6 +45,7 @@ from orchestrators.sdk import (
     JobConfiguration,
     StoreError,
     StoreTypeExtension,
+    TransientStoreError,
 )
 from orchestrators.transit import (
     TransitError,
@@ -82,11 +83,6 @@ class JobResult:
     result: dict[str, Any] | None = None
     reached_store: bool = True
     final: bool = False
-
-
-class _Retryable(StoreError):
-    """A refusal another attempt may not meet (e.g. the key was sealed just before this
-    agent's identity key was renewed: the next attempt is sealed to the new one)."""
 
 
 def _failure(message: str) -> JobResult:
@@ -130,7 +126,9 @@ def management_run(
         return handlers[job.type](job, store_type, context)
     except StoreError as exc:
         logger.warning("job %s failed: %s", job.job_id, exc)
-        final = not isinstance(exc, _Retryable)
+        # Permanent unless the store type (or a check here) says another attempt may
+        # succeed: one rule for every job type (see StoreError).
+        final = not exc.transient
         return JobResult(JobOutcome.FAILURE, str(exc), None, reached_store=False, final=final)
     except NotImplementedError as exc:
         return _failure(str(exc) or f"store type {store_type.short_name} cannot {job.type}")
@@ -236,7 +234,11 @@ def sealed_key_open(
         raise StoreError("the job's private key envelope is malformed")
     key = next((k for k in identity_keys if public_key_sha256(k.public_key()) == digest), None)
     if key is None:
-        raise _Retryable("the private key was sealed for another orchestrator key; nothing done")
+        # E.g. sealed just before this agent's identity key was renewed: the next attempt
+        # is sealed to the new one.
+        raise TransientStoreError(
+            "the private key was sealed for another orchestrator key; nothing done"
+        )
     try:
         plaintext = open_sealed(
             envelope, key, context=transit_context(job_id=job.job_id, attempt=job.attempt)
@@ -252,7 +254,7 @@ def sealed_key_open(
 def device_key_path(device_keys_dir: Path | None, reference: Any) -> Path:
     """Where the key made here for enrollment ``reference`` is kept (never another path)."""
     if device_keys_dir is None:
-        raise _Retryable("this agent keeps no state folder for keys made on the device")
+        raise TransientStoreError("this agent keeps no state folder for keys made on the device")
     if not isinstance(reference, str) or not _REFERENCE.match(reference) or ".." in reference:
         raise StoreError("the job names a device key with an invalid reference")
     return device_keys_dir / f"{reference}.pem"

@@ -26,7 +26,7 @@ from orchestrators.agent.client import (
     PlatformError,
     PlatformUnavailable,
 )
-from orchestrators.agent.config import ensure_config_dir
+from orchestrators.agent.config import Guards, ensure_config_dir
 from orchestrators.agent.management import (
     DEVICE_KEYS_FOLDER,
     JobResult,
@@ -36,12 +36,12 @@ from orchestrators.agent.management import (
 from orchestrators.agent.renewal import CertificateRenewer
 from orchestrators.agent.store_types import declarations_wire
 from orchestrators.protocol import MAX_POLL_WAIT_SECONDS, JobOutcome, JobType
+from orchestrators.roots import store_path_problem
 from orchestrators.sdk import (
     InventoryEntry,
     JobConfiguration,
     StoreError,
     StoreTypeExtension,
-    path_within_roots,
 )
 from orchestrators.stores.discovery import DiscoveryRequest, discover
 
@@ -59,6 +59,9 @@ BACKOFF_MAX_SECONDS = 60.0
 MESSAGE_MAX_CHARS = 2000
 # How often the main thread looks at the stop event while a long poll is in flight.
 STOP_CHECK_SECONDS = 0.2
+# How often it looks at agent.json meanwhile (a stat): changed roots reach the platform
+# within about this long, not at the end of the poll.
+GUARDS_CHECK_SECONDS = 1.0
 # Backoff between tries at delivering a report while the platform is unavailable; the
 # tries go on while the job's lease holds.
 REPORT_BACKOFF_FIRST_SECONDS = 1.0
@@ -125,11 +128,19 @@ class Runner:
         renewer: CertificateRenewer | None = None,
         identity_keys: Callable[[], Sequence[ec.EllipticCurvePrivateKey]] = tuple,
         reload_commands: ReloadCommands | None = None,
+        guards: Callable[[], Guards] | None = None,
     ) -> None:
         """``identity_keys``: the agent's identity keys (current first, then a renewal's
         pending one) to open private keys sealed to it; ``reload_commands``: the local
         ``{real store path: argv}`` run after a write (never from the platform), or a
-        function reading them at each job (an administrator may set one while it runs)."""
+        function reading them at each job (an administrator may set one while it runs).
+
+        ``guards``: the store roots and file size limit as configured now (e.g.
+        ``GuardsWatch.current``, which follows ``agent.json``): asked before each poll and
+        each job, they replace ``store_roots`` and ``max_file_bytes``, and the runner
+        reports them to the platform (``POST limits``) after each session it opens and
+        whenever they change. Without it the fixed ``store_roots``/``max_file_bytes``
+        apply and nothing is reported."""
         self._client = client
         self._identity_keys = identity_keys
         self._reload_commands = reload_commands or {}
@@ -145,6 +156,11 @@ class Runner:
         # these folders, and no file larger than this (None: unguarded, as in tests).
         self._store_roots = store_roots
         self._max_file_bytes = max_file_bytes
+        self._guards = guards
+        # (session count, guards) of the last limits report the platform answered, and
+        # the guards it last refused (so a refusal is logged once, not at every step).
+        self._limits_reported: tuple[int, Guards] | None = None
+        self._limits_refused: Guards | None = None
         self._poll_wait = max(1, min(poll_wait, MAX_POLL_WAIT_SECONDS))
         self._stop = threading.Event()
         self._failures = 0
@@ -222,6 +238,7 @@ class Runner:
         # answered after an administrator approved this orchestrator.
         if not self._declared and (self._client.status == "approved" or self._approved):
             self._declare_store_types()
+        self._limits_report_if_due()
         self._heartbeat_if_due()
         if self._renewer is not None and self._renewer.renew_if_due():
             # The renewal ended the session: open one with the new key at once.
@@ -252,6 +269,46 @@ class Runner:
                     logger.info("store type %s declared", item.get("short_name"))
         self._declared = True
 
+    def _guards_now(self) -> tuple[tuple[str, ...] | None, int | None]:
+        """The store roots and file size limit to apply now (see ``guards``)."""
+        if self._guards is None:
+            return self._store_roots, self._max_file_bytes
+        guards = self._guards()
+        return guards.store_roots, guards.max_file_bytes
+
+    def _limits_report_if_due(self) -> None:
+        """``POST limits`` when a session was opened since the last report or the guards
+        changed. Never fatal: a platform without the endpoint (older) or a refusal is
+        logged once; unavailable or not approved yet: tried again at the next step. The
+        agent enforces its guards on every job whatever the platform knows."""
+        if self._guards is None:
+            return
+        guards = self._guards()
+        if self._limits_reported == (self._client.sessions_opened, guards):
+            return
+        try:
+            answer = self._client.report_limits(
+                store_roots=guards.store_roots, max_file_bytes=guards.max_file_bytes
+            )
+        except (NotApproved, IdentityRejected):
+            raise
+        except PlatformUnavailable as exc:
+            logger.warning("store roots not reported yet (%s); trying again", exc)
+            return
+        except PlatformError as exc:
+            if self._limits_refused != guards:
+                logger.warning("the platform refused the store roots report: %s", exc.message)
+            self._limits_refused = guards
+        else:
+            logger.info(
+                "store roots reported to the platform: %s; file size limit %s bytes",
+                ", ".join(answer.get("store_roots") or guards.store_roots) or "none",
+                answer.get("max_file_bytes", guards.max_file_bytes),
+            )
+            self._limits_refused = None
+        # After the call: a session it had to open itself carried this report already.
+        self._limits_reported = (self._client.sessions_opened, guards)
+
     def _heartbeat_if_due(self) -> None:
         now = time.monotonic()
         if self._last_heartbeat is None or now - self._last_heartbeat >= HEARTBEAT_INTERVAL_SECONDS:
@@ -279,13 +336,26 @@ class Runner:
 
         worker = threading.Thread(target=poll, name="long-poll", daemon=True)
         worker.start()
+        next_guards_check = time.monotonic() + GUARDS_CHECK_SECONDS
         while worker.is_alive():
             if self._stop.is_set():
                 return None
             worker.join(STOP_CHECK_SECONDS)
+            if worker.is_alive() and time.monotonic() >= next_guards_check:
+                next_guards_check = time.monotonic() + GUARDS_CHECK_SECONDS
+                self._limits_report_while_polling()
         if "error" in outcome:
             raise outcome["error"]
         return outcome.get("job")
+
+    def _limits_report_while_polling(self) -> None:
+        """Report changed guards while a long poll waits (``roots --add`` reaches the
+        platform within a second); a refusal of the agent's identity or approval is left
+        to the poll, which meets it too and raises it where the loop handles it."""
+        try:
+            self._limits_report_if_due()
+        except (NotApproved, IdentityRejected) as exc:
+            logger.debug("store roots not reported while polling: %s", exc)
 
     def _set_approved(self, approved: bool) -> None:
         if approved == self._approved:
@@ -318,9 +388,9 @@ class Runner:
             if wire.get("lease_expires_at"):
                 deadline = _lease_deadline(wire["lease_expires_at"])
             job = JobConfiguration.from_wire(wire)
-            job = dataclasses.replace(
-                job, store_roots=self._store_roots, max_file_bytes=self._max_file_bytes
-            )
+            # As configured now: `roots --add` while the agent runs applies to this job.
+            store_roots, max_file_bytes = self._guards_now()
+            job = dataclasses.replace(job, store_roots=store_roots, max_file_bytes=max_file_bytes)
             if self._state_root is not None and job.type is not JobType.DISCOVERY:
                 state_dir = ensure_config_dir(self._state_root / _safe_folder_name(job.store.id))
                 job = dataclasses.replace(job, state_dir=state_dir)
@@ -355,20 +425,17 @@ class Runner:
                 f"job type {job.type} is not supported for store type {store.store_type} "
                 "by this orchestrator"
             )
-        if not path_within_roots(store.store_path, job.store_roots):
-            logger.warning(
-                "job %s refused: %s is outside the store roots", job.job_id, store.store_path
-            )
-            refused = _failed(
-                f"store path {store.store_path} is outside the folders this orchestrator may "
-                f"read ({', '.join(job.store_roots or ()) or 'none configured'}); an "
-                "administrator of its machine can add one with `certyard-orchestrator roots --add`"
-            )
-            # A write there is refused until the agent's administrator says otherwise: no
-            # point in the platform's retries (an inventory keeps them, as it always has).
-            return dataclasses.replace(refused, final=job.type is not JobType.INVENTORY)
+        # The platform's own check (same function, lexical) may not have caught it: a
+        # link, roots it did not know yet, an older platform.
+        problem = store_path_problem(store.store_path, job.store_roots, resolve=True)
+        if problem is not None:
+            logger.warning("job %s refused: %s", job.job_id, problem)
+            # Refused until the agent's administrator changes its roots (or someone the
+            # store's path): final for every job type, so no attempt is spent on it.
+            return dataclasses.replace(_failed(problem), final=True)
         if job.type is JobType.INVENTORY:
-            return JobResult(*self._inventory(job, store_type, lease))
+            outcome, message, final = self._inventory(job, store_type, lease)
+            return JobResult(outcome, message, None, final=final)
         try:
             ended = management_run(job, store_type, self._management_context(lease))
         except Exception as exc:
@@ -377,7 +444,7 @@ class Runner:
         if not ended.reached_store:
             return dataclasses.replace(ended, message=truncate(ended.message))
         # The platform learns what the store holds now from what the agent re-reads.
-        outcome, message = self._inventory(job, store_type, lease)
+        outcome, message, _ = self._inventory(job, store_type, lease)
         if outcome is JobOutcome.SUCCESS:
             return dataclasses.replace(ended, message=truncate(ended.message))
         return dataclasses.replace(
@@ -432,8 +499,11 @@ class Runner:
 
     def _inventory(
         self, job: JobConfiguration, store_type: type[StoreTypeExtension], lease: _Lease
-    ) -> tuple[JobOutcome, str]:
-        """Read the store and send what it holds in chunks; the outcome of the report."""
+    ) -> tuple[JobOutcome, str, bool]:
+        """Read the store and send what it holds in chunks: the outcome of the report, its
+        message, and whether a failure is final (the store type's ``StoreError`` was
+        permanent: wrong password, no such path ...; another attempt would meet it again).
+        A transient one, a report the platform did not take, or an agent bug is retried."""
         store = job.store
         report = _ChunkedReport(self._client, job, lease, self._reporting)
         try:
@@ -447,24 +517,33 @@ class Runner:
                 raise
             status, body = report.commit()
         except StoreError as exc:
-            logger.warning("job %s failed: %s", job.job_id, exc)
-            return JobOutcome.FAILURE, truncate(str(exc))
+            kind = "may pass, retried" if exc.transient else "final"
+            logger.warning("job %s failed (%s): %s", job.job_id, kind, exc)
+            return JobOutcome.FAILURE, truncate(str(exc)), not exc.transient
         except PlatformError as exc:
             # Refused, not failed: e.g. the lease lapsed and the job moved to another attempt.
             logger.warning("job %s: the platform refused the report: %s", job.job_id, exc)
-            return JobOutcome.FAILURE, truncate(
-                f"the platform refused the inventory report: {exc.message}"
+            return (
+                JobOutcome.FAILURE,
+                truncate(f"the platform refused the inventory report: {exc.message}"),
+                False,
             )
         except PlatformUnavailable as exc:
             logger.warning("job %s: the report could not be delivered: %s", job.job_id, exc)
-            return JobOutcome.FAILURE, truncate(
-                f"the platform could not take the inventory report before the lease ran out "
-                f"({report.failures_text()})"
+            return (
+                JobOutcome.FAILURE,
+                truncate(
+                    "the platform could not take the inventory report before the lease ran "
+                    f"out ({report.failures_text()})"
+                ),
+                False,
             )
         except Exception as exc:
             logger.exception("job %s: store type %s failed", job.job_id, store.store_type)
-            return JobOutcome.FAILURE, truncate(
-                f"store type {store.store_type} failed: {type(exc).__name__}: {exc}"
+            return (
+                JobOutcome.FAILURE,
+                truncate(f"store type {store.store_type} failed: {type(exc).__name__}: {exc}"),
+                False,
             )
         rejected = int(body.get("rejected_count") or 0)
         if status == 422 or rejected:
@@ -472,8 +551,9 @@ class Runner:
             logger.warning("job %s: %s", job.job_id, message)
             # Some entries recorded: a warning. None recorded: the inventory failed.
             recorded = bool(body.get("recorded"))
-            return (JobOutcome.WARNING if recorded else JobOutcome.FAILURE), message
-        return JobOutcome.SUCCESS, f"{report.entries} entries"
+            return (JobOutcome.WARNING if recorded else JobOutcome.FAILURE), message, False
+        count = report.entries
+        return JobOutcome.SUCCESS, f"{count} {'entry' if count == 1 else 'entries'}", False
 
     def _complete(
         self,

@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrators.sdk import StoreError
+from orchestrators.sdk import StoreError, os_error_transient
 
 WRITE_PAUSE_ENV = "CERTYARD_AGENT_WRITE_PAUSE_SECONDS"
 TEMP_MARKER = ".certyard-tmp-"
@@ -118,7 +118,9 @@ def write_file_atomically(
     except FileNotFoundError:
         existing = None
     except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
+        raise StoreError(
+            f"cannot read {path}: {exc.strerror}", transient=os_error_transient(exc)
+        ) from exc
 
     remove_stale_temporary_files(folder)
     temp = folder / f".{target.name}{TEMP_MARKER}{secrets.token_hex(8)}"
@@ -127,7 +129,9 @@ def write_file_atomically(
     except PermissionError as exc:
         raise StoreError(f"cannot write in {folder}: permission denied") from exc
     except OSError as exc:
-        raise StoreError(f"cannot write in {folder}: {exc.strerror}") from exc
+        raise StoreError(
+            f"cannot write in {folder}: {exc.strerror}", transient=os_error_transient(exc)
+        ) from exc
     renamed = False
     try:
         # The lock tells a concurrent writer's clean-up that this temporary file is alive; a
@@ -149,7 +153,9 @@ def write_file_atomically(
     except PermissionError as exc:
         raise StoreError(f"cannot write in {folder}: permission denied") from exc
     except OSError as exc:
-        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise StoreError(
+            f"cannot write {path}: {exc.strerror or exc}", transient=os_error_transient(exc)
+        ) from exc
     finally:
         os.close(fd)
         if not renamed:
@@ -179,7 +185,9 @@ def remove_file_atomically(path: Path, *, backup: bool = False) -> bool:
     except PermissionError as exc:
         raise StoreError(f"cannot remove {path}: permission denied in {folder}") from exc
     except OSError as exc:
-        raise StoreError(f"cannot remove {path}: {exc.strerror or exc}") from exc
+        raise StoreError(
+            f"cannot remove {path}: {exc.strerror or exc}", transient=os_error_transient(exc)
+        ) from exc
     return True
 
 

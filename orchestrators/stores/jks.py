@@ -38,6 +38,7 @@ from orchestrators.sdk import (
     JobConfiguration,
     StoreError,
     StoreTypeExtension,
+    os_error_transient,
     path_within_roots,
 )
 from orchestrators.stores import jks_codec
@@ -97,7 +98,10 @@ class JavaKeystore(StoreTypeExtension):
         except PermissionError as exc:
             raise StoreError(f"cannot read store path {path}: permission denied") from exc
         except OSError as exc:
-            raise StoreError(f"cannot read store path {path}: {exc.strerror or exc}") from exc
+            raise StoreError(
+                f"cannot read store path {path}: {exc.strerror or exc}",
+                transient=os_error_transient(exc),
+            ) from exc
 
     def _parse(self, data: bytes, path: Path, password: str | None) -> jks_codec.Keystore:
         """The keystore in ``data``; StoreError naming what is wrong otherwise."""

@@ -58,6 +58,7 @@ from orchestrators.sdk import (
     JobConfiguration,
     StoreError,
     StoreTypeExtension,
+    os_error_transient,
     path_within_roots,
 )
 from orchestrators.stores.pem_files import (
@@ -290,7 +291,10 @@ class PemStore(StoreTypeExtension):
                 if not prefix:
                     if isinstance(exc, PermissionError):
                         raise
-                    raise StoreError(f"cannot list {directory}: {exc.strerror or exc}") from exc
+                    raise StoreError(
+                        f"cannot list {directory}: {exc.strerror or exc}",
+                        transient=os_error_transient(exc),
+                    ) from exc
                 reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
                 yield prefix, f"cannot be listed: {reason or exc}"
                 continue
@@ -313,7 +317,9 @@ class PemStore(StoreTypeExtension):
             with path.open("rb") as file:
                 data = file.read(limit + 1)
         except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+            raise StoreError(
+                f"cannot read {path}: {exc.strerror or exc}", transient=os_error_transient(exc)
+            ) from exc
         if len(data) > limit:
             raise StoreError(f"store path {path} is larger than the agent's limit ({limit} bytes)")
         contents = read_certificates(data, password=password)

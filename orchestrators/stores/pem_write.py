@@ -47,7 +47,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from orchestrators.sdk import CertificateMaterial, JobConfiguration, StoreError, path_within_roots
+from orchestrators.sdk import (
+    CertificateMaterial,
+    JobConfiguration,
+    StoreError,
+    os_error_transient,
+    path_within_roots,
+)
 from orchestrators.stores.atomic import (
     remove_file_atomically,
     store_write_options,
@@ -142,7 +148,9 @@ def pem_create(job: JobConfiguration) -> bool:
     except PermissionError as exc:
         raise StoreError(f"cannot write in {root.parent}: permission denied") from exc
     except OSError as exc:
-        raise StoreError(f"cannot create {root}: {exc.strerror or exc}") from exc
+        raise StoreError(
+            f"cannot create {root}: {exc.strerror or exc}", transient=os_error_transient(exc)
+        ) from exc
     return True
 
 

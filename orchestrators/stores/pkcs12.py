@@ -71,6 +71,7 @@ from orchestrators.sdk import (
     JobConfiguration,
     StoreError,
     StoreTypeExtension,
+    os_error_transient,
 )
 from orchestrators.stores.atomic import store_write_options, write_file_atomically
 from orchestrators.stores.pkcs12_format import (
@@ -617,7 +618,10 @@ class Pkcs12Store(StoreTypeExtension):
         except PermissionError:
             raise StoreError(f"cannot read store path {path}: permission denied") from None
         except OSError as exc:
-            raise StoreError(f"cannot read store path {path}: {exc.strerror or exc}") from None
+            raise StoreError(
+                f"cannot read store path {path}: {exc.strerror or exc}",
+                transient=os_error_transient(exc),
+            ) from None
         if len(data) > limit:
             raise StoreError(f"store path {path} is larger than the agent's limit ({limit} bytes)")
         keystore = open_keystore(data, job.store.password, f"store path {path}")
