@@ -37,29 +37,36 @@ def test_store_paths_outside_the_roots_are_refused_directly_by_dotdot_and_by_lin
     agent.start()
     with live_platform.api() as api:
         orchestrator = orchestrator_approved(api, "e2e-guards")
-        refused = {
-            "direct": outside,
-            "dotdot": tmp_path / ".." / outside.name,
-            "link": tmp_path / "linked-folder",
-        }
-        for how, path in refused.items():
-            store = file_store_created(api, orchestrator, path)
-            job_id = api.post(f"stores/{store['id']}/inventory-now/").json()["id"]
-            first = wait_for(
-                lambda job_id=job_id: next(
-                    (
-                        attempt
-                        for attempt in api.get(f"jobs/{job_id}/").json()["history"]
-                        if attempt["finished_at"]
-                    ),
-                    None,
-                ),
-                timeout=60,
-                what=f"the first attempt ({how})\n{agent.log()[-2000:]}",
+        # The agent reports its roots after its session: the platform then refuses what
+        # the agent would refuse, with the agent's own message, before any job exists.
+        wait_for(
+            lambda: api.get(f"orchestrators/{orchestrator['id']}/").json()["store_roots"],
+            timeout=60,
+            what=f"the agent's reported roots\n{agent.log()[-2000:]}",
+        )
+        for how, path in {"direct": outside, "dotdot": tmp_path / ".." / outside.name}.items():
+            answer = api.post(
+                "stores/",
+                json={
+                    "orchestrator": orchestrator["id"],
+                    "store_type": "PEM",
+                    "store_path": str(path),
+                },
             )
-            assert first["outcome"] == "failure", (how, first)
-            assert "outside the folders this orchestrator may read" in first["message"], how
-            api.post(f"jobs/{job_id}/cancel/")
+            assert answer.status_code == 400, (how, answer.text)
+            message = answer.json()["error"]["fields"]["store_path"][0]
+            assert ("outside the folders" in message) or ("'..'" in message), (how, message)
+        # A link below a root that leads out of it is only visible on the agent's machine:
+        # the agent refuses it, at once and for good (one attempt, no retries).
+        store = file_store_created(api, orchestrator, tmp_path / "linked-folder")
+        job_id = api.post(f"stores/{store['id']}/inventory-now/").json()["id"]
+        job = wait_for(
+            lambda: (j := api.get(f"jobs/{job_id}/").json())["state"] == "failed" and j,
+            timeout=60,
+            what=f"the refused job\n{agent.log()[-2000:]}",
+        )
+        assert len(job["history"]) == 1, job["history"]
+        assert "outside the folders this orchestrator may read" in job["history"][0]["message"]
         allowed = file_store_created(api, orchestrator, inside)
         job = inventory_finished(api, allowed["id"], agent)
 

@@ -98,6 +98,7 @@ def test_admin_logs_in_approves_runs_inventory_and_finds_a_certificate(
     form.get_by_role("button", name="Add store").click()
     store_row = page.locator(f'[data-testid=store-row][data-path="{folder}"]')
     expect(store_row).to_be_visible()
+    store_row.locator("[data-testid=store-actions] summary").click()  # the row's menu
     store_row.locator("[data-action=inventory-now]").click()
     expect(store_row.get_by_role("status")).to_contain_text("Inventory job queued")
 
@@ -179,6 +180,7 @@ def test_a_failing_store_is_flagged_fixed_retried_and_reported_ok(
     store_row = page.locator(f'[data-testid=store-row][data-path="{missing}"]')
     expect(store_row).to_have_attribute("data-machine", "fixing-agent.e2e.test")
     expect(store_row).to_have_attribute("data-status", "never")
+    store_row.locator("[data-testid=store-actions] summary").click()  # the row's menu
     store_row.locator("[data-action=inventory-now]").click()
     expect(store_row.get_by_role("status")).to_contain_text("Inventory job queued")
 
@@ -207,7 +209,9 @@ def test_a_failing_store_is_flagged_fixed_retried_and_reported_ok(
 
     # Fix the store's path.
     page.get_by_role("link", name="Stores", exact=True).first.click()
-    page.locator(f'[data-testid=store-row][data-path="{missing}"] [data-action=edit]').click()
+    missing_row = page.locator(f'[data-testid=store-row][data-path="{missing}"]')
+    missing_row.locator("[data-testid=store-actions] summary").click()
+    missing_row.locator("[data-action=edit]").click()
     edit = page.get_by_test_id("edit-store-form")
     page.screenshot(path=str(tmp_path / "store-edit.png"), full_page=True)
     edit.locator("input[name=store_path]").fill(str(folder))

@@ -16,7 +16,13 @@ from certyard.inventory.properties import (
     properties_check,
     specs_of,
 )
-from certyard.inventory.selectors import EXPIRY_WINDOWS_DAYS, CertificateFilters
+from certyard.inventory.selectors import (
+    EXPIRY_BANDS,
+    EXPIRY_WINDOWS_DAYS,
+    STATUS_IN_USE,
+    CertificateFilters,
+)
+from certyard.inventory.services import store_path_refusal
 from certyard.jobs.models import Job
 from handlers.text import visible
 from orchestrators.declarations import PropertySpec, PropertyType
@@ -94,7 +100,11 @@ def _property_field_name(store_type: CertificateStoreType, spec: PropertySpec) -
 def _property_field(
     spec: PropertySpec, *, label: str, current: Any = None, has_current: bool = False
 ) -> forms.Field:
-    options: dict[str, Any] = {"required": False, "label": label, "help_text": spec.help}
+    help_text = spec.help
+    if not help_text and spec.type in (PropertyType.STRING, PropertyType.INT) and spec.default:
+        # A declaration without help still says what an empty field means.
+        help_text = f"Default: {spec.default}."
+    options: dict[str, Any] = {"required": False, "label": label, "help_text": help_text}
     value = current if has_current else spec.default
     if spec.type is PropertyType.BOOL:
         return forms.BooleanField(initial=bool(value), **options)
@@ -120,6 +130,18 @@ def _property_field(
 
 
 _KEPT_VALUE_HELP = "Stored encrypted, never shown; leave empty to keep the stored value."
+
+
+_COMMON_STORE_FIELDS = (
+    "store_type",
+    "orchestrator",
+    "client_machine",
+    "store_path",
+    "password",
+    "clear_password",
+    "inventory_interval_minutes",
+)
+_ENDPOINT_FIELDS = ("endpoint_host", "endpoint_port", "endpoint_sni")
 
 
 def _endpoint_fields(form: forms.Form) -> None:
@@ -191,6 +213,27 @@ def _property_keys_drop(cleaned: dict[str, Any]) -> None:
         del cleaned[key]
 
 
+_STORE_PATH_HELP = (
+    "An absolute path on the orchestrator's machine, inside the folders its agent may read "
+    "(its store roots, shown on the orchestrator's page)."
+)
+
+
+def _store_path_clean(
+    form: forms.Form,
+    cleaned: dict[str, Any],
+    store_type: CertificateStoreType | None,
+    orchestrator: Orchestrator | None,
+) -> None:
+    """The service's path rule (the agent's own message), beside the path field."""
+    path = cleaned.get("store_path")
+    if store_type is None or orchestrator is None or path is None:
+        return
+    problem = store_path_refusal(store_type=store_type, orchestrator=orchestrator, store_path=path)
+    if problem:
+        form.add_error("store_path", sentence(problem))
+
+
 class StoreCreateForm(forms.Form):
     """Add a store: the common fields, then every store type's declared properties (only
     the chosen type's are used), then the TLS endpoint."""
@@ -209,7 +252,7 @@ class StoreCreateForm(forms.Form):
         required=False,
         help_text="Leave empty for the orchestrator's own machine (the only one it can reach).",
     )
-    store_path = forms.CharField(max_length=1024)
+    store_path = forms.CharField(max_length=1024, help_text=_STORE_PATH_HELP)
     password = _password_field("Stored encrypted; never shown again.")
     inventory_interval_minutes = _interval_field()
 
@@ -218,10 +261,30 @@ class StoreCreateForm(forms.Form):
         self.store_types = list(self.fields["store_type"].queryset)
         for store_type in self.store_types:
             for spec in specs_of(store_type.properties):
+                # Its group's legend names the type (property_groups).
                 self.fields[_property_field_name(store_type, spec)] = _property_field(
-                    spec, label=f"{store_type.short_name}: {spec.display_name}"
+                    spec, label=spec.display_name
                 )
         _endpoint_fields(self)
+
+    def common_fields(self) -> list[Any]:
+        """The bound fields every store has, in order, for the template."""
+        return [self[name] for name in _COMMON_STORE_FIELDS if name in self.fields]
+
+    def endpoint_fields(self) -> list[Any]:
+        return [self[name] for name in _ENDPOINT_FIELDS]
+
+    def orchestrator_roots(self) -> dict[str, list[str] | None]:
+        """Each offered orchestrator's reported store roots (None: not reported), for the
+        page's hint beside the path; the check itself is the service's."""
+        rows = self.fields["orchestrator"].queryset.values_list("pk", "store_roots")
+        return {str(pk): roots for pk, roots in rows}
+
+    def path_hints(self) -> dict[str, str]:
+        """Each store type's example path, as its declaration gives it."""
+        return {
+            store_type.short_name: store_type.store_path_hint for store_type in self.store_types
+        }
 
     def property_groups(self) -> list[tuple[CertificateStoreType, list[Any]]]:
         """Each store type with its bound property fields, for the template."""
@@ -239,6 +302,7 @@ class StoreCreateForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         store_type = cleaned.get("store_type")
+        _store_path_clean(self, cleaned, store_type, cleaned.get("orchestrator"))
         properties = _properties_collect(self, cleaned, store_type, None) if store_type else {}
         _endpoint_clean(self, cleaned)
         _property_keys_drop(cleaned)
@@ -250,7 +314,7 @@ class StoreEditForm(forms.Form):
     """Change a store's path, properties, password, schedule and TLS endpoint (its type,
     orchestrator and machine are fixed: another one is a new store)."""
 
-    store_path = forms.CharField(max_length=1024)
+    store_path = forms.CharField(max_length=1024, help_text=_STORE_PATH_HELP)
     password = _password_field("Leave empty to keep the stored password; it is never shown.")
     clear_password = forms.BooleanField(
         required=False, label="Clear the stored password", help_text="The store has none after."
@@ -271,6 +335,19 @@ class StoreEditForm(forms.Form):
             )
         _endpoint_fields(self)
 
+    def common_fields(self) -> list[Any]:
+        return [self[name] for name in _COMMON_STORE_FIELDS if name in self.fields]
+
+    def endpoint_fields(self) -> list[Any]:
+        return [self[name] for name in _ENDPOINT_FIELDS]
+
+    def property_fields(self) -> list[Any]:
+        """The store type's property fields, bound, in their declared order."""
+        return [
+            self[_property_field_name(self.store.store_type, spec)]
+            for spec in specs_of(self.store.store_type.properties)
+        ]
+
     @classmethod
     def for_store(cls, store: CertificateStore, data: Any = None) -> "StoreEditForm":
         return cls(
@@ -289,6 +366,8 @@ class StoreEditForm(forms.Form):
         cleaned = super().clean()
         if cleaned.get("clear_password") and cleaned.get("password"):
             self.add_error("password", "Either type a new password or clear it, not both.")
+        if cleaned.get("store_path") != self.store.store_path:  # an unchanged one stays
+            _store_path_clean(self, cleaned, self.store.store_type, self.store.orchestrator)
         current = self.store.properties if isinstance(self.store.properties, dict) else {}
         properties = _properties_collect(self, cleaned, self.store.store_type, current)
         _endpoint_clean(self, cleaned)

@@ -353,7 +353,9 @@ def store_list(request: HttpRequest) -> HttpResponse:
 def store_create(request: HttpRequest) -> HttpResponse:
     # Its own page: the orchestrator choice lists the whole approved fleet, which the
     # store list (read far more often) should not render on every visit.
-    form = StoreCreateForm(request.POST if request.method == "POST" else None)
+    # ?orchestrator= (from an orchestrator's page) preselects it; the form checks it.
+    initial = {"orchestrator": request.GET.get("orchestrator", "")[:64]}
+    form = StoreCreateForm(request.POST if request.method == "POST" else None, initial=initial)
     if form.is_bound and form.is_valid():
         try:
             store = inventory_services.store_create(**form.cleaned_data, created_by=request.user)
@@ -440,7 +442,8 @@ def store_schedule(request: HttpRequest, pk: str) -> HttpResponse:
         _forbidden_raise(exc)
         return _store_answer(request, store.pk, error=exc.message)
     message = (
-        f"Inventory scheduled every {interval} minutes; the first run is due now."
+        f"Inventory scheduled every {interval} minute{'' if interval == 1 else 's'}; "
+        "the first run is due now."
         if interval
         else "Inventory schedule stopped."
     )

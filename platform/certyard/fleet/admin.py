@@ -52,6 +52,10 @@ class OrchestratorAdmin(VisibleTextAdmin):
         "last_seen",
         "last_error",
         "source_address",
+        # What the agent reported (POST limits): its word, not an admin's to change.
+        "store_roots",
+        "max_file_bytes",
+        "limits_reported_at",
     ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -96,6 +96,18 @@ class Orchestrator(models.Model):
     )
     last_seen = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # What the agent says it may touch (POST limits, after each session it opens and when
+    # its configuration changes). Null until a reporting agent version sends them: the
+    # platform then checks store paths by the lexical rules alone.
+    store_roots = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The folders the agent reported it may read and write stores in.",
+    )
+    max_file_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The largest store file the agent reported it reads."
+    )
+    limits_reported_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

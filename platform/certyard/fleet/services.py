@@ -672,6 +672,31 @@ def orchestrator_seen(*, orchestrator: Orchestrator) -> None:
         orchestrator.last_seen = now
 
 
+# --- Limits the agent reports -----------------------------------------------------
+
+
+def orchestrator_limits_record(
+    *, orchestrator: Orchestrator, store_roots: list[str], max_file_bytes: int
+) -> Orchestrator:
+    """Keep the store roots and file size limit the agent reported (POST limits).
+
+    The agent is the authority on its own machine: what it says replaces what it said
+    before, whole. Store forms and the API check store paths against these roots with
+    ``orchestrators.roots.store_path_problem`` (the message the agent itself gives).
+    The caller has checked the shape (absolute paths, bounded count and lengths).
+    """
+    # Order kept, duplicates dropped: the console shows them as the agent listed them.
+    roots = list(dict.fromkeys(store_roots))
+    now = timezone.now()
+    Orchestrator.objects.filter(pk=orchestrator.pk).update(
+        store_roots=roots, max_file_bytes=max_file_bytes, limits_reported_at=now
+    )
+    orchestrator.store_roots = roots
+    orchestrator.max_file_bytes = max_file_bytes
+    orchestrator.limits_reported_at = now
+    return orchestrator
+
+
 # --- Lock-out hooks ----------------------------------------------------------------
 
 # Apps above fleet (jobs) register here what must happen when an orchestrator loses the

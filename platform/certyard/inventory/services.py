@@ -11,9 +11,16 @@ from certyard.errors import Conflict, ServiceError
 from certyard.fleet.models import Orchestrator
 from certyard.fleet.selectors import orchestrator_can
 from certyard.inventory.authorization import store_act_require
-from certyard.inventory.models import CertificateStore, CertificateStoreType, InventoryStatus
+from certyard.inventory.models import (
+    Certificate,
+    CertificateStore,
+    CertificateStoreType,
+    InventoryStatus,
+)
 from certyard.inventory.properties import endpoint_check, properties_check, specs_of
+from handlers.gateways import RevocationReason
 from orchestrators.declarations import RequiredWhen
+from orchestrators.roots import store_path_problem
 
 # --- Stores ----------------------------------------------------------------------
 
@@ -38,6 +45,45 @@ def store_client_machine(*, orchestrator: Orchestrator, client_machine: str = ""
     return orchestrator.client_machine
 
 
+# The built-in store types that are one file, never a folder: a path naming a folder
+# (ending in /) cannot be one. Store types declare no path kind (yet), so this is all the
+# platform can tell about a path before the agent looks at it.
+_SINGLE_FILE_TYPES = frozenset({"PKCS12", "JKS", "JCEKS"})
+
+
+def store_path_refusal(
+    *, store_type: CertificateStoreType, orchestrator: Orchestrator, store_path: str
+) -> str | None:
+    """Why ``store_path`` cannot be a store of this type on this orchestrator; None if it can.
+
+    The orchestrator's rule, ``orchestrators.roots.store_path_problem``, with the roots its
+    agent reported (``Orchestrator.store_roots``; unknown for agents that do not report
+    them: then only the lexical rules apply), so a person reads the agent's own message
+    before anything is saved or scheduled. Then the store type's path rule: a single-file
+    type is not given a folder. Lexical only: a link pointing outside a root is caught by
+    the agent, which resolves links on its machine.
+    """
+    problem = store_path_problem(store_path, orchestrator.store_roots)
+    if problem:
+        return problem
+    if store_type.short_name in _SINGLE_FILE_TYPES and store_path.endswith("/"):
+        return (
+            f"a {store_type.short_name} store is one file: give the file's path "
+            f"(like {store_type.store_path_hint or '/etc/app/keystore'}), not a folder ending in /"
+        )
+    return None
+
+
+def _store_path_check(
+    *, store_type: CertificateStoreType, orchestrator: Orchestrator, store_path: str
+) -> None:
+    problem = store_path_refusal(
+        store_type=store_type, orchestrator=orchestrator, store_path=store_path
+    )
+    if problem:
+        raise ServiceError(problem, code="store_path_refused", field="store_path")
+
+
 def store_create(
     *,
     store_type: CertificateStoreType,
@@ -54,6 +100,10 @@ def store_create(
 ) -> CertificateStore:
     """Create a store on an approved orchestrator that can inventory its type.
 
+    The path must be one the orchestrator may read (``store_path_refusal``: the roots its
+    agent reported, the lexical rules, the type's path rule): a refusal names the field
+    ``store_path`` and carries the agent's own message.
+
     ``created_by`` (the person adding it) may change it later without ``manage_any_store``.
     ``properties`` are checked against the type's declaration (defaults filled in, secrets
     encrypted); ``endpoint_*`` name the TLS endpoint served from the store (host and port
@@ -68,6 +118,7 @@ def store_create(
         )
     if not store_type.supports_inventory:
         raise ServiceError(f"store type {store_type.short_name} does not support inventory")
+    _store_path_check(store_type=store_type, orchestrator=orchestrator, store_path=store_path)
     if not orchestrator_can(
         orchestrator=orchestrator, store_type_name=store_type.short_name, operation="inventory"
     ):
@@ -137,9 +188,12 @@ def store_update(
             sni=store.endpoint_sni if endpoint_sni is _UNCHANGED else endpoint_sni,
         )
         store.endpoint_host, store.endpoint_port, store.endpoint_sni = host, port, sni
-    if store_path is not None:
-        if not store_path.strip():
-            raise ServiceError("the store path cannot be empty")
+    if store_path is not None and store_path != store.store_path:
+        # Only a new path is checked: a store whose roots changed since stays editable
+        # (its schedule, its password), and its jobs say why the agent refuses it.
+        _store_path_check(
+            store_type=store.store_type, orchestrator=store.orchestrator, store_path=store_path
+        )
         store.store_path = store_path
     if properties is not None:
         store.properties = store_properties_check(

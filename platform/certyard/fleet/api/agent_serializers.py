@@ -3,9 +3,12 @@
 from rest_framework import serializers
 
 from certyard.fleet.services import client_machine_problem
+from orchestrators.protocol import MAX_REPORTED_STORE_ROOTS
+from orchestrators.roots import MAX_STORE_PATH_BYTES
 
 _MAX_CAPABILITIES = 200
 _MAX_PARAMETERS = 100
+MAX_STORE_ROOTS = MAX_REPORTED_STORE_ROOTS  # the protocol's bound (POST limits)
 
 
 class RegisterSerializer(serializers.Serializer):
@@ -100,3 +103,38 @@ class CertificateRenewResponseSerializer(serializers.Serializer):
     ca_chain = serializers.ListField(child=serializers.CharField())
     not_after = serializers.DateTimeField()
     renew_after = serializers.DateTimeField(allow_null=True)
+
+
+STORE_ROOT_PATTERN = r"^/(?!(?:.*/)?\.\.(?:/|$))[^\x00]*$"
+
+
+class LimitsSerializer(serializers.Serializer):
+    """What an agent may touch on its machine, as it reports it (POST limits)."""
+
+    store_roots = serializers.ListField(
+        # The pattern lets the schema say exactly what is accepted: absolute, no '..', no
+        # NUL. A root is a folder the agent found on its machine, so it fits the file
+        # system's limit (PATH_MAX, 4096 bytes); the platform bounds it in characters.
+        child=serializers.RegexField(
+            STORE_ROOT_PATTERN,
+            max_length=MAX_STORE_PATH_BYTES,
+            trim_whitespace=False,
+            allow_blank=False,
+        ),
+        max_length=MAX_STORE_ROOTS,
+        allow_empty=True,
+        help_text=f"The absolute folders stores may be in (at most {MAX_STORE_ROOTS}, each "
+        f"at most {MAX_STORE_PATH_BYTES} characters, no '..' component); empty when none "
+        "is configured.",
+    )
+    max_file_bytes = serializers.IntegerField(
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="The largest store file the agent reads, in bytes.",
+    )
+
+
+class LimitsResponseSerializer(serializers.Serializer):
+    store_roots = serializers.ListField(child=serializers.CharField())
+    max_file_bytes = serializers.IntegerField()
+    reported_at = serializers.DateTimeField()

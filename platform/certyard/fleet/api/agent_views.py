@@ -1,5 +1,5 @@
 """The fleet part of the agent API, under /api/orchestrator/v1/: register, session,
-heartbeat and certificate (renewal).
+heartbeat, limits and certificate (renewal).
 
 Thin views: check the input, call one service, answer. The contract is written
 down in orchestrators/protocol.py.
@@ -22,6 +22,8 @@ from certyard.fleet.api.agent_serializers import (
     CertificateRenewResponseSerializer,
     CertificateRenewSerializer,
     HeartbeatResponseSerializer,
+    LimitsResponseSerializer,
+    LimitsSerializer,
     RegisterResponseSerializer,
     RegisterSerializer,
     SessionResponseSerializer,
@@ -122,6 +124,39 @@ class HeartbeatView(AgentView):
                 "status": request.user.status,
                 "server_time": timezone.now(),
                 **_certificate_times(request.user),
+            }
+        )
+
+
+class LimitsView(AgentView):
+    error_responses = {
+        400: "store_roots is not a list of at most 64 absolute paths (each at most 4096 "
+        "bytes, no '..'), or max_file_bytes is not a positive integer.",
+        409: None,  # what the agent says replaces what it said before
+    }
+
+    @extend_schema(
+        tags=_TAG,
+        request=LimitsSerializer,
+        responses={200: LimitsResponseSerializer},
+        summary="Report the folders the agent may keep stores in, and its file size limit",
+        description="Sent after every session the agent opens and whenever its configured "
+        "roots or limit change. The platform checks store paths against these roots before "
+        "it saves a store or schedules a job; until an agent reports them, only the lexical "
+        "rules apply (absolute, no '..').",
+    )
+    def post(self, request: Request) -> Response:
+        data = valid_body(LimitsSerializer, request)
+        orchestrator = services.orchestrator_limits_record(
+            orchestrator=request.user,
+            store_roots=data["store_roots"],
+            max_file_bytes=data["max_file_bytes"],
+        )
+        return Response(
+            {
+                "store_roots": orchestrator.store_roots,
+                "max_file_bytes": orchestrator.max_file_bytes,
+                "reported_at": orchestrator.limits_reported_at,
             }
         )
 

@@ -80,6 +80,9 @@ class OrchestratorSerializer(serializers.ModelSerializer):
             "status_changed_at",
             "last_seen",
             "last_error",
+            "store_roots",
+            "max_file_bytes",
+            "limits_reported_at",
         ]
         read_only_fields = fields
 
