@@ -12,6 +12,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from certyard.run.addresses import allowed_hosts, default_public_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent  # the repository root
 DATA_DIR = Path(os.environ.get("CERTYARD_DATA_DIR", BASE_DIR / "var"))
 
@@ -36,13 +38,22 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = _env_bool("CERTYARD_DEBUG", False)
+# Where `make run` listens, and where people, agents and relying parties reach the platform
+# (certyard.run.addresses): never a wildcard such as 0.0.0.0, which names no machine.
+_RUN_HOST = os.environ.get("CERTYARD_HOST") or "127.0.0.1"
+_RUN_PORT = os.environ.get("CERTYARD_PORT") or "8000"
+CERTYARD_PUBLIC_URL = os.environ.get("CERTYARD_PUBLIC_URL") or default_public_url(
+    _RUN_HOST, _RUN_PORT
+)
 # Only the names this machine answers to, unless told more: a Host header is input too.
-_LOOPBACK_HOSTS = "localhost,127.0.0.1,[::1]"
-ALLOWED_HOSTS = [
-    h.strip() for h in os.environ.get("CERTYARD_ALLOWED_HOSTS", _LOOPBACK_HOSTS).split(",") if h
-]
-if (bind_host := os.environ.get("CERTYARD_HOST")) and bind_host not in ("0.0.0.0", "::"):  # noqa: S104
-    ALLOWED_HOSTS.append(bind_host)
+# CERTYARD_ALLOWED_HOSTS (default: the loopback names), plus the address listened on (the
+# loopback names for every interface, so `make run`'s own health check is answered) and the
+# public URL's host.
+ALLOWED_HOSTS = allowed_hosts(
+    configured=os.environ.get("CERTYARD_ALLOWED_HOSTS"),
+    bind_host=_RUN_HOST,
+    public_url=CERTYARD_PUBLIC_URL,
+)
 CSRF_TRUSTED_ORIGINS = [
     o for o in os.environ.get("CERTYARD_CSRF_TRUSTED_ORIGINS", "").split(",") if o
 ]
@@ -358,11 +369,8 @@ CERTYARD_INVENTORY_MAX_ENTRIES = int(os.environ.get("CERTYARD_INVENTORY_MAX_ENTR
 CERTYARD_AGENT_CERT_DAYS = int(os.environ.get("CERTYARD_AGENT_CERT_DAYS", "365"))
 # Agents renew their own client certificate when less than this share of it is left.
 CERTYARD_AGENT_RENEW_FRACTION = float(os.environ.get("CERTYARD_AGENT_RENEW_FRACTION", "0.33"))
-# Where relying parties reach this platform: written into issued certificates' CRL
-# distribution point and AIA (OCSP, CA issuers). Set it to the public address in production.
-_RUN_HOST = os.environ.get("CERTYARD_HOST", "127.0.0.1")
-_RUN_PORT = os.environ.get("CERTYARD_PORT", "8000")
-CERTYARD_PUBLIC_URL = os.environ.get("CERTYARD_PUBLIC_URL") or f"http://{_RUN_HOST}:{_RUN_PORT}"
+# CERTYARD_PUBLIC_URL (set above, beside ALLOWED_HOSTS) is where relying parties reach this
+# platform: written into issued certificates' CRL distribution point and AIA (OCSP, CA issuers).
 # A CRL is valid this long, and regenerated at half its life (and on every revocation).
 CERTYARD_CRL_HOURS = int(os.environ.get("CERTYARD_CRL_HOURS", "24"))
 # How long an OCSP answer may be cached by its receiver.

@@ -6,6 +6,12 @@ orchestrator that manages a PEM folder of generated certificates, and supervises
 with back-off, the run lock and pid file, cleaning up after a run that died). A web server
 or worker cluster that crashes 5 times within 2 minutes stops Certyard with an error; the
 demo orchestrator is then just left stopped.
+
+Addresses (see :mod:`certyard.run.addresses`): it listens at ``--host``/``--port``
+(``CERTYARD_HOST``/``CERTYARD_PORT``), checks its own health and lets the demo orchestrator
+in through a loopback address, and advertises ``CERTYARD_PUBLIC_URL``, which it requires
+when listening beyond loopback: a wildcard such as ``0.0.0.0`` names no machine. The admin
+password (see :mod:`certyard.run.admin_password`) comes last, below the banner.
 """
 
 import datetime as dt
@@ -20,12 +26,24 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
+from certyard.console.management.commands.certyard_bootstrap import admin_account_ensure
 from certyard.datadir import data_dir_problem, data_dir_tighten
 from certyard.fleet.models import Orchestrator
 from certyard.fleet.services import registration_token_create, registration_token_revoke
 from certyard.inventory.models import CertificateStoreType
 from certyard.inventory.services import store_create
+from certyard.run.addresses import (
+    PUBLIC_URL_SETTING,
+    bind_address,
+    default_public_url,
+    host_is_loopback,
+    local_url,
+    public_url_missing_message,
+    public_url_problem,
+)
+from certyard.run.admin_password import AdminLogin, admin_login_lines
 from certyard.run.demo import demo_pem_folder_seed
 from certyard.run.supervisor import Supervisor, SupervisorError
 
@@ -35,6 +53,9 @@ _AGENT_FINAL_EXITS = {
     2: "it has no usable registration or the platform refused it",
     3: "the platform no longer accepts its identity (re-register it)",
 }
+# How long the banner waits for the demo orchestrator to report its store roots, so that
+# the banner and the admin password come after its start-up lines, last on the screen.
+_SETTLE_SECONDS = 20
 
 
 class Command(BaseCommand):
@@ -59,6 +80,13 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
 
     def _run(self, options: dict[str, Any]) -> None:
+        host, port = options["host"], options["port"]
+        public_url = self._public_url(host, port)
+        # What this process decided, its children (web server, worker) read the same way.
+        os.environ.update(
+            {"CERTYARD_HOST": host, "CERTYARD_PORT": str(port), PUBLIC_URL_SETTING: public_url}
+        )
+        settings.CERTYARD_PUBLIC_URL = public_url
         # Everything this command and its processes create is the owner's alone.
         os.umask(0o077)
         data_dir = Path(settings.DATA_DIR)
@@ -70,13 +98,12 @@ class Command(BaseCommand):
         self.supervisor.claim_data_dir()
         try:
             call_command("migrate", interactive=False, verbosity=0)
-            call_command("certyard_bootstrap", stdout=self.stdout)
+            login = admin_account_ensure(data_dir=data_dir)
             self._collect_static()
             data_dir_tighten(data_dir)  # collectstatic copies its files' modes
-            url = f"http://{options['host']}:{options['port']}"
-            # Issued certificates name their CRL and OCSP responder under the address the
-            # platform runs at, unless the administrator names a public one.
-            os.environ.setdefault("CERTYARD_PUBLIC_URL", url)
+            # This machine's own way in: a loopback address when listening everywhere.
+            url = local_url(host, port)
+            started = timezone.now()
             self.supervisor.handle_signals()
             self._start_web(options)
             self.supervisor.start(
@@ -85,10 +112,23 @@ class Command(BaseCommand):
             self._wait_healthy(url)
             if not options["no_demo_orchestrator"]:
                 self._start_demo_orchestrator(url)
-            self._announce(url)
+            self._settle(started)
+            self._announce(public_url, bound=bind_address(host, port), login=login)
             self.supervisor.run()
         finally:
             self.supervisor.stop_all()
+
+    def _public_url(self, host: str, port: int) -> str:
+        """The address to advertise: ``CERTYARD_PUBLIC_URL``, required (a CommandError
+        saying what to set, before anything starts) when listening beyond loopback."""
+        configured = os.environ.get(PUBLIC_URL_SETTING, "").strip()
+        if not configured:
+            if not host_is_loopback(host):
+                raise CommandError(public_url_missing_message(host, port))
+            return default_public_url(host, port)
+        if problem := public_url_problem(configured):
+            raise CommandError(problem)
+        return configured.rstrip("/")
 
     def _collect_static(self) -> None:
         call_command("collectstatic", interactive=False, verbosity=0)
@@ -104,7 +144,7 @@ class Command(BaseCommand):
                 "--pythonpath",
                 str(Path(settings.BASE_DIR) / "platform"),
                 "--bind",
-                f"{options['host']}:{options['port']}",
+                bind_address(options["host"], options["port"]),
                 "--workers",
                 str(options["web_workers"]),
                 # Django under ASGI: an agent's long poll waits as a coroutine, not a thread,
@@ -223,20 +263,39 @@ class Command(BaseCommand):
             final_exits=_AGENT_FINAL_EXITS,
         )
 
-    def _announce(self, url: str) -> None:
-        # No registration token here: a log is no place for a secret. Tokens are made in
-        # the console (or the API), where their value is shown once.
-        user = os.environ.get("CERTYARD_ADMIN_USER", "admin")
-        self.stdout.write(
-            "\n"
-            f"  Certyard is running at {url}/\n"
-            f"  Log in as '{user}' with the password printed when the account was created\n"
-            "  (or start with CERTYARD_ADMIN_PASSWORD=... to set it).\n"
-            f"  API docs: {url}/api/docs/   Django admin: {url}/admin/\n"
-            "  Register another agent: make a token in Orchestrators -> Registration tokens,\n"
-            f"    then: certyard-orchestrator register --url {url} --token -  (paste it)\n"
-            "  Press Ctrl-C to stop.\n"
+    def _settle(self, since: dt.datetime) -> None:
+        """Wait (a little) for the demo orchestrator to have started, whose start-up lines
+        would otherwise scroll the banner and the admin password away: the last thing it
+        does is report its store roots, after opening its session."""
+        if "orchestrator" not in self.supervisor.children:
+            return
+        deadline = time.monotonic() + _SETTLE_SECONDS
+        reported = Orchestrator.objects.filter(
+            name=DEMO_ORCHESTRATOR, client_machine="localhost", limits_reported_at__gte=since
         )
+        while time.monotonic() < deadline and not self.supervisor.stopping:
+            if reported.exists():
+                time.sleep(0.5)  # its log line follows the answer
+                return
+            time.sleep(0.3)
+
+    def _announce(self, url: str, *, bound: str, login: AdminLogin) -> None:
+        # No registration token here: a log is no place for a secret. Tokens are made in
+        # the console (or the API), where their value is shown once. The admin password
+        # comes last, so that it is what the screen shows once start-up has settled.
+        lines = [
+            "",
+            f"  Certyard is running at {url}/   (listening on {bound})",
+            f"  API docs: {url}/api/docs/   Django admin: {url}/admin/",
+            "  Register an agent: make a token in the console (Orchestrators -> Registration",
+            "  tokens), then on the agent's machine:",
+            f"    certyard-orchestrator register --url {url} --token -   (paste the token)",
+            "  Press Ctrl-C to stop.",
+            "",
+            *(f"  {line}" for line in admin_login_lines(login)),
+            "",
+        ]
+        self.stdout.write("\n".join(lines))
         self.stdout.flush()
 
 
