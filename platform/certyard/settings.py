@@ -304,6 +304,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "RequirementEnum": "certyard.inventory.models.Requirement",
+        # A certificate's status (issue 17), beside other models' "status" enums.
+        "CertificateStatusEnum": "certyard.inventory.models.CertificateStatus",
         # orchestrators.protocol.JobOutcome, as Job.outcome labels it.
         "JobOutcomeEnum": [("success", "Success"), ("warning", "Warning"), ("failure", "Failure")],
         # JobHistory.Outcome (an inner class: named by its values).

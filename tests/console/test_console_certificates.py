@@ -78,7 +78,11 @@ def test_list_shows_expiry_badges_issuer_and_key(admin_web: Client, inventory) -
     assert "Expired</span>" in rows["expired.example.test"]
     assert "&lt; 7 days</span>" in rows["soon.example.test"]
     assert "&lt; 30 days</span>" in rows["month.example.test"]
-    assert "badge" not in rows["quarter.example.test"]
+    # Further out: no expiry badge, only its status (issue 17).
+    assert "days</span>" not in rows["quarter.example.test"]
+    assert 'data-testid="certificate-status" data-status="valid"' in rows["quarter.example.test"]
+    assert 'data-status="expired"' in rows["expired.example.test"]
+    assert 'data-status="expiring"' in rows["month.example.test"]
     assert "Certyard Test Root CA" in rows["quarter.example.test"]  # issuer's CN
     assert "RSA 2048" in rows["later.example.test"]
     assert "EC 256" in rows["month.example.test"]

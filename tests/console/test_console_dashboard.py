@@ -24,10 +24,14 @@ def test_dashboard_counts_certificates_by_expiry(admin_web: Client, inventory) -
     page = admin_web.get(reverse("console:dashboard")).content.decode()
 
     assert _tile(page, "count-total") == 6  # five leaves and the CA
+    # Disjoint windows of the five leaves (one expired; 3, 20, 60 and 200 days left).
     assert _tile(page, "count-expired") == 1
     assert _tile(page, "count-7") == 1
-    assert _tile(page, "count-30") == 2
-    assert _tile(page, "count-90") == 3
+    assert _tile(page, "count-30") == 1
+    assert _tile(page, "count-90") == 1
+    assert _tile(page, "count-ca") == 1
+    assert _tile(page, "count-revoked") == 0
+    assert "Expiry of the 5 end-entity certificates in use" in page
 
 
 @pytest.mark.django_db

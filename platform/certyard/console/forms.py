@@ -9,7 +9,12 @@ from django import forms
 from certyard.console import selectors
 from certyard.errors import ServiceError
 from certyard.fleet.models import Orchestrator
-from certyard.inventory.models import CertificateStore, CertificateStoreType, InventoryStatus
+from certyard.inventory.models import (
+    CertificateStatus,
+    CertificateStore,
+    CertificateStoreType,
+    InventoryStatus,
+)
 from certyard.inventory.properties import (
     MAX_STRING_PROPERTY,
     endpoint_check,
@@ -493,6 +498,7 @@ class ApiTokenForm(forms.Form):
 
 
 EXPIRY_EXPIRED = "expired"
+KIND_CA, KIND_END_ENTITY = "ca", "end_entity"
 KEY_ALGORITHMS = ("RSA", "EC", "Ed25519")
 
 
@@ -514,7 +520,23 @@ class CertificateSearchForm(forms.Form):
             ("", "Any"),
             (EXPIRY_EXPIRED, "Expired"),
             *((str(days), f"Within {days} days") for days in EXPIRY_WINDOWS_DAYS),
+            # The dashboard's disjoint windows.
+            *((value, f"{value} days left") for value, _, _, _ in EXPIRY_BANDS),
         ],
+    )
+    status = forms.ChoiceField(
+        required=False,
+        label="Status",
+        choices=[
+            ("", "Any"),
+            (STATUS_IN_USE, "In use (not revoked or superseded)"),
+            *CertificateStatus.choices,
+        ],
+    )
+    kind = forms.ChoiceField(
+        required=False,
+        label="Kind",
+        choices=[("", "Any"), (KIND_END_ENTITY, "End-entity"), (KIND_CA, "CA")],
     )
     store = StoreChoiceField(
         required=False, queryset=selectors.store_choices(), empty_label="Any store"
@@ -535,13 +557,18 @@ class CertificateSearchForm(forms.Form):
         data = self.cleaned_data
         expiry = data.get("expiry") or ""
         store = data.get("store")
+        band = {value: (start, end) for value, _, start, end in EXPIRY_BANDS}.get(expiry)
+        kind = data.get("kind") or ""
         return CertificateFilters(
             search=data.get("q") or "",
             expired=True if expiry == EXPIRY_EXPIRED else None,
-            expires_within_days=int(expiry) if expiry.isdigit() else None,
+            expires_within_days=band[1] if band else int(expiry) if expiry.isdigit() else None,
+            expires_from_days=band[0] if band else None,
             store_id=str(store.pk) if store else None,
             key_algorithm=data.get("key") or "",
             conformant=False if data.get("nonconformant") else None,
+            status=data.get("status") or "",
+            is_ca={KIND_CA: True, KIND_END_ENTITY: False}.get(kind),
         )
 
     @property
@@ -551,7 +578,8 @@ class CertificateSearchForm(forms.Form):
     @property
     def is_filtered(self) -> bool:
         return any(
-            self.cleaned_data.get(name) for name in ("q", "expiry", "store", "key", "nonconformant")
+            self.cleaned_data.get(name)
+            for name in ("q", "expiry", "status", "kind", "store", "key", "nonconformant")
         )
 
 

@@ -1,7 +1,12 @@
 """Reads the console needs that the apps' own selectors do not offer (reads only)."""
 
+from dataclasses import dataclass
+from typing import Any
+
 from django.db.models import Count, QuerySet
 
+from certyard.enrollment import selectors as enrollment_selectors
+from certyard.enrollment.services import certificate_revocation_status
 from certyard.fleet.models import Orchestrator, RegistrationToken
 from certyard.inventory.models import Certificate, CertificateStore, MetadataBackfill
 from certyard.jobs.models import Job
@@ -40,6 +45,39 @@ def inventory_is_empty() -> bool:
 def certificate_detail_queryset() -> QuerySet[Certificate]:
     """Certificates whole (DER included), for a certificate's own pages."""
     return Certificate.objects.all()
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateHeaderActions:
+    """Which of the certificate's actions its page header offers this person."""
+
+    renew: bool
+    revoke: bool
+    add_to_stores: bool
+
+    @property
+    def any(self) -> bool:
+        return self.renew or self.revoke or self.add_to_stores
+
+
+def certificate_header_actions(*, certificate: Certificate, user: Any) -> CertificateHeaderActions:
+    """Renew when Certyard issued it; revoke when a built-in CA or a CA gateway knows it and
+    it is not revoked yet; add to stores: the same conditions as the sections they open
+    (templates/console/pki/_certificate_panel.html, deployment/_certificate_panel.html)."""
+    renewable = user.has_perm("enrollment.add_enrollmentrequest") and (
+        enrollment_selectors.enrollment_request_issued(certificate=certificate) is not None
+    )
+    revocable = (
+        certificate.revoked_at is None
+        and user.has_perm("enrollment.change_enrollmentrequest")
+        and (status := certificate_revocation_status(certificate)) is not None
+        and status["revoked_at"] is None
+    )
+    return CertificateHeaderActions(
+        renew=renewable,
+        revoke=bool(revocable),
+        add_to_stores=user.has_perm("deployment.add_deployment"),
+    )
 
 
 def certificate_ids_by_sha256(*, sha256s: list[str]) -> dict[str, int]:

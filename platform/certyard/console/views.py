@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -64,7 +65,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     user = request.user
     context: dict[str, Any] = {}
     if user.has_perm("inventory.view_certificate"):
-        context["expiry"] = inventory_selectors.expiry_counts()
+        context["counts"] = inventory_selectors.certificate_state_counts()
     if user.has_perm("fleet.view_orchestrator"):
         context["status_counts"] = selectors.orchestrator_status_counts()
         context["waiting"] = fleet_selectors.orchestrators_waiting()
@@ -493,6 +494,11 @@ def certificate_list(request: HttpRequest) -> HttpResponse:
         queryset = inventory_selectors.certificate_list(filters=filters)
         page = slice_page(queryset, number=form.page_number, size=CERTIFICATES_PER_PAGE)
         context["page"] = page
+        # Each row's status badge: one definition (certificate_status), one "now" per page.
+        now = timezone.now()
+        context["rows"] = [
+            (c, inventory_selectors.certificate_status(c, now=now)) for c in page.object_list
+        ]
         if not page.object_list and not page.has_previous:
             context["inventory_empty"] = selectors.inventory_is_empty()
     return render(request, "console/certificates/list.html", context)
@@ -508,6 +514,10 @@ def certificate_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "console/certificates/detail.html",
         {
             "certificate": certificate,
+            "state": inventory_selectors.certificate_state(certificate),
+            "actions": selectors.certificate_header_actions(
+                certificate=certificate, user=request.user
+            ),
             "details": inventory_selectors.certificate_details(certificate=certificate),
             "chain": inventory_selectors.certificate_chain(certificate=certificate),
             "locations": inventory_selectors.certificate_locations(certificate=certificate),

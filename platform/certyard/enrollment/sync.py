@@ -25,6 +25,8 @@ from certyard.enrollment.gateways import GatewayFailed, gateway_instance
 from certyard.enrollment.models import GatewayRecord, GatewaySync
 from certyard.errors import ServiceError
 from certyard.inventory.ingest import certificates_record
+from certyard.inventory.models import Certificate
+from certyard.inventory.services import certificate_revocation_record
 from certyard.workflows.models import HandlerRegistration
 from handlers.base import HandlerError
 from handlers.gateways import CARecord, RecordStatus
@@ -136,6 +138,13 @@ def _batch_store(sync: GatewaySync, batch: list[CARecord]) -> None:
                 "revocation_reason": reason if record.status == RecordStatus.REVOKED else None,
             },
         )
+        if record.status == RecordStatus.REVOKED and certificate_id is not None:
+            # The CA says it is revoked: the inventory's certificate shows it.
+            certificate_revocation_record(
+                certificate=Certificate(pk=certificate_id),
+                reason=reason if reason is not None else 0,
+                revoked_at=_when(record.revoked_at),
+            )
     sync.processed += len(batch)
     sync.added += len(recorded.new)
     sync.cursor = (batch[-1].sync_cursor or sync.cursor or "")[:500]

@@ -174,6 +174,17 @@ class CertificateStore(models.Model):
         return visible(f"{self.store_type.short_name} {self.client_machine}:{self.store_path}")
 
 
+class CertificateStatus(models.TextChoices):
+    """A certificate's state at a glance; ``inventory.selectors.certificate_status`` decides."""
+
+    VALID = "valid", "Valid"
+    EXPIRING = "expiring", "Expiring"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+    SUPERSEDED = "superseded", "Superseded"
+    UNKNOWN = "unknown", "Validity unknown"
+
+
 class Certificate(models.Model):
     """An X.509 certificate, once, whatever the number of places it is installed."""
 
@@ -207,6 +218,29 @@ class Certificate(models.Model):
         default=True, db_index=True, help_text="False when the certificate has parse warnings."
     )
     first_seen = models.DateTimeField(auto_now_add=True)
+    # Its state beyond its dates, recorded by whoever revokes or renews it (enrollment, the
+    # built-in CAs, gateway syncs) through inventory.services; read through
+    # inventory.selectors.certificate_status.
+    revoked_at = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="When its CA revoked it; empty if not."
+    )
+    # db_default: the inventory inserts certificates as raw rows (certyard.bulk), naming
+    # only the columns it reads from the certificate.
+    revocation_reason = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The RFC 5280 reason name, e.g. keyCompromise; empty if not revoked.",
+    )
+    superseded_by = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="supersedes",
+        help_text="The certificate that renewed it.",
+    )
 
     class Meta:
         ordering = ["not_after"]

@@ -4,20 +4,141 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
     CertificateMetadata,
+    CertificateStatus,
     CertificateStore,
     InventoryStatus,
 )
 from certyard.x509 import CertificateDetails, CertificateParseError
 from certyard.x509 import certificate_details as details_from_der
+from handlers.gateways import RevocationReason
 
 EXPIRY_WINDOWS_DAYS = (7, 30, 90)
+# A certificate valid now whose validity ends within this many days is "expiring".
+EXPIRING_DAYS = 30
+# The dashboard's disjoint expiry windows, in days left, from start (included) to end (not):
+# (the list filter's value, the count's key, start, end).
+EXPIRY_BANDS: tuple[tuple[str, str, int, int], ...] = (
+    ("0-7", "d0_7", 0, 7),
+    ("8-30", "d8_30", 7, 30),
+    ("31-90", "d31_90", 30, 90),
+)
+# The certificates a page lists as renewed by one certificate (a renewal renews one; more
+# only when several were renewed into the same certificate, e.g. by a backfill).
+SUPERSEDES_SHOWN = 20
+# A status filter that is no status of its own: neither revoked nor superseded.
+STATUS_IN_USE = "in_use"
+
+
+# --- Certificate state ------------------------------------------------------------------
+#
+# One definition, read two ways: ``certificate_status`` for a certificate in hand (the
+# list's rows, the page's header, the API), ``certificate_status_q`` for a query (the
+# filters and the dashboard). The order decides: revoked, then superseded, then what its
+# dates say (unknown when not_after is empty, expired, expiring within EXPIRING_DAYS,
+# valid). tests/certyard/inventory/test_certificate_state.py checks the two agree.
+
+
+def certificate_status(certificate: Certificate, *, now: dt.datetime | None = None) -> str:
+    """The certificate's ``CertificateStatus`` value (valid, expiring, expired, revoked,
+    superseded, unknown)."""
+    if certificate.revoked_at is not None:
+        return CertificateStatus.REVOKED
+    if certificate.superseded_by_id is not None:
+        return CertificateStatus.SUPERSEDED
+    if certificate.not_after is None:
+        return CertificateStatus.UNKNOWN
+    now = now or timezone.now()
+    if certificate.not_after < now:
+        return CertificateStatus.EXPIRED
+    if certificate.not_after < now + dt.timedelta(days=EXPIRING_DAYS):
+        return CertificateStatus.EXPIRING
+    return CertificateStatus.VALID
+
+
+def certificate_status_q(status: str, *, now: dt.datetime | None = None) -> Q:
+    """The certificates whose ``certificate_status`` is ``status``, as a query condition;
+    ``STATUS_IN_USE``: those neither revoked nor superseded."""
+    now = now or timezone.now()
+    in_use = Q(revoked_at__isnull=True, superseded_by__isnull=True)
+    conditions = {
+        CertificateStatus.REVOKED: Q(revoked_at__isnull=False),
+        CertificateStatus.SUPERSEDED: Q(revoked_at__isnull=True, superseded_by__isnull=False),
+        CertificateStatus.UNKNOWN: in_use & Q(not_after__isnull=True),
+        CertificateStatus.EXPIRED: in_use & Q(not_after__lt=now),
+        CertificateStatus.EXPIRING: in_use
+        & Q(not_after__gte=now, not_after__lt=now + dt.timedelta(days=EXPIRING_DAYS)),
+        CertificateStatus.VALID: in_use & Q(not_after__gte=now + dt.timedelta(days=EXPIRING_DAYS)),
+        STATUS_IN_USE: in_use,
+    }
+    if status not in conditions:
+        raise ValueError(f"unknown certificate status {status!r}")
+    return conditions[status]
+
+
+def revocation_reason_label(name: str) -> str:
+    """``Key compromise`` for ``keyCompromise``; the name itself when it is no RFC 5280 one."""
+    for reason in RevocationReason:
+        if reason.keyword == name:
+            return reason.label
+    return name
+
+
+def certificate_state_prefetch() -> Prefetch:
+    """Prefetch of each certificate's ``supersedes`` (ids only), for lists that show them."""
+    return Prefetch(
+        "supersedes", queryset=Certificate.objects.only("pk", "superseded_by_id").order_by("pk")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateState:
+    """What the list, the page header and the API show of a certificate's state."""
+
+    status: str
+    label: str
+    revoked_at: dt.datetime | None
+    revocation_reason: str
+    revocation_reason_label: str
+    superseded_by: Certificate | None
+    supersedes: tuple[Certificate, ...]
+
+
+def certificate_state(
+    certificate: Certificate, *, now: dt.datetime | None = None, related: bool = True
+) -> CertificateState:
+    """The certificate's status with its revocation and its renewals, both ways.
+
+    ``related=False`` reads no other certificate (a list row needs only the status).
+    """
+    status = certificate_status(certificate, now=now)
+    successor: Certificate | None = None
+    predecessors: tuple[Certificate, ...] = ()
+    if related:
+        if certificate.superseded_by_id is not None:
+            successor = (
+                Certificate.objects.defer("der").filter(pk=certificate.superseded_by_id).first()
+            )
+        predecessors = tuple(
+            Certificate.objects.defer("der")
+            .filter(superseded_by=certificate)
+            .order_by("not_after", "pk")[:SUPERSEDES_SHOWN]
+        )
+    return CertificateState(
+        status=status,
+        label=CertificateStatus(status).label,
+        revoked_at=certificate.revoked_at,
+        revocation_reason=certificate.revocation_reason,
+        revocation_reason_label=revocation_reason_label(certificate.revocation_reason),
+        superseded_by=successor,
+        supersedes=predecessors,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +156,12 @@ class CertificateFilters:
     metadata_field_id: int | None = None
     metadata_value: str | None = None
     metadata_empty: bool = False
+    # A ``CertificateStatus`` value or ``STATUS_IN_USE`` (see certificate_status_q).
+    status: str = ""
+    # With expires_within_days: only those valid at least this many days more (a band).
+    expires_from_days: int | None = None
+    # True: CA certificates only; False: end-entity certificates only.
+    is_ca: bool | None = None
 
 
 def certificate_list(*, filters: CertificateFilters) -> QuerySet[Certificate]:
@@ -58,8 +185,13 @@ def certificate_list(*, filters: CertificateFilters) -> QuerySet[Certificate]:
         )
     if filters.expires_within_days is not None:
         queryset = queryset.filter(
-            not_after__gte=now, not_after__lt=now + dt.timedelta(days=filters.expires_within_days)
+            not_after__gte=now + dt.timedelta(days=filters.expires_from_days or 0),
+            not_after__lt=now + dt.timedelta(days=filters.expires_within_days),
         )
+    if filters.status:
+        queryset = queryset.filter(certificate_status_q(filters.status, now=now))
+    if filters.is_ca is not None:
+        queryset = queryset.filter(is_ca=filters.is_ca)
     if filters.expired is True:
         queryset = queryset.filter(not_after__lt=now)
     elif filters.expired is False:
@@ -152,6 +284,39 @@ def expiry_counts(*, certificates: QuerySet[Certificate] | None = None) -> dict[
         total=Count("pk"),
     )
     return aggregates
+
+
+def certificate_state_counts() -> dict[str, int]:
+    """The dashboard's counts, each window disjoint from the others.
+
+    ``in_use`` counts end-entity certificates in use (not CA, not revoked, not superseded),
+    and ``expired``, ``d0_7``, ``d8_30``, ``d31_90`` (days left, see EXPIRY_BANDS) and
+    ``unknown`` split them; ``ca``, ``revoked`` and ``superseded`` count those apart
+    (a revoked CA certificate counts in both), ``total`` every certificate.
+    """
+    now = timezone.now()
+    in_use = certificate_status_q(STATUS_IN_USE, now=now) & Q(is_ca=False)
+    bands = {
+        key: Count(
+            "pk",
+            filter=in_use
+            & Q(
+                not_after__gte=now + dt.timedelta(days=start),
+                not_after__lt=now + dt.timedelta(days=end),
+            ),
+        )
+        for _, key, start, end in EXPIRY_BANDS
+    }
+    return Certificate.objects.aggregate(
+        total=Count("pk"),
+        in_use=Count("pk", filter=in_use),
+        expired=Count("pk", filter=in_use & Q(not_after__lt=now)),
+        unknown=Count("pk", filter=in_use & Q(not_after__isnull=True)),
+        **bands,
+        ca=Count("pk", filter=Q(is_ca=True)),
+        revoked=Count("pk", filter=certificate_status_q(CertificateStatus.REVOKED, now=now)),
+        superseded=Count("pk", filter=certificate_status_q(CertificateStatus.SUPERSEDED, now=now)),
+    )
 
 
 def orchestrator_expiry_counts(*, orchestrator_id: Any) -> dict[str, int]:

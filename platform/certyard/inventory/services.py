@@ -412,3 +412,77 @@ def store_inventory_status_record(
 
 
 _STATUS_MESSAGE_LENGTH = 4000
+
+
+# --- Certificate state -----------------------------------------------------------------
+#
+# Whoever revokes or renews a certificate records it here: enrollment (revocations through
+# a CA gateway, gateway syncs, renewals) and the built-in CAs (through the hook inventory
+# registers in pki, which sits below it). The status itself is read by
+# inventory.selectors.certificate_status.
+
+
+def revocation_reason_name(reason: Any) -> str:
+    """The RFC 5280 reason name (``keyCompromise``) of a CRLReason code, enum or name.
+
+    Raises ``ServiceError`` for anything else.
+    """
+    if isinstance(reason, str) and not reason.strip().isdigit():
+        for member in RevocationReason:
+            if reason in (member.keyword, member.name):
+                return member.keyword
+        raise ServiceError(f"{reason[:60]!r} is not an RFC 5280 revocation reason")
+    try:
+        return RevocationReason(int(reason)).keyword
+    except (TypeError, ValueError) as exc:
+        raise ServiceError(f"{reason!r} is not an RFC 5280 revocation reason (0-6, 8-10)") from exc
+
+
+def certificate_revocation_record(
+    *,
+    reason: Any,
+    certificate: Certificate | None = None,
+    sha256: str = "",
+    revoked_at: dt.datetime | None = None,
+) -> int:
+    """Record that the certificate (given, or by its SHA-256) was revoked, and why.
+
+    ``reason`` is a CRLReason code or its RFC 5280 name; ``revoked_at`` defaults to now. A
+    certificate the inventory does not hold is no error (0 is returned: the platform may
+    revoke what it never inventoried), and one already recorded as revoked keeps its first
+    revocation. Returns how many certificates were changed (0 or 1).
+    """
+    name = revocation_reason_name(reason)
+    if certificate is not None:
+        rows = Certificate.objects.filter(pk=certificate.pk)
+    elif sha256:
+        rows = Certificate.objects.filter(sha256=sha256.lower())
+    else:
+        raise ValueError("name the certificate or its sha256")
+    when = revoked_at or timezone.now()
+    changed = rows.filter(revoked_at__isnull=True).update(revoked_at=when, revocation_reason=name)
+    if changed and certificate is not None:
+        certificate.revoked_at, certificate.revocation_reason = when, name
+    return changed
+
+
+def certificate_supersession_record(*, old: Certificate, new: Certificate) -> bool:
+    """Record that ``new`` renewed ``old``: ``old`` is superseded, linked to ``new`` (and
+    ``new.supersedes`` lists ``old``). A later renewal of ``old`` replaces the link.
+
+    Returns False (and changes nothing) when they are the same certificate, or when ``new``
+    is itself superseded by ``old`` (a loop).
+    """
+    if old.pk == new.pk or new.superseded_by_id == old.pk:
+        return False
+    Certificate.objects.filter(pk=old.pk).update(superseded_by=new)
+    old.superseded_by = new
+    return True
+
+
+def certificate_revoked_by_builtin_ca(issued: Any) -> None:
+    """The hook pki calls when a built-in CA revokes (``pki.services.certificate_revoke``):
+    the inventory's copy of the certificate, if any, records it in the same transaction."""
+    certificate_revocation_record(
+        sha256=issued.sha256, reason=issued.revocation_reason, revoked_at=issued.revoked_at
+    )

@@ -6,6 +6,7 @@ The OCSP responder is ``pki.ocsp``; the CA key cache both use is ``pki.material`
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -429,6 +430,22 @@ def certificates_issue(
 
 # --- Revocation, CRLs and OCSP --------------------------------------------------------------
 
+RevokedHook = Callable[[IssuedCertificate], None]
+_revoked_hooks: list[RevokedHook] = []
+
+
+def certificate_revoked_hook_register(hook: RevokedHook) -> None:
+    """Register ``hook(issued)``, called when a built-in CA revokes a certificate.
+
+    Contract: called inside the revocation's transaction, after ``revoked_at`` and
+    ``revocation_reason`` are saved, so what the hook records commits (or rolls back) with
+    the revocation; a hook that raises undoes the revocation. Apps above pki register in
+    ``AppConfig.ready`` (the inventory records the certificate's state); registering the
+    same function again is a no-op.
+    """
+    if hook not in _revoked_hooks:
+        _revoked_hooks.append(hook)
+
 
 def certificate_revoke(
     *, issued: IssuedCertificate, reason: int = RevocationReason.UNSPECIFIED, actor: Any = None
@@ -457,6 +474,8 @@ def certificate_revoke(
         locked.revoked_at = timezone.now()
         locked.revocation_reason = reason
         locked.save(update_fields=["revoked_at", "revocation_reason"])
+        for hook in list(_revoked_hooks):
+            hook(locked)
         # The new CRL number retires every OCSP answer cached under the old one; the
         # revoked serial's own answers are also dropped once this commits.
         ca_id, crl_number = locked.ca_id, locked.ca.crl_number

@@ -27,6 +27,7 @@ from certyard.errors import ServiceError
 from certyard.inventory.ingest import certificates_record
 from certyard.inventory.metadata import metadata_values_set, user_source
 from certyard.inventory.models import Certificate
+from certyard.inventory.services import certificate_supersession_record
 from certyard.pki import crypto
 from certyard.pki import services as pki_services
 from certyard.x509 import der_to_pem
@@ -138,6 +139,12 @@ def _issued_record(
     request.issued_at = timezone.now()
     request.failure_reason = ""
     request.save()
+    if request.renewal_of_id is not None:
+        # The renewed certificate is superseded by this one, linked both ways.
+        certificate_supersession_record(
+            old=request.renewal_of,  # type: ignore[arg-type]
+            new=Certificate.objects.only("pk", "superseded_by").get(pk=request.certificate_id),
+        )
     if request.metadata:
         source = user_source(request.requested_by) if request.requested_by else ENROLLMENT_SOURCE
         metadata_values_set(

@@ -12,6 +12,7 @@ from certyard.enrollment.models import GatewayRecord
 from certyard.errors import ServiceError
 from certyard.inventory.authorization import certificate_act_require
 from certyard.inventory.models import Certificate
+from certyard.inventory.services import certificate_revocation_record
 from certyard.pki import services as pki_services
 from certyard.pki.models import IssuedCertificate, RevocationReason
 from certyard.workflows.services import event_emit
@@ -64,6 +65,9 @@ def certificate_revoke(
         record.revoked_at = timezone.now()
         record.revocation_reason = int(reason)
         record.save()
+        certificate_revocation_record(
+            certificate=certificate, reason=int(reason), revoked_at=record.revoked_at
+        )
         event_emit(
             kind=EventKind.CERTIFICATE_REVOKED,
             subject_type="certificate",

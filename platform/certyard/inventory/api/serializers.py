@@ -12,6 +12,7 @@ from certyard.inventory.metadata.selectors import MetadataFilter
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
+    CertificateStatus,
     CertificateStore,
     CertificateStoreType,
     MetadataBackfill,
@@ -205,10 +206,39 @@ class LocationSerializer(serializers.ModelSerializer):
         ]
 
 
+_STATUS_CHOICES = [value for value, _ in CertificateStatus.choices]
+
+
 class CertificateSerializer(serializers.ModelSerializer):
+    status = serializers.SerializerMethodField(
+        help_text="valid, expiring (within 30 days), expired, revoked, superseded (renewed: "
+        "see superseded_by) or unknown (its validity could not be read)."
+    )
+    revoked_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When its CA revoked it; null if not."
+    )
+    revocation_reason = serializers.CharField(
+        read_only=True, help_text="The RFC 5280 reason name, e.g. keyCompromise; empty if not."
+    )
+    superseded_by = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="The id of the certificate that renewed it."
+    )
+    supersedes = serializers.SerializerMethodField(
+        help_text="The ids of the certificates it renewed."
+    )
+
     class Meta:
         model = Certificate
         exclude = ["der", "sans_text"]
+
+    @extend_schema_field(serializers.ChoiceField(choices=CertificateStatus.choices))
+    def get_status(self, certificate: Certificate) -> str:
+        return str(selectors.certificate_status(certificate))
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_supersedes(self, certificate: Certificate) -> list[int]:
+        # Prefetched by the views (certificate_state_prefetch): no query per row.
+        return sorted(c.pk for c in certificate.supersedes.all())
 
 
 class CertificateDetailsSerializer(serializers.Serializer):
@@ -275,6 +305,10 @@ class CertificateListParamsSerializer(serializers.Serializer):
         required=False, allow_blank=True, trim_whitespace=False, max_length=10_000
     )
     metadata_empty = serializers.BooleanField(required=False, default=False)
+    status = serializers.ChoiceField(
+        required=False, choices=[*_STATUS_CHOICES, selectors.STATUS_IN_USE]
+    )
+    is_ca = serializers.BooleanField(required=False, default=None)
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         name = data.get("metadata_field")
@@ -307,6 +341,8 @@ class CertificateListParamsSerializer(serializers.Serializer):
             metadata_field_id=metadata.field.pk if metadata else None,
             metadata_value=metadata.value if metadata else None,
             metadata_empty=metadata.empty if metadata else False,
+            status=data.get("status", ""),
+            is_ca=data.get("is_ca"),
         )
 
 

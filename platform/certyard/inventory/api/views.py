@@ -161,6 +161,14 @@ _CERTIFICATE_FILTERS = [
         bool,
         description="With metadata_field: true lists the certificates that have no value for it",
     ),
+    OpenApiParameter(
+        "status",
+        str,
+        enum=["valid", "expiring", "expired", "revoked", "superseded", "unknown", "in_use"],
+        description="The certificates in this status (as the status field says); in_use: "
+        "those neither revoked nor superseded",
+    ),
+    OpenApiParameter("is_ca", bool, description="true: CA certificates only; false: end-entity"),
 ]
 
 
@@ -188,12 +196,16 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[Certificate]:
         if self.action != "list":
-            return Certificate.objects.prefetch_related("locations__store__store_type")
+            return Certificate.objects.prefetch_related(
+                "locations__store__store_type", selectors.certificate_state_prefetch()
+            )
         # A plain dict, not the QueryDict: DRF reads an empty form value as "not given",
         # which the schema does not say (?store= is no store id, and refused).
         params = CertificateListParamsSerializer(data=self.request.query_params.dict())
         params.is_valid(raise_exception=True)
-        return selectors.certificate_list(filters=params.to_filters())
+        return selectors.certificate_list(filters=params.to_filters()).prefetch_related(
+            selectors.certificate_state_prefetch()
+        )
 
     @extend_schema(
         methods=["GET"],
