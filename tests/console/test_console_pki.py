@@ -102,6 +102,14 @@ def _enroll_pfx(web: Client, template: str, **fields: Any) -> Any:
     return web.post(ENROLL, data)
 
 
+def _pkcs12_from(web: Client, response: Any) -> Any:
+    """Follow a PFX submission's redirect to its hand-over page and download the file."""
+    assert response.status_code == 302, response.status_code
+    page = web.get(response["Location"])
+    assert 'data-action="download-pkcs12"' in _page(page)
+    return web.post(response["Location"] + "download/")
+
+
 def _request_from(response: Any) -> EnrollmentRequest:
     assert response.status_code == 302, response.status_code
     match = re.search(r"/enrollment/requests/([0-9a-f-]{36})/$", response["Location"])
@@ -416,7 +424,11 @@ def test_pfx_enrollment_answers_with_a_pkcs12_the_password_opens(
     assert '<option value="EC-P256" selected>' in form
     assert "Ed25519" not in form  # the template does not allow it
 
-    response = _enroll_pfx(admin_web, "web")
+    submitted = _enroll_pfx(admin_web, "web")
+    enrollment = EnrollmentRequest.objects.get(method="pfx")
+    hand_over = reverse("console:enrollment-request-pkcs12", args=[enrollment.pk])
+    assert submitted["Location"] == hand_over  # post/redirect/get: no form shown again
+    response = _pkcs12_from(admin_web, submitted)
 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/x-pkcs12"
@@ -427,12 +439,16 @@ def test_pfx_enrollment_answers_with_a_pkcs12_the_password_opens(
     assert certificate.subject.rfc4514_string() == "CN=app.example.test"
     assert [c.subject.rfc4514_string() for c in extra] == ["CN=Console Root"]
 
-    enrollment = EnrollmentRequest.objects.get(method="pfx")
+    enrollment.refresh_from_db()
     assert enrollment.state == State.ISSUED and enrollment.pfx_collected_at is not None
+    # Handed over once: the page no longer offers it, and a second download is refused.
+    again = _page(admin_web.get(hand_over))
+    assert 'data-testid="pkcs12-gone"' in again and "download-pkcs12" not in again
+    refused = admin_web.post(hand_over + "download/", follow=True)
+    assert "already downloaded" in " ".join(_messages(_page(refused)))
     page = _page(admin_web.get(reverse("console:enrollment-request-detail", args=[enrollment.pk])))
     assert re.search(r'data-testid="pfx-status">Collected on ', page)
     assert 'data-testid="collect-form"' not in page
-    assert "PKCS#12 was downloaded" in " ".join(_messages(page))
 
 
 def test_pfx_form_errors_record_nothing(admin_web: Client, web_template: Template) -> None:
@@ -599,7 +615,7 @@ def test_pfx_after_approval_is_collected_once_by_its_requester(
     assert _field_errors(mismatch) == ["The two passwords differ."]
 
     passwords = {"collect-password": "collect-it-1", "collect-password_confirm": "collect-it-1"}
-    pfx = alice_web.post(collect, passwords)
+    pfx = _pkcs12_from(alice_web, alice_web.post(collect, passwords))
     assert pfx["Content-Type"] == "application/x-pkcs12"
     _, certificate, _ = pkcs12.load_key_and_certificates(pfx.content, b"collect-it-1")
     assert certificate is not None
@@ -687,7 +703,7 @@ def test_renew_a_pfx_enrolled_certificate_reusing_its_archived_key(
     approval_template.require_approval = False
     approval_template.save()
     alice_web = _web(alice)
-    first = _enroll_pfx(alice_web, "guarded")
+    first = _pkcs12_from(alice_web, _enroll_pfx(alice_web, "guarded"))
     original = EnrollmentRequest.objects.get()
     first_key, _, _ = pkcs12.load_key_and_certificates(first.content, b"pkcs12-secret-1")
     page = _page(
@@ -695,13 +711,16 @@ def test_renew_a_pfx_enrolled_certificate_reusing_its_archived_key(
     )
     assert 'name="renew-reuse_key"' in page and 'name="renew-csr"' not in page
 
-    renewed = alice_web.post(
-        reverse("console:certificate-renew", args=[original.certificate_id]),
-        {
-            "renew-password": "renewal-pass-1",
-            "renew-password_confirm": "renewal-pass-1",
-            "renew-reuse_key": "on",
-        },
+    renewed = _pkcs12_from(
+        alice_web,
+        alice_web.post(
+            reverse("console:certificate-renew", args=[original.certificate_id]),
+            {
+                "renew-password": "renewal-pass-1",
+                "renew-password_confirm": "renewal-pass-1",
+                "renew-reuse_key": "on",
+            },
+        ),
     )
     assert renewed["Content-Type"] == "application/x-pkcs12"
     key, certificate, _ = pkcs12.load_key_and_certificates(renewed.content, b"renewal-pass-1")

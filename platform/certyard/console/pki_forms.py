@@ -4,6 +4,7 @@ the rest (a CSR is never judged here: a refused one is recorded by the service).
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any
 
 from cryptography import x509
@@ -43,6 +44,31 @@ def _password(label: str, *, help_text: str = "", min_length: int | None = None)
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text=help_text,
     )
+
+
+def _new_idempotency_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def idempotency_key_field() -> forms.CharField:
+    """A hidden random key, new on every rendering of the form: the service answers a
+    second submission of the same rendering (a double click, a resent POST) with the
+    request the first one made instead of issuing again."""
+    return forms.CharField(
+        widget=forms.HiddenInput,
+        required=False,
+        max_length=100,
+        initial=_new_idempotency_key,
+    )
+
+
+def idempotency_key_renew(form: forms.Form) -> None:
+    """Give a form shown again (with its errors) a new key: its next submission is a new
+    request, not the one already recorded (refused) under the old key."""
+    if form.is_bound and "idempotency_key" in form.fields:
+        data = form.data.copy()
+        data[form.add_prefix("idempotency_key")] = _new_idempotency_key()
+        form.data = data
 
 
 def _pem_field(
@@ -275,6 +301,7 @@ def csr_text_from_upload(data: bytes) -> str:
 
 
 class CsrEnrollForm(_MetadataMixin, forms.Form):
+    idempotency_key = idempotency_key_field()
     csr = forms.CharField(
         label="CSR (PEM)",
         required=False,
@@ -317,6 +344,7 @@ class CsrEnrollForm(_MetadataMixin, forms.Form):
 
 
 class PfxEnrollForm(_MetadataMixin, forms.Form):
+    idempotency_key = idempotency_key_field()
     common_name = forms.CharField(max_length=64, label="Common name (CN)")
     sans = forms.CharField(
         label="Subject alternative names",
@@ -437,6 +465,7 @@ class RevokeForm(forms.Form):
 
 
 class RenewCsrForm(forms.Form):
+    idempotency_key = idempotency_key_field()
     csr = forms.CharField(
         label="CSR (PEM)",
         max_length=MAX_PEM_CHARACTERS,
@@ -455,6 +484,7 @@ class RenewCsrForm(forms.Form):
 
 
 class RenewPfxForm(forms.Form):
+    idempotency_key = idempotency_key_field()
     password = _password(
         "PKCS#12 password",
         help_text=f"At least {PFX_PASSWORD_MIN} characters; protects the file.",

@@ -7,13 +7,21 @@ a person who may enroll sees their own requests (and downloads what they were is
 without the permission to see everyone's.
 
 A private key is never rendered: a CA's stays in the database, encrypted; a key the
-platform makes for a PFX enrollment leaves only inside the PKCS#12 handed over once, as the
-answer to the POST that asked for it.
+platform makes for a PFX enrollment leaves only inside the PKCS#12 handed over once.
+
+Every form that issues or changes something answers with a redirect to a page that says
+what happened (post/redirect/get): reloading it repeats nothing. A PKCS#12 goes to its
+hand-over page, which offers the download once (the file is kept encrypted until then, a
+few minutes at most): the enrollment form is never shown again with its passwords.
+Enrollment and renewal forms carry a hidden idempotency key, new on each rendering, so a
+double-clicked or resent submission answers with the first request instead of issuing
+again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from cryptography import x509
@@ -320,6 +328,11 @@ def gateway_sync_progress(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _submitted_message(enrollment: EnrollmentRequest) -> str:
+    if enrollment.replayed:
+        return (
+            "This form was already submitted: here is the request it made (nothing was "
+            f"issued again; it is {enrollment.get_state_display().lower()})."
+        )
     if enrollment.state == State.ISSUED:
         return "Certificate issued."
     if enrollment.state == State.PENDING:
@@ -363,9 +376,10 @@ def enroll(request: HttpRequest) -> HttpResponse:
                 form.add_error(None, forms.sentence(exc.message))
                 refused = str(exc.details.get("enrollment_id", ""))
             except ServiceError as exc:
-                forms.service_error_to_form(form, exc)
+                _submission_error_to_form(form, exc)
             else:
                 return answer
+        forms.idempotency_key_renew(form)
     else:
         form = form_class(template=template)
     return render(
@@ -373,6 +387,15 @@ def enroll(request: HttpRequest) -> HttpResponse:
         "console/enrollment/enroll_form.html",
         {"template": template, "method": method, "form": form, "refused": refused},
     )
+
+
+def _submission_error_to_form(form: Any, exc: ServiceError) -> None:
+    """A refusal on the form; one about the hidden idempotency key goes on top (a hidden
+    field shows no error)."""
+    if "idempotency_key" in exc.fields:
+        form.add_error(None, forms.sentence(exc.message))
+    else:
+        forms.service_error_to_form(form, exc)
 
 
 def _submit(request: HttpRequest, template: Template, method: str, form: Any) -> HttpResponse:
@@ -383,6 +406,7 @@ def _submit(request: HttpRequest, template: Template, method: str, form: Any) ->
             csr_pem=data["csr_pem"],
             metadata=form.metadata(),
             actor=request.user,
+            idempotency_key=data.get("idempotency_key") or None,
         )
         messages.success(request, _submitted_message(enrollment))
         return redirect("console:enrollment-request-detail", pk=enrollment.pk)
@@ -394,33 +418,32 @@ def _submit(request: HttpRequest, template: Template, method: str, form: Any) ->
         password=data["password"],
         metadata=form.metadata(),
         actor=request.user,
+        idempotency_key=data.get("idempotency_key") or None,
+        keep_for=request.user,
     )
     return _submitted_answer(request, submitted)
 
 
 def _submitted_answer(request: HttpRequest, submitted: Any) -> HttpResponse:
-    """The PKCS#12 itself when it was issued at once (handed over once: now); otherwise
-    the request's page."""
+    """A redirect: to the PKCS#12's hand-over page when it was issued at once (kept for
+    the requester by the service) or when this repeats a PFX submission that was; to the
+    request's page otherwise."""
     enrollment = submitted.request
     if submitted.pfx is not None:
-        messages.success(
-            request, "Certificate issued; its PKCS#12 was downloaded and is not kept for you."
-        )
-        return _pfx_download(submitted.pfx, enrollment)
+        messages.success(request, "Certificate issued: download its PKCS#12 below, once.")
+        return redirect("console:enrollment-request-pkcs12", pk=enrollment.pk)
+    if (
+        enrollment.replayed
+        and enrollment.method == EnrollmentRequest.Method.PFX
+        and (enrollment.state == State.APPROVED or enrollment.pfx_collected_at is not None)
+    ):
+        messages.info(request, _submitted_message(enrollment))
+        return redirect("console:enrollment-request-pkcs12", pk=enrollment.pk)
     message = _submitted_message(enrollment)
     if enrollment.method == EnrollmentRequest.Method.PFX and enrollment.state != State.ISSUED:
         message += " Collect the PKCS#12 on this page once it is issued."
     messages.success(request, message)
     return redirect("console:enrollment-request-detail", pk=enrollment.pk)
-
-
-@login_required
-@require_GET
-@permission_required("enrollment.view_template", raise_exception=True)
-def template_list(request: HttpRequest) -> HttpResponse:
-    """The templates, read-only: they are managed in Django admin."""
-    templates = enrollment_selectors.template_list()
-    return render(request, "console/enrollment/templates.html", {"templates": templates})
 
 
 @login_required
@@ -537,8 +560,11 @@ def request_collect(request: HttpRequest, pk: str) -> HttpResponse:
     form = forms.PfxCollectForm(request.POST)
     if form.is_valid():
         try:
-            pfx = enrollment_services.enrollment_pfx_collect(
-                request=enrollment, password=form.cleaned_data["password"], actor=request.user
+            enrollment_services.enrollment_pfx_collect(
+                request=enrollment,
+                password=form.cleaned_data["password"],
+                actor=request.user,
+                keep=True,
             )
         except ServiceError as exc:
             _not_yours_raise(exc)
@@ -548,8 +574,61 @@ def request_collect(request: HttpRequest, pk: str) -> HttpResponse:
                 messages.error(request, f"Not collected: {exc.message}.")
                 return redirect("console:enrollment-request-detail", pk=pk)
         else:
-            return _pfx_download(pfx, enrollment)
+            messages.success(request, "PKCS#12 made: download it below, once.")
+            return redirect("console:enrollment-request-pkcs12", pk=pk)
     return _request_page(request, enrollment, collect_form=form)
+
+
+# How long the hand-over page waits for the first of two identical submissions (a double
+# click) to finish issuing, before it says the request is still being issued.
+_HAND_OVER_WAIT_SECONDS = 10.0
+
+
+def _own_request(request: HttpRequest, pk: Any) -> EnrollmentRequest:
+    enrollment = _visible_request(request, pk)
+    if enrollment.requested_by_id is None or enrollment.requested_by_id != request.user.pk:
+        raise PermissionDenied("only the requester receives the PKCS#12")
+    return enrollment
+
+
+@login_required
+@require_GET
+@permission_required(ADD_REQUESTS, raise_exception=True)
+def request_pkcs12(request: HttpRequest, pk: str) -> HttpResponse:
+    """The PKCS#12 hand-over page: the download, offered once to the requester; after it
+    (or once it expired) the page says so and offers nothing."""
+    enrollment = _own_request(request, pk)
+    ready = enrollment_selectors.pfx_hand_over_ready(request=enrollment, owner=request.user)
+    deadline = time.monotonic() + _HAND_OVER_WAIT_SECONDS
+    # A repeated submission lands here while the first one may still be issuing: wait for
+    # it briefly instead of saying nothing is there.
+    while not ready and enrollment.state == State.APPROVED and time.monotonic() < deadline:
+        time.sleep(0.25)
+        enrollment.refresh_from_db()
+        ready = enrollment_selectors.pfx_hand_over_ready(request=enrollment, owner=request.user)
+    context = {
+        "r": enrollment,
+        "ready": ready,
+        "minutes": enrollment_services.PFX_HAND_OVER_SECONDS // 60,
+    }
+    response = render(request, "console/enrollment/pkcs12_hand_over.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+@permission_required(ADD_REQUESTS, raise_exception=True)
+def request_pkcs12_download(request: HttpRequest, pk: str) -> HttpResponse:
+    """The kept PKCS#12, once: deleted as it is sent."""
+    enrollment = _own_request(request, pk)
+    pfx = enrollment_services.pfx_hand_over_take(request=enrollment, owner=request.user)
+    if pfx is None:
+        messages.error(
+            request, "This PKCS#12 was already downloaded, or it expired: it is handed out once."
+        )
+        return redirect("console:enrollment-request-pkcs12", pk=pk)
+    return _pfx_download(pfx, enrollment)
 
 
 @login_required
@@ -625,14 +704,18 @@ def certificate_renew(request: HttpRequest, pk: int) -> HttpResponse:
                 csr_pem=data.get("csr", ""),
                 reuse_key=bool(data.get("reuse_key")),
                 password=data.get("password", ""),
+                idempotency_key=data.get("idempotency_key") or None,
+                keep_for=request.user,
             )
         except EnrollmentRefused as exc:
             form.add_error(None, forms.sentence(exc.message))
             refused = str(exc.details.get("enrollment_id", ""))
         except ServiceError as exc:
-            forms.service_error_to_form(form, exc)
+            _submission_error_to_form(form, exc)
         else:
             return _submitted_answer(request, submitted)
+    if form.is_bound:
+        forms.idempotency_key_renew(form)
     return render(
         request,
         "console/pki/certificate_renew.html",

@@ -18,7 +18,6 @@ from certyard.display import VisibleText
 from certyard.enrollment import policy
 from certyard.enrollment.gateways import GatewayFailed, gateway_ping
 from certyard.enrollment.models import EnrollmentRequest, GatewayRecord, GatewaySync, Template
-from certyard.enrollment.services import template_errors
 from certyard.workflows.models import HandlerRegistration
 from handlers.base import HandlerKind
 
@@ -156,18 +155,8 @@ class TemplateForm(forms.ModelForm):
             + ". Any attribute not listed is refused.",
         )
 
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        candidate = self.instance
-        many_to_many = {field.name for field in Template._meta.many_to_many}
-        for name, value in cleaned.items():
-            if name not in many_to_many:  # saved by the form after the row, not set here
-                setattr(candidate, name, value)
-        for field, message in template_errors(candidate).items():
-            target = field if field in self.fields else None
-            if target is None or target not in self.errors:
-                self.add_error(target, message)
-        return cleaned
+    # The template's rules are checked by Template.clean() (``template_errors``), which
+    # ModelForm validation calls: one checker for admin, the console and the API.
 
 
 @admin.register(Template)

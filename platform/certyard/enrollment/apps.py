@@ -23,6 +23,11 @@ class EnrollmentConfig(AppConfig):
         # Who may act on a certificate: the inventory asks us who enrolled it.
         certificate_holders_source_register(certificate_enrollment_holders)
 
+        # Template.clean() checks with the service's checker (one for admin, console, API).
+        from certyard.enrollment.models import Template
+
+        Template.checker = services.template_errors
+
         action_applier_register("approve_enrollment", services.enrollment_approve_for_handler)
         action_applier_register("deny_enrollment", services.enrollment_deny_for_handler)
         action_applier_register("renew_certificate", services.certificate_renew_for_handler)

@@ -5,17 +5,27 @@ A template says what may be issued and by whom: a built-in CA (``pki``) or a CA 
 request is recorded, refused ones included, with the reason it was refused.
 """
 
+from __future__ import annotations
+
 import uuid
+from collections.abc import Callable
+from typing import ClassVar
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from certyard.encryption import EncryptedTextField
 from certyard.pki.models import KeyAlgorithm, RevocationReason
 from handlers.text import visible
 
+# An Idempotency-Key (API header or console form field): at most this many characters.
+IDEMPOTENCY_KEY_MAX = 100
+
 
 def _default_key_usage() -> list[str]:
+    # keyEncipherment applies to RSA keys only: the CA drops it for EC and Ed25519 keys
+    # (RFC 8813), so this default gives RSA certificates both bits and EC ones the first.
     return ["digital_signature", "key_encipherment"]
 
 
@@ -45,6 +55,8 @@ class Template(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="templates",
+        # The platform's own CAs (the orchestrators' identity CA) never issue for templates.
+        limit_choices_to={"purpose__isnull": True},
         verbose_name="built-in CA",
         help_text="Issue from this built-in CA; or choose a gateway instead.",
     )
@@ -132,6 +144,19 @@ class Template(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    # The template checker, :func:`certyard.enrollment.services.template_errors`,
+    # registered by the app's ready() (models sit below services and cannot import them).
+    checker: ClassVar[Callable[[Template], dict[str, str]] | None] = None
+
+    def clean(self) -> None:
+        """Every rule of a template (issuer, key usages by key type, names, metadata…),
+        from :func:`certyard.enrollment.services.template_errors`: Django admin, the
+        console's form and the API share it. Errors are keyed by model field name."""
+        checker = type(self).checker
+        errors = checker(self) if checker is not None else {}
+        if errors:
+            raise ValidationError({field: [message] for field, message in errors.items()})
+
 
 class EnrollmentRequest(models.Model):
     """One request for a certificate, from submission to issuance or refusal."""
@@ -211,9 +236,20 @@ class EnrollmentRequest(models.Model):
     target_stores = models.ManyToManyField(
         "inventory.CertificateStore", blank=True, related_name="+"
     )
+    # The requester's key for this submission (API ``Idempotency-Key``, the console form's
+    # hidden key): the same key from the same requester answers with this request instead
+    # of issuing again, so a retried or double-clicked submission issues once.
+    idempotency_key = models.CharField(max_length=IDEMPOTENCY_KEY_MAX, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["requested_by", "idempotency_key"],
+                condition=models.Q(requested_by__isnull=False) & ~models.Q(idempotency_key=""),
+                name="enrollment_idempotency_key_per_requester",
+            )
+        ]
         permissions = [
             ("approve_enrollmentrequest", "Can approve or deny enrollment requests"),
             # Object-level grant-alls (certyard.accounts.authorization): act on any request,
@@ -221,6 +257,10 @@ class EnrollmentRequest(models.Model):
             ("manage_any_enrollmentrequest", "Can act on anyone's enrollment requests"),
             ("recover_archived_key", "Can reuse another person's archived private key"),
         ]
+
+    # Not a column: True on the request a submission answered with instead of issuing
+    # again (its idempotency key was used before).
+    replayed: bool = False
 
     def __str__(self) -> str:
         # Shown in Django admin, messages and event labels: its outside text escaped.
@@ -234,6 +274,28 @@ class EnrollmentRequest(models.Model):
             and self.pfx_collected_at is None
             and bool(self.private_key_pem)
         )
+
+
+class PfxHandOver(models.Model):
+    """A PKCS#12 the console is about to hand over, once: kept encrypted (and protected by
+    the requester's password) between the POST that made it and the GET that downloads
+    it, deleted when downloaded or once expired, so the enrollment form is never shown
+    again with its passwords and a reload never offers the file a second time."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    request = models.ForeignKey(
+        EnrollmentRequest, on_delete=models.CASCADE, related_name="pfx_hand_overs"
+    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    pkcs12_b64 = EncryptedTextField(editable=False)
+    expires_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"PKCS#12 hand-over for {self.request_id}"
 
 
 class GatewayRecord(models.Model):

@@ -14,7 +14,13 @@ from typing import Any
 from cryptography import x509
 
 from certyard.enrollment.models import Template
-from certyard.pki.crypto import NAME_BOUND_BY_OID, NAME_BOUNDS, key_algorithm_of, name_value_error
+from certyard.pki.crypto import (
+    NAME_BOUND_BY_OID,
+    NAME_BOUNDS,
+    key_algorithm_of,
+    key_usages_for,
+    name_value_error,
+)
 
 # Subject attributes a template can name, by the short names people use; their bounds
 # live in one table, pki.crypto.NAME_BOUNDS.
@@ -72,6 +78,31 @@ def csr_parse(text: str) -> x509.CertificateSigningRequest:
             "it carries"
         )
     return csr
+
+
+# What a refused request still shows of its CSR: bounded, it is the requester's text.
+_SUBJECT_SHOWN_MAX = 1000
+_SANS_SHOWN_MAX = 100
+
+
+def csr_names_as_requested(csr: x509.CertificateSigningRequest) -> tuple[str, list[str]]:
+    """The subject (RFC 4514) and names a CSR asks for, unchecked and bounded: what a
+    request refused by the policy is recorded with, so its page says what was refused."""
+    try:
+        subject = csr.subject.rfc4514_string()[:_SUBJECT_SHOWN_MAX]
+    except Exception:  # a broken name in a CSR that parsed
+        subject = ""
+    texts: list[str] = []
+    try:
+        requested = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except Exception:  # no SAN extension, or one that cannot be read: the check says why
+        requested = []
+    for name in requested[:_SANS_SHOWN_MAX]:
+        if isinstance(name, x509.DNSName):
+            texts.append(f"DNS:{name.value}"[:300])
+        elif isinstance(name, x509.IPAddress):
+            texts.append(f"IP:{name.value}"[:300])
+    return subject, texts
 
 
 def subject_attributes_errors(rules: Any) -> list[str]:
@@ -232,6 +263,11 @@ def request_check(template: Template, csr: x509.CertificateSigningRequest) -> Ch
         raise PolicyError(
             f"template {template.name!r} does not allow {algorithm} keys "
             f"(it allows {', '.join(template.allowed_key_types) or 'none'})"
+        )
+    if template.key_usage and not key_usages_for(template.key_usage, csr.public_key()):
+        raise PolicyError(
+            f"none of template {template.name!r}'s key usages "
+            f"({', '.join(template.key_usage)}) applies to a {algorithm} key"
         )
     values = _subject_values(template, csr.subject)
     try:

@@ -5,8 +5,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils import timezone
 
-from certyard.enrollment.models import EnrollmentRequest, GatewaySync, Template
+from certyard.enrollment.models import EnrollmentRequest, GatewaySync, PfxHandOver, Template
 from certyard.inventory.models import Certificate
 from certyard.pki.models import CertificateAuthority
 from certyard.workflows.models import HandlerRegistration
@@ -115,3 +116,10 @@ def gateway_sync_list(*, gateway: HandlerRegistration | None = None) -> QuerySet
     if gateway is not None:
         syncs = syncs.filter(gateway=gateway)
     return syncs
+
+
+def pfx_hand_over_ready(*, request: EnrollmentRequest, owner: Any) -> bool:
+    """Whether a PKCS#12 waits for ``owner`` to download it from the hand-over page."""
+    return PfxHandOver.objects.filter(
+        request=request, owner=owner, expires_at__gt=timezone.now()
+    ).exists()

@@ -189,6 +189,46 @@ def key_usage(names: list[str] | tuple[str, ...]) -> x509.KeyUsage:
     return x509.KeyUsage(**{name: name in chosen for name in KEY_USAGES})
 
 
+_SIGNING_USAGES = frozenset(
+    {"digital_signature", "content_commitment", "key_cert_sign", "crl_sign"}
+)
+# Which key usages a key of each kind can carry: an RSA key signs and encrypts (no key
+# agreement); an EC key signs and agrees (no keyEncipherment or dataEncipherment, RFC
+# 8813); an Ed25519 key only signs (RFC 8410). encipherOnly and decipherOnly qualify
+# keyAgreement and mean nothing without it (RFC 5280 4.2.1.3).
+KEY_USAGES_BY_KIND: dict[str, frozenset[str]] = {
+    "RSA": _SIGNING_USAGES | {"key_encipherment", "data_encipherment"},
+    "EC": _SIGNING_USAGES | {"key_agreement", "encipher_only", "decipher_only"},
+    "Ed25519": _SIGNING_USAGES,
+}
+
+
+def key_kind(key_or_algorithm: object) -> str:
+    """``RSA``, ``EC`` or ``Ed25519`` for a key (public or private) or a key type name
+    (``RSA-2048``, ``EC-P256``…); another name for anything else."""
+    if isinstance(key_or_algorithm, str):
+        algorithm = key_or_algorithm
+    elif isinstance(key_or_algorithm, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        algorithm = key_algorithm_of(key_or_algorithm.public_key())
+    elif isinstance(key_or_algorithm, ed25519.Ed25519PrivateKey):
+        algorithm = "Ed25519"
+    else:
+        algorithm = key_algorithm_of(key_or_algorithm)
+    return algorithm.split("-", 1)[0]
+
+
+def key_usages_for(names: list[str] | tuple[str, ...], key: object) -> tuple[str, ...]:
+    """The key usages of ``names`` that apply to ``key`` (a key or a key type name), in
+    :data:`KEY_USAGES` order: the others are dropped, never written into a certificate."""
+    allowed = KEY_USAGES_BY_KIND.get(key_kind(key))
+    chosen = [name for name in KEY_USAGES if name in set(names)]
+    if allowed is not None:
+        chosen = [name for name in chosen if name in allowed]
+    if "key_agreement" not in chosen:
+        chosen = [name for name in chosen if name not in ("encipher_only", "decipher_only")]
+    return tuple(chosen)
+
+
 @dataclass(frozen=True, slots=True)
 class Profile:
     """What an issued certificate says beyond its key: decided by the platform.
@@ -197,7 +237,8 @@ class Profile:
         subject: The subject name.
         sans: Subject alternative names (empty: no extension).
         validity: How long from now, capped at the CA's own expiry.
-        key_usage: Names from :data:`KEY_USAGES` (empty: no extension).
+        key_usage: Names from :data:`KEY_USAGES` (empty: no extension); those the
+            subject key cannot use are dropped (:func:`key_usages_for`).
         extended_key_usage: Names from :data:`EXTENDED_KEY_USAGES`.
         crl_url, ocsp_url, issuer_url: Written into CDP and AIA when set.
         ca_path_length: Set to make a CA certificate (an intermediate); None for leaves.
@@ -249,8 +290,11 @@ def certificate_build(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public),  # type: ignore[arg-type]
             critical=False,
         )
-    if profile.key_usage:
-        builder = builder.add_extension(key_usage(profile.key_usage), critical=True)
+    # Bits the subject key cannot use (keyEncipherment on an EC key…) are dropped here,
+    # whatever the caller asked for: no certificate this CA signs carries them.
+    usages = key_usages_for(profile.key_usage, public_key)
+    if usages:
+        builder = builder.add_extension(key_usage(usages), critical=True)
     if profile.extended_key_usage:
         builder = builder.add_extension(
             x509.ExtendedKeyUsage([EXTENDED_KEY_USAGES[n] for n in profile.extended_key_usage]),

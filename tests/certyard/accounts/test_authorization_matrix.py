@@ -231,6 +231,22 @@ def _manageable(world: World) -> None:
     world.store.refresh_from_db()
 
 
+def _pkcs12_kept(world: World) -> None:
+    """A PKCS#12 kept for the owner on the hand-over page of their collectable request."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from certyard.enrollment.models import PfxHandOver
+
+    PfxHandOver.objects.create(
+        request=world.collectable,
+        owner=world.owner,
+        pkcs12_b64="MAA=",
+        expires_at=timezone.now() + dt.timedelta(minutes=5),
+    )
+
+
 _RENEW_FORM = {"renew-password": PASSWORD, "renew-password_confirm": PASSWORD}
 _COLLECT_FORM = {"collect-password": PASSWORD, "collect-password_confirm": PASSWORD}
 
@@ -244,10 +260,12 @@ OPERATIONS = [
        lambda w: {"reason": 1}, allowed=(204,)),
     Op("api-metadata-change", "certificate-metadata", "patch", _cert("metadata/"),
        lambda w: {"team": "blue"}),
+    # A PKCS#12 goes to its hand-over page (issue 17): a redirect, never the file itself.
     Op("console-renew", "console:certificate-renew", "post", _cert("renew/", api=False),
-       lambda w: _RENEW_FORM),
+       lambda w: _RENEW_FORM, allowed=(302,)),
     Op("console-renew-reuse-key", "console:certificate-renew", "post",
-       _cert("renew/", api=False), lambda w: {**_RENEW_FORM, "renew-reuse_key": "on"}),
+       _cert("renew/", api=False), lambda w: {**_RENEW_FORM, "renew-reuse_key": "on"},
+       allowed=(302,)),
     Op("console-revoke", "console:certificate-revoke", "post", _cert("revoke/", api=False),
        lambda w: {"revoke-reason": "1", "revoke-confirm": "on"}, allowed=(302,)),
     Op("console-metadata-change", "console:certificate-metadata-edit", "post",
@@ -290,7 +308,11 @@ OPERATIONS = [
     Op("console-deny", "console:enrollment-request-deny", "post", _enr("deny/", api=False),
        lambda w: {"deny-comment": "no"}, holder="approver", allowed=(302,)),
     Op("console-collect", "console:enrollment-request-collect", "post",
-       _enr("collect/", "collectable", api=False), lambda w: _COLLECT_FORM),
+       _enr("collect/", "collectable", api=False), lambda w: _COLLECT_FORM, allowed=(302,)),
+    # The hand-over page's download: the requester's alone (it deletes the kept file).
+    Op("console-pkcs12-download", "console:enrollment-request-pkcs12-download", "post",
+       _enr("pkcs12/download/", "collectable", api=False), changes=False,
+       prepare=_pkcs12_kept),
     # --- Stores ------------------------------------------------------------------------------
     Op("api-store-change", "store-detail", "patch", _store(""),
        lambda w: {"store_path": "/srv/other"}),
@@ -366,6 +388,10 @@ NOT_OBJECT_LEVEL = {
     "console:api-token-revoke": "a person's own API tokens only (anyone else's is a 404)",
     "console:store-create": "a new store: its creator becomes its owner",
     "console:metadata-backfill-start": _CONFIG,
+    "console:metadata-field-add": _CONFIG,
+    "console:metadata-field-edit": _CONFIG,
+    "console:enrollment-template-create": _CONFIG,
+    "console:enrollment-template-edit": _CONFIG,
     "console:metadata-backfill-cancel": _CONFIG,
     "console:blueprint-delete": _CONFIG,
     "console:orchestrator-blueprint-save": _CONFIG,

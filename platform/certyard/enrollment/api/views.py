@@ -32,6 +32,30 @@ from certyard.inventory.models import Certificate
 from certyard.workflows.models import HandlerRegistration
 from handlers.base import HandlerKind
 
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="Optional, 1 to 100 printable ASCII characters (a random UUID): the same "
+    "key from the same person answers with the request it first submitted (200, header "
+    "Idempotent-Replayed: true; a PFX enrollment's PKCS#12 is not sent again) instead of "
+    "issuing again. A key used for another template or method is refused (409).",
+)
+
+
+def _idempotency_key(request: Request) -> str | None:
+    return request.headers.get("Idempotency-Key")
+
+
+def _created(body: object, enrollment: EnrollmentRequest) -> Response:
+    """201 for a new request; 200 and Idempotent-Replayed when the key was used before."""
+    if enrollment.replayed:
+        response = Response(body, status=status.HTTP_200_OK)
+        response["Idempotent-Replayed"] = "true"
+        return response
+    return Response(body, status=status.HTTP_201_CREATED)
+
 
 class TemplateViewSet(viewsets.ReadOnlyModelViewSet):
     """Enrollment templates (managed in Django admin)."""
@@ -65,7 +89,11 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         request.refresh_from_db()
         return Response(s.EnrollmentSerializer(request).data, status=code)
 
-    @extend_schema(request=s.EnrollmentCsrSerializer, responses={201: s.EnrollmentSerializer})
+    @extend_schema(
+        request=s.EnrollmentCsrSerializer,
+        responses={201: s.EnrollmentSerializer, 200: s.EnrollmentSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
+    )
     def create(self, request: Request) -> Response:
         """Enroll a CSR under a template: issued at once (201, state issued) or pending
         approval (201, state pending)."""
@@ -78,8 +106,10 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             metadata=values["metadata"],
             actor=request.user,
             target_stores=[str(store) for store in values["target_stores"]],
+            idempotency_key=_idempotency_key(request),
         )
-        return self._answer(submitted, status.HTTP_201_CREATED)
+        submitted.refresh_from_db()
+        return _created(s.EnrollmentSerializer(submitted).data, submitted)
 
     @extend_schema(
         request=s.EnrollmentBatchSerializer, responses={201: s.EnrollmentBatchResultSerializer}
@@ -109,7 +139,9 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        request=s.EnrollmentPfxSerializer, responses={201: s.EnrollmentPfxResultSerializer}
+        request=s.EnrollmentPfxSerializer,
+        responses={201: s.EnrollmentPfxResultSerializer, 200: s.EnrollmentPfxResultSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
     )
     @action(detail=False, methods=["post"], permission_classes=[IsAuthenticated])
     def pfx(self, request: Request) -> Response:
@@ -128,13 +160,16 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             metadata=values["metadata"],
             actor=request.user,
             target_stores=[str(store) for store in values["target_stores"]],
+            idempotency_key=_idempotency_key(request),
         )
+        replayed = submitted.request.replayed
         submitted.request.refresh_from_db()
+        submitted.request.replayed = replayed
         body = {
             "enrollment": s.EnrollmentSerializer(submitted.request).data,
             "pkcs12": base64.b64encode(submitted.pfx).decode() if submitted.pfx else None,
         }
-        return Response(body, status=status.HTTP_201_CREATED)
+        return _created(body, submitted.request)
 
     @extend_schema(request=s.DecisionSerializer, responses={200: s.EnrollmentSerializer})
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
@@ -210,7 +245,11 @@ class CertificateRevokeView(_CertificateActionView):
 
 
 class CertificateRenewView(_CertificateActionView):
-    @extend_schema(request=s.RenewSerializer, responses={201: s.EnrollmentPfxResultSerializer})
+    @extend_schema(
+        request=s.RenewSerializer,
+        responses={201: s.EnrollmentPfxResultSerializer, 200: s.EnrollmentPfxResultSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
+    )
     def post(self, request: Request, pk: int) -> Response:
         """Renew under the original template, with a CSR (same or new key), or as PFX."""
         require_permissions(request, self, "enrollment.add_enrollmentrequest")
@@ -223,13 +262,16 @@ class CertificateRenewView(_CertificateActionView):
             csr_pem=values["csr"],
             reuse_key=values["reuse_key"],
             password=values["password"],
+            idempotency_key=_idempotency_key(request),
         )
+        replayed = submitted.request.replayed
         submitted.request.refresh_from_db()
+        submitted.request.replayed = replayed
         body = {
             "enrollment": s.EnrollmentSerializer(submitted.request).data,
             "pkcs12": base64.b64encode(submitted.pfx).decode() if submitted.pfx else None,
         }
-        return Response(body, status=status.HTTP_201_CREATED)
+        return _created(body, submitted.request)
 
 
 class GatewayViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

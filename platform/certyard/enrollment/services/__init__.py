@@ -20,7 +20,13 @@ from certyard.enrollment.services.issuing import (
     certificate_issued_hook_register,
     enrollment_refresh,
 )
-from certyard.enrollment.services.pfx import enrollment_pfx_collect, enrollment_submit_pfx
+from certyard.enrollment.services.pfx import (
+    PFX_HAND_OVER_SECONDS,
+    enrollment_pfx_collect,
+    enrollment_submit_pfx,
+    pfx_hand_over_keep,
+    pfx_hand_over_take,
+)
 from certyard.enrollment.services.recording import ENROLLMENT_SOURCE, EnrollmentRefused, State
 from certyard.enrollment.services.renewal import certificate_renew
 from certyard.enrollment.services.revocation import (
@@ -32,12 +38,14 @@ from certyard.enrollment.services.submit import (
     Submitted,
     enrollment_submit_csr,
     enrollments_submit_csr_batch,
+    idempotency_key_check,
 )
 from certyard.enrollment.services.templates import template_errors, template_save
 
 __all__ = [
     "BATCH_MAX",
     "ENROLLMENT_SOURCE",
+    "PFX_HAND_OVER_SECONDS",
     "EnrollmentRefused",
     "State",
     "Submitted",
@@ -55,6 +63,9 @@ __all__ = [
     "enrollment_submit_csr",
     "enrollment_submit_pfx",
     "enrollments_submit_csr_batch",
+    "idempotency_key_check",
+    "pfx_hand_over_keep",
+    "pfx_hand_over_take",
     "template_errors",
     "template_save",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import re
 from typing import Any
 
@@ -13,16 +15,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from certyard.enrollment import policy
-from certyard.enrollment.models import EnrollmentRequest, Template
+from certyard.enrollment.models import EnrollmentRequest, PfxHandOver, Template
 from certyard.enrollment.services.recording import _PFX_PASSWORD_MIN, State, _fail
 from certyard.enrollment.services.submit import (
     Submitted,
     _checked,
+    _key_reserve,
     _new_request,
     _proceed,
+    _replayed,
     _target_stores_attach,
     _target_stores_check,
     _template_find,
+    idempotency_key_check,
 )
 from certyard.errors import ServiceError
 from certyard.inventory.models import Certificate
@@ -81,15 +86,25 @@ def _pfx(request: EnrollmentRequest, password: str) -> bytes:
     )
 
 
-def _pfx_hand_over(request: EnrollmentRequest, template: Template | None, password: str) -> bytes:
-    """The PKCS#12, once: marked collected, the key dropped unless the template archives."""
+def _pfx_hand_over(
+    request: EnrollmentRequest, template: Template | None, password: str, keep_for: Any = None
+) -> bytes:
+    """The PKCS#12, once: marked collected, the key dropped unless the template archives.
+
+    ``keep_for`` (a person): the PKCS#12 is also kept for them to download, once, from
+    the console's hand-over page (:func:`pfx_hand_over_take`), in the same transaction
+    that marks it collected.
+    """
     pfx = _pfx(request, password)
     request.pfx_collected_at = timezone.now()
     # A key still to be delivered to target stores stays until the deliveries end (the
     # deployment app drops it then).
     if (template is None or not template.archive_keys) and not request.target_stores.exists():
         request.private_key_pem = ""
-    request.save(update_fields=["pfx_collected_at", "private_key_pem", "updated_at"])
+    with transaction.atomic():
+        request.save(update_fields=["pfx_collected_at", "private_key_pem", "updated_at"])
+        if keep_for is not None:
+            pfx_hand_over_keep(request=request, owner=keep_for, pfx=pfx)
     return pfx
 
 
@@ -107,6 +122,8 @@ def enrollment_submit_pfx(
     reuse_key_pem: str = "",
     hold: bool = False,
     target_stores: Any = None,
+    idempotency_key: Any = None,
+    keep_for: Any = None,
 ) -> Submitted:
     """The platform makes the key and returns it with the certificate as a PKCS#12, once.
 
@@ -116,14 +133,25 @@ def enrollment_submit_pfx(
     :func:`enrollment_pfx_collect` once it is issued. ``target_stores`` (store ids):
     where the certificate, with its key, is delivered once issued; the key is then held
     until every delivery ended (and dropped afterwards unless the template archives keys).
+    ``idempotency_key``: as for :func:`enrollment_submit_csr`; a repeated submission
+    answers with the first request and no PKCS#12 (it was handed over once already).
+    ``keep_for``: see :func:`_pfx_hand_over` (the console's hand-over page).
     """
+    method = EnrollmentRequest.Method.PFX
+    key_given = idempotency_key_check(idempotency_key)
+    first = _replayed(actor, key_given, template_name=template_name, method=method)
+    if first is not None:
+        return Submitted(first)
     request = _new_request(
         template_name=template_name,
         actor=actor,
-        method=EnrollmentRequest.Method.PFX,
+        method=method,
         type=type,
         renewal_of=renewal_of,
     )
+    first = _key_reserve(request, key_given, template_name=template_name, actor=actor)
+    if first is not None:
+        return Submitted(first)
     template = _template_find(request, template_name)
     if not hold:
         password = _pfx_password_check(request, password)
@@ -137,6 +165,10 @@ def enrollment_submit_pfx(
         _fail(request, problem, field="common_name")
     if isinstance(sans, str):
         sans = [s for s in re.split(r"[\s,]+", sans) if s]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    # Recorded before the checks, so a refused request names what it was refused for.
+    request.subject = subject.rfc4514_string()
+    request.sans = [str(name)[:300] for name in list(sans or [])[:100]]
     try:
         names = _general_names(list(sans or []))
     except policy.PolicyError as exc:
@@ -151,7 +183,6 @@ def enrollment_submit_pfx(
                 f"(it allows {', '.join(template.allowed_key_types) or 'none'})",
             )
         key = crypto.key_generate(str(key_algorithm))
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     csr_pem = _csr_for(key, subject, names)  # type: ignore[arg-type]
     request.private_key_pem = crypto.key_pem(key)  # type: ignore[arg-type]
     request.key_archived = template.archive_keys
@@ -160,12 +191,15 @@ def enrollment_submit_pfx(
     _target_stores_attach(request, stores)
     _proceed(request, template, checked)
     if request.state == State.ISSUED and not hold:
-        return Submitted(request, _pfx_hand_over(request, template, password))
+        return Submitted(request, _pfx_hand_over(request, template, password, keep_for))
     return Submitted(request)
 
 
-def enrollment_pfx_collect(*, request: EnrollmentRequest, password: Any, actor: Any) -> bytes:
-    """The PKCS#12 of an approved PFX request, once, for its requester."""
+def enrollment_pfx_collect(
+    *, request: EnrollmentRequest, password: Any, actor: Any, keep: bool = False
+) -> bytes:
+    """The PKCS#12 of an approved PFX request, once, for its requester (``keep``: also
+    kept for the console's hand-over page, see :func:`_pfx_hand_over`)."""
     if not isinstance(password, str) or len(password) < _PFX_PASSWORD_MIN:
         raise ServiceError(
             f"give a PKCS#12 password of at least {_PFX_PASSWORD_MIN} characters",
@@ -201,4 +235,36 @@ def enrollment_pfx_collect(*, request: EnrollmentRequest, password: Any, actor: 
                 code="already_collected",
                 http_status=410,
             )
-        return _pfx_hand_over(locked, locked.template, password)
+        return _pfx_hand_over(locked, locked.template, password, actor if keep else None)
+
+
+# --- The console's hand-over of a PKCS#12 -------------------------------------------------
+
+PFX_HAND_OVER_SECONDS = 15 * 60
+
+
+def pfx_hand_over_keep(*, request: EnrollmentRequest, owner: Any, pfx: bytes) -> PfxHandOver:
+    """Keep a PKCS#12 just made for ``owner`` until they download it (at most
+    :data:`PFX_HAND_OVER_SECONDS`), encrypted at rest; expired ones are dropped now."""
+    now = timezone.now()
+    PfxHandOver.objects.filter(expires_at__lte=now).delete()
+    return PfxHandOver.objects.create(
+        request=request,
+        owner=owner,
+        pkcs12_b64=base64.b64encode(pfx).decode(),
+        expires_at=now + dt.timedelta(seconds=PFX_HAND_OVER_SECONDS),
+    )
+
+
+def pfx_hand_over_take(*, request: EnrollmentRequest, owner: Any) -> bytes | None:
+    """The PKCS#12 kept for ``owner`` and ``request``, once: deleted as it is read. None
+    when there is none (downloaded already, expired, or never made)."""
+    with transaction.atomic():
+        kept = (
+            PfxHandOver.objects.select_for_update()
+            .filter(request=request, owner=owner, expires_at__gt=timezone.now())
+            .order_by("-created_at")
+            .first()
+        )
+        PfxHandOver.objects.filter(request=request, owner=owner).delete()
+    return base64.b64decode(kept.pkcs12_b64) if kept is not None else None

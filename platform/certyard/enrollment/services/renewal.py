@@ -24,6 +24,8 @@ def certificate_renew(
     csr_pem: str = "",
     reuse_key: bool = False,
     password: str = "",
+    idempotency_key: Any = None,
+    keep_for: Any = None,
 ) -> Submitted:
     """Renew a certificate Certyard issued, under the template it was issued with.
 
@@ -53,6 +55,8 @@ def certificate_renew(
         "type": EnrollmentRequest.Type.RENEW,
         "renewal_of": certificate,
         "actor": actor if actor is not None else original.requested_by,
+        # A repeated renewal form (a double click) answers with the first renewal.
+        "idempotency_key": idempotency_key,
     }
     if csr_pem:
         request = enrollment_submit_csr(
@@ -88,9 +92,10 @@ def certificate_renew(
         metadata=original.metadata,
         reuse_key_pem=reuse_key_pem,
         hold=held,
+        keep_for=keep_for,
         **renew,
     )
-    if reuse_key_pem:
+    if reuse_key_pem and not submitted.request.replayed:
         _key_reuse_audit(certificate, original, submitted.request, actor)
     return submitted
 

@@ -8,13 +8,13 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from certyard.accounts.authorization import is_person
 from certyard.bulk import instances_insert
 from certyard.enrollment import policy
-from certyard.enrollment.models import EnrollmentRequest, Template
+from certyard.enrollment.models import IDEMPOTENCY_KEY_MAX, EnrollmentRequest, Template
 from certyard.enrollment.services.issuing import _chain_ders, _issue, _profile
 from certyard.enrollment.services.recording import (
     ENROLLMENT_SOURCE,
@@ -45,7 +45,23 @@ def _template_find(request: EnrollmentRequest, name: Any) -> Template:
     if not template.enabled:
         _fail(request, f"the template {template.name!r} is disabled", status=409)
     request.template = template
+    problem = issuer_problem(template)
+    if problem:
+        _fail(request, problem, code="template_issuer_refused", status=409)
     return template
+
+
+def issuer_problem(template: Template) -> str:
+    """Why ``template`` cannot issue from its built-in CA (empty: it can). The platform's
+    own CAs (the orchestrators' identity CA) issue for no template, whatever was saved
+    before this rule existed."""
+    if template.ca_id is not None and template.ca.purpose:
+        return (
+            f"template {template.name!r} names {template.ca.name}, the platform's own CA "
+            f"({template.ca.get_purpose_display().lower()}), which issues for no template; "
+            "an administrator must choose another CA for it"
+        )
+    return ""
 
 
 def _new_request(
@@ -67,11 +83,86 @@ def _new_request(
     )
 
 
+def idempotency_key_check(key: Any) -> str:
+    """An ``Idempotency-Key`` as given (empty: none); refused unless it is 1 to 100
+    printable ASCII characters without surrounding spaces."""
+    if key is None or key == "":
+        return ""
+    if (
+        not isinstance(key, str)
+        or len(key) > IDEMPOTENCY_KEY_MAX
+        or not (key.isascii() and key.isprintable())
+        or key != key.strip()
+    ):
+        raise ServiceError(
+            f"the idempotency key must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII "
+            "characters (a random UUID is a good one)",
+            code="invalid_idempotency_key",
+            field="idempotency_key",
+        )
+    return key
+
+
+def _replayed(actor: Any, key: str, *, template_name: Any, method: str) -> EnrollmentRequest | None:
+    """The request this requester already submitted with ``key``, if any (marked
+    ``replayed``); a refused one is refused again, with its reason."""
+    actor = _actor(actor)
+    if not key or actor is None:
+        return None
+    first = (
+        EnrollmentRequest.objects.select_related("template")
+        .filter(requested_by=actor, idempotency_key=key)
+        .first()
+    )
+    if first is None:
+        return None
+    if first.template_name != str(template_name or "")[:100] or first.method != method:
+        raise ServiceError(
+            f"this idempotency key was already used for another request ({first.method} "
+            f"under {first.template_name!r}): use a new key for a new request",
+            code="idempotency_key_reused",
+            http_status=409,
+            field="idempotency_key",
+        )
+    if first.state == State.FAILED:
+        raise EnrollmentRefused(
+            first.failure_reason,
+            code="enrollment_refused",
+            http_status=400,
+            details={"enrollment_id": str(first.pk), "replayed": True},
+        )
+    first.replayed = True
+    return first
+
+
+def _key_reserve(
+    request: EnrollmentRequest, key: str, *, template_name: Any, actor: Any
+) -> EnrollmentRequest | None:
+    """Record ``request`` with its idempotency key before anything is checked or issued.
+
+    The unique constraint (requester, key) decides between two submissions racing with
+    the same key (a double click): the one that loses answers with the winner's request.
+    Returns that request, or None when this one holds the key.
+    """
+    if not key or request.requested_by is None:
+        return None
+    request.idempotency_key = key
+    try:
+        with transaction.atomic():
+            request.save(force_insert=True)
+    except IntegrityError:
+        request._state.adding = True
+        return _replayed(actor, key, template_name=template_name, method=request.method)
+    return None
+
+
 def _checked(
     request: EnrollmentRequest, template: Template, csr_pem: str, metadata: Any
 ) -> policy.CheckedRequest:
     try:
         csr = policy.csr_parse(csr_pem)
+        # Recorded before the check, so a refused request names what it was refused for.
+        request.subject, request.sans = policy.csr_names_as_requested(csr)
         checked = policy.request_check(template, csr)
         request.metadata = _metadata_check(template, metadata)
     except policy.PolicyError as exc:
@@ -204,18 +295,30 @@ def enrollment_submit_csr(
     type: str = EnrollmentRequest.Type.NEW,
     renewal_of: Certificate | None = None,
     target_stores: Any = None,
+    idempotency_key: Any = None,
 ) -> EnrollmentRequest:
     """Enroll a CSR under a template. Refusals raise EnrollmentRefused, recorded as failed.
 
     ``target_stores`` (store ids): where the certificate is delivered once issued.
+    ``idempotency_key``: the same key from the same requester answers with the request
+    it first submitted (``replayed`` set) instead of issuing again; a key already used
+    for another template or method is refused (``idempotency_key_reused``).
     """
+    method = EnrollmentRequest.Method.CSR
+    key = idempotency_key_check(idempotency_key)
+    first = _replayed(actor, key, template_name=template_name, method=method)
+    if first is not None:
+        return first
     request = _new_request(
         template_name=template_name,
         actor=actor,
-        method=EnrollmentRequest.Method.CSR,
+        method=method,
         type=type,
         renewal_of=renewal_of,
     )
+    first = _key_reserve(request, key, template_name=template_name, actor=actor)
+    if first is not None:
+        return first
     template = _template_find(request, template_name)
     checked = _checked(request, template, csr_pem if isinstance(csr_pem, str) else "", metadata)
     stores = _target_stores_check(request, actor, target_stores, key_delivered=False)
@@ -248,6 +351,8 @@ def enrollments_submit_csr_batch(
         common_error = f"there is no template named {template_name!r}"
     elif not template.enabled:
         common_error = f"the template {template.name!r} is disabled"
+    elif issuer_problem(template):
+        common_error = issuer_problem(template)
     else:
         try:
             values = _metadata_check(template, metadata)
@@ -269,7 +374,9 @@ def enrollments_submit_csr_batch(
             request.failure_reason = common_error
             continue
         try:
-            checked = policy.request_check(template, policy.csr_parse(pem))  # type: ignore[arg-type]
+            csr = policy.csr_parse(pem)
+            request.subject, request.sans = policy.csr_names_as_requested(csr)
+            checked = policy.request_check(template, csr)  # type: ignore[arg-type]
         except policy.PolicyError as exc:
             request.failure_reason = str(exc)
             continue

@@ -10,6 +10,7 @@ from certyard.enrollment.gateways import GatewayFailed, gateway_call
 from certyard.enrollment.models import Template
 from certyard.errors import ServiceError
 from certyard.inventory.models import MetadataField
+from certyard.pki import crypto
 from certyard.pki.crypto import EXTENDED_KEY_USAGES, KEY_USAGES
 from certyard.pki.models import KeyAlgorithm
 from handlers.base import HandlerKind
@@ -26,6 +27,11 @@ def template_errors(template: Template, *, check_product: bool = True) -> dict[s
     errors: dict[str, str] = {}
     if (template.ca_id is None) == (template.gateway_id is None):
         errors["ca"] = "Choose either a built-in CA or a CA gateway (one of them)."
+    if template.ca_id is not None and template.ca.purpose:
+        errors["ca"] = (
+            f"{template.ca.name} is the platform's own CA ({template.ca.get_purpose_display()}): "
+            "it certifies orchestrators and issues for no template. Choose another CA."
+        )
     if template.gateway_id is not None:
         gateway = template.gateway
         if gateway.kind != HandlerKind.GATEWAY:
@@ -59,6 +65,19 @@ def template_errors(template: Template, *, check_product: bool = True) -> dict[s
             errors[name] = f"Unknown: {', '.join(unknown)}. Allowed: {', '.join(allowed)}."
         elif required and not value:
             errors[name] = "Allow at least one."
+    if "key_usage" not in errors and "allowed_key_types" not in errors and template.key_usage:
+        useless = [
+            kind
+            for kind in dict.fromkeys(template.allowed_key_types)
+            if not crypto.key_usages_for(template.key_usage, kind)
+        ]
+        if useless:
+            errors["key_usage"] = (
+                f"None of these key usages applies to {', '.join(useless)} keys "
+                "(keyEncipherment and dataEncipherment are for RSA keys, keyAgreement for EC "
+                "keys; Ed25519 keys only sign): add digital_signature, or allow other key "
+                "types. Usages a key cannot use are left out of its certificate."
+            )
     if not _list_of_strings(template.allowed_domains):
         errors["allowed_domains"] = "A list of domain names."
     else:
