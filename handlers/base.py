@@ -51,6 +51,7 @@ Rules every handler follows
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -369,6 +370,71 @@ class CertificateInfo:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+class MetadataFieldType(StrEnum):
+    """The types a metadata field can have (the platform's ``MetadataField.Type`` values)."""
+
+    STRING = "string"  # one line of text
+    TEXT = "text"  # several lines
+    INTEGER = "integer"
+    DATE = "date"  # YYYY-MM-DD
+    BOOLEAN = "boolean"
+    CHOICE = "choice"  # one of ``choices``
+    EMAIL = "email"
+
+
+# The platform's rule for a metadata field name: a letter, then letters, digits or _.
+METADATA_FIELD_NAME = r"[A-Za-z][A-Za-z0-9_]{0,59}"
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataFieldDeclaration:
+    """A metadata field a generator fills, declared on its class.
+
+    When an administrator registers the generator, the platform creates each declared
+    field that does not exist yet, with this type, label and description. A field that
+    already exists is left as it is when its type takes these values (declared ``string``
+    values fit an existing ``text``, ``choice`` or ``email`` field; ``integer``,
+    ``choice`` and ``email`` values fit ``string`` and ``text`` fields); when it cannot
+    (a ``boolean`` field for ``string`` values), the registration is refused with a
+    message naming the field, and nothing is changed.
+
+    Attributes:
+        name: The field's name (a letter, then letters, digits or ``_``; at most 60).
+        type: A :class:`MetadataFieldType`.
+        label: Shown in the console instead of the name (optional).
+        description: What the value means, shown as the field's help text.
+        choices: The allowed values of a ``choice`` field (and only of one).
+    """
+
+    name: str
+    type: MetadataFieldType = MetadataFieldType.STRING
+    label: str = ""
+    description: str = ""
+    choices: tuple[str, ...] = ()
+
+
+def metadata_field_declarations_check(declared: Sequence[MetadataFieldDeclaration]) -> None:
+    """Raise ``TypeError`` when a generator's field declarations are wrong (a bug in it)."""
+    seen: set[str] = set()
+    for declaration in declared:
+        if not isinstance(declaration, MetadataFieldDeclaration):
+            raise TypeError(f"{declaration!r} is not a MetadataFieldDeclaration")
+        name = declaration.name
+        if not (isinstance(name, str) and re.fullmatch(METADATA_FIELD_NAME, name)):
+            raise TypeError(f"metadata field name {name!r} is invalid")
+        if name in seen:
+            raise TypeError(f"metadata field {name} is declared twice")
+        seen.add(name)
+        try:
+            MetadataFieldType(declaration.type)
+        except ValueError:
+            raise TypeError(
+                f"metadata field {name} has an unknown type {declaration.type!r}"
+            ) from None
+        if (declaration.type == MetadataFieldType.CHOICE) != bool(declaration.choices):
+            raise TypeError(f"metadata field {name}: choices go with the choice type, only")
+
+
 class MetadataGenerator(Handler):
     """Fills in metadata fields from what a certificate says (or what your systems know).
 
@@ -378,9 +444,25 @@ class MetadataGenerator(Handler):
     on the run without stopping the batch. Keep ``generate`` fast and free of network
     calls where you can: a backfill calls it for every certificate; override
     ``generate_many`` to look a whole batch up at once.
+
+    Declare the fields it fills in ``fields`` (a tuple of
+    :class:`MetadataFieldDeclaration`), or, when their names depend on the registration's
+    parameters (a prefix), override ``declared_fields``. Registering the generator
+    creates the fields that are missing, so it works without a manual setup step.
     """
 
     kind = HandlerKind.METADATA
+    #: The metadata fields ``generate`` fills, created when the generator is registered.
+    fields: ClassVar[tuple[MetadataFieldDeclaration, ...]] = ()
+
+    @classmethod
+    def declared_fields(cls, config: Mapping[str, Any]) -> Sequence[MetadataFieldDeclaration]:
+        """The fields a registration with these (checked) parameter values fills.
+
+        By default ``fields``; override it when a parameter names or prefixes the
+        fields. Called when a registration is saved, never during a run.
+        """
+        return cls.fields
 
     @abc.abstractmethod
     def generate(self, certificate: CertificateInfo) -> Mapping[str, Any]:

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 
-from handlers.base import ENTRY_POINT_GROUP, Handler, HandlerKind
+from handlers.base import (
+    ENTRY_POINT_GROUP,
+    Handler,
+    HandlerKind,
+    MetadataGenerator,
+    metadata_field_declarations_check,
+)
 from handlers.parameters import declarations_check
 
 logger = logging.getLogger(__name__)
@@ -74,6 +80,11 @@ def _load(entry_point: EntryPoint) -> HandlerClass:
         declarations_check(cls.parameters)
     except (TypeError, ValueError) as exc:
         return broken(f"declares invalid parameters: {exc}")
+    if issubclass(cls, MetadataGenerator):
+        try:
+            metadata_field_declarations_check(cls.fields)
+        except TypeError as exc:
+            return broken(f"declares invalid metadata fields: {exc}")
     return HandlerClass(entry_point.name, entry_point.value, distribution, version, cls)
 
 

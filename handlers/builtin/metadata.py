@@ -8,12 +8,19 @@ match per name.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from handlers.base import CertificateInfo, HandlerError, MetadataGenerator
+from handlers.base import (
+    CertificateInfo,
+    HandlerError,
+    MetadataFieldDeclaration,
+    MetadataFieldType,
+    MetadataGenerator,
+)
 from handlers.builtin._common import glob_regex, key_value_lines, setting
 from handlers.parameters import Parameter, ParameterError, ParameterType
 
@@ -171,7 +178,8 @@ class CertificateFields(MetadataGenerator):
       them wins.
 
     A field is set only when it can be determined: a certificate without that subject
-    attribute, or matching no rule, keeps its current value.
+    attribute, or matching no rule, keeps its current value. Registering it creates the
+    two fields (one line of text each) when they do not exist yet.
     """
 
     label = "Owner and environment from the certificate"
@@ -201,6 +209,19 @@ class CertificateFields(MetadataGenerator):
             help="pattern=environment lines, e.g. *.prod.example.com=production; first wins.",
         ),
     )
+
+    @classmethod
+    def declared_fields(cls, config: Mapping[str, Any]) -> tuple[MetadataFieldDeclaration, ...]:
+        owner = config.get("owner_field") or "owner"
+        environment = config.get("environment_field") or "environment"
+        return (
+            MetadataFieldDeclaration(
+                owner, description="Who owns the certificate, from its subject."
+            ),
+            MetadataFieldDeclaration(
+                environment, description="The environment its names belong to."
+            ),
+        )
 
     @classmethod
     def config_check(cls, config: Mapping[str, Any]) -> None:
@@ -541,8 +562,9 @@ class CryptoStrength(MetadataGenerator):
     Example: with prefix ``crypto_``, an RSA-2048 certificate signed with SHA-256 for 397
     days gets ``crypto_key_strength=RSA-2048``, ``crypto_signature_hash=sha256``,
     ``crypto_validity_days=397``, ``crypto_strength=acceptable``,
-    ``crypto_quantum_vulnerable=true``. Create the metadata fields first (text for the
-    labels, integer for validity_days, boolean for quantum_vulnerable).
+    ``crypto_quantum_vulnerable=true``. Registering it creates the five fields when they
+    do not exist yet (one line of text for the labels, a whole number for validity_days,
+    yes/no for quantum_vulnerable).
     """
 
     label = "Cryptographic strength"
@@ -554,6 +576,52 @@ class CryptoStrength(MetadataGenerator):
             pattern=r"[A-Za-z0-9_]{0,40}",
         ),
     )
+    # The five fields, before the prefix (declared_fields puts it in front).
+    fields = (
+        MetadataFieldDeclaration(
+            "key_strength",
+            label="Key strength",
+            description="The public key: algorithm and size, e.g. RSA-2048, EC-256, Ed25519.",
+        ),
+        MetadataFieldDeclaration(
+            "signature_hash",
+            label="Signature hash",
+            description="The hash of the issuer's signature, e.g. sha256 or sha1.",
+        ),
+        MetadataFieldDeclaration(
+            "validity_days",
+            MetadataFieldType.INTEGER,
+            label="Validity (days)",
+            description="Days from not-before to not-after.",
+        ),
+        MetadataFieldDeclaration(
+            "strength",
+            label="Strength",
+            description="weak, acceptable or strong, from the key, the signature hash and "
+            "the validity.",
+        ),
+        MetadataFieldDeclaration(
+            "quantum_vulnerable",
+            MetadataFieldType.BOOLEAN,
+            label="Quantum vulnerable",
+            description="Whether a quantum computer could break the key (false for "
+            "post-quantum keys).",
+        ),
+    )
+
+    @classmethod
+    def declared_fields(cls, config: Mapping[str, Any]) -> tuple[MetadataFieldDeclaration, ...]:
+        prefix = config.get("prefix") or ""
+        if not prefix:
+            return cls.fields
+        return tuple(
+            dataclasses.replace(
+                field,
+                name=f"{prefix}{field.name}",
+                label=f"{field.label} ({prefix.rstrip('_') or prefix})",
+            )
+            for field in cls.fields
+        )
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         super().__init__(config)

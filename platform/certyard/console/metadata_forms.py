@@ -8,9 +8,11 @@ from typing import Any
 from django import forms
 
 from certyard.errors import ServiceError
+from certyard.inventory.metadata import METADATA_FIELD_ATTRIBUTES
 from certyard.inventory.metadata.selectors import (
     MetadataEntry,
     MetadataFilter,
+    metadata_field_has_values,
     metadata_fields,
     metadata_filter_resolve,
 )
@@ -44,6 +46,55 @@ def _form_field(field: MetadataField) -> forms.Field:
     return forms.CharField(
         max_length=1_000, widget=widgets.get(field.type, forms.TextInput()), strip=False, **common
     )
+
+
+class _ChoicesField(forms.CharField):
+    """A choice field's allowed values, one per line (stored as a list)."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "spellcheck": "false"})
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(str(v) for v in value) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value) or ""
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+class MetadataFieldForm(forms.ModelForm):
+    """Define or change a metadata field, with Django admin's checks: the model's own
+    (name, pattern, choices) through ModelForm validation, and the services' (a field's
+    type is fixed once certificates have values), which save it."""
+
+    choices = _ChoicesField(
+        required=False,
+        help_text="For a choice field only: the allowed values, one per line.",
+    )
+
+    class Meta:
+        model = MetadataField
+        fields = list(METADATA_FIELD_ATTRIBUTES)
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            # The name is how generators, the API and filters find it: fixed once made.
+            self.fields["name"].disabled = True
+            self.fields["name"].help_text = "Fixed: generators, the API and filters use it."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        field = self.instance
+        if field.pk and "type" in self.changed_data and metadata_field_has_values(field=field):
+            self.add_error(
+                "type", "Certificates have values for this field: its type cannot change."
+            )
+        return data
+
+    def values(self) -> dict[str, Any]:
+        """The attributes as the metadata services take them."""
+        return {name: self.cleaned_data[name] for name in METADATA_FIELD_ATTRIBUTES}
 
 
 class CertificateMetadataForm(forms.Form):

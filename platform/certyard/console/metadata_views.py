@@ -4,7 +4,8 @@ is part of the list, in views.py.)
 
 As everywhere in the console: a login for every page, the model's view permission for
 every read, its change or add permission for every action (POST only, with CSRF).
-Fields and generators are defined in Django admin; the Metadata page links there.
+Fields are defined here too (the same checks as Django admin); generators are
+registered in Django admin, and registering one creates the fields it declares.
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from certyard.console import selectors
 from certyard.console.forms import service_error_to_form
-from certyard.console.metadata_forms import CertificateMetadataForm
+from certyard.console.metadata_forms import CertificateMetadataForm, MetadataFieldForm
 from certyard.errors import ServiceError
-from certyard.inventory.metadata import certificate_metadata_update
+from certyard.inventory.metadata import (
+    certificate_metadata_update,
+    metadata_field_create,
+    metadata_field_update,
+)
 from certyard.inventory.metadata import selectors as metadata_selectors
 from certyard.inventory.metadata.generators import (
     metadata_backfill_cancel,
     metadata_backfill_start,
 )
-from certyard.inventory.models import Certificate, MetadataBackfill
+from certyard.inventory.models import Certificate, MetadataBackfill, MetadataField
 
 GENERATOR_RUNS_SHOWN = 10
 
@@ -75,7 +80,8 @@ def certificate_metadata_edit(request: HttpRequest, pk: int) -> HttpResponse:
                     raise PermissionDenied(exc.message) from exc
                 service_error_to_form(form, exc)
             else:
-                message = f"Metadata saved ({changed} value(s) changed)."
+                noun = "value" if changed == 1 else "values"
+                message = f"Metadata saved ({changed} {noun} changed)."
                 if request.htmx:
                     return _panel(request, certificate)
                 messages.success(request, message)
@@ -107,14 +113,9 @@ def _progress(backfill: MetadataBackfill | None) -> Any:
 @permission_required("inventory.view_metadatafield", raise_exception=True)
 def metadata_overview(request: HttpRequest) -> HttpResponse:
     """The fields, the generators, and the current (or last) backfill."""
-    fields = list(metadata_selectors.metadata_fields())
     context = {
-        "fields": [
-            (field, _admin_url("admin:inventory_metadatafield_change", field.pk))
-            for field in fields
-        ],
-        "field_add_url": _admin_url("admin:inventory_metadatafield_add"),
-        "generators": list(metadata_selectors.generator_registrations()),
+        "fields": list(metadata_selectors.metadata_fields()),
+        "generators": metadata_selectors.generator_registrations_with_fields(),
         "registrations_url": _admin_url("admin:workflows_handlerregistration_changelist"),
         "progress": _progress(metadata_selectors.backfill_current()),
         "runs": metadata_selectors.generator_runs_recent(limit=GENERATOR_RUNS_SHOWN),
@@ -159,3 +160,49 @@ def metadata_backfill_stop(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"Backfill {backfill.pk} cancelled after its current batch.")
     return redirect("console:metadata")
+
+
+# --- Fields ----------------------------------------------------------------------------
+
+
+def _field_form_page(
+    request: HttpRequest, form: MetadataFieldForm, field: MetadataField | None
+) -> HttpResponse:
+    return render(request, "console/metadata/field_form.html", {"form": form, "field": field})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@permission_required("inventory.add_metadatafield", raise_exception=True)
+def metadata_field_add(request: HttpRequest) -> HttpResponse:
+    """Define a field: a name, a type and its rules; people and generators fill it."""
+    form = MetadataFieldForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            field = metadata_field_create(**form.values())
+        except ServiceError as exc:
+            service_error_to_form(form, exc)
+        else:
+            messages.success(request, f"Metadata field {field.name} created.")
+            return redirect("console:metadata")
+    return _field_form_page(request, form, None)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@permission_required("inventory.change_metadatafield", raise_exception=True)
+def metadata_field_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Change a field's label, rules or order (its type only while it has no values)."""
+    field = get_object_or_404(metadata_selectors.metadata_fields(), pk=pk)
+    form = MetadataFieldForm(request.POST or None, instance=field)
+    if request.method == "POST" and form.is_valid():
+        changes = {k: v for k, v in form.values().items() if k != "name"}
+        try:
+            # A fresh row: the form's instance already holds the submitted values.
+            saved = metadata_field_update(field=MetadataField.objects.get(pk=pk), **changes)
+        except ServiceError as exc:
+            service_error_to_form(form, exc)
+        else:
+            messages.success(request, f"Metadata field {saved.name} saved.")
+            return redirect("console:metadata")
+    return _field_form_page(request, form, field)

@@ -8,6 +8,7 @@ from certyard.console import (
     metadata_views,
     pki_views,
     run_views,
+    template_views,
     views,
 )
 
@@ -69,6 +70,12 @@ urlpatterns = [
         name="certificate-metadata-edit",
     ),
     path("metadata/", metadata_views.metadata_overview, name="metadata"),
+    path("metadata/fields/add/", metadata_views.metadata_field_add, name="metadata-field-add"),
+    path(
+        "metadata/fields/<int:pk>/",
+        metadata_views.metadata_field_edit,
+        name="metadata-field-edit",
+    ),
     path(
         "metadata/backfills/",
         metadata_views.metadata_backfill_create,
@@ -138,7 +145,17 @@ urlpatterns = [
     ),
     # Enrollment: enrolling, the templates, the requests and their approval.
     path("enrollment/", pki_views.enroll, name="enroll"),
-    path("enrollment/templates/", pki_views.template_list, name="enrollment-template-list"),
+    path("enrollment/templates/", template_views.template_list, name="enrollment-template-list"),
+    path(
+        "enrollment/templates/add/",
+        template_views.template_create,
+        name="enrollment-template-create",
+    ),
+    path(
+        "enrollment/templates/<int:pk>/",
+        template_views.template_edit,
+        name="enrollment-template-edit",
+    ),
     path("enrollment/requests/", pki_views.request_list, name="enrollment-request-list"),
     path(
         "enrollment/requests/<uuid:pk>/",
@@ -159,6 +176,16 @@ urlpatterns = [
         "enrollment/requests/<uuid:pk>/collect/",
         pki_views.request_collect,
         name="enrollment-request-collect",
+    ),
+    path(
+        "enrollment/requests/<uuid:pk>/pkcs12/",
+        pki_views.request_pkcs12,
+        name="enrollment-request-pkcs12",
+    ),
+    path(
+        "enrollment/requests/<uuid:pk>/pkcs12/download/",
+        pki_views.request_pkcs12_download,
+        name="enrollment-request-pkcs12-download",
     ),
     path(
         "enrollment/requests/<uuid:pk>/certificate.pem",

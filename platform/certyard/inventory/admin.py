@@ -338,7 +338,9 @@ class MetadataFieldAdmin(admin.ModelAdmin):
         count = CertificateMetadata.objects.filter(field__in=fields).count()
         listed: list[Any] = [str(field) for field in fields]
         if count:
-            listed.append(f"{count:,} certificate value(s) of the field(s) above")
+            noun = "value" if count == 1 else "values"
+            owner = "the field above" if len(fields) == 1 else "the fields above"
+            listed.append(f"{count:,} certificate {noun} of {owner}")
         model_count = {
             MetadataField._meta.verbose_name_plural: len(fields),
             CertificateMetadata._meta.verbose_name_plural: count,

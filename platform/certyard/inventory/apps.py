@@ -13,6 +13,21 @@ class InventoryConfig(AppConfig):
 
         action_applier_register("set_metadata", metadata_set_for_handler)
 
+        # A built-in CA's revocation (pki, below the inventory) is recorded on the
+        # certificate it revoked, whichever path revoked it (enrollment, orchestrators).
+        from certyard.inventory.services import certificate_revoked_by_builtin_ca
+        from certyard.pki.services import certificate_revoked_hook_register
+
+        certificate_revoked_hook_register(certificate_revoked_by_builtin_ca)
+
+        # Registering a metadata generator creates the fields it declares (workflows,
+        # below, cannot see the fields; it runs the hook the inventory gives it).
+        from certyard.inventory.metadata.services import generator_fields_hook
+        from certyard.workflows.services import registration_hook_register
+        from handlers.base import HandlerKind
+
+        registration_hook_register(HandlerKind.METADATA, generator_fields_hook)
+
         # The built-in store types follow this release's declarations after every migrate
         # (a data migration made them; a release that changes one needs no new migration).
         from django.db.models.signals import post_migrate

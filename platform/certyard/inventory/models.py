@@ -496,6 +496,9 @@ class MetadataBackfill(models.Model):
 
     @property
     def percent(self) -> int:
+        # Done is 100 %, even when certificates deleted meanwhile left it short of total.
+        if self.state == self.State.SUCCEEDED:
+            return 100
         if not self.total:
-            return 100 if self.state == self.State.SUCCEEDED else 0
+            return 0
         return min(100, self.processed * 100 // self.total)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from certyard.workflows.actions import action_applier_register, actions_apply
 from certyard.workflows.invoke import registration_config
 from certyard.workflows.models import Event, HandlerRegistration, HandlerRun
 from certyard.workflows.outbox import enqueue_event_runs
-from handlers.base import EventKind, HandlerKind
+from handlers.base import EventKind, Handler, HandlerKind
 from handlers.parameters import Parameter, ParameterError, parameters_check
 from handlers.registry import handler_class
 
@@ -49,6 +49,31 @@ class EventSpec:
 
 
 # --- Registrations ------------------------------------------------------------------
+
+# What a registration of some kind needs besides its own row, carried out by the app that
+# owns it (the inventory creates the fields a metadata generator declares): hook(cls,
+# config, apply). With apply False it only checks, raising ServiceError (a form shows it
+# before anything is written); with apply True it writes, in the registration's own
+# transaction. Registered in AppConfig.ready, since workflows imports no app above it.
+RegistrationHook = Callable[[type[Handler], Mapping[str, Any], bool], None]
+_registration_hooks: dict[str, list[RegistrationHook]] = {}
+
+
+def registration_hook_register(kind: HandlerKind, hook: RegistrationHook) -> None:
+    """Run ``hook`` whenever a registration of ``kind`` is checked or saved (once per hook)."""
+    hooks = _registration_hooks.setdefault(kind.value, [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+def _registration_hooks_run(
+    registration: HandlerRegistration, config: Mapping[str, Any], *, apply: bool
+) -> None:
+    info = handler_class(registration.handler)
+    if info is None or info.cls is None:
+        return
+    for hook in _registration_hooks.get(info.cls.kind.value, []):
+        hook(info.cls, config, apply)
 
 
 def registration_secret_names(registration: HandlerRegistration) -> list[str]:
@@ -90,8 +115,12 @@ def registration_save(
 
     Raises ``ParameterError`` (one message per parameter) or ``ServiceError``.
     """
-    registration_prepare(registration=registration, values=values)
-    registration.save()
+    with transaction.atomic():
+        registration_prepare(registration=registration, values=values)
+        registration.save()
+        # What the class needs besides its row (a generator's fields), written with it:
+        # a refusal here saves nothing.
+        _registration_hooks_run(registration, registration_config(registration), apply=True)
     return registration
 
 
@@ -121,6 +150,7 @@ def registration_prepare(
     registration.kind = info.cls.kind.value
     registration.parameters = parameters
     registration.secrets = json.dumps(secrets) if secrets else ""
+    _registration_hooks_run(registration, {**parameters, **secrets}, apply=False)
     return registration
 
 
@@ -222,6 +252,7 @@ __all__ = [
     "event_emit",
     "events_emit",
     "registration_config",
+    "registration_hook_register",
     "registration_parameters_check",
     "registration_prepare",
     "registration_save",

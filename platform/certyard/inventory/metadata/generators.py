@@ -157,6 +157,11 @@ class BatchOutcome:
     errors: list[dict[str, str]]
 
 
+def _count(number: int, noun: str) -> str:
+    """``1 value``, ``80 values``: a run's message is read by people."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def _iso(moment: dt.datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
@@ -365,8 +370,9 @@ def _batch_record(
                 now=timezone.now(),
                 protect_user_values=True,
             )
-            run.message = f"{run.values_set} value(s) set on {len(rows)} certificate(s)" + (
-                f", {run.error_count} error(s)" if run.error_count else ""
+            run.message = (
+                f"{_count(run.values_set, 'value')} set on {_count(len(rows), 'certificate')}"
+                + (f", {_count(run.error_count, 'error')}" if run.error_count else "")
             )
         seconds = run.seconds + time.monotonic() - started
         record = run_new(

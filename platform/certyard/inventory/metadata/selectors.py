@@ -18,8 +18,10 @@ from certyard.inventory.models import (
     MetadataBackfill,
     MetadataField,
 )
+from certyard.workflows.invoke import registration_config
 from certyard.workflows.models import HandlerRegistration, HandlerRun
-from handlers.base import HandlerKind
+from handlers.base import HandlerKind, MetadataGenerator
+from handlers.registry import handler_class
 
 _FIELD_NAME = re.compile(METADATA_FIELD_NAME)
 
@@ -27,6 +29,11 @@ _FIELD_NAME = re.compile(METADATA_FIELD_NAME)
 def metadata_fields() -> QuerySet[MetadataField]:
     """Every field, in display order."""
     return MetadataField.objects.order_by("order", "name")
+
+
+def metadata_field_has_values(*, field: MetadataField) -> bool:
+    """Whether any certificate has a value for the field (its type is then fixed)."""
+    return CertificateMetadata.objects.filter(field_id=field.pk).exists()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +134,49 @@ def metadata_filter_resolve(
 def generator_registrations() -> QuerySet[HandlerRegistration]:
     """The metadata generator registrations, enabled or not, in the order they run."""
     return HandlerRegistration.objects.filter(kind=HandlerKind.METADATA).order_by("order", "pk")
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorFields:
+    """A generator registration and the fields its class declares it fills."""
+
+    registration: HandlerRegistration
+    label: str
+    doc: str
+    declared: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+def generator_registrations_with_fields() -> list[GeneratorFields]:
+    """Each generator registration with its class's label, description and declared
+    fields, and which of those do not exist (deleted since, or registered before
+    generators declared their fields: saving the registration again creates them)."""
+    registrations = list(generator_registrations())
+    declared_by: dict[int, tuple[str, ...]] = {}
+    infos = {}
+    for registration in registrations:
+        info = handler_class(registration.handler)
+        infos[registration.pk] = info
+        names: tuple[str, ...] = ()
+        if info is not None and info.cls is not None and issubclass(info.cls, MetadataGenerator):
+            try:
+                declarations = info.cls.declared_fields(registration_config(registration))
+                names = tuple(declaration.name for declaration in declarations)
+            except Exception:
+                names = ()
+        declared_by[registration.pk] = names
+    wanted = {name for names in declared_by.values() for name in names}
+    existing = set(MetadataField.objects.filter(name__in=wanted).values_list("name", flat=True))
+    return [
+        GeneratorFields(
+            registration=registration,
+            label=infos[registration.pk].label if infos[registration.pk] else registration.handler,
+            doc=infos[registration.pk].doc if infos[registration.pk] else "",
+            declared=declared_by[registration.pk],
+            missing=tuple(n for n in declared_by[registration.pk] if n not in existing),
+        )
+        for registration in registrations
+    ]
 
 
 def generator_runs_recent(*, limit: int = 10) -> list[HandlerRun]:

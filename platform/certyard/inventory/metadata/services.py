@@ -39,6 +39,12 @@ from certyard.inventory.models import (
     MetadataField,
 )
 from certyard.x509 import text_is_storable
+from handlers.base import (
+    Handler,
+    MetadataFieldDeclaration,
+    MetadataGenerator,
+    metadata_field_declarations_check,
+)
 
 FieldType = MetadataField.Type
 
@@ -513,3 +519,80 @@ def metadata_field_delete(*, field: MetadataField) -> int:
         # Nothing hangs on a value (no signal, no cascade): Django deletes them in one query.
         field.delete()
     return count
+
+
+# The existing field types that take the values of a declared type: a generator's text
+# fits a long-text field, or a choice or email field an administrator made stricter (a
+# value such a field refuses costs that certificate only, as always); its numbers fit
+# text. Any other pair is refused: a boolean field cannot take text.
+_AGREEING_TYPES: dict[str, set[str]] = {
+    FieldType.STRING: {FieldType.STRING, FieldType.TEXT, FieldType.CHOICE, FieldType.EMAIL},
+    FieldType.TEXT: {FieldType.TEXT},
+    FieldType.INTEGER: {FieldType.INTEGER, FieldType.STRING, FieldType.TEXT},
+    FieldType.DATE: {FieldType.DATE},
+    FieldType.BOOLEAN: {FieldType.BOOLEAN},
+    FieldType.CHOICE: {FieldType.CHOICE, FieldType.STRING, FieldType.TEXT},
+    FieldType.EMAIL: {FieldType.EMAIL, FieldType.STRING, FieldType.TEXT},
+}
+
+
+def generator_fields_ensure(
+    *, declarations: Sequence[MetadataFieldDeclaration], apply: bool = True
+) -> list[MetadataField]:
+    """Create the fields a metadata generator declares that do not exist yet.
+
+    Idempotent: a field that exists with an agreeing type is left as it is (its label and
+    description are the administrator's). One that exists with another type is never
+    overwritten: ServiceError names it and nothing is created. With ``apply`` False
+    nothing is written (a form checks before it saves). Returns the fields created.
+    """
+    try:
+        metadata_field_declarations_check(declarations)
+    except TypeError as exc:
+        raise ServiceError(f"the generator declares its metadata fields wrongly: {exc}") from exc
+    existing = {
+        field.name: field
+        for field in MetadataField.objects.filter(name__in=[d.name for d in declarations])
+    }
+    conflicts = []
+    for declaration in declarations:
+        field = existing.get(declaration.name)
+        declared = FieldType(str(declaration.type))
+        if field is not None and field.type not in _AGREEING_TYPES.get(declared, {declared}):
+            conflicts.append(
+                f"the metadata field {field.name} exists with the type "
+                f"{field.get_type_display()!r}, which cannot take the generator's "
+                f"{declared.label!r} values"
+            )
+    if conflicts:
+        raise ServiceError(
+            "; ".join(conflicts).capitalize()[:1]
+            + "; ".join(conflicts)[1:]
+            + ". It is not changed: rename or delete that field, or configure the "
+            "generator to use another name (e.g. a prefix).",
+            code="field_type_conflict",
+        )
+    if not apply:
+        return []
+    created = []
+    with transaction.atomic():
+        for declaration in declarations:
+            if declaration.name in existing:
+                continue
+            created.append(
+                metadata_field_create(
+                    name=declaration.name,
+                    type=str(declaration.type),
+                    label=declaration.label[:200],
+                    choices=list(declaration.choices),
+                    description=declaration.description,
+                )
+            )
+    return created
+
+
+def generator_fields_hook(cls: type[Handler], config: Mapping[str, Any], apply: bool) -> None:
+    """workflows' registration hook for metadata generators: their declared fields."""
+    if not issubclass(cls, MetadataGenerator):
+        return
+    generator_fields_ensure(declarations=cls.declared_fields(config), apply=apply)
