@@ -1,8 +1,13 @@
+from functools import cache
+from pathlib import Path
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.contrib.staticfiles import finders
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from django.views import defaults
+from django.views.decorators.http import require_safe
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 from rest_framework.urlpatterns import format_suffix_patterns
@@ -45,7 +50,29 @@ agent_api_urlpatterns = (
     "agent-api",
 )
 
+
+@cache
+def _favicon_bytes() -> bytes | None:
+    found = finders.find("certyard/favicon.ico")
+    return Path(found).read_bytes() if found else None
+
+
+@require_safe
+async def favicon(request: HttpRequest) -> HttpResponse:
+    """``/favicon.ico``: what a browser asks for on pages that name no icon (Django admin,
+    the API's browsable pages, Swagger UI, a JSON error). The console's pages link the SVG;
+    this is the same mark, rendered at 16, 32 and 48 px. Answered for anyone, logged in or
+    not, so no page ends in a 404 for its icon."""
+    icon = _favicon_bytes()
+    if icon is None:  # a deployment that left the static files out
+        raise Http404("no favicon")
+    response = HttpResponse(icon, content_type="image/vnd.microsoft.icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("", include("certyard.console.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

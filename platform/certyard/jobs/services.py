@@ -332,7 +332,8 @@ def _lapse_message(job: Job) -> str:
     errors = history.report_errors if history is not None else []
     if errors:
         return (
-            f"{where} after {len(errors)} failed report submission(s): the platform could "
+            f"{where} after {len(errors)} failed report "
+            f"submission{'' if len(errors) == 1 else 's'}: the platform could "
             f"not take the orchestrator's result (last: {errors[-1].get('error', '')})"
         )
     return f"{where}: the orchestrator did not report a result in time"

@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from certyard.console.pagination import SlicePage
 from handlers.text import visible as _visible
 from handlers.text import visible_lines as _visible_lines
 
@@ -107,3 +108,12 @@ def first_items(values: list | None, count: int = 3) -> list:
 def more_than(values: list | None, count: int = 3) -> int:
     """How many items are left after the first ``count``."""
     return max(len(values or []) - int(count), 0)
+
+
+@register.simple_tag
+def page_label(page: SlicePage | str | None, singular: str, plural: str = "") -> str:
+    """The words above a list's page: ``{% page_label page "certificate" %}`` gives
+    "Certificates 1-50 of 240" or "1 certificate"; pass the plural when "s" is wrong
+    (``{% page_label entries "entry" "entries" %}``). "" for no page or an empty one."""
+    # A missing variable reaches a tag as "" (string_if_invalid), not None.
+    return page.label(singular, plural or None) if isinstance(page, SlicePage) else ""
