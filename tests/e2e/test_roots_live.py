@@ -1,5 +1,7 @@
 """`certyard-orchestrator roots --add` is honoured by the running agent: a live platform,
-a real agent process, the real CLI on the same configuration directory, no restart.
+a real agent process, the real CLI on the same configuration directory, no restart, and
+Chromium on the console (the orchestrator page shows the new root; the store form takes a
+path below it).
 
 A store out of the agent's roots fails at once (one attempt, final); the agent reports its
 roots to the platform (the orchestrator's ``store_roots`` in the API) at its session and
@@ -26,13 +28,21 @@ from tests.e2e.conftest import (
     orchestrator_approved,
     wait_for,
 )
+from tests.e2e.test_console_browser import browser  # noqa: F401 (the module's Chromium)
+from tests.e2e.test_store_path_browser import _log_in
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
 def test_roots_added_while_the_agent_runs_are_reported_and_honoured(
-    live_platform: LivePlatform, agent_factory, tmp_path: Path, tmp_path_factory
+    live_platform: LivePlatform,
+    agent_factory,
+    tmp_path: Path,
+    tmp_path_factory,
+    browser,  # noqa: F811
 ) -> None:
+    from playwright.sync_api import expect
+
     later = Path(os.path.realpath(tmp_path_factory.mktemp("a-later-root")))
     site = issue("later.roots.e2e.test")
     (later / "site.pem").write_text(site.pem)
@@ -102,7 +112,26 @@ def test_roots_added_while_the_agent_runs_are_reported_and_honoured(
         # The same store now reads, and the platform takes the folder itself too.
         job = inventory_finished(api, store["id"], agent)
         assert (job["state"], job["outcome"]) == ("succeeded", "success"), job
-        direct = file_store_created(api, orchestrator, later)
+
+        # In the console: the orchestrator page shows the new root, and the store form
+        # (refusing the folder before) takes it now.
+        context = browser.new_context(base_url=live_platform.url)
+        page = context.new_page()
+        _log_in(page, live_platform)
+        page.goto(f"/orchestrators/{orchestrator['id']}/")
+        expect(page.get_by_test_id("store-roots")).to_contain_text(str(later))
+        page.goto(f"/stores/add/?orchestrator={orchestrator['id']}")
+        form = page.get_by_test_id("add-store-form")
+        form.locator("select[name=store_type]").select_option("PEM")
+        form.locator("input[name=store_path]").fill(str(later))
+        form.get_by_role("button", name="Add store").click()
+        expect(page.locator(f'[data-testid=store-row][data-path="{later}"]')).to_be_visible()
+        context.close()
+        (direct,) = [
+            s
+            for s in api.get("stores/", params={"page_size": 500}).json()["results"]
+            if s["store_path"] == str(later)
+        ]
         assert inventory_finished(api, direct["id"], agent)["outcome"] == "success"
         shas = {
             c["sha256"]
