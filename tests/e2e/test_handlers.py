@@ -188,13 +188,21 @@ def test_real_triggers_run_their_handlers_and_failures_never_break_the_flow(
         {"path": str(expiring_log)},
         events=["certificate.expiring"],
     )
+    # "strength" made a choice field first: registering the generator keeps it and makes
+    # the fields it declares that are missing (key_strength among them).
+    answer = api.post(
+        "metadata-fields/",
+        json={
+            "name": "strength",
+            "label": "strength",
+            "type": "choice",
+            "choices": ["weak", "acceptable", "strong"],
+        },
+    )
+    assert answer.status_code == 201, answer.text
     handler_registered(platform, "certyard.crypto_strength", "strength", {})
-    for name, kind in (("key_strength", "string"), ("strength", "choice")):
-        body: dict[str, Any] = {"name": name, "label": name, "type": kind}
-        if kind == "choice":
-            body["choices"] = ["weak", "acceptable", "strong"]
-        answer = api.post("metadata-fields/", json=body)
-        assert answer.status_code == 201, answer.text
+    fields = {f["name"]: f["type"] for f in api.get("metadata-fields/").json()["results"]}
+    assert fields["strength"] == "choice" and fields["key_strength"] == "string", fields
 
     folder = tmp_path / "app"
     folder.mkdir()
