@@ -16,7 +16,6 @@ binding to it), which the kernel delivers locally.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
@@ -31,10 +30,9 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
+from tests.certs import csr_for, issue
 from tests.e2e.conftest import MANAGE, ROOT, _free_port, file_store_created, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -98,34 +96,6 @@ def _copy_of_checkout(destination: Path) -> None:
         }
 
     shutil.copytree(ROOT, destination, ignore=ignored, symlinks=True)
-
-
-def _leaf_certificate(folder: Path, common_name: str) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=60))
-        .sign(key, hashes.SHA256())
-    )
-    (folder / "site.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-
-
-def _csr(common_name: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    request = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return request.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def _stop_group(process: subprocess.Popen, signum: int, timeout: float) -> None:
@@ -312,7 +282,7 @@ def test_the_readme_remote_section_works_as_written(
     started.append(agent)
 
     # --- A store under a root, inventoried -------------------------------------------------
-    _leaf_certificate(roots[0], "site.remote.e2e.test")
+    (roots[0] / "site.pem").write_text(issue("site.remote.e2e.test", days=60).pem)
     store = file_store_created(api, orchestrator, roots[0])
     job_id = api.post(f"stores/{store['id']}/inventory-now/").json()["id"]
 
@@ -356,7 +326,7 @@ def test_the_readme_remote_section_works_as_written(
     )
     assert template.returncode == 0, template.stdout + template.stderr
     issued = api.post(
-        "enrollments/", json={"template": "remote-web", "csr": _csr("www.remote.e2e.test")}
+        "enrollments/", json={"template": "remote-web", "csr": csr_for("www.remote.e2e.test")}
     )
     assert issued.status_code == 201, issued.text
     certificate = x509.load_pem_x509_certificate(issued.json()["certificate_pem"].encode())
