@@ -382,6 +382,11 @@ def _corrupt(world: World) -> tuple[Path, str]:
     return path, PASSWORD
 
 
+# What the platform itself refuses once the agent has reported its roots (issue 17); a
+# link leading out of the roots is seen by the agent alone.
+_REFUSED_BY_THE_PLATFORM = {"path outside the roots", "path outside the roots by .."}
+
+
 @_case("path outside the roots", "PKCS12", "root")
 def _outside_direct(world: World) -> tuple[Path, str]:
     return _outside(world) / "direct.p12", PASSWORD
@@ -419,6 +424,23 @@ def test_bad_input_fails_the_job_with_a_clear_message_and_loses_nothing(
         else (real.read_bytes() if real.exists() else None)
     )
     with world.platform.api() as api:
+        if case in _REFUSED_BY_THE_PLATFORM:
+            # The agent reported its roots: the platform refuses the store itself, with the
+            # agent's own words, so no job can be sent there.
+            refused = api.post(
+                "stores/",
+                json={
+                    "store_type": store_type,
+                    "store_path": str(path),
+                    "orchestrator": world.orchestrator["id"],
+                    "password": password,
+                },
+            )
+            assert refused.status_code == 400, refused.text
+            message = str(refused.json()["error"]["fields"]["store_path"])
+            assert ("outside the folders" in message) or ("'..'" in message), message
+            assert (real.read_bytes() if real.is_file() else None) == snapshot
+            return
         store = store_made(api, world.orchestrator["id"], store_type, str(path), password=password)
         web = pfx_certificate(api, world.pki, f"bad-{len(case)}-{abs(hash(case)) % 10000}")
         alias = "old" if "duplicate" in case else "web"
