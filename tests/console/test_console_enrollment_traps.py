@@ -110,6 +110,23 @@ def test_an_expired_hand_over_is_not_offered(admin_web: Client, template: Templa
     assert admin_web.post(hand_over + "download/").status_code == 302
 
 
+def test_the_every_minute_task_drops_expired_hand_overs(
+    admin_web: Client, template: Template
+) -> None:
+    """Nobody enrolls again: the enrollment upkeep django-q2 runs every minute still
+    deletes a PKCS#12 whose time is up, and keeps one that is not."""
+    from certyard.enrollment.tasks import gateway_syncs_resume_every_minute
+
+    for _ in range(2):
+        admin_web.post(ENROLL, _pfx_data(_key_of(_form(admin_web, "pfx"))))
+    expired, fresh = PfxHandOver.objects.order_by("created_at")
+    PfxHandOver.objects.filter(pk=expired.pk).update(expires_at="2000-01-01T00:00:00Z")
+
+    gateway_syncs_resume_every_minute()
+
+    assert list(PfxHandOver.objects.values_list("pk", flat=True)) == [fresh.pk]
+
+
 def test_a_csr_form_posted_twice_issues_once(admin_web: Client, template: Template) -> None:
     key = _key_of(_form(admin_web, "csr"))
     data = {"template": "web", "method": "csr", "csr": certs.csr_for("www.example.test")}

@@ -26,6 +26,7 @@ from certyard.enrollment.services.pfx import (
     enrollment_submit_pfx,
     pfx_hand_over_keep,
     pfx_hand_over_take,
+    pfx_hand_overs_prune,
 )
 from certyard.enrollment.services.recording import ENROLLMENT_SOURCE, EnrollmentRefused, State
 from certyard.enrollment.services.renewal import certificate_renew
@@ -66,6 +67,7 @@ __all__ = [
     "idempotency_key_check",
     "pfx_hand_over_keep",
     "pfx_hand_over_take",
+    "pfx_hand_overs_prune",
     "template_errors",
     "template_save",
 ]

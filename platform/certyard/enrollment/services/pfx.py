@@ -243,11 +243,17 @@ def enrollment_pfx_collect(
 PFX_HAND_OVER_SECONDS = 15 * 60
 
 
+def pfx_hand_overs_prune() -> int:
+    """Delete the hand-overs whose time is up; how many."""
+    deleted, _ = PfxHandOver.objects.filter(expires_at__lte=timezone.now()).delete()
+    return deleted
+
+
 def pfx_hand_over_keep(*, request: EnrollmentRequest, owner: Any, pfx: bytes) -> PfxHandOver:
     """Keep a PKCS#12 just made for ``owner`` until they download it (at most
     :data:`PFX_HAND_OVER_SECONDS`), encrypted at rest; expired ones are dropped now."""
     now = timezone.now()
-    PfxHandOver.objects.filter(expires_at__lte=now).delete()
+    pfx_hand_overs_prune()
     return PfxHandOver.objects.create(
         request=request,
         owner=owner,
