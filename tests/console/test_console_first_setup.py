@@ -269,6 +269,40 @@ def test_registering_crypto_strength_creates_its_five_fields_and_a_backfill_fill
     assert "<code>key_strength</code>" in row.group(1) and "``" not in row.group(1)
 
 
+def test_missing_generator_fields_are_created_from_the_metadata_page(
+    admin_web: Client, plain_user: User
+) -> None:
+    """A generator registered before generators declared their fields (or whose fields
+    were deleted since): the Metadata page names what is missing and offers to create it."""
+    registration = registration_save(
+        registration=HandlerRegistration(name="crypto", handler="certyard.crypto_strength"),
+        values={},
+    )
+    MetadataField.objects.filter(name__in=["strength", "validity_days"]).delete()
+    page = admin_web.get(reverse("console:metadata")).content.decode()
+    assert "Missing: validity_days, strength." in page or "Missing: strength" in page
+    assert 'data-action="generator-fields-create"' in page
+    url = reverse("console:metadata-generator-fields-create", args=[registration.pk])
+
+    # Without the add-field permission: no button, and the POST is refused.
+    watcher = _granted(plain_user, "inventory.view_metadatafield")
+    assert (
+        'data-action="generator-fields-create"'
+        not in watcher.get(reverse("console:metadata")).content.decode()
+    )
+    assert watcher.post(url).status_code == 403
+    assert MetadataField.objects.count() == 3
+
+    answer = admin_web.post(url, follow=True)
+    assert answer.status_code == 200
+    assert {field.name: field.type for field in MetadataField.objects.all()} == CRYPTO_FIELDS
+    text = answer.content.decode()
+    assert "Created for crypto:" in text and "generator-fields-missing" not in text
+    # Again: nothing to do, said so.
+    again = admin_web.post(url, follow=True).content.decode()
+    assert "every field it fills exists already" in again
+
+
 def test_a_prefix_names_the_fields_it_creates() -> None:
     registration_save(
         registration=HandlerRegistration(name="crypto", handler="certyard.crypto_strength"),

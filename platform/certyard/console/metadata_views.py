@@ -35,6 +35,7 @@ from certyard.inventory.metadata.generators import (
     metadata_backfill_cancel,
     metadata_backfill_start,
 )
+from certyard.inventory.metadata.services import generator_registration_fields_create
 from certyard.inventory.models import Certificate, MetadataBackfill, MetadataField
 
 GENERATOR_RUNS_SHOWN = 10
@@ -159,6 +160,27 @@ def metadata_backfill_stop(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Backfill {backfill.pk} cancelled after its current batch.")
+    return redirect("console:metadata")
+
+
+@login_required
+@require_POST
+@permission_required("inventory.add_metadatafield", raise_exception=True)
+def metadata_generator_fields_create(request: HttpRequest, pk: int) -> HttpResponse:
+    """Create the fields a generator registration declares that are missing."""
+    registration = get_object_or_404(metadata_selectors.generator_registrations(), pk=pk)
+    try:
+        created = generator_registration_fields_create(registration=registration)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        names = ", ".join(field.name for field in created)
+        messages.success(
+            request,
+            f"Created for {registration.name}: {names}."
+            if created
+            else f"{registration.name}: every field it fills exists already.",
+        )
     return redirect("console:metadata")
 
 

@@ -92,6 +92,11 @@ urlpatterns = [
         name="metadata-backfill-cancel",
     ),
     path(
+        "metadata/generators/<int:pk>/fields/",
+        metadata_views.metadata_generator_fields_create,
+        name="metadata-generator-fields-create",
+    ),
+    path(
         "certificates/<int:pk>/download/",
         views.certificate_download,
         name="certificate-download",

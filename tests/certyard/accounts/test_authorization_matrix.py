@@ -389,6 +389,7 @@ NOT_OBJECT_LEVEL = {
     "console:store-create": "a new store: its creator becomes its owner",
     "console:metadata-backfill-start": _CONFIG,
     "console:metadata-field-add": _CONFIG,
+    "console:metadata-generator-fields-create": _CONFIG,
     "console:metadata-field-edit": _CONFIG,
     "console:enrollment-template-create": _CONFIG,
     "console:enrollment-template-edit": _CONFIG,

@@ -38,13 +38,17 @@ from certyard.inventory.models import (
     CertificateMetadata,
     MetadataField,
 )
+from certyard.workflows.invoke import registration_config
+from certyard.workflows.models import HandlerRegistration
 from certyard.x509 import text_is_storable
 from handlers.base import (
     Handler,
+    HandlerKind,
     MetadataFieldDeclaration,
     MetadataGenerator,
     metadata_field_declarations_check,
 )
+from handlers.registry import handler_class
 
 FieldType = MetadataField.Type
 
@@ -596,3 +600,32 @@ def generator_fields_hook(cls: type[Handler], config: Mapping[str, Any], apply: 
     if not issubclass(cls, MetadataGenerator):
         return
     generator_fields_ensure(declarations=cls.declared_fields(config), apply=apply)
+
+
+def generator_registration_fields_create(
+    *, registration: HandlerRegistration
+) -> list[MetadataField]:
+    """Create the fields ``registration``'s generator declares that do not exist (it was
+    registered before generators declared their fields, or a field was deleted since);
+    the fields created. The same checks as a registration: a field of another type is a
+    ServiceError and nothing is created."""
+    info = handler_class(registration.handler)
+    if (
+        registration.kind != HandlerKind.METADATA
+        or info is None
+        or info.cls is None
+        or not issubclass(info.cls, MetadataGenerator)
+    ):
+        raise ServiceError(
+            f"{registration.name} is not a metadata generator this platform can load",
+            code="not_a_generator",
+        )
+    try:
+        declarations = info.cls.declared_fields(registration_config(registration))
+    except Exception as exc:  # extension code: its failure is the generator's, not ours
+        raise ServiceError(
+            f"{registration.name}: its generator could not say which fields it fills "
+            f"({type(exc).__name__})",
+            code="declaration_failed",
+        ) from exc
+    return generator_fields_ensure(declarations=declarations)
