@@ -129,7 +129,8 @@ def _replayed(actor: Any, key: str, *, template_name: Any, method: str) -> Enrol
             first.failure_reason,
             code="enrollment_refused",
             http_status=400,
-            details={"enrollment_id": str(first.pk), "replayed": True},
+            # The error shape carries only the request's id: the refusal is the same one.
+            details={"enrollment_id": str(first.pk)},
         )
     first.replayed = True
     return first
