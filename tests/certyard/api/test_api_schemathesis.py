@@ -111,6 +111,8 @@ BEYOND_THE_SCHEMA = {
     "POST /api/v1/certificates/{id}/renew-and-replace/": "the template must exist",
     "POST /api/v1/orchestrators/{id}/discovery/": "each directory is an absolute path "
     "without '..' or control characters, each file pattern a file name",
+    # Issue 17: a schema counts characters; the file system's limit is in bytes.
+    f"POST {API_PREFIX}limits": "each store root is at most 4096 bytes in UTF-8",
 }
 # What input the schema calls valid may be answered: accepted, or refused for who asks,
 # what exists, or the object's state (never a 400, which says the input was wrong).

@@ -69,6 +69,7 @@ def test_limits_need_an_agent_session(api: APIClient, admin_api: APIClient) -> N
         ({"store_roots": ["relative/path"], "max_file_bytes": 1}, "store_roots"),
         ({"store_roots": ["/etc/../root"], "max_file_bytes": 1}, "store_roots"),
         ({"store_roots": ["/" + "a" * 4096], "max_file_bytes": 1}, "store_roots"),
+        ({"store_roots": ["/" + "é" * 2100], "max_file_bytes": 1}, "store_roots"),  # 4201 B
         ({"store_roots": [f"/r{i}" for i in range(65)], "max_file_bytes": 1}, "store_roots"),
         ({"store_roots": "/etc/ssl", "max_file_bytes": 1}, "store_roots"),
         ({"store_roots": [7], "max_file_bytes": 1}, "store_roots"),

@@ -112,9 +112,9 @@ class LimitsSerializer(serializers.Serializer):
     """What an agent may touch on its machine, as it reports it (POST limits)."""
 
     store_roots = serializers.ListField(
-        # The pattern lets the schema say exactly what is accepted: absolute, no '..', no
-        # NUL. A root is a folder the agent found on its machine, so it fits the file
-        # system's limit (PATH_MAX, 4096 bytes); the platform bounds it in characters.
+        # The pattern lets the schema say what it can: absolute, no '..', no NUL. The
+        # limit is the file system's (PATH_MAX), in bytes: validate_store_roots counts
+        # them, which no schema can (the schemathesis test names it beyond the schema).
         child=serializers.RegexField(
             STORE_ROOT_PATTERN,
             max_length=MAX_STORE_PATH_BYTES,
@@ -124,7 +124,7 @@ class LimitsSerializer(serializers.Serializer):
         max_length=MAX_STORE_ROOTS,
         allow_empty=True,
         help_text=f"The absolute folders stores may be in (at most {MAX_STORE_ROOTS}, each "
-        f"at most {MAX_STORE_PATH_BYTES} characters, no '..' component); empty when none "
+        f"at most {MAX_STORE_PATH_BYTES} bytes in UTF-8, no '..' component); empty when none "
         "is configured.",
     )
     max_file_bytes = serializers.IntegerField(
@@ -132,6 +132,14 @@ class LimitsSerializer(serializers.Serializer):
         max_value=2**63 - 1,
         help_text="The largest store file the agent reads, in bytes.",
     )
+
+    def validate_store_roots(self, value: list[str]) -> list[str]:
+        for root in value:
+            if len(root.encode("utf-8", "surrogatepass")) > MAX_STORE_PATH_BYTES:
+                raise serializers.ValidationError(
+                    f"each root is at most {MAX_STORE_PATH_BYTES} bytes in UTF-8"
+                )
+        return value
 
 
 class LimitsResponseSerializer(serializers.Serializer):
