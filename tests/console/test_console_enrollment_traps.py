@@ -110,6 +110,29 @@ def test_an_expired_hand_over_is_not_offered(admin_web: Client, template: Templa
     assert admin_web.post(hand_over + "download/").status_code == 302
 
 
+def test_a_hand_over_still_issuing_asks_again_instead_of_waiting(
+    admin_web: Client, template: Template
+) -> None:
+    """The first of two submissions may still be issuing when the second lands on the
+    hand-over page: the page answers at once and polls (htmx) until the file is there."""
+    admin_web.post(ENROLL, _pfx_data(_key_of(_form(admin_web, "pfx"))))
+    enrollment = EnrollmentRequest.objects.get()
+    PfxHandOver.objects.all().delete()
+    EnrollmentRequest.objects.filter(pk=enrollment.pk).update(
+        state=EnrollmentRequest.State.APPROVED
+    )
+    hand_over = reverse("console:enrollment-request-pkcs12", args=[enrollment.pk])
+    page = admin_web.get(hand_over).content.decode()
+    assert 'data-testid="pkcs12-pending"' in page
+    assert f'hx-get="{hand_over}"' in page and 'hx-trigger="every 1s"' in page
+    assert 'data-action="download-pkcs12"' not in page
+    # Once issued (here: nothing left to hand over), the page stops asking.
+    EnrollmentRequest.objects.filter(pk=enrollment.pk).update(state=EnrollmentRequest.State.ISSUED)
+    issued = admin_web.get(hand_over).content.decode()
+    section = re.search(r'<section[^>]*data-testid="pkcs12-hand-over"[^>]*>', issued)
+    assert section and "hx-get" not in section.group(0)
+
+
 def test_the_every_minute_task_drops_expired_hand_overs(
     admin_web: Client, template: Template
 ) -> None:

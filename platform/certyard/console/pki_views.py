@@ -21,7 +21,6 @@ again.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 from cryptography import x509
@@ -579,11 +578,6 @@ def request_collect(request: HttpRequest, pk: str) -> HttpResponse:
     return _request_page(request, enrollment, collect_form=form)
 
 
-# How long the hand-over page waits for the first of two identical submissions (a double
-# click) to finish issuing, before it says the request is still being issued.
-_HAND_OVER_WAIT_SECONDS = 10.0
-
-
 def _own_request(request: HttpRequest, pk: Any) -> EnrollmentRequest:
     enrollment = _visible_request(request, pk)
     if enrollment.requested_by_id is None or enrollment.requested_by_id != request.user.pk:
@@ -599,13 +593,9 @@ def request_pkcs12(request: HttpRequest, pk: str) -> HttpResponse:
     (or once it expired) the page says so and offers nothing."""
     enrollment = _own_request(request, pk)
     ready = enrollment_selectors.pfx_hand_over_ready(request=enrollment, owner=request.user)
-    deadline = time.monotonic() + _HAND_OVER_WAIT_SECONDS
-    # A repeated submission lands here while the first one may still be issuing: wait for
-    # it briefly instead of saying nothing is there.
-    while not ready and enrollment.state == State.APPROVED and time.monotonic() < deadline:
-        time.sleep(0.25)
-        enrollment.refresh_from_db()
-        ready = enrollment_selectors.pfx_hand_over_ready(request=enrollment, owner=request.user)
+    # A repeated submission (a double click) lands here while the first may still be
+    # issuing: the page then asks again every second (htmx) rather than holding this
+    # worker's thread until it has finished.
     context = {
         "r": enrollment,
         "ready": ready,
