@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from handlers.base import EventContext, Handler, HandlerError
+from handlers.parameters import value_empty
 
 # Only {identifier} is a field: JSON or code in a template ({"a": 1}) stays as written.
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -22,10 +23,10 @@ def setting(handler: Handler, name: str) -> Any:
     is created by hand (tests, a shell) behaving the same.
     """
     value = handler.config.get(name)
-    if value is None or value == "" or value == []:
-        for parameter in type(handler).parameters:
-            if parameter.name == name:
-                return parameter.default
+    for parameter in type(handler).parameters:
+        # The platform's own rule of "left out" (a JSON false, 0 or [] is a value).
+        if parameter.name == name and value_empty(parameter, value):
+            return parameter.default
     return value
 
 

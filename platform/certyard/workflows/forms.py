@@ -17,10 +17,21 @@ from typing import Any, ClassVar
 from django import forms
 
 from certyard.errors import ServiceError
-from certyard.workflows.models import HandlerRegistration
+from certyard.workflows.models import (
+    HandlerRegistration,
+    registration_timeout_budget,
+    registration_timeout_default,
+)
 from certyard.workflows.services import registration_parameters_check, registration_prepare
 from handlers.base import EventKind, HandlerKind
-from handlers.parameters import Parameter, ParameterError, ParameterType
+from handlers.parameters import (
+    Parameter,
+    ParameterError,
+    ParameterType,
+    json_text,
+    mapping_text,
+    value_check,
+)
 from handlers.registry import HandlerClass
 
 # Parameter fields are prefixed: a class may declare a parameter whose name is also a
@@ -33,6 +44,35 @@ _LINES_OR_COMMAS = re.compile(r"[\n,]")
 
 def parameter_field_name(name: str) -> str:
     return PARAMETER_PREFIX + name
+
+
+def _help_with(help_text: str, sentence: str, *, unless: str) -> str:
+    """The class's help with the form's own hint, unless the help already says it (a
+    class's "one address per line" needs no "One per line." after it)."""
+    if unless.lower() in help_text.lower():
+        return help_text
+    return f"{help_text} {sentence}".strip()
+
+
+def initial_text(parameter: Parameter, value: Any) -> Any:
+    """A stored value as its field shows it: a mapping as ``key=value`` lines, a JSON
+    value indented. These fields take text back, which the checker reads, so a field
+    never has to guess whether a text is a value or the JSON of one."""
+    if parameter.type == ParameterType.MAPPING and isinstance(value, dict):
+        return mapping_text(value)
+    if parameter.type == ParameterType.JSON:
+        try:
+            return json_text(value)
+        except (TypeError, ValueError):  # not JSON: nothing a checked save stores
+            return ""
+    return value
+
+
+def _default_initial(parameter: Parameter) -> Any:
+    if parameter.type in (ParameterType.MAPPING, ParameterType.JSON):
+        # A default may be given as text (key=value lines, JSON text): read it first.
+        return initial_text(parameter, value_check(parameter, parameter.default))
+    return parameter.default
 
 
 def _message(text: str) -> str:
@@ -101,7 +141,7 @@ def parameter_field(parameter: Parameter, *, adding: bool) -> forms.Field:
     help_text = parameter.help
     options: dict[str, Any] = {"label": parameter.title, "required": required}
     if adding and parameter.default is not None:
-        options["initial"] = parameter.default
+        options["initial"] = _default_initial(parameter)
     field: forms.Field
     if kind == ParameterType.TEXT:
         widget = forms.Textarea(attrs={"rows": 4, "class": "vLargeTextField"})
@@ -122,9 +162,27 @@ def parameter_field(parameter: Parameter, *, adding: bool) -> forms.Field:
         widget = forms.URLInput(attrs={"class": "vURLField"})
         field = forms.URLField(assume_scheme="https", widget=widget, **options)
     elif kind == ParameterType.LIST:
-        help_text = f"{help_text} One per line.".strip()
+        help_text = _help_with(help_text, "One per line.", unless="per line")
         field = ListTextField(rows=4, **options)
         field.widget.attrs["class"] = "vLargeTextField"
+    elif kind == ParameterType.MAPPING:
+        help_text = _help_with(
+            help_text, "One key=value per line; lines starting with # are ignored.", unless="="
+        )
+        widget = forms.Textarea(
+            attrs={"rows": 4, "class": "vLargeTextField certyard-mapping", "spellcheck": "false"}
+        )
+        # The text goes to the checker as typed: its errors name the line.
+        field = forms.CharField(strip=False, widget=widget, **options)
+    elif kind == ParameterType.JSON:
+        hint = "JSON"
+        if parameter.schema is not None:
+            hint += ", checked against the JSON Schema the class declares"
+        help_text = _help_with(help_text, f"{hint}.", unless="JSON")
+        widget = forms.Textarea(
+            attrs={"rows": 8, "class": "vLargeTextField certyard-json", "spellcheck": "false"}
+        )
+        field = forms.CharField(strip=False, widget=widget, **options)
     elif kind == ParameterType.SECRET:
         options["required"] = required and adding
         if not adding:
@@ -186,7 +244,15 @@ class HandlerRegistrationForm(forms.ModelForm):
             stored = self.instance.parameters or {}
             for field_name, parameter in self.declared.items():
                 if not parameter.secret and parameter.name in stored:
-                    self.initial.setdefault(field_name, stored[parameter.name])
+                    self.initial.setdefault(
+                        field_name, initial_text(parameter, stored[parameter.name])
+                    )
+        elif "timeout_seconds" not in self.initial:
+            # A new registration starts with its kind's default (a registration handler's
+            # within the budget all of them share).
+            self.initial["timeout_seconds"] = registration_timeout_default(
+                self.handler_info.kind.value
+            )
 
     @classmethod
     def fieldsets(cls) -> list[tuple[str | None, dict[str, Any]]]:
@@ -218,6 +284,22 @@ class HandlerRegistrationForm(forms.ModelForm):
             running += ["max_attempts", "retry_backoff_seconds"]
         groups.append(("Running", {"fields": running}))
         return groups
+
+    def clean_timeout_seconds(self) -> int | None:
+        timeout = self.cleaned_data.get("timeout_seconds")
+        budget = registration_timeout_budget()
+        if (
+            self.handler_info.kind == HandlerKind.REGISTRATION
+            and timeout is not None
+            and timeout > budget
+        ):
+            # An error, not a warning: the budget would cut such a run short anyway.
+            raise forms.ValidationError(
+                f"At most {budget} s: all registration handlers share a budget of {budget} s "
+                "per agent registration (CERTYARD_REGISTRATION_HANDLERS_SECONDS).",
+                code="over_budget",
+            )
+        return timeout
 
     def parameter_values(self) -> dict[str, Any]:
         """The typed parameter values by parameter name (fields in error left out)."""
@@ -304,6 +386,16 @@ def registration_form_class(info: HandlerClass, *, adding: bool) -> type[Handler
     attrs["declared"] = declared
     for field_name, parameter in declared.items():
         attrs[field_name] = parameter_field(parameter, adding=adding)
+    if kind == HandlerKind.REGISTRATION:
+        budget = registration_timeout_budget()
+        attrs["timeout_seconds"] = forms.IntegerField(
+            min_value=1,
+            max_value=3600,
+            help_text=(
+                f"How long one run may take (1-{budget}): all registration handlers share "
+                f"{budget} s per agent registration."
+            ),
+        )
     fields = [*_BASE_FIELDS, *filters, "timeout_seconds"]
     if kind in _RETRIED_KINDS:
         fields += ["max_attempts", "retry_backoff_seconds"]

@@ -6,12 +6,40 @@ certificate, a job) are named by type and id, so every app can emit into it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from certyard.encryption import EncryptedTextField
 from handlers.base import HandlerKind
+
+# How long one run of a registration may take when the registration does not say, by
+# kind. A registration handler's default stays well within the budget all of them share
+# per orchestrator registration (CERTYARD_REGISTRATION_HANDLERS_SECONDS, 10 s by
+# default): half of it, so one slow handler leaves time for the next.
+TIMEOUT_DEFAULTS: dict[str, int] = {
+    HandlerKind.EVENT.value: 30,
+    HandlerKind.JOB_COMPLETE.value: 30,
+    HandlerKind.METADATA.value: 30,  # per batch of certificates
+    # A CA may take a while to issue (an ACME order is several requests).
+    HandlerKind.GATEWAY.value: 60,
+}
+TIMEOUT_DEFAULT = 30
+
+
+def registration_timeout_budget() -> int:
+    """The longest timeout a registration handler may have: the shared budget, in whole
+    seconds (at least 1)."""
+    return max(1, int(settings.CERTYARD_REGISTRATION_HANDLERS_SECONDS))
+
+
+def registration_timeout_default(kind: str) -> int:
+    """The timeout a registration of ``kind`` gets when none is given."""
+    if kind == HandlerKind.REGISTRATION:
+        return max(1, min(5, registration_timeout_budget()))
+    return TIMEOUT_DEFAULTS.get(str(kind), TIMEOUT_DEFAULT)
 
 
 class HandlerRegistration(models.Model):
@@ -40,7 +68,11 @@ class HandlerRegistration(models.Model):
     templates = models.JSONField(default=list, blank=True, help_text="Certificate template names.")
     parameters = models.JSONField(default=dict, blank=True, help_text="Non-secret values.")
     secrets = EncryptedTextField(blank=True, help_text="Secret values, as encrypted JSON.")
-    timeout_seconds = models.PositiveIntegerField(default=30)
+    # None until saved: save() fills in the default of the registration's kind.
+    timeout_seconds = models.PositiveIntegerField(
+        default=None,
+        help_text="How long one run may take; left out, the default of its kind.",
+    )
     max_attempts = models.PositiveSmallIntegerField(
         default=3, help_text="Tries per event, the first included."
     )
@@ -68,6 +100,14 @@ class HandlerRegistration(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.timeout_seconds is None:
+            self.timeout_seconds = registration_timeout_default(self.kind)
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "timeout_seconds"}
+        super().save(*args, **kwargs)
 
 
 class Event(models.Model):

@@ -6,6 +6,7 @@ nothing here returns one (a registration's summary says only whether each secret
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from certyard.workflows.models import HandlerRegistration, HandlerRun
 from handlers import registry
+from handlers.parameters import ParameterType, json_text, mapping_text, value_check
 from handlers.registry import HandlerClass
 
 # The subjects events name (EventContext.subject_type), for the run filters.
@@ -103,10 +105,27 @@ class ParameterShown:
     secret: bool
     value: Any = None
     is_set: bool = False
+    type: str = ""  # its ParameterType's value ("" when the class is gone)
 
     @property
     def is_list(self) -> bool:
-        return isinstance(self.value, list | tuple)
+        return self.type != ParameterType.JSON and isinstance(self.value, list | tuple)
+
+    @property
+    def is_mapping(self) -> bool:
+        return self.type == ParameterType.MAPPING and isinstance(self.value, dict)
+
+    @property
+    def is_json(self) -> bool:
+        """A JSON parameter's value, or a stored object whose class is gone: shown indented."""
+        return self.type == ParameterType.JSON or (not self.type and isinstance(self.value, dict))
+
+    @property
+    def text(self) -> str:
+        """The value as a page shows a mapping (``key=value`` lines) or JSON (indented)."""
+        if self.is_mapping:
+            return mapping_text(self.value)
+        return json_text(self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +169,14 @@ def registration_summary(registration: HandlerRegistration) -> RegistrationSumma
                 )
                 continue
             value = registration.parameters.get(parameter.name, parameter.default)
+            if (
+                parameter.name not in registration.parameters
+                and value is not None
+                and parameter.type in (ParameterType.MAPPING, ParameterType.JSON)
+            ):
+                # A default may be written as text (key=value lines, JSON): as it applies.
+                with contextlib.suppress(ValueError):
+                    value = value_check(parameter, value)
             shown.append(
                 ParameterShown(
                     parameter.name,
@@ -158,6 +185,7 @@ def registration_summary(registration: HandlerRegistration) -> RegistrationSumma
                     secret=False,
                     value=value,
                     is_set=parameter.name in registration.parameters,
+                    type=parameter.type.value,
                 )
             )
     else:

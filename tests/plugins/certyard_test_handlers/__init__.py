@@ -46,6 +46,45 @@ class RecordEvent(EventHandler):
         return HandlerResult(message=f"recorded {event.kind}", output={"kind": event.kind})
 
 
+class RecordTypedConfig(EventHandler):
+    """Appends, for each event, its mapping and JSON parameters as ``self.config`` holds
+    them (with their Python type names), so a test sees them arrive typed."""
+
+    label = "Record typed config (test)"
+    parameters = (
+        Parameter("path", required=True, help="The file to append to."),
+        Parameter("labels", ParameterType.MAPPING, required=True, help="Labels to attach."),
+        Parameter(
+            "policy",
+            ParameterType.JSON,
+            help="How to retry.",
+            default={"retries": 3},
+            schema={
+                "type": "object",
+                "properties": {
+                    "retries": {"type": "integer", "minimum": 0, "maximum": 10},
+                    "notify": {"type": "array", "items": {"type": "string"}},
+                },
+                "required": ["retries"],
+                "additionalProperties": False,
+            },
+        ),
+    )
+
+    def handle(self, event: EventContext) -> HandlerResult:
+        labels, policy = self.config["labels"], self.config["policy"]
+        _append(
+            self.config["path"],
+            {
+                "kind": event.kind,
+                "labels": labels,
+                "policy": policy,
+                "types": {"labels": type(labels).__name__, "policy": type(policy).__name__},
+            },
+        )
+        return HandlerResult(message=f"recorded {len(labels)} labels")
+
+
 class Raises(EventHandler):
     """Raises an ordinary exception, as a buggy handler would."""
 
