@@ -166,6 +166,9 @@ class EventContext:
         subject_id: The subject's identifier on the platform.
         subject_label: The subject as a person reads it (a name, a common name).
         data: The event's details, JSON-compatible (see ``docs/extending.md`` per kind).
+            A ``subject`` there is an RFC 4514 string and ``sans`` a list of ``TYPE:value``
+            strings, in the forms of :class:`CertificateInfo` (an enrollment's names are
+            ``DNS:`` and ``IP:`` only); read them with :mod:`handlers.helpers`.
         attempt: 1 for the first invocation of this handler for this event.
         context: What the handlers that ran before this one for the same event asked for
             (their ``HandlerResult.context_updates``, merged in order), e.g.
@@ -343,9 +346,24 @@ class CertificateInfo:
 
     Attributes:
         sha256: Its fingerprint (lowercase hex), the platform's key for it.
-        subject, issuer: RFC 4514 strings.
-        common_name: The subject's CN, or empty.
-        sans: Subject alternative names, each ``TYPE:value`` (``DNS:example.com``).
+        subject, issuer: RFC 4514 strings as cryptography's ``rfc4514_string()`` writes
+            them: the certificate's RDNs in reverse order, so the usual subject reads most
+            specific first (``CN=web,OU=Payments,O=Example\\, Inc.,C=FR``); a multi-valued
+            RDN joined by ``+``; ``CN``, ``L``, ``ST``, ``O``, ``OU``, ``C``, ``STREET``,
+            ``DC``, ``UID`` by name and every other type as a dotted OID (emailAddress is
+            ``1.2.840.113549.1.9.1=…``); ``\\`` before ``\\ " + , ; < >`` and a leading
+            ``#`` or space or trailing space, NUL as ``\\00``, other characters (non-ASCII
+            included) as themselves; a value that is no string as ``#`` and hex. Read an
+            attribute with :func:`handlers.helpers.subject_attribute`.
+        common_name: The subject's CN as text (no RFC 4514 escapes, NUL as ``\\x00``, at
+            most 255 characters), or empty. With several CNs, the certificate's first,
+            which ``subject`` writes last.
+        sans: Subject alternative names in the certificate's order, each ``TYPE:value``:
+            ``DNS:example.com``, ``IP:192.0.2.1``, ``IP:2001:db8::1`` (IPv6 compressed,
+            lower-case), ``email:pki@example.com``, ``URI:https://…``, ``DirName:<RFC 4514
+            name>``, ``RID:<dotted OID>``, ``othername:<OID>:<UPN text or DER hex>``,
+            ``X400Address:<DER hex>``, ``EdiPartyName:<DER hex>``. Pick a type with
+            :func:`handlers.helpers.sans_of`. ``docs/extending.md`` (*Formats*) has it all.
         serial_number: Hexadecimal.
         not_before, not_after: ISO 8601 UTC timestamps, or None when unreadable.
         key_algorithm: ``RSA``, ``EC``, ``Ed25519``, ...; key_size in bits, or None.

@@ -121,7 +121,14 @@ class GatewayEnrollment:
         csr_pem: The PKCS#10 request (signature verified; for a PFX enrollment the
             platform made the key and the CSR).
         subject: The subject as RFC 4514 text, and ``sans`` as ``TYPE:value`` strings
-            (``DNS:example.com``, ``IP:10.0.0.1``): what the template allowed.
+            (``DNS:example.com``, ``IP:10.0.0.1``): what the template allowed. The subject
+            is written as ``CertificateInfo.subject`` is (most specific RDN first, types
+            other than ``CN L ST O OU C STREET DC UID`` as dotted OIDs, so an e-mail address
+            is ``1.2.840.113549.1.9.1=…``; RFC 4514 escapes); the names are ``DNS:`` and
+            ``IP:`` only (IPv6 compressed and lower-case: ``IP:2001:db8::1``), in the
+            CSR's order (the common name first when the CSR did not list it). Read
+            them with :func:`handlers.helpers.subject_attribute` and
+            :func:`handlers.helpers.sans_of`.
         validity_days: The template's validity; a CA free to choose may ignore it.
         prior_ca_request_id, prior_certificate_pem: For renew and reissue, the
             certificate being replaced, as the CA knows it.

@@ -14,11 +14,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from handlers.base import EventContext, EventHandler, EventKind, HandlerResult
 from handlers.builtin._common import setting
+from handlers.helpers import subject_attributes, subject_rdns
 from handlers.parameters import Parameter, ParameterError, ParameterType
 
 _CONDITIONS = ("templates", "requesters", "allowed_domains", "max_names", "types")
@@ -30,12 +28,13 @@ def _common_name(data: Mapping[str, Any]) -> str:
     recorded before the platform sent it)."""
     if "common_name" in data:
         return str(data.get("common_name") or "")
-    try:
-        attributes = x509.Name.from_rfc4514_string(str(data.get("subject") or ""))
-        values = attributes.get_attributes_for_oid(NameOID.COMMON_NAME)
-    except ValueError:
+    subject = str(data.get("subject") or "")
+    if subject and not subject_rdns(subject):
         return "\x00unreadable"  # a subject we cannot read is within no domain
-    return str(values[0].value) if values else ""
+    # The platform's common_name: the name's first CN in the certificate's order, which
+    # RFC 4514 text writes last.
+    values = subject_attributes(subject, "CN")
+    return values[-1] if values else ""
 
 
 def _names(event: EventContext) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from handlers.base import (
@@ -22,18 +22,14 @@ from handlers.base import (
     MetadataGenerator,
 )
 from handlers.builtin._common import glob_regex, key_value_lines, setting
+from handlers.helpers import attribute_value, sans_of, subject_attribute
 from handlers.parameters import Parameter, ParameterError, ParameterType
 
 # --- Reading RFC 4514 names ------------------------------------------------------------------
 
-# One attribute: its type, "=", its value up to the next unescaped "," or "+". finditer
-# steps over the separators, and an escaped "\," or "\+" stays inside its value.
-_DN_ATTRIBUTE = re.compile(r"((?:[^\\,+=]|\\.)*)=((?:[^\\,+]|\\.)*)", re.DOTALL)
-_DN_ESCAPE = re.compile(r"\\([0-9A-Fa-f]{2})|\\(.)", re.DOTALL)
-# Private-use characters standing in for "\\\\", "\\," and "\\+" while a name is split.
-_PLACEHOLDERS_BACK = str.maketrans({"\ue000": "\\\\", "\ue001": "\\,", "\ue002": "\\+"})
-# The spellings of each attribute type: cryptography's rfc4514_string() writes the short
-# name where it has one, else the dotted OID (emailAddress is always dotted there).
+# The spellings of each attribute type a subject may use: cryptography's rfc4514_string()
+# writes the short name where it has one, else the dotted OID (emailAddress is always
+# dotted there). Kept for callers of dn_first; the generator asks handlers.helpers by name.
 DN_ATTRIBUTE_TYPES: dict[str, frozenset[str]] = {
     "CN": frozenset({"CN", "COMMONNAME", "2.5.4.3"}),
     "OU": frozenset({"OU", "ORGANIZATIONALUNITNAME", "2.5.4.11"}),
@@ -44,114 +40,23 @@ DN_ATTRIBUTE_TYPES: dict[str, frozenset[str]] = {
     "emailAddress": frozenset({"EMAILADDRESS", "E", "EMAIL", "1.2.840.113549.1.9.1"}),
 }
 OWNER_ATTRIBUTES = ("OU", "O", "CN", "L", "ST", "C", "emailAddress")
-# DER string types an "#<hex>" value may hold, and how their bytes read.
-_DER_STRING_ENCODINGS = {
-    0x0C: "utf-8",  # UTF8String
-    0x12: "ascii",  # NumericString
-    0x13: "ascii",  # PrintableString
-    0x14: "latin-1",  # TeletexString, read as Latin-1 like most software does
-    0x16: "ascii",  # IA5String
-    0x1A: "ascii",  # VisibleString
-    0x1C: "utf-32-be",  # UniversalString
-    0x1E: "utf-16-be",  # BMPString
-}
-
-
-def _der_string(hex_text: str) -> str | None:
-    """The text of an RFC 4514 ``#<hex>`` value when it is a DER string, else None."""
-    try:
-        data = bytes.fromhex(hex_text)
-    except ValueError:
-        return None
-    if len(data) < 2 or data[0] not in _DER_STRING_ENCODINGS:
-        return None
-    length, offset = data[1], 2
-    if length & 0x80:
-        count = length & 0x7F
-        if not 0 < count <= 4 or len(data) < 2 + count:
-            return None
-        length, offset = int.from_bytes(data[2 : 2 + count], "big"), 2 + count
-    if offset + length != len(data):
-        return None
-    try:
-        return data[offset:].decode(_DER_STRING_ENCODINGS[data[0]])
-    except UnicodeDecodeError:
-        return None
 
 
 def dn_value(raw: str) -> str | None:
-    """An RFC 4514 attribute value as text: escapes undone (``\\,``, ``\\2C``, UTF-8 pairs).
-
-    None for a ``#<hex>`` value that is not a string.
-    """
-    text = raw.lstrip(" ")
-    stripped = text.rstrip(" ")
-    if len(stripped) < len(text):
-        # "\ " at the end is an escaped space, part of the value.
-        backslashes = len(stripped) - len(stripped.rstrip("\\"))
-        if backslashes % 2:
-            stripped += " "
-    text = stripped
-    if text.startswith("#"):
-        return _der_string(text[1:])
-    if "\\" not in text:
-        return text
-    # Hex pairs are UTF-8 bytes, possibly several for one character: gather bytes first.
-    data = bytearray()
-    position = 0
-    for match in _DN_ESCAPE.finditer(text):
-        data += text[position : match.start()].encode("utf-8", "surrogatepass")
-        if match[1] is not None:
-            data.append(int(match[1], 16))
-        else:
-            data += match[2].encode("utf-8", "surrogatepass")
-        position = match.end()
-    data += text[position:].encode("utf-8", "surrogatepass")
-    return data.decode("utf-8", "replace")
-
-
-def dn_attributes(name: str) -> Iterator[tuple[str, str]]:
-    """Each ``(TYPE, raw value)`` of an RFC 4514 name in written order, types upper-cased.
-
-    Multi-valued RDNs (``OU=a+CN=b``) give one pair per attribute. ``OID.`` prefixes drop.
-    """
-    for match in _DN_ATTRIBUTE.finditer(name):
-        kind = match[1].strip().upper()
-        if kind.startswith("OID."):
-            kind = kind[4:]
-        yield kind, match[2]
+    """An RFC 4514 attribute value as text (:func:`handlers.helpers.attribute_value`)."""
+    return attribute_value(raw)
 
 
 def dn_first(name: str, types: frozenset[str]) -> str | None:
-    """The first value (in written order: the most specific RDN first) of one of ``types``."""
-    escaped = "\\" in name
-    if escaped:
-        if "\ue000" in name or "\ue001" in name or "\ue002" in name:
-            return _dn_first_by_regex(name, types)
-        # Escaped separators (and escaped backslashes, which could end just before a
-        # separator) are set aside, so plain splits stay correct: several times faster
-        # than reading the name attribute by attribute with a regular expression.
-        name = name.replace("\\\\", "\ue000").replace("\\,", "\ue001").replace("\\+", "\ue002")
-    for relative_name in name.split(","):
-        for attribute in relative_name.split("+"):
-            kind, _, raw = attribute.partition("=")
-            kind = kind.strip().upper()
-            if kind in types or (kind.startswith("OID.") and kind[4:] in types):
-                if escaped:
-                    raw = raw.translate(_PLACEHOLDERS_BACK)
-                value = dn_value(raw)
-                if value:
-                    return value
-    return None
+    """The first non-empty value (most specific first) of the attribute ``types`` spell.
 
-
-def _dn_first_by_regex(name: str, types: frozenset[str]) -> str | None:
-    for kind, raw in dn_attributes(name):
-        if kind in types:
-            value = dn_value(raw)
-            if value:
-                return value
-    return None
+    ``types`` is one of :data:`DN_ATTRIBUTE_TYPES`; new code calls
+    :func:`handlers.helpers.subject_attribute` with the attribute's name.
+    """
+    oid = next((spelling for spelling in types if spelling[:1].isdigit()), None)
+    if oid is None:
+        return None
+    return subject_attribute(name, oid) or None
 
 
 # --- Certificate fields -------------------------------------------------------------------------
@@ -236,8 +141,8 @@ class CertificateFields(MetadataGenerator):
         self._environment_field: str = setting(self, "environment_field")
         self._problem = ""
         owner_attribute = setting(self, "owner_attribute")
-        self._owner_types = DN_ATTRIBUTE_TYPES.get(owner_attribute, frozenset())
-        if not self._owner_types:
+        self._owner_attribute: str = owner_attribute
+        if owner_attribute not in OWNER_ATTRIBUTES:
             self._problem = f"owner_attribute: {owner_attribute!r} is not one of {OWNER_ATTRIBUTES}"
         self._environments: tuple[str, ...] = ()
         self._environment_pattern: re.Pattern[str] | None = None
@@ -260,7 +165,11 @@ class CertificateFields(MetadataGenerator):
         if self._problem:
             raise HandlerError(self._problem, permanent=True)
         values: dict[str, Any] = {}
-        owner = dn_first(certificate.subject, self._owner_types) if certificate.subject else None
+        owner = (
+            subject_attribute(certificate.subject, self._owner_attribute)
+            if certificate.subject
+            else None
+        )
         if owner:
             values[self._owner_field] = owner
         pattern = self._environment_pattern
@@ -268,12 +177,8 @@ class CertificateFields(MetadataGenerator):
             # Group numbers start at 1: best is the number of the first rule that matched.
             unmatched = best = len(self._environments) + 1
             fullmatch = pattern.fullmatch
-            for san in certificate.sans:
-                if (
-                    san[:4] == "DNS:"
-                    and (match := fullmatch(san[4:].lower()))
-                    and match.lastindex < best  # type: ignore[operator]
-                ):
+            for dns_name in sans_of(certificate.sans, "DNS"):
+                if (match := fullmatch(dns_name.lower())) and match.lastindex < best:  # type: ignore[operator]
                     best = match.lastindex  # type: ignore[assignment]
                     if best == 1:
                         break

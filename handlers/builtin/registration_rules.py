@@ -16,6 +16,7 @@ from handlers.base import (
     Verdict,
 )
 from handlers.builtin._common import glob_compile, key_value_lines, setting
+from handlers.helpers import key_values
 from handlers.parameters import Parameter, ParameterError, ParameterType
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -104,12 +105,7 @@ def _rules(config: Mapping[str, Any]) -> _Rules:
 
     metadata: dict[str, str] = {}
     try:
-        for key, value in key_value_lines(
-            config.get("metadata") or [], what="key=value", value_required=False
-        ):
-            if key in metadata:
-                raise ValueError(f"{key!r} is given twice")
-            metadata[key] = value
+        metadata = key_values(config.get("metadata") or [])
     except ValueError as exc:
         errors["metadata"] = str(exc)
 

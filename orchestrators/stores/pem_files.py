@@ -19,6 +19,9 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7, pkcs12
 
+# der_to_pem lives with the public helpers for store types; imported here for the
+# callers that know it from this module.
+from orchestrators.helpers import der_to_pem
 from orchestrators.sdk import (
     InventoryEntry,
 )
@@ -102,13 +105,6 @@ def block_fingerprint(block: str) -> str | None:
     match = _PEM_BLOCK.search(_normalise(block))
     der = _base64_body(match.group(2)) if match else None
     return hashlib.sha256(der).hexdigest() if der else None
-
-
-def der_to_pem(der: bytes) -> str:
-    """A ``-----BEGIN CERTIFICATE-----`` block for ``der`` (64-character lines)."""
-    # 48 bytes make one 64-character line; b2a_base64 ends each with "\n".
-    lines = [binascii.b2a_base64(der[start : start + 48]) for start in range(0, len(der), 48)]
-    return f"{_BEGIN_CERTIFICATE}\n{b''.join(lines).decode('ascii')}{_END_CERTIFICATE}"
 
 
 def _normalise(text: str) -> str:
