@@ -27,9 +27,11 @@ $(TEST_PLUGINS): $(STAMP) tests/plugins/pyproject.toml examples/pyproject.toml
 
 test-plugins: $(TEST_PLUGINS)
 
-## run: migrate, create the admin, start web + worker + a demo orchestrator
+## run: migrate, create the admin, start web + worker + a demo orchestrator;
+## RELOAD=1 (development only) restarts web + worker when platform or extension code changes
+RELOAD ?=
 run: setup
-	$(PYTHON) manage.py certyard_run
+	$(PYTHON) manage.py certyard_run$(if $(filter 1 yes true,$(RELOAD)), --reload)
 
 ## system-deps: Debian packages the tests drive (Chromium, pebble, cfssl, openssl), installed only if missing;
 ## and the PostgreSQL and Redis servers they talk to, started only if not answering

@@ -317,7 +317,10 @@ class StoreTypeExtension(abc.ABC):
     """Base class of a store type: subclass it, set the class attributes, implement operations.
 
     Class attributes:
-        short_name: The platform's short name for the store type (``"PEM"``).
+        short_name: The platform's short name for the store type (``"PEM"``): the name of
+            its ``certyard.store_types`` entry point. Leave it out and it takes that name;
+            one that differs (here or in ``declaration``) gets the store type refused by
+            the agent (``certyard-orchestrator extensions`` says why).
         operations: The operations implemented; each one is advertised as a capability
             (``PEM.Inventory``) and the platform only sends jobs for those.
         declaration: Optional :class:`~orchestrators.declarations.StoreTypeDeclaration`:

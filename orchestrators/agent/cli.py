@@ -1,14 +1,15 @@
 """``certyard-orchestrator``: register this machine with a platform, run the agent, show status.
 
-Exit codes: 0 success; 1 the platform is unreachable or an unexpected error; 2 bad usage,
-no registration, or the platform refused the request; 3 the platform no longer accepts this
-orchestrator's identity (re-register).
+Exit codes: 0 success; 1 the platform is unreachable or an unexpected error (``extensions``:
+a store type is broken); 2 bad usage, no registration, or the platform refused the request;
+3 the platform no longer accepts this orchestrator's identity (re-register).
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
 import os
 import shlex
@@ -41,7 +42,7 @@ from orchestrators.agent.config import (
 )
 from orchestrators.agent.renewal import CertificateRenewer
 from orchestrators.agent.runner import Runner
-from orchestrators.agent.store_types import capabilities, load_store_types
+from orchestrators.agent.store_types import capabilities, load_store_types, store_types_report
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -175,6 +176,15 @@ def _parser() -> argparse.ArgumentParser:
     action.add_argument("--command", dest="reload_command", default=None, metavar="COMMAND")
     action.add_argument("--remove", action="store_true")
     config_dir_option(reload)
+
+    extensions = commands.add_parser(
+        "extensions",
+        help="list the store types this agent finds, and their problems",
+        description="List the store types this agent offers: the built-ins and every "
+        "certyard.store_types entry point installed beside it, loaded as `run` loads them, "
+        "with its package, version, operations and problems. Exits 1 when one is broken.",
+    )
+    extensions.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -429,6 +439,24 @@ def _reload(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _extensions(args: argparse.Namespace) -> int:
+    """Exit 1 (the problems printed) when a store type is broken, else 0."""
+    reports = store_types_report()
+    broken = [report for report in reports if report.problems]
+    if args.json:
+        print(json.dumps({"store_types": [report.to_json() for report in reports]}, indent=2))
+        return EXIT_UNAVAILABLE if broken else EXIT_OK
+    for report in reports:
+        state = "refused" if report.refused else ("problems" if report.problems else "ok")
+        package = f"{report.distribution} {report.version}".strip() or "no package"
+        print(f"{report.name:<16} {state:<8} {report.target} ({package}, {report.group})")
+        for problem in report.problems:
+            print(f"    {problem}")
+    if broken:
+        print(f"{len(broken)} store type(s) with problems", file=sys.stderr)
+    return EXIT_UNAVAILABLE if broken else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code (see the module docstring)."""
     args = _parser().parse_args(argv)
@@ -438,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": _status,
         "roots": _roots,
         "reload": _reload,
+        "extensions": _extensions,
     }[args.command]
     try:
         return command(args)

@@ -8,12 +8,20 @@ imports what implements it (docs/architecture.md, Architecture checks).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
-from importlib.metadata import entry_points
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from orchestrators.declarations import SHORT_NAME_PATTERN, StoreTypeDeclaration
+from orchestrators import __version__
+from orchestrators.declarations import (
+    SHORT_NAME_PATTERN,
+    DeclarationError,
+    StoreTypeDeclaration,
+    declaration_from_wire,
+)
 from orchestrators.protocol import StoreOperation, capability_name
 from orchestrators.sdk import ENTRY_POINT_GROUP, StoreTypeExtension
 from orchestrators.stores.jks import JceksStore, JksStore
@@ -43,40 +51,224 @@ def _groups() -> list[str]:
     return [ENTRY_POINT_GROUP, *(g.strip() for g in extra.split(",") if g.strip())]
 
 
+# The method of StoreTypeExtension each operation needs (a reenrollment installs with add);
+# inventory is abstract, discovery is the agent's own work.
+_OPERATION_METHODS = {
+    StoreOperation.ADD: "add",
+    StoreOperation.REMOVE: "remove",
+    StoreOperation.CREATE: "create",
+    StoreOperation.REENROLLMENT: "add",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoreTypeReport:
+    """What the agent found for one store type: an entry point, or a built-in.
+
+    Attributes:
+        name: The entry point's name (a built-in's short name): the short name it is
+            offered under, since the names must agree.
+        target: ``module:Class`` as declared.
+        group: The entry-point group (``"built in"`` for a built-in not declared as one).
+        distribution, version: The installed package that declared it.
+        short_name: The class's ``short_name`` once loaded ("" when it could not be).
+        operations: The operations it offers, sorted.
+        problems: Each problem, a sentence. ``refused`` ones keep it from being offered at
+            all; the others (an operation listed but not implemented) fail its jobs.
+        refused: Whether the agent leaves it out.
+    """
+
+    name: str
+    target: str
+    group: str
+    distribution: str
+    version: str
+    short_name: str = ""
+    operations: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+    refused: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": "store_type",
+            "class": self.target,
+            "group": self.group,
+            "package": self.distribution,
+            "version": self.version,
+            "short_name": self.short_name,
+            "operations": list(self.operations),
+            "problems": list(self.problems),
+            "refused": self.refused,
+        }
+
+
+def _class_problems(name: str, loaded: type[StoreTypeExtension]) -> tuple[list[str], list[str]]:
+    """``(refusals, problems)`` of a loaded store type class declared under ``name``.
+
+    Refused: not agreeing on the name (the capabilities the agent advertises, the record the
+    platform creates from the declaration and the jobs it sends would name different store
+    types), an invalid declaration, no operations. Only reported: an operation listed whose
+    method is the contract's default."""
+    refusals: list[str] = []
+    problems: list[str] = []
+    short_name = getattr(loaded, "short_name", None)
+    if short_name != name:
+        refusals.append(
+            f"its class's short_name {short_name!r} disagrees with the entry point's name "
+            f"{name!r}: set short_name = {name!r}, or remove it (the entry point's name is used)"
+        )
+    if not SHORT_NAME_PATTERN.match(name):
+        refusals.append(
+            f"{name!r} is not a valid short name (a letter, then up to 39 letters, digits, "
+            "'_', '.' or '-')"
+        )
+    operations = getattr(loaded, "operations", None)
+    if not isinstance(operations, (set, frozenset)) or not operations:
+        refusals.append("it declares no operations (a frozenset of StoreOperation)")
+        operations = frozenset()
+    declaration = getattr(loaded, "declaration", None)
+    if declaration is not None:
+        if not isinstance(declaration, StoreTypeDeclaration):
+            refusals.append(
+                "its declaration is not an orchestrators.declarations.StoreTypeDeclaration"
+            )
+        else:
+            if declaration.short_name != name:
+                refusals.append(
+                    f"its declaration's short_name {declaration.short_name!r} disagrees with "
+                    f"the entry point's name {name!r}"
+                )
+            try:
+                declaration_from_wire(declaration.to_wire())
+            except (DeclarationError, TypeError, ValueError) as exc:
+                refusals.append(f"its declaration is invalid: {exc}")
+    for operation in sorted(operations, key=str):
+        method = _OPERATION_METHODS.get(operation)
+        if method and getattr(loaded, method, None) is getattr(StoreTypeExtension, method):
+            problems.append(
+                f"it lists the operation {operation} but does not implement {method}(): "
+                "its jobs would fail"
+            )
+    return refusals, problems
+
+
+def _builtin_report(short_name: str, store_type: type[StoreTypeExtension]) -> StoreTypeReport:
+    refusals, problems = _class_problems(short_name, store_type)
+    return StoreTypeReport(
+        name=short_name,
+        target=f"{store_type.__module__}:{store_type.__qualname__}",
+        group="built in",
+        distribution="certyard",
+        version=__version__,
+        short_name=short_name,
+        operations=tuple(sorted(str(op) for op in _offered(store_type))),
+        problems=tuple(refusals + problems),
+    )
+
+
+def _entry_point_load(
+    entry_point: EntryPoint, group: str
+) -> tuple[type[StoreTypeExtension] | None, StoreTypeReport]:
+    """Load one entry point as the agent does: the class to offer (None when refused) and
+    what was found. A class without ``short_name`` takes the entry point's name."""
+    distribution = entry_point.dist.name if entry_point.dist else ""
+    version = entry_point.dist.version if entry_point.dist else ""
+
+    def report(loaded: type | None, problems: list[str], refused: bool) -> StoreTypeReport:
+        return StoreTypeReport(
+            name=entry_point.name,
+            target=entry_point.value,
+            group=group,
+            distribution=distribution,
+            version=version,
+            short_name=str(getattr(loaded, "short_name", "")) if loaded is not None else "",
+            operations=(
+                tuple(sorted(str(op) for op in _offered(loaded)))
+                if loaded is not None and not refused
+                else ()
+            ),
+            problems=tuple(problems),
+            refused=refused,
+        )
+
+    try:
+        loaded = entry_point.load()
+    except Exception as exc:  # any import failure of a third party's package
+        return None, report(None, [f"cannot be imported: {type(exc).__name__}: {exc}"], True)
+    if not (isinstance(loaded, type) and issubclass(loaded, StoreTypeExtension)):
+        return None, report(
+            None, ["is not a subclass of orchestrators.sdk.StoreTypeExtension"], True
+        )
+    if inspect.isabstract(loaded):
+        missing = ", ".join(sorted(loaded.__abstractmethods__))
+        return None, report(None, [f"does not implement {missing}()"], True)
+    if not hasattr(loaded, "short_name"):
+        # Named once, in the entry point: the class takes that name.
+        loaded.short_name = entry_point.name
+    refusals, problems = _class_problems(entry_point.name, loaded)
+    if refusals:
+        return None, report(loaded, refusals + problems, True)
+    return loaded, report(loaded, problems, False)
+
+
+def _discovered() -> tuple[dict[str, type[StoreTypeExtension]], list[StoreTypeReport]]:
+    store_types = _builtin_store_types()
+    reports: dict[str, StoreTypeReport] = {
+        name: _builtin_report(name, store_type) for name, store_type in store_types.items()
+    }
+    from_entry_points: list[StoreTypeReport] = []
+    for group in _groups():
+        for entry_point in entry_points(group=group):
+            loaded, report = _entry_point_load(entry_point, group)
+            from_entry_points.append(report)
+            if loaded is not None:
+                # An entry point wins over the built-in of that name (and a later one over
+                # an earlier one, as before).
+                store_types[entry_point.name] = loaded
+                reports.pop(entry_point.name, None)
+    return store_types, [*reports.values(), *from_entry_points]
+
+
+def store_types_report() -> list[StoreTypeReport]:
+    """Every store type the agent finds: the built-ins (those no entry point replaces) and
+    each entry point of the groups it reads, loaded as :func:`load_store_types` loads them,
+    with its problems. ``certyard-orchestrator extensions`` prints it; the platform's
+    ``manage.py certyard_extensions`` runs that command."""
+    return _discovered()[1]
+
+
 def load_store_types() -> dict[str, type[StoreTypeExtension]]:
     """The available store types by short name: the built-ins plus the ``certyard.store_types``
     entry points (which win on a name clash), and those of the groups named in
     ``CERTYARD_EXTRA_STORE_TYPE_GROUPS``.
 
     The built-ins are always included, so an agent run from a source checkout works without
-    being installed. A plugin that fails to load, or is not a :class:`StoreTypeExtension`, is
-    logged and skipped rather than stopping the agent.
+    being installed. A plugin that fails to load, is not a :class:`StoreTypeExtension`, or
+    does not agree on its name is logged and skipped rather than stopping the agent.
+
+    Names: the entry point's name is the store type's short name. A class without
+    ``short_name`` takes it; a class whose ``short_name``, or whose declaration's, differs is
+    refused (the capabilities it would advertise, the store type the platform would create
+    and the jobs it would send would not name one store type).
     """
-    store_types = _builtin_store_types()
-    for entry_point in (ep for group in _groups() for ep in entry_points(group=group)):
-        try:
-            loaded = entry_point.load()
-        except Exception:
-            logger.exception(
-                "cannot load store type plugin %r (%s)", entry_point.name, entry_point.value
-            )
-            continue
-        if not (isinstance(loaded, type) and issubclass(loaded, StoreTypeExtension)):
+    store_types, reports = _discovered()
+    for report in reports:
+        if report.refused:
             logger.error(
-                "store type plugin %r (%s) is not a StoreTypeExtension subclass; skipped",
-                entry_point.name,
-                entry_point.value,
+                "store type plugin %r (%s, %s) skipped: %s",
+                report.name,
+                report.target,
+                report.distribution or "no package",
+                "; ".join(report.problems),
             )
-            continue
-        short_name = getattr(loaded, "short_name", entry_point.name)
-        if short_name != entry_point.name:
+        elif report.problems:
             logger.warning(
-                "store type plugin %r declares short_name %r; using %r",
-                entry_point.name,
-                short_name,
-                short_name,
+                "store type plugin %r (%s): %s",
+                report.name,
+                report.target,
+                "; ".join(report.problems),
             )
-        store_types[short_name] = loaded
     return store_types
 
 

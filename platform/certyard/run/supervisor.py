@@ -204,11 +204,14 @@ class Supervisor:
         self.run_files.write(self.groups)
         return process
 
-    def run(self) -> None:
+    def run(self, *, tick: Callable[[], None] | None = None) -> None:
         """Watch the processes until asked to stop: start again those that crashed, when
         their back-off is over. Raises :class:`SupervisorError` when an essential process
-        crashed too often."""
+        crashed too often. ``tick`` is called every half second in between (the
+        auto-reload's watcher: it may call :meth:`restart`)."""
         while not self.stopping:
+            if tick is not None:
+                tick()
             now = time.monotonic()
             for name in list(self.children):
                 if name in self.restart_at:
@@ -219,6 +222,30 @@ class Supervisor:
                 elif (code := self.children[name].poll()) is not None:
                     self._crashed(name, code)
             time.sleep(0.5)
+
+    def restart(self, names: Iterable[str], *, reason: str) -> None:
+        """Stop these processes (each given the time to stop itself, as at the end), then
+        start them again the same way: not a crash, so their back-off and crash count are
+        untouched. Used by the auto-reload when code changed."""
+        names = [name for name in names if name in self.specs]
+        running = [self.children[name] for name in names if self.children[name].poll() is None]
+        for child in running:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + _STOP_GRACE_SECONDS
+        while any(child.poll() is None for child in running) and not self.hurry:
+            if time.monotonic() > deadline or self.stopping:
+                break
+            time.sleep(0.1)
+        if still := self._groups_stop({self.children[name].pid for name in names}):
+            pids = ", ".join(str(p.pid) for p in still)
+            self.say(f"could not stop process(es) {pids} before restarting", error=True)
+        if self.stopping:
+            return  # stop_all finishes the job
+        for name in names:
+            self.restart_at.pop(name, None)
+            pid = self._launch(name).pid
+            self.say(f"restarted the {self.specs[name].label} (pid {pid}): {reason}")
 
     def _crashed(self, name: str, code: int) -> None:
         """``name`` exited on its own: stop what it left behind, then start it again later,

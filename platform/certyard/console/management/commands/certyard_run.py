@@ -12,6 +12,11 @@ Addresses (see :mod:`certyard.run.addresses`): it listens at ``--host``/``--port
 in through a loopback address, and advertises ``CERTYARD_PUBLIC_URL``, which it requires
 when listening beyond loopback: a wildcard such as ``0.0.0.0`` names no machine. The admin
 password (see :mod:`certyard.run.admin_password`) comes last, below the banner.
+
+``--reload`` (``make run RELOAD=1``), for development only: the web server and the worker
+cluster are started again whenever the code of the platform, ``handlers/`` or an installed
+extension changes (see :mod:`certyard.run.reload`); the changed file is named. Refused when
+listening beyond loopback unless ``CERTYARD_DEBUG`` is on.
 """
 
 import datetime as dt
@@ -45,7 +50,10 @@ from certyard.run.addresses import (
 )
 from certyard.run.admin_password import AdminLogin, admin_login_lines
 from certyard.run.demo import demo_pem_folder_seed
+from certyard.run.reload import SourceWatcher, watched_roots
 from certyard.run.supervisor import Supervisor, SupervisorError
+from handlers.base import ENTRY_POINT_GROUP
+from handlers.registry import EXTRA_GROUPS_VARIABLE
 
 DEMO_ORCHESTRATOR = "demo-orchestrator"
 # Agent exits after which starting it again cannot help (orchestrators/agent/cli.py).
@@ -72,6 +80,12 @@ class Command(BaseCommand):
             action="store_true",
             help="Do not start the local demo orchestrator.",
         )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Development only: restart the web server and the worker when the code of "
+            "the platform, handlers/ or an installed extension changes.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -82,6 +96,11 @@ class Command(BaseCommand):
     def _run(self, options: dict[str, Any]) -> None:
         host, port = options["host"], options["port"]
         public_url = self._public_url(host, port)
+        if options["reload"] and not host_is_loopback(host) and not settings.DEBUG:
+            raise CommandError(
+                "--reload is for development only: listen on a loopback address (the default), "
+                "or set CERTYARD_DEBUG=1 on a development machine."
+            )
         # What this process decided, its children (web server, worker) read the same way.
         os.environ.update(
             {"CERTYARD_HOST": host, "CERTYARD_PORT": str(port), PUBLIC_URL_SETTING: public_url}
@@ -105,6 +124,8 @@ class Command(BaseCommand):
             url = local_url(host, port)
             started = timezone.now()
             self.supervisor.handle_signals()
+            # Watched from before the processes start: a change while they start counts.
+            self.watcher = self._watcher() if options["reload"] else None
             self._start_web(options)
             self.supervisor.start(
                 "worker", [sys.executable, _manage_py(), "qcluster"], label="worker cluster"
@@ -114,9 +135,34 @@ class Command(BaseCommand):
                 self._start_demo_orchestrator(url)
             self._settle(started)
             self._announce(public_url, bound=bind_address(host, port), login=login)
-            self.supervisor.run()
+            self.supervisor.run(tick=self._reload_tick if self.watcher else None)
         finally:
             self.supervisor.stop_all()
+
+    def _watcher(self) -> SourceWatcher:
+        base_dir = Path(settings.BASE_DIR)
+        # The groups the platform reads handlers from (handlers/registry.py).
+        extra = os.environ.get(EXTRA_GROUPS_VARIABLE, "")
+        groups = [ENTRY_POINT_GROUP, *(g.strip() for g in extra.split(",") if g.strip())]
+        roots = watched_roots(base_dir, groups)
+        watcher = SourceWatcher(roots)
+        shown = ", ".join(_relative(root, base_dir) for root in roots)
+        self.supervisor.say(
+            f"auto-reload (development only): watching {watcher.file_count} files in {shown}"
+        )
+        return watcher
+
+    def _reload_tick(self) -> None:
+        """Restart the web server and the worker cluster when a watched file changed."""
+        changed = self.watcher.changed() if self.watcher is not None else []
+        if not changed:
+            return
+        base_dir = Path(settings.BASE_DIR)
+        names = ", ".join(_relative(path, base_dir) for path in changed[:3])
+        if len(changed) > 3:
+            names += f" and {len(changed) - 3} more"
+        self.supervisor.say(f"changed: {names}; restarting the web server and the worker cluster")
+        self.supervisor.restart(["web", "worker"], reason=f"{changed[0].name} changed")
 
     def _public_url(self, host: str, port: int) -> str:
         """The address to advertise: ``CERTYARD_PUBLIC_URL``, required (a CommandError
@@ -297,6 +343,14 @@ class Command(BaseCommand):
         ]
         self.stdout.write("\n".join(lines))
         self.stdout.flush()
+
+
+def _relative(path: Path, base_dir: Path) -> str:
+    """``path`` relative to the project when inside it (shorter to read), else as is."""
+    try:
+        return str(path.relative_to(base_dir.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _manage_py() -> str:
