@@ -508,6 +508,20 @@ class JobCompleteContext:
             "rejected_count", "added_aliases", ...}}``.
         orchestrator: ``{"id", "name", "client_machine"}``.
         store: ``{"id", "store_type", "client_machine", "store_path"}``, or None.
+        source: Who asked for the job: ``schedule`` (an inventory schedule), ``admin``
+            (a person in the console or Django admin), ``api`` (a person through the
+            REST API) or ``handler`` (a handler's ``platform.schedule_job``, or other work
+            a handler started).
+        source_detail: Which one, as text: the user name (``admin``); ``token <name>
+            (<prefix>…) of <user>`` or the user name (``api``); the django-q2 schedule's
+            name and the store's interval (``schedule``); the handler registration's
+            name (``handler``). Empty when unknown (jobs older than provenance).
+        retry_of: The id of the job this one retries or follows (a person's *Retry*,
+            or a handler's ``schedule_job(..., retry_of=...)``), or None.
+        chain: The jobs from the first of this job's chain (following ``retry_of``
+            back, at most 20 jobs) to this one, oldest first; this job is the last. Each
+            ``{"id", "type", "source", "source_detail", "state", "outcome",
+            "retry_of"}``. ``len(chain) > 1`` means this job follows another.
     """
 
     job_id: str
@@ -519,35 +533,62 @@ class JobCompleteContext:
     result: Mapping[str, Any]
     orchestrator: Mapping[str, str]
     store: Mapping[str, str] | None
+    source: str = ""
+    source_detail: str = ""
+    retry_of: str | None = None
+    chain: tuple[Mapping[str, Any], ...] = ()
 
 
 class Platform(Protocol):
     """The few things a handler may ask of the platform.
 
     Job complete handlers get it as an argument; event handlers as ``self.platform``.
-    Requests are recorded on the run and carried out by the platform after the handler
-    returns successfully; a failed run carries out none of them. ``send_mail`` is the
-    one action carried out at once. A test builds its own object with these methods: a
-    handler needs no platform (and no Django) to be tested.
+    Requests are recorded on the run (``output["actions"]``, with the ids below) and
+    carried out by the platform after the handler returns successfully; a failed run
+    carries out none of them. ``send_mail`` is the one action carried out at once. A test
+    builds its own object with these methods: a handler needs no platform (and no Django)
+    to be tested.
     """
 
-    def schedule_job(self, *, store_id: str, job_type: str, delay_seconds: int = 0) -> None:
-        """Open a job of ``job_type`` (e.g. ``inventory``) for a store."""
+    def schedule_job(
+        self,
+        *,
+        store_id: str,
+        job_type: str,
+        delay_seconds: int = 0,
+        retry_of: str | None = None,
+    ) -> str:
+        """Open a job of ``job_type`` (handlers may open ``inventory`` only) for a store,
+        to run after ``delay_seconds`` (at most a day); return the new job's id.
+
+        The id (a UUID string) is allocated now and the job is created with it when the
+        run succeeds, with source ``handler``, this registration's name as its
+        ``source_detail`` and ``retry_of`` (a job id: the job this one retries or
+        follows, usually ``job.job_id`` of the finished job) — so the new job's own
+        completion carries them back to you (``JobCompleteContext.retry_of``,
+        ``chain``). When the store already has an open inventory job, that job stands
+        and the returned id is never created: the run's recorded action says so
+        (``"existing_job_id"``). A ``retry_of`` naming no job fails the run's requests.
+        """
 
     def set_metadata(self, *, certificate_sha256: str, values: Mapping[str, Any]) -> None:
-        """Set metadata fields (by name) on a certificate."""
+        """Set metadata fields (by name) on a certificate. Returns None."""
 
-    def approve_enrollment(self, *, enrollment_id: str, comment: str = "") -> None:
+    def approve_enrollment(self, *, enrollment_id: str, comment: str = "") -> str | None:
         """Approve a pending enrollment request (recorded as approved by this handler's
-        registration); it is then issued like one a person approved."""
+        registration); it is then issued like one a person approved. Returns the
+        enrollment request's id."""
 
-    def deny_enrollment(self, *, enrollment_id: str, comment: str) -> None:
-        """Deny a pending enrollment request, saying why."""
+    def deny_enrollment(self, *, enrollment_id: str, comment: str) -> str | None:
+        """Deny a pending enrollment request, saying why. Returns the enrollment
+        request's id."""
 
     def renew_certificate(self, *, certificate_sha256: str, new_key: bool = True) -> None:
         """Renew a certificate the platform issued with a key it holds (PFX enrollment):
         with a new key, or the archived one. The new PKCS#12 waits for its requester to
-        collect it; the template's approval rule applies."""
+        collect it; the template's approval rule applies. Returns None: the new
+        enrollment request is made after the run commits, at most once per certificate
+        (a renewal under way stands), so its id cannot be named in advance."""
 
     def renew_and_replace(
         self, *, certificate_sha256: str, template: str = "", new_key: bool = True
@@ -555,7 +596,10 @@ class Platform(Protocol):
         """Renew a certificate and replace it in every store the inventory found it in
         (a key made on the device where the store type re-enrolls, else a platform key),
         under ``template`` or, empty, the template Certyard issued it with. A certificate
-        found nowhere is renewed as ``renew_certificate`` does (``new_key`` applies then)."""
+        found nowhere is renewed as ``renew_certificate`` does (``new_key`` applies then).
+        Returns None, as ``renew_certificate`` (stores that make their own keys need no
+        enrollment request at all); the jobs it queues record this registration as their
+        source."""
 
     def send_mail(
         self, *, subject: str, body: str, to: Sequence[str], from_address: str | None = None

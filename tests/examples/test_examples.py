@@ -34,7 +34,12 @@ from certyard.inventory.models import (
 from certyard.inventory.services import store_create
 from certyard.jobs.expiry import expiry_scan
 from certyard.jobs.models import Job
-from certyard.jobs.services import job_complete, job_inventory_request, job_lease_next
+from certyard.jobs.services import (
+    job_complete,
+    job_inventory_request,
+    job_lease_next,
+    job_retry,
+)
 from certyard.workflows.models import Event, HandlerRegistration, HandlerRun
 from certyard.workflows.runner import event_runs_execute
 from certyard.workflows.services import registration_save
@@ -303,7 +308,9 @@ def _attempt_fails(job: Job, agent: Any) -> Event:
 def test_job_complete_handler_schedules_an_inventory_once_the_retries_are_spent(
     store: Any, agent: Any
 ) -> None:
-    register("example.retry_failed_inventory", {"delay_minutes": 10}, job_types=["inventory"])
+    registration = register(
+        "example.retry_failed_inventory", {"delay_minutes": 10}, job_types=["inventory"]
+    )
     job, _ = job_inventory_request(store=store, source=Job.Source.ADMIN)
     Job.objects.filter(pk=job.pk).update(max_attempts=2)
 
@@ -319,18 +326,64 @@ def test_job_complete_handler_schedules_an_inventory_once_the_retries_are_spent(
     run = HandlerRun.objects.get(event=last)
     assert run.state == HandlerRun.State.SUCCEEDED, run.error
     assert run.message == "inventory failed (EIO); another in 10 min"
+    follow_up = Job.objects.exclude(pk=job.pk).get()
+    # The id schedule_job returned is the job's: in the handler's output and the action.
+    assert run.output["job_id"] == str(follow_up.pk)
     assert run.output["actions"] == [
         {
             "action": "schedule_job",
             "store_id": str(store.pk),
             "job_type": "inventory",
             "delay_seconds": 600,
+            "job_id": str(follow_up.pk),
+            "retry_of": str(job.pk),
+            "by": registration.name,
+            "registration_id": registration.pk,
         }
     ]
-    follow_up = Job.objects.exclude(pk=job.pk).get()
     assert follow_up.source == Job.Source.HANDLER and follow_up.state == Job.State.PENDING
+    assert follow_up.source_detail == registration.name
+    assert follow_up.source_registration_id == registration.pk
+    assert follow_up.retry_of_id == job.pk
     wait = follow_up.available_at - timezone.now()
     assert dt.timedelta(minutes=9) < wait <= dt.timedelta(minutes=10)
+
+
+def test_job_complete_handler_retries_a_failed_inventory_exactly_once(
+    store: Any, agent: Any, django_user_model: Any
+) -> None:
+    """Event → run → action → job, twice: the retry's own failure is not retried, and the
+    handler keeps no state (provenance alone tells it the job is its retry)."""
+    register("example.retry_failed_inventory", {"delay_minutes": 1}, job_types=["inventory"])
+    job, _ = job_inventory_request(store=store, source=Job.Source.ADMIN)
+    Job.objects.filter(pk=job.pk).update(max_attempts=1)
+
+    event_runs_execute(_attempt_fails(job, agent).pk)
+    retry = Job.objects.get(retry_of=job)
+    assert retry.source == Job.Source.HANDLER
+
+    Job.objects.filter(pk=retry.pk).update(max_attempts=1)
+    failed_again = _attempt_fails(retry, agent)
+    provenance = failed_again.data["provenance"]
+    assert provenance["source"] == "handler" and provenance["retry_of"] == str(job.pk)
+    assert [link["id"] for link in provenance["chain"]] == [str(job.pk), str(retry.pk)]
+    event_runs_execute(failed_again.pk)
+    run = HandlerRun.objects.get(event=failed_again)
+    assert run.state == HandlerRun.State.SUCCEEDED, run.error
+    assert run.message == f"the retry of {job.pk} failed too: not retried again"
+    assert run.output == {"first_job_id": str(job.pk), "jobs_in_chain": 2}
+    assert "actions" not in run.output
+    assert Job.objects.count() == 2  # no third job, ever
+
+    # A person's retry of the retry starts afresh: it gets its one retry too.
+    person = django_user_model.objects.create_superuser("root", "root@example.test", None)
+    retry.refresh_from_db()
+    again, created = job_retry(job=retry, actor=person)
+    assert created and again.retry_of_id == retry.pk
+    assert (again.source, again.source_detail) == (Job.Source.ADMIN, "root")
+    Job.objects.filter(pk=again.pk).update(max_attempts=1)
+    event_runs_execute(_attempt_fails(again, agent).pk)
+    assert Job.objects.filter(retry_of=again, source=Job.Source.HANDLER).count() == 1
 
 
 def test_job_complete_handler_leaves_a_successful_inventory_alone(store: Any, agent: Any) -> None:

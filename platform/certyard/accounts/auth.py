@@ -51,6 +51,9 @@ class ApiTokenAuthentication(TokenAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token.") from None
         user, auth_token = super().authenticate_credentials(token)
         api_token_touch(token=auth_token)
+        # The services a view calls get the user only: the token it came with rides along
+        # (a fresh user object each request), so jobs record which token asked for them.
+        user.api_token = auth_token
         return user, auth_token
 
 

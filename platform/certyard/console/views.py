@@ -569,10 +569,17 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     # What the agent said of a management job (written, verified, removed...): its own
     # words, shown escaped; the inventory summary is the platform's.
     reported = {key: value for key, value in result.items() if key != "inventory"}
+    # Provenance: the jobs that retry or follow this one (its own ``retry_of`` is linked).
+    retries = list(job.retries.order_by("created_at")[:50])
     return render(
         request,
         "console/jobs/detail.html",
-        {"job": job, "inventory": result.get("inventory"), "reported": reported},
+        {
+            "job": job,
+            "inventory": result.get("inventory"),
+            "reported": reported,
+            "retries": retries,
+        },
     )
 
 

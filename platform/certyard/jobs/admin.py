@@ -5,6 +5,8 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html_join
 
 from certyard.jobs.models import Job, JobHistory
 
@@ -40,13 +42,31 @@ class JobAdmin(admin.ModelAdmin):
         "store",
         "orchestrator",
         "attempts",
+        "source",
+        "source_detail",
         "created_at",
     ]
     list_filter = ["state", "type", "outcome", "source"]
-    search_fields = ["id", "message", "store__store_path", "orchestrator__name"]
+    search_fields = ["id", "message", "store__store_path", "orchestrator__name", "source_detail"]
     list_select_related = ["store__store_type", "orchestrator"]
-    raw_id_fields = ["store", "orchestrator", "requested_by"]
+    raw_id_fields = ["store", "orchestrator", "requested_by", "source_registration", "retry_of"]
+    readonly_fields = ["retries_list"]
     inlines = [JobHistoryInline]
+
+    @admin.display(description="Retries")
+    def retries_list(self, obj: Job) -> str:
+        """The jobs that retry or follow this one (``retry_of``), oldest first, linked."""
+        retries = obj.retries.order_by("created_at")
+        if not retries:
+            return "-"
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            (
+                (reverse("admin:jobs_job_change", args=[job.pk]), f"{job.pk} ({job.state})")
+                for job in retries
+            ),
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs come from schedules, the console and the API

@@ -48,6 +48,31 @@ class Job(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
+    # Provenance: who or what asked for the job, kept as text so it outlives a deleted
+    # user, token, schedule or registration.
+    source_detail = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Who asked, by source: the user's name (admin), the API token's name and "
+        "prefix and its user (API), the django-q2 schedule (schedule), or the handler "
+        "registration's name (handler).",
+    )
+    source_registration = models.ForeignKey(
+        "workflows.HandlerRegistration",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs_started",
+        help_text="The handler registration whose run asked for the job (source handler).",
+    )
+    retry_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="retries",
+        help_text="The job this one retries or follows.",
+    )
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
     available_at = models.DateTimeField(db_index=True)

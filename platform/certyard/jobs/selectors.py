@@ -1,6 +1,7 @@
 """Reads of the jobs app."""
 
 from collections.abc import Iterator
+from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -59,3 +60,42 @@ def agent_polls_current(*, orchestrator_ids: list[str]) -> dict[str, str]:
         )
         current.update((str(orchestrator), str(poll)) for orchestrator, poll in rows)
     return current
+
+
+# How far back a job's chain is followed (``retry_of``): a handler sees this many at most.
+CHAIN_LIMIT = 20
+_CHAIN_FIELDS = ("id", "type", "source", "source_detail", "state", "outcome", "retry_of_id")
+
+
+def job_chain(job: Job, *, limit: int = CHAIN_LIMIT) -> list[dict[str, Any]]:
+    """The jobs from the first of the job's chain (following ``retry_of`` back, at most
+    ``limit`` jobs in all) to the job itself, oldest first: each
+    ``{"id", "type", "source", "source_detail", "state", "outcome", "retry_of"}``."""
+    links: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    row: dict[str, Any] | None = {name: getattr(job, name) for name in _CHAIN_FIELDS}
+    while row is not None and len(links) < limit and str(row["id"]) not in seen:
+        seen.add(str(row["id"]))
+        previous = row.pop("retry_of_id")
+        links.append(
+            {
+                **{key: str(value) if key == "id" else value for key, value in row.items()},
+                "retry_of": str(previous) if previous is not None else None,
+            }
+        )
+        if previous is None:
+            break
+        row = Job.objects.filter(pk=previous).values(*_CHAIN_FIELDS).first()
+    links.reverse()
+    return links
+
+
+def job_provenance(job: Job) -> dict[str, Any]:
+    """Where the job came from, as ``job.completed`` events and job complete handlers get
+    it: ``{"source", "source_detail", "retry_of", "chain"}`` (``chain`` as ``job_chain``)."""
+    return {
+        "source": job.source,
+        "source_detail": job.source_detail,
+        "retry_of": str(job.retry_of_id) if job.retry_of_id is not None else None,
+        "chain": job_chain(job),
+    }

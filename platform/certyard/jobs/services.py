@@ -1,13 +1,17 @@
 """Writes of the jobs app: opening, leasing, reporting and finishing orchestrators' jobs."""
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -30,11 +34,66 @@ from certyard.jobs.hooks import (
     job_payload_resolved,
 )
 from certyard.jobs.models import AgentPoll, Job, JobHistory
+from certyard.jobs.selectors import job_provenance
+from certyard.workflows.models import HandlerRegistration
 from certyard.workflows.services import event_emit
 from handlers.base import EventKind
 from orchestrators.protocol import JobOutcome, JobType, StoreOperation
 
 logger = logging.getLogger(__name__)
+
+
+# --- Provenance ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Asker:
+    detail: str
+    registration_id: int | None
+
+
+_asker: ContextVar[_Asker | None] = ContextVar("certyard_job_asker", default=None)
+
+
+@contextlib.contextmanager
+def job_source_context(*, detail: str, registration_id: int | None = None) -> Iterator[None]:
+    """Jobs opened inside this block record ``detail`` (and the handler registration) as
+    their ``source_detail`` when their caller names none.
+
+    For work done on someone's behalf through other apps' services, which know nothing of
+    provenance: a handler's ``renew_and_replace`` queues jobs deep in deployment.
+    """
+    token = _asker.set(_Asker(str(detail), registration_id))
+    try:
+        yield
+    finally:
+        _asker.reset(token)
+
+
+def job_source_detail(actor: Any = None, given: str = "") -> str:
+    """Who asked for a job, as recorded in ``Job.source_detail`` (at most 200 characters).
+
+    ``given`` when not empty; else the enclosing ``job_source_context``; else, for a person
+    calling through the API with a token, the token's name and prefix and its user
+    (``ApiTokenAuthentication`` leaves the token on the user as ``api_token``); else the
+    person's user name; else empty.
+    """
+    if not given and (asker := _asker.get()) is not None:
+        given = asker.detail
+    if not given and getattr(actor, "pk", None) is not None:
+        name = actor.get_username()
+        token = getattr(actor, "api_token", None)
+        given = f"token {token.name} ({token.token_key}…) of {name}" if token is not None else name
+    return str(given or "")[:200]
+
+
+def _source_registration_id(given: Any) -> int | None:
+    if given is None and (asker := _asker.get()) is not None:
+        given = asker.registration_id
+    if given is None:
+        return None
+    registration = HandlerRegistration.objects.filter(pk=given).values_list("pk", flat=True)
+    return registration.first()
 
 
 # --- Management jobs -----------------------------------------------------------------------
@@ -116,6 +175,8 @@ def job_request(
     source: str,
     deployment_id: Any = None,
     max_attempts: int | None = None,
+    source_detail: str = "",
+    retry_of: Job | None = None,
 ) -> Job:
     """Queue a management job (add, remove, create, reenrollment, discovery) for the agent.
 
@@ -124,7 +185,9 @@ def job_request(
     turns into the agent's configuration: references only, never a private key or a
     secret (``ServiceError`` ``secret_in_payload`` otherwise). ``deployment_id``, when
     given, is recorded in the payload as ``deployment_id``. Authorization is the caller's:
-    this checks only that the job can run.
+    this checks only that the job can run. Provenance: ``source`` and ``source_detail``
+    (see ``job_source_detail``; derived from ``actor`` when empty), ``retry_of`` the job
+    this one retries.
 
     Refusals (``ServiceError``): ``invalid_job_type``, ``store_required`` /
     ``store_not_allowed``, ``wrong_orchestrator`` (the store is another orchestrator's),
@@ -187,6 +250,9 @@ def job_request(
         orchestrator=orchestrator,
         payload=payload,
         source=source,
+        source_detail=job_source_detail(actor, source_detail),
+        source_registration_id=_source_registration_id(None),
+        retry_of=retry_of,
         requested_by=actor if getattr(actor, "pk", None) else None,
         max_attempts=max_attempts or settings.CERTYARD_JOB_MAX_ATTEMPTS,
         available_at=timezone.now(),
@@ -201,9 +267,21 @@ def store_inventory_now(*, store: CertificateStore, actor: Any, source: str) -> 
 
 
 def job_inventory_request(
-    *, store: CertificateStore, source: str, requested_by: Any = None
+    *,
+    store: CertificateStore,
+    source: str,
+    requested_by: Any = None,
+    source_detail: str = "",
+    source_registration_id: int | None = None,
+    retry_of: Job | None = None,
+    job_id: Any = None,
 ) -> tuple[Job, bool]:
-    """An inventory job for the store, or the one already open: ``(job, created)``."""
+    """An inventory job for the store, or the one already open: ``(job, created)``.
+
+    The open one stands as it is (its provenance too). A new one records ``source``,
+    ``source_detail`` (see ``job_source_detail``), the handler registration that asked,
+    ``retry_of``, and is created with ``job_id`` when given (an id handed out earlier).
+    """
     if store.orchestrator.status != Orchestrator.Status.APPROVED:
         raise ServiceError(
             f"orchestrator {store.orchestrator.name} is not approved: it cannot run jobs",
@@ -218,11 +296,15 @@ def job_inventory_request(
     try:
         with transaction.atomic():
             job = Job.objects.create(
+                **({"id": job_id} if job_id is not None else {}),
                 type=JobType.INVENTORY,
                 store=store,
                 orchestrator_id=store.orchestrator_id,
                 source=source,
-                requested_by=requested_by,
+                source_detail=job_source_detail(requested_by, source_detail),
+                source_registration_id=_source_registration_id(source_registration_id),
+                retry_of=retry_of,
+                requested_by=requested_by if getattr(requested_by, "pk", None) else None,
                 max_attempts=settings.CERTYARD_JOB_MAX_ATTEMPTS,
                 available_at=timezone.now(),
             )
@@ -236,22 +318,64 @@ def job_inventory_request(
     return job, True
 
 
-def job_request_for_handler(*, store_id: str, job_type: str, delay_seconds: int = 0) -> None:
-    """Carry out a job complete handler's ``platform.schedule_job`` request."""
+def _job_find(job_id: Any) -> Job | None:
+    try:
+        return Job.objects.filter(pk=job_id).first()
+    except (ValueError, DjangoValidationError):  # not a UUID
+        return None
+
+
+def job_request_for_handler(
+    *,
+    store_id: str,
+    job_type: str,
+    delay_seconds: int = 0,
+    job_id: str | None = None,
+    retry_of: str | None = None,
+    by: str = "",
+    registration_id: int | None = None,
+) -> dict[str, str] | None:
+    """Carry out a handler's ``platform.schedule_job`` request (registered in ``ready``).
+
+    The job is created with ``job_id``, the id ``schedule_job`` returned to the handler,
+    with source ``handler``, ``by`` (the registration's name) as its detail, the
+    registration, and ``retry_of``. When the store already has an open inventory job,
+    that one stands and no job is created: the answer, ``{"existing_job_id": id}``, is
+    added to the run's recorded action.
+    """
     if job_type != JobType.INVENTORY:
         raise ServiceError(f"handlers can schedule inventory jobs only, not {job_type!r}")
     store = CertificateStore.objects.select_related("orchestrator").filter(pk=store_id).first()
     if store is None:
         raise ServiceError(f"there is no store {store_id}")
-    job, created = job_inventory_request(store=store, source=Job.Source.HANDLER)
-    if created and delay_seconds > 0:
+    retried = None
+    if retry_of:
+        retried = _job_find(retry_of)
+        if retried is None:
+            raise ServiceError(f"there is no job {retry_of} to retry")
+    job, created = job_inventory_request(
+        store=store,
+        source=Job.Source.HANDLER,
+        source_detail=by,
+        source_registration_id=registration_id,
+        retry_of=retried,
+        job_id=job_id,
+    )
+    if not created:
+        return {"existing_job_id": str(job.pk)}
+    if delay_seconds > 0:
         Job.objects.filter(pk=job.pk).update(
             available_at=timezone.now() + dt.timedelta(seconds=min(delay_seconds, 86_400))
         )
+    return None
 
 
-def inventory_schedules_run() -> int:
-    """Open an inventory job for every store whose schedule is due; returns how many."""
+def inventory_schedules_run(*, schedule_name: str = "inventory schedules") -> int:
+    """Open an inventory job for every store whose schedule is due; returns how many.
+
+    ``schedule_name``, the django-q2 schedule (or task) running this, is recorded as the
+    jobs' ``source_detail`` with the store's interval.
+    """
     now = timezone.now()
     created = 0
     due = CertificateStore.objects.filter(
@@ -259,7 +383,11 @@ def inventory_schedules_run() -> int:
     ).select_related("orchestrator")
     for store in due:
         if store.orchestrator.status == Orchestrator.Status.APPROVED:
-            _job, was_created = job_inventory_request(store=store, source=Job.Source.SCHEDULE)
+            _job, was_created = job_inventory_request(
+                store=store,
+                source=Job.Source.SCHEDULE,
+                source_detail=f"{schedule_name}: every {store.inventory_interval_minutes} min",
+            )
             created += was_created
         next_run = now + dt.timedelta(minutes=store.inventory_interval_minutes or 0)
         CertificateStore.objects.filter(pk=store.pk).update(inventory_next_run=next_run)
@@ -832,6 +960,7 @@ def _job_completed_emit(job: Job, orchestrator: Orchestrator) -> None:
                 "client_machine": orchestrator.client_machine,
             },
             "store": store_data,
+            "provenance": job_provenance(job),
         },
     )
 
@@ -861,12 +990,14 @@ def job_cancel(*, job: Job, actor: Any) -> Job:
     return job
 
 
-def job_retry(*, job: Job, actor: Any) -> tuple[Job, bool]:
+def job_retry(*, job: Job, actor: Any, source: str = Job.Source.ADMIN) -> tuple[Job, bool]:
     """Run a finished job again, as a new job: ``(job, created)``.
 
-    The finished job keeps its history. For an inventory, an open job of the same store
-    is answered instead of a second one. A store's job is an action on the store:
-    ``actor`` must be allowed to act on it.
+    The finished job keeps its history; the new one records it as ``retry_of``, and
+    ``source`` (admin from the console, api from the API) with ``actor`` as its detail.
+    For an inventory, an open job of the same store is answered instead of a second one
+    (its provenance unchanged). A store's job is an action on the store: ``actor`` must
+    be allowed to act on it.
     """
     if job.store_id is not None:
         store_act_require(actor, job.store)  # type: ignore[arg-type]
@@ -876,7 +1007,9 @@ def job_retry(*, job: Job, actor: Any) -> tuple[Job, bool]:
             code="not_finished",
         )
     if job.type == JobType.INVENTORY and job.store is not None:
-        return job_inventory_request(store=job.store, source=Job.Source.ADMIN, requested_by=actor)
+        return job_inventory_request(
+            store=job.store, source=source, requested_by=actor, retry_of=job
+        )
     if job.type != JobType.INVENTORY:
         # Checked again as a new request: the agent or the store type may have changed.
         retried = job_request(
@@ -885,7 +1018,8 @@ def job_retry(*, job: Job, actor: Any) -> tuple[Job, bool]:
             type=job.type,
             payload=job.payload,
             actor=actor,
-            source=Job.Source.ADMIN,
+            source=source,
+            retry_of=job,
         )
         return retried, True
     if job.orchestrator.status != Orchestrator.Status.APPROVED:
@@ -899,8 +1033,10 @@ def job_retry(*, job: Job, actor: Any) -> tuple[Job, bool]:
         store=job.store,
         orchestrator=job.orchestrator,
         payload=job.payload,
-        source=Job.Source.ADMIN,
-        requested_by=actor,
+        source=source,
+        source_detail=job_source_detail(actor),
+        retry_of=job,
+        requested_by=actor if getattr(actor, "pk", None) else None,
         max_attempts=settings.CERTYARD_JOB_MAX_ATTEMPTS,
         available_at=timezone.now(),
     )

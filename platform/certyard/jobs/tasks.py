@@ -13,7 +13,7 @@ EXPIRY_SCAN_SCHEDULE_NAME = "certyard: expiration scan"
 
 def maintenance() -> dict[str, int]:
     """Turn due inventory schedules into jobs and offer again the jobs whose lease lapsed."""
-    created = inventory_schedules_run()
+    created = inventory_schedules_run(schedule_name=MAINTENANCE_SCHEDULE_NAME)
     released = jobs_release_lapsed()
     if created or released:
         logger.info(

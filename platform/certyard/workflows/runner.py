@@ -101,8 +101,16 @@ def _invocation(
         context=dict(context),
     )
     inputs = {"event": event.kind, "subject": event.subject_label or event.subject_id}
+    registration = run.registration
+    # Who asks, recorded with the actions: the provenance of the jobs a handler starts.
+    platform = PlatformRequests(
+        registration.name if registration else run.handler,
+        registration.pk if registration else None,
+    )
     if isinstance(handler, JobCompleteHandler):
         job = event.data.get("job") or {}
+        # Events emitted before provenance existed have none: the defaults stand.
+        provenance = event.data.get("provenance") or {}
         job_context = JobCompleteContext(
             job_id=str(job.get("id", event.subject_id)),
             job_type=str(job.get("type", "")),
@@ -113,12 +121,14 @@ def _invocation(
             result=job.get("result") or {},
             orchestrator=event.data.get("orchestrator") or {},
             store=event.data.get("store"),
+            source=str(provenance.get("source") or ""),
+            source_detail=str(provenance.get("source_detail") or ""),
+            retry_of=provenance.get("retry_of") or None,
+            chain=tuple(dict(link) for link in provenance.get("chain") or ()),
         )
-        platform = PlatformRequests()
         inputs["job"] = {"id": job_context.job_id, "type": job_context.job_type}
         return (lambda: handler.handle(job_context, platform)), inputs, platform
     if isinstance(handler, EventHandler):
-        platform = PlatformRequests(run.registration.name if run.registration else run.handler)
         handler.platform = platform
         return (lambda: handler.handle(event_context)), inputs, platform
     raise ServiceError(f"a {handler.kind} handler does not run on events")

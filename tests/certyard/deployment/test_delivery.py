@@ -581,3 +581,6 @@ def test_auto_renew_renews_and_replaces_where_the_certificate_is_installed(
     renewal = EnrollmentRequest.objects.get(type="renew")
     assert deployment.certificate == renewal.certificate and deployment.job.type == "add"
     assert deployment.alias == "app" and deployment.key_origin == "platform"
+    # Provenance: the job was started by the handler's registration.
+    assert (deployment.job.source, deployment.job.source_detail) == ("handler", "renew")
+    assert deployment.job.source_registration == run.registration

@@ -227,7 +227,9 @@ def test_retry_of_a_failed_job_opens_a_new_one(
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["id"] != str(failed_job.pk)
-    assert body["state"] == "pending" and body["source"] == "admin"
+    # Asked through the API: its provenance says so, and names the job it retries.
+    assert body["state"] == "pending" and body["source"] == "api"
+    assert body["retry_of"] == str(failed_job.pk) and body["source_detail"] == "root"
     assert Job.objects.get(pk=body["id"]).requested_by == superuser
     failed_job.refresh_from_db()
     assert failed_job.state == Job.State.FAILED  # the failed job keeps its history

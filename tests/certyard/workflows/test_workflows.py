@@ -199,18 +199,23 @@ def test_a_job_complete_handler_gets_the_job_and_can_schedule_a_follow_up(
     event_runs_execute(event.pk)
     run = HandlerRun.objects.get()
     assert run.state == HandlerRun.State.SUCCEEDED, run.error
+    follow_up = Job.objects.exclude(pk=job.pk).get()
     assert run.output["actions"] == [
         {
             "action": "schedule_job",
             "store_id": str(store.pk),
             "job_type": "inventory",
             "delay_seconds": 0,
+            # The id schedule_job returned; provenance (tests/certyard/jobs/test_provenance.py).
+            "job_id": str(follow_up.pk),
+            "retry_of": None,
+            "by": run.registration_name,
+            "registration_id": run.registration_id,
         }
     ]
     assert lines(path) == [
         {"job_id": str(job.pk), "type": "inventory", "outcome": "failure", "attempt": 1}
     ]
-    follow_up = Job.objects.exclude(pk=job.pk).get()
     assert follow_up.source == Job.Source.HANDLER and follow_up.state == Job.State.PENDING
 
 

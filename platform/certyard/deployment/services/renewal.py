@@ -27,7 +27,7 @@ from certyard.errors import ServiceError
 from certyard.fleet.selectors import orchestrator_can
 from certyard.inventory.authorization import certificate_act_require, store_act_require
 from certyard.inventory.models import Certificate, CertificateLocation
-from certyard.jobs.services import job_request
+from certyard.jobs.services import job_request, job_source_context
 from certyard.pki import crypto
 from certyard.pki.models import KeyAlgorithm
 from orchestrators.protocol import JobType
@@ -283,7 +283,12 @@ def _platform_key_deliveries(
 
 
 def certificate_renew_and_replace_for_handler(
-    *, certificate_sha256: str, template: str = "", new_key: bool = True, by: str
+    *,
+    certificate_sha256: str,
+    template: str = "",
+    new_key: bool = True,
+    by: str,
+    registration_id: int | None = None,
 ) -> None:
     """Carry out a handler's ``renew_and_replace`` (``auto_renew``): once per certificate.
 
@@ -291,6 +296,8 @@ def certificate_renew_and_replace_for_handler(
     location, after the run's transaction commits (the CA is never asked inside one), under
     ``template`` or the template it was issued with. One seen nowhere is only renewed,
     as ``renew_certificate`` does (a PFX enrollment's key, collected by its requester).
+    The jobs it queues record ``by`` (the registration's name) and the registration as
+    their provenance.
     """
     from certyard.enrollment.services import certificate_renew_for_handler
 
@@ -330,9 +337,10 @@ def certificate_renew_and_replace_for_handler(
 
     def renew() -> None:
         try:
-            certificate_renew_and_replace(
-                certificate=certificate, template=chosen, actor=None, source="handler"
-            )
+            with job_source_context(detail=by, registration_id=registration_id):
+                certificate_renew_and_replace(
+                    certificate=certificate, template=chosen, actor=None, source="handler"
+                )
         except ServiceError as exc:  # a refused renewal is recorded on its request
             logger.warning("renew and replace of %s for %s failed: %s", certificate.pk, by, exc)
 

@@ -42,6 +42,23 @@ class JobSerializer(serializers.ModelSerializer):
     outcome = _outcome_field(Job)
     store_path = serializers.CharField(source="store.store_path", read_only=True, default=None)
     orchestrator_name = serializers.CharField(source="orchestrator.name", read_only=True)
+    source_detail = serializers.CharField(
+        read_only=True,
+        help_text="Who asked, by source: the user name (admin), the API token's name and "
+        "prefix and its user (api), the schedule (schedule), the handler registration's "
+        "name (handler); empty when unknown.",
+    )
+    source_registration = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        allow_null=True,
+        help_text="The handler registration that asked for the job (source handler), or null.",
+    )
+    retry_of = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        allow_null=True,
+        pk_field=serializers.UUIDField(format="hex_verbose"),
+        help_text="The job this one retries or follows, or null.",
+    )
 
     class Meta:
         model = Job
@@ -51,6 +68,9 @@ class JobSerializer(serializers.ModelSerializer):
             "state",
             "outcome",
             "source",
+            "source_detail",
+            "source_registration",
+            "retry_of",
             "store",
             "store_path",
             "orchestrator",
@@ -69,6 +89,12 @@ class JobSerializer(serializers.ModelSerializer):
 
 class JobDetailSerializer(JobSerializer):
     history = JobHistorySerializer(many=True, read_only=True)
+    retries = serializers.PrimaryKeyRelatedField(
+        many=True,
+        read_only=True,
+        pk_field=serializers.UUIDField(format="hex_verbose"),
+        help_text="The jobs that retry or follow this one, oldest first.",
+    )
 
     class Meta(JobSerializer.Meta):
-        fields = [*JobSerializer.Meta.fields, "payload", "history"]
+        fields = [*JobSerializer.Meta.fields, "payload", "history", "retries"]

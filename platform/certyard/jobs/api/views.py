@@ -2,7 +2,7 @@
 
 import uuid
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -49,7 +49,8 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Job]:
         queryset = selectors.job_list()
         if self.action == "retrieve":
-            return queryset.prefetch_related("history")
+            retries = Prefetch("retries", queryset=Job.objects.order_by("created_at"))
+            return queryset.prefetch_related("history", retries)
         params = self.request.query_params
         # A filter given empty ("?store=") is refused like any value that names nothing.
         if (state := params.get("state")) is not None and state not in Job.State.values:
@@ -85,8 +86,13 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def retry(self, request: Request, pk: str) -> Response:
-        """Run a finished job again as a new job (409 ``not_finished`` while it is open)."""
-        job, created = services.job_retry(job=self._job_to_change(), actor=request.user)
+        """Run a finished job again as a new job (409 ``not_finished`` while it is open).
+
+        The new job's ``retry_of`` is this job; an inventory's open job, answered instead,
+        is left as it is."""
+        job, created = services.job_retry(
+            job=self._job_to_change(), actor=request.user, source=Job.Source.API
+        )
         return Response(
             JobSerializer(job).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
