@@ -74,7 +74,7 @@ APP_ORDER = [
     "console",
 ]
 # Plain library packages under certyard/: not Django apps, so not in the order.
-LIBRARIES = ["api", "run", "x509"]
+LIBRARIES = ["api", "run", "testing", "x509"]
 
 
 def test_every_platform_app_has_a_place_in_the_order() -> None:
