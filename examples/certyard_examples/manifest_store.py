@@ -18,8 +18,10 @@ Every file must lie inside the agent's store roots, links resolved; an entry nam
 outside them, missing, too large or holding no certificate is reported as rejected, with
 the reason, and the others are still read. A manifest that cannot be read fails the job.
 
-On the platform, create the store type with the short name ``MANIFEST`` (Django admin,
-*Certificate store types*) supporting inventory, whose store path is a file.
+The store type declares itself (``declaration``): when an agent carrying it connects, the
+platform creates the ``MANIFEST`` store type, with its one property, ``entries_key`` (the
+manifest's key that holds the list, ``entries`` by default, for tools that name it
+otherwise). Nothing is set up by hand.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from orchestrators.declarations import PropertySpec, PropertyType, StoreTypeDeclaration
 from orchestrators.protocol import StoreOperation
 from orchestrators.sdk import (
     InventoryEntry,
@@ -67,6 +70,26 @@ class ManifestStore(StoreTypeExtension):
 
     short_name = "MANIFEST"
     operations = frozenset({StoreOperation.INVENTORY})
+    # The platform's record of the type, created from this when an agent connects. Raise
+    # schema_version whenever it changes: the platform ignores (and warns of) another
+    # declaration under a version it has already recorded.
+    declaration = StoreTypeDeclaration(
+        short_name="MANIFEST",
+        name="Certificates listed in a JSON manifest (example)",
+        schema_version=1,
+        operations=operations,
+        properties=(
+            PropertySpec(
+                "entries_key",
+                "Entries key",
+                PropertyType.STRING,
+                default="entries",
+                help="The manifest's top-level key that holds the list of entries.",
+            ),
+        ),
+        store_path_hint="/etc/myservice/certificates.json (the manifest file)",
+        description="Reads the certificates a JSON manifest lists (inventory only).",
+    )
 
     def inventory(self, job: JobConfiguration) -> Iterator[InventoryEntry]:
         manifest = Path(job.store.store_path)
@@ -83,9 +106,11 @@ class ManifestStore(StoreTypeExtension):
             data = json.loads(_read(manifest, job))
         except ValueError as exc:
             raise _Unusable(f"{manifest} is not valid JSON ({exc})") from None
-        entries = data.get("entries") if isinstance(data, dict) else None
+        # A store made before the type declared the property has none: the default.
+        key = job.store.properties.get("entries_key") or "entries"
+        entries = data.get(key) if isinstance(data, dict) else None
         if not isinstance(entries, list):
-            raise _Unusable(f'{manifest} has no "entries" list')
+            raise _Unusable(f'{manifest} has no "{key}" list')
         return entries
 
     @staticmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from handlers.base import CertificateInfo, MetadataGenerator
+from handlers.base import CertificateInfo, MetadataFieldDeclaration, MetadataGenerator
 from handlers.parameters import Parameter, ParameterError, ParameterType
 
 
@@ -30,7 +30,8 @@ class TeamFromDnsSuffix(MetadataGenerator):
     - **teams**: ``suffix=team`` lines, e.g. ``payments.example.com=payments`` and
       ``example.com=platform``. A name matches a suffix when it is that domain or lies
       under it (``api.payments.example.com``); case is ignored.
-    - **field**: the metadata field to set (default ``team``; create it first).
+    - **field**: the metadata field to set (default ``team``). Registering the generator
+      creates it (one-line text) when it does not exist yet.
 
     The certificate's DNS names and its common name are compared; the longest matching
     suffix wins, so the most specific team is chosen. A certificate no suffix matches is
@@ -52,6 +53,17 @@ class TeamFromDnsSuffix(MetadataGenerator):
             pattern=r"[A-Za-z][A-Za-z0-9_]{0,59}",
         ),
     )
+
+    @classmethod
+    def declared_fields(cls, config: Mapping[str, Any]) -> tuple[MetadataFieldDeclaration, ...]:
+        # The field's name is a parameter: declare the one this registration fills.
+        return (
+            MetadataFieldDeclaration(
+                config.get("field") or "team",
+                label="Team",
+                description="The team that owns the certificate, from its DNS names.",
+            ),
+        )
 
     @classmethod
     def config_check(cls, config: Mapping[str, Any]) -> None:

@@ -292,3 +292,100 @@ def test_a_viewer_sees_the_orchestrator_page_without_actions(
     page = viewer_web.get(url).content.decode()
     assert "approved-agent" in page
     assert "data-action" not in page
+
+
+# --- Metadata ------------------------------------------------------------------------
+
+
+def _metadata_rows(page: str) -> list[str]:
+    return re.findall(r'data-testid="metadata-row" data-key="([^"]+)"', page)
+
+
+@pytest.mark.django_db
+def test_an_orchestrator_without_metadata_says_so(
+    admin_web: Client, approved_orchestrator: Orchestrator
+) -> None:
+    page = admin_web.get(
+        reverse("console:orchestrator-detail", args=[approved_orchestrator.pk])
+    ).content.decode()
+    assert 'data-testid="metadata-empty"' in page
+    assert "No metadata." in page
+    assert 'data-testid="metadata-edit"' in page
+
+
+@pytest.mark.django_db
+def test_metadata_is_shown_as_keys_and_values_and_saved_from_the_form(
+    admin_web: Client, admin_user_: User, approved_orchestrator: Orchestrator
+) -> None:
+    detail = reverse("console:orchestrator-detail", args=[approved_orchestrator.pk])
+    url = reverse("console:orchestrator-metadata", args=[approved_orchestrator.pk])
+
+    response = admin_web.post(url, {"metadata": '{"team": "web", "rack": 12, "pci": true}'})
+
+    assert response.status_code == 302 and response.url == detail
+    approved_orchestrator.refresh_from_db()
+    assert approved_orchestrator.metadata == {"team": "web", "rack": 12, "pci": True}
+    assert approved_orchestrator.metadata_changed_by == admin_user_
+    page = admin_web.get(detail).content.decode()
+    assert _metadata_rows(page) == ["team", "rack", "pci"]
+    assert "<td>true</td>" in page and "<td>12</td>" in page
+    assert "Set by root on" in page
+    assert "metadata saved." in page
+    # The form shows what is stored, as JSON to edit.
+    assert "&quot;team&quot;: &quot;web&quot;" in page
+
+    # Empty removes it all.
+    assert admin_web.post(url, {"metadata": ""}).status_code == 302
+    approved_orchestrator.refresh_from_db()
+    assert approved_orchestrator.metadata == {}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('{"team": ', "This is not valid JSON (line 1, column"),
+        ('["team"]', "metadata must be a JSON object"),
+        ('{"1team": "web"}', "key &#x27;1team&#x27;: a letter, then letters"),
+        ('{"team": {"a": 1}}', "key &#x27;team&#x27;: a string, a number or true/false, not dict"),
+        ('{"team": null}', "not null"),
+        ("{" + ", ".join(f'"k{i}": 1' for i in range(51)) + "}", "at most 50 keys"),
+        ('{"notes": "' + "x" * 9000 + '"}', "at most 8192 bytes"),
+    ],
+)
+def test_metadata_the_service_refuses_is_shown_beside_the_field_and_nothing_changes(
+    admin_web: Client, approved_orchestrator: Orchestrator, text: str, error: str
+) -> None:
+    approved_orchestrator.metadata = {"team": "ops"}
+    approved_orchestrator.save()
+    url = reverse("console:orchestrator-metadata", args=[approved_orchestrator.pk])
+
+    response = admin_web.post(url, {"metadata": text})
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'class="field-error"' in page and error in page
+    assert '<details data-testid="metadata-edit" open>' in page
+    assert _metadata_rows(page) == ["team"]  # the stored metadata, not what was refused
+    approved_orchestrator.refresh_from_db()
+    assert approved_orchestrator.metadata == {"team": "ops"}
+
+
+@pytest.mark.django_db
+def test_editing_metadata_needs_the_change_permission_and_a_csrf_token(
+    viewer_web: Client, admin_user_: User, approved_orchestrator: Orchestrator
+) -> None:
+    detail = reverse("console:orchestrator-detail", args=[approved_orchestrator.pk])
+    url = reverse("console:orchestrator-metadata", args=[approved_orchestrator.pk])
+
+    page = viewer_web.get(detail).content.decode()
+    assert 'data-testid="metadata-edit"' not in page
+    assert "or add it below" not in page
+    assert viewer_web.post(url, {"metadata": '{"a": "b"}'}).status_code == 403
+
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(admin_user_)
+    assert strict.post(url, {"metadata": '{"a": "b"}'}).status_code == 403
+    assert strict.get(url).status_code == 405
+    approved_orchestrator.refresh_from_db()
+    assert approved_orchestrator.metadata == {}

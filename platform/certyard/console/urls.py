@@ -30,6 +30,11 @@ urlpatterns = [
     ),
     path("orchestrators/<uuid:pk>/reset/", views.orchestrator_reset, name="orchestrator-reset"),
     path(
+        "orchestrators/<uuid:pk>/metadata/",
+        views.orchestrator_metadata,
+        name="orchestrator-metadata",
+    ),
+    path(
         "orchestrators/<uuid:pk>/revoke-certificate/",
         views.orchestrator_revoke_certificate,
         name="orchestrator-revoke-certificate",

@@ -34,6 +34,7 @@ from certyard.console.forms import (
     service_error_to_form,
 )
 from certyard.console.metadata_forms import MetadataFilterForm
+from certyard.console.orchestrator_forms import OrchestratorMetadataForm
 from certyard.console.pagination import slice_page
 from certyard.errors import ServiceError
 from certyard.fleet import selectors as fleet_selectors
@@ -96,8 +97,23 @@ def orchestrator_list(request: HttpRequest) -> HttpResponse:
 @permission_required("fleet.view_orchestrator", raise_exception=True)
 def orchestrator_detail(request: HttpRequest, pk: str) -> HttpResponse:
     orchestrator = get_object_or_404(selectors.orchestrator_list(), pk=pk)
+    return _orchestrator_detail_render(request, orchestrator)
+
+
+def _orchestrator_detail_render(
+    request: HttpRequest,
+    orchestrator: Orchestrator,
+    *,
+    metadata_form: OrchestratorMetadataForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The orchestrator's page; ``metadata_form`` bound to a refused edit shows its errors."""
     user = request.user
     context: dict[str, Any] = {"o": orchestrator}
+    if user.has_perm("fleet.change_orchestrator"):
+        context["metadata_form"] = metadata_form or OrchestratorMetadataForm.for_metadata(
+            orchestrator.metadata
+        )
     if orchestrator.has_identity:
         context["certificate_revoked"] = issued_is_revoked(
             certificate_pem=orchestrator.certificate_pem
@@ -121,7 +137,30 @@ def orchestrator_detail(request: HttpRequest, pk: str) -> HttpResponse:
         context["recent_jobs"] = selectors.orchestrator_jobs_recent(
             orchestrator_id=orchestrator.pk
         )[:RECENT_JOBS_SHOWN]
-    return render(request, "console/orchestrators/detail.html", context)
+    return render(request, "console/orchestrators/detail.html", context, status=status)
+
+
+@login_required
+@require_POST
+@permission_required("fleet.change_orchestrator", raise_exception=True)
+def orchestrator_metadata(request: HttpRequest, pk: str) -> HttpResponse:
+    """Replace the orchestrator's metadata; a refusal shows the page again with the errors."""
+    orchestrator = get_object_or_404(selectors.orchestrator_list(), pk=pk)
+    form = OrchestratorMetadataForm(request.POST)
+    if form.is_valid():
+        try:
+            fleet_services.orchestrator_metadata_set(
+                orchestrator=orchestrator,
+                metadata=form.cleaned_data["metadata"],
+                actor=request.user,
+            )
+        except ServiceError as exc:
+            service_error_to_form(form, exc)
+    if form.errors:
+        orchestrator.refresh_from_db()
+        return _orchestrator_detail_render(request, orchestrator, metadata_form=form, status=400)
+    messages.success(request, f"{orchestrator.name}: metadata saved.")
+    return redirect("console:orchestrator-detail", pk=orchestrator.pk)
 
 
 def _orchestrator_action(

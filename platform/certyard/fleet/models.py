@@ -75,7 +75,18 @@ class Orchestrator(models.Model):
     capabilities = models.JSONField(default=list, blank=True)
     client_parameters = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(
-        default=dict, blank=True, help_text="Key/values a registration handler recorded."
+        default=dict,
+        blank=True,
+        help_text="Key/values a registration handler recorded, or a person set.",
+    )
+    # Who changed the metadata last (None: a registration handler, at registration).
+    metadata_changed_at = models.DateTimeField(null=True, blank=True)
+    metadata_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     source_address = models.GenericIPAddressField(null=True, blank=True)
     registration_token = models.ForeignKey(

@@ -5,6 +5,9 @@ import binascii
 import datetime as dt
 import hashlib
 import ipaddress
+import json
+import logging
+import math
 import re
 import secrets
 import unicodedata
@@ -42,6 +45,8 @@ from handlers.builtin._common import glob_compile
 from orchestrators.protocol import SESSION_ASSERTION_MAX_SKEW_SECONDS, session_signing_input
 
 _SESSION_SALT = "certyard.orchestrator-session.v1"
+
+logger = logging.getLogger(__name__)
 
 
 def _token_hash(token: str) -> str:
@@ -444,6 +449,8 @@ def orchestrator_register(
         }
         if decision is not None and decision.metadata:
             fields["metadata"] = {str(k): str(v) for k, v in decision.metadata.items()}
+            fields["metadata_changed_at"] = now
+            fields["metadata_changed_by"] = None  # the deciding registration handler
         if existing is None:
             orchestrator = Orchestrator.objects.create(
                 name=name, client_machine=client_machine, **fields
@@ -540,6 +547,7 @@ def _orchestrator_event(kind: EventKind, orchestrator: Orchestrator, **data: Any
             "client_machine": orchestrator.client_machine,
             "status": orchestrator.status,
             "client_parameters": orchestrator.client_parameters,
+            "metadata": dict(orchestrator.metadata or {}),
             **data,
         },
     )
@@ -800,6 +808,89 @@ def orchestrator_reset(*, orchestrator: Orchestrator, actor: Any) -> Orchestrato
         )
         _status_set(orchestrator=orchestrator, status=Orchestrator.Status.NEW, actor=actor)
         _lockout_hooks_run(orchestrator)
+    return orchestrator
+
+
+# --- Metadata --------------------------------------------------------------------------
+
+ORCHESTRATOR_METADATA_MAX_KEYS = 50
+ORCHESTRATOR_METADATA_MAX_BYTES = 8192
+ORCHESTRATOR_METADATA_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+MetadataValue = str | int | float | bool
+
+
+def orchestrator_metadata_check(metadata: Any) -> dict[str, MetadataValue]:
+    """``metadata`` as an orchestrator keeps it; ServiceError (field ``metadata``) if not.
+
+    A flat JSON object: at most 50 keys, each a letter then letters, digits, ``_``,
+    ``-`` or ``.`` (at most 64 characters), each value a string, a (finite) number or a
+    boolean; at most 8 KiB as compact JSON (UTF-8). Nothing nested, no null: handlers and
+    filters read the values as they are.
+    """
+    if not isinstance(metadata, dict):
+        raise ServiceError(
+            'metadata must be a JSON object of keys and values, like {"team": "web"}',
+            field="metadata",
+        )
+    problems = []
+    if len(metadata) > ORCHESTRATOR_METADATA_MAX_KEYS:
+        problems.append(
+            f"at most {ORCHESTRATOR_METADATA_MAX_KEYS} keys are allowed, {len(metadata)} were given"
+        )
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not ORCHESTRATOR_METADATA_KEY.fullmatch(key):
+            problems.append(
+                f"key {str(key)[:80]!r}: a letter, then letters, digits, _, - or . "
+                "(at most 64 characters)"
+            )
+        elif not isinstance(value, str | int | float) or (
+            isinstance(value, float) and not math.isfinite(value)
+        ):
+            kind = "null" if value is None else type(value).__name__
+            problems.append(f"key {key!r}: a string, a number or true/false, not {kind}")
+        elif isinstance(value, str) and "\x00" in value:
+            problems.append(f"key {key!r}: the value holds a NUL character")
+    if not problems:
+        size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > ORCHESTRATOR_METADATA_MAX_BYTES:
+            problems.append(
+                f"at most {ORCHESTRATOR_METADATA_MAX_BYTES} bytes of JSON are allowed, "
+                f"this is {size}"
+            )
+    if problems:
+        raise ServiceError("; ".join(problems), fields={"metadata": problems})
+    return dict(metadata)
+
+
+def orchestrator_metadata_set(
+    *, orchestrator: Orchestrator, metadata: Any, actor: Any
+) -> Orchestrator:
+    """Replace the orchestrator's metadata (see :func:`orchestrator_metadata_check`).
+
+    Records who changed it and when (``metadata_changed_by``/``_at``) and logs the keys
+    added, changed and removed with the actor's name; a registration handler's decision
+    replaces it again the next time the agent registers.
+    """
+    checked = orchestrator_metadata_check(metadata)
+    with transaction.atomic():
+        locked = Orchestrator.objects.select_for_update().get(pk=orchestrator.pk)
+        before = dict(locked.metadata or {})
+        orchestrator.metadata = checked
+        orchestrator.metadata_changed_at = timezone.now()
+        orchestrator.metadata_changed_by = actor
+        orchestrator.save(update_fields=["metadata", "metadata_changed_at", "metadata_changed_by"])
+    added = sorted(set(checked) - set(before))
+    removed = sorted(set(before) - set(checked))
+    changed = sorted(key for key in set(checked) & set(before) if checked[key] != before[key])
+    # Key names only: values may be whatever an administrator typed.
+    logger.info(
+        "orchestrator %s metadata set by %s: added %s, changed %s, removed %s",
+        orchestrator.pk,
+        getattr(actor, "username", None) or "-",
+        ", ".join(added) or "-",
+        ", ".join(changed) or "-",
+        ", ".join(removed) or "-",
+    )
     return orchestrator
 
 

@@ -4,14 +4,14 @@ import json
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
 from certyard.display import VisibleText, VisibleTextAdmin
 from certyard.errors import ServiceError
-from certyard.inventory import metadata, services
+from certyard.inventory import declarations, metadata, services
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
@@ -35,26 +35,76 @@ class CertificateStoreTypeAdmin(admin.ModelAdmin):
         "password_supported",
         "schema_version",
         "builtin",
+        "declaration_status",
     ]
     list_filter = ["supports_inventory", "supports_add", "password_supported", "builtin"]
     search_fields = ["short_name", "name"]
-    # What a declaration sets is shown, not edited: the next declaration (an agent's, or the
-    # platform's own for a built-in type) would overwrite an edit anyway.
+    # What a declaration sets beyond the columns is shown, not edited. The columns can be
+    # edited, but a declaration with a greater schema_version replaces the edit, and one of
+    # the same version leaves it and records a warning (inventory.declarations).
     readonly_fields = [
         "builtin",
         "schema_version",
         "declared_by",
         "declared_at",
+        "declaration_warning_display",
+        "declaration_warning_at",
         "declaration_display",
         "description",
     ]
-    exclude = ["declaration"]
+    exclude = ["declaration", "declaration_warning"]
 
     @admin.display(description="Declaration")
     def declaration_display(self, obj: CertificateStoreType) -> str:
         return format_html(
             "<pre>{}</pre>", json.dumps(obj.declaration or {}, indent=2, sort_keys=True)
         )
+
+    @admin.display(description="Declaration warning")
+    def declaration_warning_display(self, obj: CertificateStoreType) -> str:
+        return obj.declaration_warning or "none: the type agrees with its declaration"
+
+    @admin.display(description="Declaration", ordering="declaration_warning")
+    def declaration_status(self, obj: CertificateStoreType) -> str:
+        if obj.declaration_warning:
+            return format_html(
+                '<span class="declaration-warning" title="{}">⚠ disagrees</span>',
+                obj.declaration_warning,
+            )
+        return "declared" if obj.declaration else "by hand"
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method == "GET":
+            store_type = self.get_object(request, object_id)
+            if store_type is not None and store_type.declaration_warning:
+                messages.warning(
+                    request, f"{store_type.short_name}: {store_type.declaration_warning}"
+                )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(
+        self, request: HttpRequest, obj: CertificateStoreType, form: Any, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            return
+        # An edit of what the declaration set: agents of the same schema version no longer
+        # agree with the record, and a later schema version will replace it. Say so.
+        changed = declarations.store_type_hand_changes(obj)
+        if changed:
+            warning = declarations.store_type_hand_changes_warning(
+                changed, schema_version=obj.schema_version
+            )
+            declarations.store_type_warning_set(obj, warning)
+            messages.warning(request, f"{obj.short_name}: {warning}")
+        elif obj.declaration_warning.startswith(declarations.CHANGED_BY_HAND):
+            declarations.store_type_warning_set(obj, "")  # the edit was undone
 
 
 class _DryRun(Exception):

@@ -13,7 +13,11 @@ every ``migrate``. The rules:
 - a change migrates every store of the type: new properties get their defaults, a value the
   new declaration no longer allows is kept and flagged on the store
   (``CertificateStore.property_problems``), a removed property is dropped (and logged,
-  by name only: its value may be a secret).
+  by name only: its value may be a secret);
+- a declaration ignored because it disagrees (an older schema version, or the same one with
+  other content), and a type changed by hand (Django admin) after it was declared, are
+  recorded on the type (``declaration_warning`` and ``_at``) and shown in Django admin as
+  a warning, until a declaration is applied again.
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ from certyard.inventory.properties import (
 )
 from orchestrators.declarations import (
     BUILTIN_DECLARATIONS,
+    DeclarationError,
     PasswordStyle,
     PropertySpec,
     StoreTypeDeclaration,
+    declaration_from_wire,
     property_value_fits,
 )
 from orchestrators.protocol import StoreOperation
@@ -180,6 +186,52 @@ def _same_declaration(store_type: Any, declaration: StoreTypeDeclaration) -> boo
     return (store_type.declaration or {}) == declaration.to_wire()
 
 
+# The start of the warning a hand edit leaves: the admin clears it when the edit is undone.
+CHANGED_BY_HAND = "Changed by hand after it was declared"
+
+
+def store_type_hand_changes(store_type: Any) -> list[str]:
+    """The columns of ``store_type`` that differ from what its recorded declaration sets
+    (a change made by hand, in Django admin or the API, after it was declared); empty when
+    it has no declaration or agrees with it."""
+    if not store_type.declaration:
+        return []
+    try:
+        declaration = declaration_from_wire(store_type.declaration)
+    except DeclarationError:
+        return []  # recorded by an older release in a form this one no longer reads
+    declared = _known_fields(type(store_type), store_type_fields(declaration))
+    return sorted(name for name, value in declared.items() if getattr(store_type, name) != value)
+
+
+def store_type_hand_changes_warning(changed: Sequence[str], *, schema_version: int) -> str:
+    """The warning a store type changed by hand carries (see :func:`store_type_hand_changes`)."""
+    return (
+        f"{CHANGED_BY_HAND} (schema version {schema_version}): {', '.join(changed)} "
+        f"{'differs' if len(changed) == 1 else 'differ'} from the declaration. Agents "
+        "declaring the same schema version do not change it back; a declaration with a "
+        "greater schema_version replaces the edit."
+    )
+
+
+def store_type_warning_set(store_type: Any, warning: str, *, at: Any = None) -> None:
+    """Record ``warning`` on the type (unless it already says that); "" clears it."""
+    if (store_type.declaration_warning or "") == warning:
+        return
+    store_type.declaration_warning = warning
+    store_type.declaration_warning_at = (at or timezone.now()) if warning else None
+    store_type.save(update_fields=["declaration_warning", "declaration_warning_at"])
+
+
+def _wire_differences(recorded: Mapping[str, Any], wire: Mapping[str, Any]) -> str:
+    keys = sorted(key for key in set(recorded) | set(wire) if recorded.get(key) != wire.get(key))
+    return ", ".join(keys) or "nothing"
+
+
+def _by(orchestrator: Orchestrator | None) -> str:
+    return f"orchestrator {orchestrator}" if orchestrator is not None else "a declaration"
+
+
 def store_type_declare(
     *, declaration: StoreTypeDeclaration, orchestrator: Orchestrator | None
 ) -> DeclareResult:
@@ -248,20 +300,34 @@ def _declare(declaration: StoreTypeDeclaration, orchestrator: Orchestrator | Non
     # A type an administrator made by hand has no declaration yet: the first one fills it.
     first = not existing.declaration
     if not first:
+        ignored = None
         if declaration.schema_version < recorded:
-            return DeclareResult(
-                existing.short_name,
-                ignored=f"schema version {declaration.schema_version} is older than the "
-                f"recorded {recorded}",
+            ignored = (
+                f"schema version {declaration.schema_version} is older than the recorded {recorded}"
             )
-        if declaration.schema_version == recorded:
+        elif declaration.schema_version == recorded:
             if _same_declaration(existing, declaration):
+                changed = store_type_hand_changes(existing)
+                if changed:
+                    store_type_warning_set(
+                        existing,
+                        store_type_hand_changes_warning(changed, schema_version=recorded),
+                        at=now,
+                    )
                 return DeclareResult(existing.short_name)
-            return DeclareResult(
-                existing.short_name,
-                ignored=f"schema version {recorded} is recorded with other content; raise "
-                "schema_version to change the store type",
+            ignored = (
+                f"schema version {recorded} is recorded with other content; raise "
+                "schema_version to change the store type"
             )
+        if ignored is not None:
+            differences = _wire_differences(existing.declaration or {}, declaration.to_wire())
+            store_type_warning_set(
+                existing,
+                f"A declaration by {_by(orchestrator)} was ignored: {ignored} "
+                f"(it differs in: {differences}). The recorded declaration stands.",
+                at=now,
+            )
+            return DeclareResult(existing.short_name, ignored=ignored)
     return _apply(existing, declaration, orchestrator=orchestrator, at=now)
 
 
@@ -285,6 +351,10 @@ def _apply(
         setattr(store_type, field_name, value)
     store_type.declared_by = orchestrator
     store_type.declared_at = at
+    if "declaration_warning" in _known_fields(type(store_type), {"declaration_warning": ""}):
+        # Applied: the type is what this declaration says, nothing disagrees any more.
+        store_type.declaration_warning = ""
+        store_type.declaration_warning_at = None
     store_type.save()
     changed, flagged = stores_migrate(
         store_type=store_type, new_specs=declaration.properties, store_model=store_model
@@ -359,6 +429,7 @@ def builtin_sync_after_migrate(sender: Any, **kwargs: Any) -> None:
 
 
 __all__ = [
+    "CHANGED_BY_HAND",
     "IGNORED_BUILT_IN",
     "MAX_DECLARATIONS",
     "DeclareResult",
@@ -366,6 +437,9 @@ __all__ = [
     "specs_of",
     "store_type_declare",
     "store_type_fields",
+    "store_type_hand_changes",
+    "store_type_hand_changes_warning",
+    "store_type_warning_set",
     "store_types_builtin_sync",
     "store_types_declare",
     "stores_migrate",

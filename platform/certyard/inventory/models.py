@@ -73,6 +73,14 @@ class CertificateStoreType(models.Model):
     declaration = models.JSONField(
         default=dict, blank=True, help_text="The last accepted declaration, in its wire form."
     )
+    # Set when an agent's declaration was ignored because it disagrees with the recorded
+    # one, or when the record was changed by hand after it was declared; cleared when a
+    # declaration is applied (inventory.declarations).
+    declaration_warning = models.TextField(
+        blank=True,
+        help_text="Why the type and a declaration disagree; empty if they agree.",
+    )
+    declaration_warning_at = models.DateTimeField(null=True, blank=True)
     description = models.TextField(blank=True)
 
     class Meta:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -223,6 +223,10 @@ class HandlerRegistrationAdmin(admin.ModelAdmin):
             obj.created_by = request.user
         # The form's validation made this same call in a rolled-back transaction.
         registration_save(registration=obj, values=form.parameter_values())
+        # Saved, but something the class declares disagrees with what exists (a metadata
+        # field with another label or type): the administrator decides, so say it.
+        for warning in getattr(obj, "warnings", None) or ():
+            messages.warning(request, warning)
 
 
 @admin.register(HandlerRun)

@@ -54,8 +54,10 @@ class EventSpec:
 # owns it (the inventory creates the fields a metadata generator declares): hook(cls,
 # config, apply). With apply False it only checks, raising ServiceError (a form shows it
 # before anything is written); with apply True it writes, in the registration's own
-# transaction. Registered in AppConfig.ready, since workflows imports no app above it.
-RegistrationHook = Callable[[type[Handler], Mapping[str, Any], bool], None]
+# transaction. It may return warnings (sentences): what it found that does not stop the
+# save but that an administrator should know (a declared field that exists with another
+# label). Registered in AppConfig.ready, since workflows imports no app above it.
+RegistrationHook = Callable[[type[Handler], Mapping[str, Any], bool], Iterable[str] | None]
 _registration_hooks: dict[str, list[RegistrationHook]] = {}
 
 
@@ -68,12 +70,15 @@ def registration_hook_register(kind: HandlerKind, hook: RegistrationHook) -> Non
 
 def _registration_hooks_run(
     registration: HandlerRegistration, config: Mapping[str, Any], *, apply: bool
-) -> None:
+) -> list[str]:
+    """Run the hooks of the registration's kind; the warnings they returned, in order."""
     info = handler_class(registration.handler)
     if info is None or info.cls is None:
-        return
+        return []
+    warnings: list[str] = []
     for hook in _registration_hooks.get(info.cls.kind.value, []):
-        hook(info.cls, config, apply)
+        warnings.extend(hook(info.cls, config, apply) or ())
+    return warnings
 
 
 def registration_secret_names(registration: HandlerRegistration) -> list[str]:
@@ -113,14 +118,21 @@ def registration_save(
 ) -> HandlerRegistration:
     """Check the parameter values against the class, encrypt the secrets, and save.
 
-    Raises ``ParameterError`` (one message per parameter) or ``ServiceError``.
+    Raises ``ParameterError`` (one message per parameter) or ``ServiceError``. What does
+    not stop the save but disagrees with the class's declarations (a metadata field the
+    generator declares exists with another label, choices or a compatible other type) is
+    returned as sentences in ``registration.warnings`` (a list, empty when all agree);
+    Django admin shows them as warnings.
     """
     with transaction.atomic():
         registration_prepare(registration=registration, values=values)
         registration.save()
         # What the class needs besides its row (a generator's fields), written with it:
         # a refusal here saves nothing.
-        _registration_hooks_run(registration, registration_config(registration), apply=True)
+        warnings = _registration_hooks_run(
+            registration, registration_config(registration), apply=True
+        )
+    registration.warnings = warnings
     return registration
 
 
@@ -150,7 +162,9 @@ def registration_prepare(
     registration.kind = info.cls.kind.value
     registration.parameters = parameters
     registration.secrets = json.dumps(secrets) if secrets else ""
-    _registration_hooks_run(registration, {**parameters, **secrets}, apply=False)
+    registration.warnings = _registration_hooks_run(
+        registration, {**parameters, **secrets}, apply=False
+    )
     return registration
 
 

@@ -382,6 +382,7 @@ NOT_OBJECT_LEVEL = {
     "console:orchestrator-disapprove": _CONFIG,
     "console:orchestrator-reset": _CONFIG,
     "console:orchestrator-revoke-certificate": _CONFIG,
+    "console:orchestrator-metadata": _CONFIG,
     "console:registration-token-create": _CONFIG,
     "console:registration-token-revoke": _CONFIG,
     "console:api-token-create": "a person's own API token: made for themselves",

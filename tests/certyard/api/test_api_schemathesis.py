@@ -100,6 +100,9 @@ BEYOND_THE_SCHEMA = {
     # 400 not_registered: the orchestrator's state (a 409 would say it better; issue 15).
     "POST /api/v1/orchestrators/{id}/approve/": "the orchestrator must have registered",
     "POST /api/v1/stores/": "the store type and the orchestrator must exist",
+    # Issue 21: OpenAPI 3.0 has no propertyNames; the size is of the whole object's JSON.
+    "PATCH /api/v1/orchestrators/{id}/": "each metadata key a letter, then letters, digits, "
+    "_, - or . (at most 64); no NUL in a value; at most 8 KiB of JSON",
     "PUT /api/v1/stores/{id}/": "the store type must exist and have the properties given",
     "PATCH /api/v1/stores/{id}/": "the store type must have the properties given",
     # Issue 16's operations. Their schemas say what is checked field by field; these are the

@@ -1,6 +1,15 @@
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from certyard.errors import ServiceError
 from certyard.fleet.models import Orchestrator, RegistrationToken
+from certyard.fleet.services import (
+    ORCHESTRATOR_METADATA_MAX_BYTES,
+    ORCHESTRATOR_METADATA_MAX_KEYS,
+    orchestrator_metadata_check,
+)
 from certyard.pki.models import RevocationReason
 
 
@@ -60,8 +69,43 @@ class RegistrationTokenCreatedSerializer(RegistrationTokenSerializer):
         fields = [*RegistrationTokenSerializer.Meta.fields, "token"]
 
 
+_METADATA_RULES = (
+    "Keys: a letter, then letters, digits, _, - or . (at most 64 characters); values: a "
+    f"string, a number or a boolean; at most {ORCHESTRATOR_METADATA_MAX_KEYS} keys and "
+    f"{ORCHESTRATOR_METADATA_MAX_BYTES} bytes of compact JSON."
+)
+_METADATA_VALUE = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
+
+
+# As read: what a registration handler recorded may predate or exceed the rules a person's
+# edit is held to (a handler's values are kept as text), so only the value types are said.
+@extend_schema_field({"type": "object", "additionalProperties": _METADATA_VALUE})
+class OrchestratorMetadataField(serializers.Field):
+    """An orchestrator's metadata: checked by ``orchestrator_metadata_check``; each
+    problem is one of the field's errors."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        try:
+            return orchestrator_metadata_check(data)
+        except ServiceError as exc:
+            raise serializers.ValidationError(exc.fields.get("metadata") or exc.message) from None
+
+    def to_representation(self, value: Any) -> dict[str, Any]:
+        return dict(value or {})
+
+
 class OrchestratorSerializer(serializers.ModelSerializer):
     has_identity = serializers.BooleanField(read_only=True)
+    metadata = OrchestratorMetadataField(
+        read_only=True,
+        help_text="Key/values a registration handler recorded (as text) or a person set.",
+    )
+    metadata_changed_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Who last set the metadata; null when a registration handler did.",
+    )
 
     class Meta:
         model = Orchestrator
@@ -73,6 +117,9 @@ class OrchestratorSerializer(serializers.ModelSerializer):
             "status",
             "capabilities",
             "client_parameters",
+            "metadata",
+            "metadata_changed_at",
+            "metadata_changed_by",
             "source_address",
             "has_identity",
             "certificate_not_after",
@@ -85,6 +132,27 @@ class OrchestratorSerializer(serializers.ModelSerializer):
             "limits_reported_at",
         ]
         read_only_fields = fields
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": ORCHESTRATOR_METADATA_MAX_KEYS,
+        "additionalProperties": _METADATA_VALUE,
+    }
+)
+class OrchestratorMetadataInputField(OrchestratorMetadataField):
+    """The metadata a person sends: the rules' limit on keys is in the schema too."""
+
+
+class OrchestratorUpdateSerializer(serializers.Serializer):
+    """What a person may change on an orchestrator (``PATCH``): only the fields sent."""
+
+    metadata = OrchestratorMetadataInputField(
+        required=False,
+        help_text="Replaces the whole metadata (send every key to keep; {} empties it). "
+        + _METADATA_RULES,
+    )
 
 
 class CertificateRevokeSerializer(serializers.Serializer):

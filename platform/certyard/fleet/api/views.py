@@ -16,6 +16,7 @@ from certyard.fleet import services
 from certyard.fleet.api.serializers import (
     CertificateRevokeSerializer,
     OrchestratorSerializer,
+    OrchestratorUpdateSerializer,
     RegistrationTokenCreatedSerializer,
     RegistrationTokenCreateSerializer,
     RegistrationTokenSerializer,
@@ -67,12 +68,30 @@ class OrchestratorViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = OrchestratorSerializer
 
     def get_queryset(self) -> QuerySet[Orchestrator]:
-        queryset = Orchestrator.objects.all()
+        queryset = Orchestrator.objects.select_related("metadata_changed_by")
         if (wanted := self.request.query_params.get("status")) is not None:
             if wanted not in Orchestrator.Status.values:
                 raise ApiError(f"status must be one of {', '.join(Orchestrator.Status.values)}")
             queryset = queryset.filter(status=wanted)
         return queryset
+
+    @extend_schema(request=OrchestratorUpdateSerializer, responses={200: OrchestratorSerializer})
+    def partial_update(self, request: Request, pk: str) -> Response:
+        """Change the orchestrator's metadata (the only field a person sets here).
+
+        Needs fleet.change_orchestrator. ``metadata`` replaces the whole object; a key or
+        value it refuses is a 400 naming each problem under ``fields.metadata``.
+        """
+        orchestrator = self.get_object()  # PATCH needs fleet.change_orchestrator
+        body = OrchestratorUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if "metadata" in body.validated_data:
+            orchestrator = services.orchestrator_metadata_set(
+                orchestrator=orchestrator,
+                metadata=body.validated_data["metadata"],
+                actor=request.user,
+            )
+        return Response(OrchestratorSerializer(orchestrator).data)
 
     def _transition(self, service: Callable[..., Orchestrator], **options: object) -> Response:
         if not self.request.user.has_perm("fleet.change_orchestrator"):

@@ -33,6 +33,8 @@ class StoreTypeSerializer(serializers.ModelSerializer):
     class Meta:
         model = CertificateStoreType
         fields = "__all__"
+        # Recorded by the platform when a declaration and the type disagree.
+        read_only_fields = ["declaration_warning", "declaration_warning_at"]
 
     def validate_short_name(self, value: str) -> str:
         if not services.STORE_TYPE_SHORT_NAME.fullmatch(value):

@@ -595,11 +595,72 @@ def generator_fields_ensure(
     return created
 
 
-def generator_fields_hook(cls: type[Handler], config: Mapping[str, Any], apply: bool) -> None:
-    """workflows' registration hook for metadata generators: their declared fields."""
+def generator_fields_disagreements(
+    *, declarations: Sequence[MetadataFieldDeclaration]
+) -> list[str]:
+    """One sentence per declared field that exists but differs from its declaration.
+
+    Only fields whose type takes the declared values are compared (another type is a
+    refusal, see :func:`generator_fields_ensure`): a different agreeing type, other
+    choices, another label or description. Nothing is changed: the field is the
+    administrator's, and these are warnings a registration is saved with. An empty
+    declared label or description says nothing, so it never disagrees.
+    """
+    existing = {
+        field.name: field
+        for field in MetadataField.objects.filter(name__in=[d.name for d in declarations])
+    }
+    warnings = []
+    for declaration in declarations:
+        field = existing.get(declaration.name)
+        if field is None:
+            continue
+        declared = FieldType(str(declaration.type))
+        if field.type not in _AGREEING_TYPES.get(declared, {declared}):
+            continue  # a refusal, not a warning
+        differences = []
+        if field.type != declared:
+            differences.append(
+                f"its type is {field.get_type_display()!r}, the generator declares "
+                f"{declared.label!r}"
+            )
+        if (
+            declared == FieldType.CHOICE
+            and field.type == FieldType.CHOICE
+            and sorted(field.choices or []) != sorted(declaration.choices)
+        ):
+            differences.append(
+                f"its choices are {', '.join(field.choices or []) or 'none'}, the generator "
+                f"declares {', '.join(declaration.choices) or 'none'} (a value outside the "
+                "field's choices is refused for that certificate)"
+            )
+        if declaration.label and declaration.label[:200] != field.label:
+            differences.append(
+                f"its label is {field.label!r}, the generator declares {declaration.label!r}"
+            )
+        if declaration.description and declaration.description != field.description:
+            differences.append("its description differs from the generator's")
+        if differences:
+            warnings.append(
+                f"The metadata field {field.name} differs from the generator's declaration: "
+                + "; ".join(differences)
+                + ". The field is kept as it is; change it (the console's Metadata page or "
+                "Django admin) if the declaration is right."
+            )
+    return warnings
+
+
+def generator_fields_hook(cls: type[Handler], config: Mapping[str, Any], apply: bool) -> list[str]:
+    """workflows' registration hook for metadata generators: their declared fields are
+    created (``apply``) or checked; returns the warnings about existing fields that
+    differ from their declarations."""
     if not issubclass(cls, MetadataGenerator):
-        return
-    generator_fields_ensure(declarations=cls.declared_fields(config), apply=apply)
+        return []
+    declarations = cls.declared_fields(config)
+    # Checked (and created) first: a wrong declaration is a refusal, and a field created
+    # now agrees with its declaration, so only fields that existed are reported.
+    generator_fields_ensure(declarations=declarations, apply=apply)
+    return generator_fields_disagreements(declarations=declarations)
 
 
 def generator_registration_fields_create(
