@@ -25,9 +25,7 @@ production records:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 from typing import Any
-from unittest import mock
 
 from certyard.testing.fakes import InvokeResult, RecordingPlatform
 from handlers.base import (
@@ -210,6 +208,11 @@ def _job_completed_spec(job: JobCompleteContext) -> Any:
     )
 
 
+def _requests_kept(actions: list[dict[str, Any]]) -> None:
+    """Leave a run's requests recorded, not carried out: what they name may exist only in
+    the test (``certyard_invoke(..., apply_actions=False)``)."""
+
+
 def _event_invoke(
     registration: Any,
     context: EventContext | JobCompleteContext,
@@ -257,17 +260,13 @@ def _event_invoke(
                 setattr(platform, name, value)
         return platform
 
-    for name in ("PlatformRequests", "actions_apply", "run_execute"):
-        if not hasattr(runner, name):  # the runner changed: this helper must follow it
-            raise RuntimeError(f"certyard.workflows.runner has no {name}: update certyard.testing")
     try:
-        with ExitStack() as patches:
-            patches.enter_context(mock.patch.object(runner, "PlatformRequests", facade))
-            if not apply_actions:
-                patches.enter_context(
-                    mock.patch.object(runner, "actions_apply", lambda actions: None)
-                )
-            value = runner.run_execute(run.pk, context=handed_context)
+        value = runner.run_execute(
+            run.pk,
+            context=handed_context,
+            facade=facade,
+            carry_out=runner.actions_apply if apply_actions else _requests_kept,
+        )
     finally:
         asked, platform.actions = platform.actions, earlier + platform.actions
     run.refresh_from_db()

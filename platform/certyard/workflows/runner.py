@@ -83,7 +83,10 @@ def retry_schedule(run: HandlerRun, registration: HandlerRegistration | None) ->
 
 
 def _invocation(
-    handler: Handler, run: HandlerRun, context: Mapping[str, Any]
+    handler: Handler,
+    run: HandlerRun,
+    context: Mapping[str, Any],
+    facade: Callable[[str, int | None], PlatformRequests] = PlatformRequests,
 ) -> tuple[Callable[[], Any], dict[str, Any], PlatformRequests | None]:
     """What to call for this run, what to record as its inputs, and the facade if any."""
     event = run.event
@@ -103,7 +106,7 @@ def _invocation(
     inputs = {"event": event.kind, "subject": event.subject_label or event.subject_id}
     registration = run.registration
     # Who asks, recorded with the actions: the provenance of the jobs a handler starts.
-    platform = PlatformRequests(
+    platform = facade(
         registration.name if registration else run.handler,
         registration.pk if registration else None,
     )
@@ -165,11 +168,20 @@ def _result_check(value: Any) -> HandlerResult:
     return result
 
 
-def run_execute(run_id: int, *, context: Mapping[str, Any] | None = None) -> HandlerResult | None:
+def run_execute(
+    run_id: int,
+    *,
+    context: Mapping[str, Any] | None = None,
+    facade: Callable[[str, int | None], PlatformRequests] = PlatformRequests,
+    carry_out: Callable[[list[dict[str, Any]]], Any] = actions_apply,
+) -> HandlerResult | None:
     """Run one queued handler run to its end and record it; never raises.
 
     Returns the handler's result when it succeeded, so the caller can pass its context
-    updates to the handlers that run after it for the same event.
+    updates to the handlers that run after it for the same event. ``facade`` makes the
+    :class:`handlers.base.Platform` the handler gets (from the asking registration's name
+    and id) and ``carry_out`` applies its recorded requests: ``certyard.testing`` passes a
+    recording facade, and may leave the requests unapplied.
     """
     if not _claim(run_id):
         return None  # another worker has it, or it already ran
@@ -199,7 +211,7 @@ def run_execute(run_id: int, *, context: Mapping[str, Any] | None = None) -> Han
     if context is None:  # a retry, or a run handed over alone: what ran before it asked
         context = _context_before(run, registration)
     try:
-        call, inputs, platform = _invocation(handler, run, context)
+        call, inputs, platform = _invocation(handler, run, context, facade)
     except (ServiceError, ValueError) as exc:
         end(_invocation_failed(Outcome.PERMANENT_ERROR, f"cannot be started: {exc}", started))
         return None
@@ -219,7 +231,7 @@ def run_execute(run_id: int, *, context: Mapping[str, Any] | None = None) -> Han
     if platform is not None and platform.actions:
         output["actions"] = platform.actions
         try:
-            actions_apply(platform.actions)
+            carry_out(platform.actions)
         except Exception as exc:  # an action's own validation, or a bug: recorded
             end(
                 invocation,
