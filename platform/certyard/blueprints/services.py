@@ -26,7 +26,8 @@ from certyard.fleet.models import Orchestrator
 from certyard.inventory.models import CertificateStore
 from certyard.inventory.services import store_client_machine, store_create
 from certyard.jobs.models import Job
-from certyard.jobs.services import job_inventory_request
+from certyard.jobs.services import job_inventory_request, job_source_context
+from certyard.workflows.models import HandlerRegistration
 
 logger = logging.getLogger(__name__)
 
@@ -397,8 +398,12 @@ def blueprint_name_check(name: str) -> str:
     return blueprint.name
 
 
-def blueprint_apply_by_name(*, orchestrator: Orchestrator, blueprint_name: str) -> None:
+def blueprint_apply_by_name(
+    *, orchestrator: Orchestrator, blueprint_name: str, decided_by: str = ""
+) -> None:
     """Apply the blueprint a registration handler named (fleet calls this after commit).
+
+    The jobs it opens record the handler registration that decided (``decided_by``).
 
     Never raises: an unknown name, a refusal or a failure is logged at WARNING and kept
     as the orchestrator's ``last_error``, where the console shows it.
@@ -413,9 +418,13 @@ def blueprint_apply_by_name(*, orchestrator: Orchestrator, blueprint_name: str) 
         _failure_record(current, f"Blueprint {name!r} was not applied: there is no such blueprint.")
         return
     try:
-        application = blueprint_apply(
-            blueprint=blueprint, orchestrator=current, actor=None, source=Job.Source.HANDLER
-        )
+        with job_source_context(
+            detail=f"{decided_by or 'a registration handler'}: blueprint {blueprint.name}",
+            registration_id=_registration_id(decided_by),
+        ):
+            application = blueprint_apply(
+                blueprint=blueprint, orchestrator=current, actor=None, source=Job.Source.HANDLER
+            )
     except ServiceError as exc:
         _failure_record(current, f"Blueprint {blueprint.name} was not applied: {exc.message}.")
         return
@@ -425,6 +434,13 @@ def blueprint_apply_by_name(*, orchestrator: Orchestrator, blueprint_name: str) 
         return
     if application.refused:
         _failure_record(current, application.summary)
+
+
+def _registration_id(name: str) -> int | None:
+    """The handler registration of that name (names are unique), if it still exists."""
+    if not name:
+        return None
+    return HandlerRegistration.objects.filter(name=name).values_list("pk", flat=True).first()
 
 
 def _failure_record(orchestrator: Orchestrator, message: str, *, exc_info: bool = False) -> None:

@@ -474,7 +474,7 @@ def orchestrator_register(
         if status in _STATUS_EVENTS:
             _orchestrator_event(_STATUS_EVENTS[status], orchestrator, actor=None)
         if status == Orchestrator.Status.APPROVED and blueprint:
-            _blueprint_apply_on_commit(orchestrator, blueprint)
+            _blueprint_apply_on_commit(orchestrator, blueprint, decided_by=outcome.decided_by)
     if withheld:
         raise ServiceError(
             "registration recorded, but no client certificate is issued yet"
@@ -732,19 +732,22 @@ _blueprint_appliers: list[Callable[..., None]] = []
 
 
 def orchestrator_blueprint_applier_register(applier: Callable[..., None]) -> None:
-    """Register ``applier(*, orchestrator, blueprint_name)``, called after commit.
+    """Register ``applier(*, orchestrator, blueprint_name, decided_by)``, called after commit.
 
-    It runs once a registration handler approved an orchestrator and named a blueprint.
+    It runs once a registration handler approved an orchestrator and named a blueprint;
+    ``decided_by`` is that handler registration's name (the jobs it opens record it).
     It must not raise for a blueprint that does not exist: it records why instead.
     """
     if applier not in _blueprint_appliers:
         _blueprint_appliers.append(applier)
 
 
-def _blueprint_apply_on_commit(orchestrator: Orchestrator, blueprint_name: str) -> None:
+def _blueprint_apply_on_commit(
+    orchestrator: Orchestrator, blueprint_name: str, *, decided_by: str = ""
+) -> None:
     def apply() -> None:
         for applier in _blueprint_appliers:
-            applier(orchestrator=orchestrator, blueprint_name=blueprint_name)
+            applier(orchestrator=orchestrator, blueprint_name=blueprint_name, decided_by=decided_by)
 
     transaction.on_commit(apply)
 

@@ -29,6 +29,7 @@ from certyard.fleet.models import Orchestrator
 from certyard.inventory.models import CertificateStore, CertificateStoreType
 from certyard.inventory.services import store_create
 from certyard.jobs.models import Job
+from certyard.workflows.models import HandlerRegistration
 from orchestrators.protocol import JobType
 from tests.certyard.conftest import ADMIN, error_of
 from tests.conftest import RegisteredAgent
@@ -285,6 +286,25 @@ def test_an_unknown_blueprint_name_is_logged_and_kept_as_the_last_error(
     assert "no such thing" in target.last_error
     assert "no such blueprint" in target.last_error
     assert any(r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_the_jobs_of_a_blueprint_a_handler_named_record_that_handler(
+    blueprint: Blueprint, target: Orchestrator
+) -> None:
+    registration = HandlerRegistration.objects.create(
+        name="approve web", handler="certyard.registration_rules", parameters={}
+    )
+
+    blueprint_apply_by_name(
+        orchestrator=target, blueprint_name="web servers", decided_by="approve web"
+    )
+
+    jobs = Job.objects.filter(store__orchestrator=target)
+    assert jobs.count() == 2
+    for job in jobs:
+        assert job.source == Job.Source.HANDLER
+        assert job.source_detail == "approve web: blueprint web servers"
+        assert job.source_registration_id == registration.pk
 
 
 def test_a_refused_application_by_name_is_kept_as_the_last_error(
