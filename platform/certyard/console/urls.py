@@ -8,6 +8,7 @@ from certyard.console import (
     metadata_views,
     pki_views,
     run_views,
+    scheduled_views,
     template_views,
     views,
 )
@@ -125,6 +126,12 @@ urlpatterns = [
         name="run-subject",
     ),
     path("handlers/", run_views.registration_list, name="handler-registration-list"),
+    path("scheduled-tasks/", scheduled_views.scheduled_task_list, name="scheduled-task-list"),
+    path(
+        "scheduled-tasks/<slug:name>/run/",
+        scheduled_views.scheduled_task_run_now,
+        name="scheduled-task-run",
+    ),
     path("handlers/<int:pk>/", run_views.registration_detail, name="handler-registration-detail"),
     path("blueprints/", blueprint_views.blueprint_list, name="blueprint-list"),
     path("blueprints/<int:pk>/", blueprint_views.blueprint_detail, name="blueprint-detail"),

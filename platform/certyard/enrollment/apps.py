@@ -31,3 +31,10 @@ class EnrollmentConfig(AppConfig):
         action_applier_register("approve_enrollment", services.enrollment_approve_for_handler)
         action_applier_register("deny_enrollment", services.enrollment_deny_for_handler)
         action_applier_register("renew_certificate", services.certificate_renew_for_handler)
+
+        # Gateway syncs and their upkeep, runnable now (certyard.workflows.scheduled).
+        from certyard.enrollment.tasks import SCHEDULED_TASKS
+        from certyard.workflows.scheduled import scheduled_task_register
+
+        for task in SCHEDULED_TASKS:
+            scheduled_task_register(task)

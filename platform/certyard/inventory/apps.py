@@ -13,6 +13,13 @@ class InventoryConfig(AppConfig):
 
         action_applier_register("set_metadata", metadata_set_for_handler)
 
+        # The metadata generators' scheduled work, runnable now (certyard.workflows.scheduled).
+        from certyard.inventory.tasks import SCHEDULED_TASKS
+        from certyard.workflows.scheduled import scheduled_task_register
+
+        for task in SCHEDULED_TASKS:
+            scheduled_task_register(task)
+
         # A built-in CA's revocation (pki, below the inventory) is recorded on the
         # certificate it revoked, whichever path revoked it (enrollment, orchestrators).
         from certyard.inventory.services import certificate_revoked_by_builtin_ca

@@ -19,3 +19,10 @@ class JobsConfig(AppConfig):
         from certyard.workflows.services import action_applier_register
 
         action_applier_register("schedule_job", job_request_for_handler)
+
+        # The expiry scan and the job upkeep, runnable now (certyard.workflows.scheduled).
+        from certyard.jobs.tasks import SCHEDULED_TASKS
+        from certyard.workflows.scheduled import scheduled_task_register
+
+        for task in SCHEDULED_TASKS:
+            scheduled_task_register(task)

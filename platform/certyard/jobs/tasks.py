@@ -4,6 +4,7 @@ import logging
 
 from certyard.jobs.expiry import expiry_scan
 from certyard.jobs.services import inventory_schedules_run, jobs_release_lapsed
+from certyard.workflows.scheduled import ScheduledTask
 
 logger = logging.getLogger(__name__)
 
@@ -31,3 +32,29 @@ def expiry_scan_daily() -> dict[str, object]:
         "by_threshold": {str(days): count for days, count in result.by_threshold.items()},
         "batches": result.batches,
     }
+
+
+# Registered in JobsConfig.ready (certyard.workflows.scheduled).
+SCHEDULED_TASKS = (
+    ScheduledTask(
+        name="expiry-scan",
+        label="Expiration scan",
+        description="Warn of every certificate, at every location, past a threshold of "
+        "CERTYARD_EXPIRY_THRESHOLDS or expired: one certificate.expiring event for the "
+        "smallest threshold crossed and not yet warned of.",
+        func=expiry_scan_daily,
+        schedule_name=EXPIRY_SCAN_SCHEDULE_NAME,
+        events=("certificate.expiring",),
+        # As its schedule's (migration 0006): a first scan of a large inventory takes time.
+        timeout_seconds=1800,
+    ),
+    ScheduledTask(
+        name="job-schedules",
+        label="Job schedules and leases",
+        description="Open the inventory jobs whose store schedule is due, and offer again "
+        "the jobs whose lease lapsed (an attempt lost that way ends as a failure).",
+        func=maintenance,
+        schedule_name=MAINTENANCE_SCHEDULE_NAME,
+        events=("job.completed",),
+    ),
+)

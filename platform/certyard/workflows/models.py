@@ -123,6 +123,9 @@ class Event(models.Model):
     class Meta:
         ordering = ["-occurred_at", "-id"]
         indexes = [models.Index(fields=["subject_type", "subject_id"], name="event_subject")]
+        # Running the platform's scheduled work now (certyard.workflows.scheduled): most of
+        # it emits events. Kept here, as the workflows app has no model of its own for it.
+        permissions = [("run_scheduled_task", "Can run scheduled platform tasks now")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.subject_label or self.subject_id}"

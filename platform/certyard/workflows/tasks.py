@@ -14,6 +14,7 @@ from certyard.workflows.models import Event, HandlerRun
 from certyard.workflows.outbox import TASK_TIMEOUT_CEILING as _TASK_TIMEOUT_CEILING
 from certyard.workflows.outbox import enqueue_event_runs
 from certyard.workflows.runner import event_runs_execute, run_execute, runs_stuck_fail
+from certyard.workflows.scheduled import ScheduledTask
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ __all__ = [
     "event_runs",
     "history_prune",
     "maintenance",
+    "retention",
     "run",
     "runs_due_enqueue",
 ]
@@ -104,3 +106,29 @@ def maintenance() -> dict[str, int]:
             pruned,
         )
     return {"runs_lost": stuck, "runs_enqueued": enqueued, "rows_pruned": pruned}
+
+
+def retention() -> dict[str, int]:
+    """Only the pruning part of :func:`maintenance` (the *retention* scheduled task)."""
+    return {"rows_pruned": history_prune()}
+
+
+# Registered in WorkflowsConfig.ready (certyard.workflows.scheduled).
+SCHEDULED_TASKS = (
+    ScheduledTask(
+        name="handler-runs",
+        label="Handler runs upkeep",
+        description="Fail the handler runs whose worker died, hand over the runs that are "
+        "due (retries whose wait is over, lost hand-overs), and prune old history.",
+        func=maintenance,
+        schedule_name=MAINTENANCE_SCHEDULE_NAME,
+    ),
+    ScheduledTask(
+        name="retention",
+        label="Retention",
+        description="Delete the finished handler runs and the events older than "
+        "CERTYARD_RUN_RETENTION_DAYS (the handler-runs schedule does this every minute).",
+        func=retention,
+        schedule_name=MAINTENANCE_SCHEDULE_NAME,
+    ),
+)

@@ -264,6 +264,8 @@ def credentials(
             ],
             "/api/v1/registration-tokens/{id}": [str(orchestrator.registration_token_id)],
             "/api/v1/store-types/{short_name}": ["PEM"],
+            # Queued only (no worker runs in this test): the 202 path, not just the 404.
+            "/api/v1/scheduled-tasks/{name}": ["crl-refresh", "expiry-scan"],
             f"{API_PREFIX}jobs/{{job_id}}": jobs,
         }
     )

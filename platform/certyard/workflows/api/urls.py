@@ -1,7 +1,9 @@
 """The workflows API's routes, included in /api/v1/ by ``certyard.urls``."""
 
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from certyard.workflows.api.scheduled import ScheduledTaskListView, ScheduledTaskRunView
 from certyard.workflows.api.views import HandlerRegistrationViewSet, HandlerRunViewSet
 
 router = SimpleRouter(trailing_slash=True)
@@ -10,4 +12,12 @@ router.register(
 )
 router.register("handler-runs", HandlerRunViewSet, basename="handler-run")
 
-urlpatterns = router.urls
+urlpatterns = [
+    *router.urls,
+    path("scheduled-tasks/", ScheduledTaskListView.as_view(), name="scheduled-task-list"),
+    path(
+        "scheduled-tasks/<str:name>/run/",
+        ScheduledTaskRunView.as_view(),
+        name="scheduled-task-run",
+    ),
+]
