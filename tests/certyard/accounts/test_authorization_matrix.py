@@ -345,6 +345,8 @@ _CONFIG = "configuration an administrator manages: the model permissions govern 
 NOT_OBJECT_LEVEL = {
     # /api/v1/
     "certificate-detail": _READ,
+    "scheduled-task-run": "platform upkeep named by its task, not an object anyone owns: "
+    "the run_scheduled_task permission (or a superuser) governs it",
     "certificate-download": _READ,
     "enrollment-detail": _READ,
     "job-detail": _READ,
@@ -383,6 +385,8 @@ NOT_OBJECT_LEVEL = {
     "console:orchestrator-reset": _CONFIG,
     "console:orchestrator-revoke-certificate": _CONFIG,
     "console:orchestrator-metadata": _CONFIG,
+    "console:scheduled-task-run": "platform upkeep, not an object anyone owns: the "
+    "run_scheduled_task permission (or a superuser) governs it",
     "console:registration-token-create": _CONFIG,
     "console:registration-token-revoke": _CONFIG,
     "console:api-token-create": "a person's own API token: made for themselves",
