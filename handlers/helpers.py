@@ -31,6 +31,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from handlers.parameters import mapping_parse
+
 __all__ = [
     "SAN_TYPES",
     "SUBJECT_ATTRIBUTE_NAMES",
@@ -401,29 +403,4 @@ def key_values(lines: str | Iterable[str], *, separator: str = "=") -> dict[str,
     >>> key_values("# owners\\nteam=payments\\nurl=https://x/?a=b")
     {'team': 'payments', 'url': 'https://x/?a=b'}
     """
-    if not separator:
-        raise ValueError("the separator must not be empty")
-    if isinstance(lines, str):
-        lines = lines.splitlines()
-    result: dict[str, str] = {}
-    first_line: dict[str, int] = {}
-    for number, raw in enumerate(lines, start=1):
-        line = str(raw).strip()
-        if not line or line.startswith("#"):
-            continue
-        key, found, value = line.partition(separator)
-        key, value = key.strip(), value.strip()
-        if not found:
-            shown = line if len(line) <= 60 else line[:59] + "…"
-            raise ValueError(
-                f"line {number}: {shown!r} has no {separator!r} (write key{separator}value)"
-            )
-        if not key:
-            raise ValueError(f"line {number}: the key before {separator!r} is empty")
-        if key in result:
-            raise ValueError(
-                f"line {number}: the key {key!r} is given twice (first on line {first_line[key]})"
-            )
-        result[key] = value
-        first_line[key] = number
-    return result
+    return mapping_parse(lines, separator=separator)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -141,25 +141,35 @@ def _schema_check(parameter: Parameter) -> None:
 # --- MAPPING: key=value lines ---------------------------------------------------------
 
 
-def mapping_parse(text: str) -> dict[str, str]:
+def mapping_parse(lines: str | Iterable[str], *, separator: str = "=") -> dict[str, str]:
     """``key=value`` lines as a dict; ``ValueError`` naming the first wrong line.
 
-    Blank lines and lines starting with ``#`` are skipped. A line splits at its first
-    ``=``: the value may hold more. Keys and values are trimmed of surrounding
-    whitespace; a key must be non-empty and appear once; a value may be empty (``key=``).
+    ``lines`` is one text (split at line breaks) or its lines. Blank lines and lines
+    starting with ``#`` are skipped, but counted, so a line number is the one a person
+    sees. A line splits at its first ``separator``: the value may hold more. Keys and
+    values are trimmed of surrounding whitespace; a key must be non-empty and appear once;
+    a value may be empty (``key=``). Handler authors call it as
+    :func:`handlers.helpers.key_values`.
     """
+    if not separator:
+        raise ValueError("the separator must not be empty")
+    if isinstance(lines, str):
+        lines = lines.splitlines()
     result: dict[str, str] = {}
     first_line: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
+    for number, raw in enumerate(lines, start=1):
+        line = str(raw).strip()
         if not line or line.startswith("#"):
             continue
-        key, equals, value = line.partition("=")
+        key, found, value = line.partition(separator)
         key, value = key.strip(), value.strip()
-        if not equals:
-            raise ValueError(f"line {number}: {_shorten(line)!r} has no '=' (write key=value)")
+        if not found:
+            raise ValueError(
+                f"line {number}: {_shorten(line)!r} has no {separator!r} "
+                f"(write key{separator}value)"
+            )
         if not key:
-            raise ValueError(f"line {number}: the key before '=' is empty")
+            raise ValueError(f"line {number}: the key before {separator!r} is empty")
         if key in result:
             raise ValueError(
                 f"line {number}: the key {key!r} is given twice (first on line {first_line[key]})"
