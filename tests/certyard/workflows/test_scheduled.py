@@ -15,11 +15,13 @@ from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
+from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 from rest_framework.test import APIClient
 
 from certyard.inventory.ingest import inventory_submit
 from certyard.inventory.models import CertificateStore
+from certyard.jobs.models import Job
 from certyard.workflows.models import Event
 from certyard.workflows.scheduled import (
     ScheduledTask,
@@ -269,3 +271,20 @@ def test_gateway_sync_starts_every_gateway_that_can_sync_once() -> None:
     assert again["skipped"] == [
         {"gateway": "CFSSL", "reason": "CFSSL is already being synchronized"}
     ]
+
+
+def test_job_schedules_run_now_opens_due_inventories_naming_who_ran_it(
+    register_agent: Callable[..., RegisteredAgent], pem_store: Callable[..., CertificateStore]
+) -> None:
+    store = pem_store(register_agent().orchestrator, "/etc/ssl/due")
+    CertificateStore.objects.filter(pk=store.pk).update(
+        inventory_interval_minutes=60, inventory_next_run=timezone.now()
+    )
+    admin = _user("ops", superuser=True)
+
+    result = scheduled_task_run("job-schedules", actor=admin)
+
+    assert result["result"]["scheduled_jobs"] == 1
+    job = Job.objects.get(store=store)
+    assert job.source == Job.Source.SCHEDULE
+    assert job.source_detail == ("certyard: job schedules and leases, run now by ops: every 60 min")
