@@ -76,6 +76,8 @@ BENCH_ARGS_long_poll_load ?= 200 --samples 50 --jobs 20
 BENCH_ARGS_metadata_backfill ?= 5000
 BENCH_ARGS_pki_issue ?= 200
 BENCH_ARGS_ocsp_flood ?= 2000
+BENCH_ARGS_request_overhead ?= 200
+BENCH_ARGS_pki_vs_cfssl ?= 50 --profile
 # deploy.py at full size (20 agents, 1,000 PEM + 1,000 PKCS#12 stores) is the issue-16 goal run.
 BENCH_ARGS_deploy ?= --agents 20 --stores 1000
 bench: setup
