@@ -194,6 +194,24 @@ def test_an_expired_token_is_refused(person: Any) -> None:
     assert not ApiToken.objects.filter(pk=token.pk).exists()  # knox forgets it
 
 
+def test_a_token_costs_one_token_query_and_the_users_expired_tokens_go_when_its_use_is_recorded(
+    person: Any,
+) -> None:
+    token, value = api_token_create(user=person, name="in use", expires_in=DAY)
+    old, _ = api_token_create(user=person, name="old", expires_in=DAY)
+    ApiToken.objects.filter(pk=old.pk).update(expiry=timezone.now() - dt.timedelta(seconds=1))
+    assert _get(value).status_code == 200  # records the use: the expired token goes
+    assert not ApiToken.objects.filter(pk=old.pk).exists()
+
+    with CaptureQueriesContext(connection) as queries:
+        assert _get(value).status_code == 200
+    token_queries = [q["sql"] for q in queries if "accounts_apitoken" in q["sql"]]
+    # The token with its user, in one indexed look-up (knox also read all the user's).
+    assert len(token_queries) == 1, token_queries
+    assert "token_key" in token_queries[0] and "auth_user" in token_queries[0]
+    assert ApiToken.objects.filter(pk=token.pk).exists()
+
+
 def test_a_token_that_never_expires_works(person: Any) -> None:
     _, value = api_token_create(user=person, name="forever", expires_in=None)
 
