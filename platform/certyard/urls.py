@@ -73,7 +73,6 @@ async def favicon(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("favicon.ico", favicon, name="favicon"),
-    path("", include("certyard.console.urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", healthz, name="healthz"),
@@ -84,6 +83,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script at ?script, not inline (CSP).
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    # Last: its hundred-odd patterns share the empty prefix, so Django tries every one of
+    # them before a pattern after it (a fifth of a small request's time, profiled).
+    path("", include("certyard.console.urls")),
 ]
 
 
