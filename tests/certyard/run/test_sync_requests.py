@@ -1,0 +1,234 @@
+"""The web entry point's thread pool: Django's WSGI handler under the ASGI server
+(certyard.run.sync_requests), driven as uvicorn drives it (scope, receive, send).
+
+The first tests use a small WSGI application that shows what it was given; the last one
+goes through Django's WSGI handler, middleware and database included. The agents' long
+polls, which the entry point keeps on Django's ASGI handler, are in tests/e2e and
+tests/certyard/jobs/test_long_poll.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connections
+from django.db.backends.signals import connection_created
+
+from certyard.run.sync_requests import SyncRequests
+
+
+def _scope(path: str = "/x", **extra: Any) -> dict[str, Any]:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000")],
+        "client": ("127.0.0.1", 50123),
+        "server": ("127.0.0.1", 8000),
+    }
+    scope.update(extra)
+    return scope
+
+
+def _served(
+    app: Any, scope: dict[str, Any], chunks: list[bytes] | None = None, *, gone: bool = False
+) -> list[dict]:
+    """What ``app`` sends for ``scope`` with a body sent in ``chunks`` (``gone``: the
+    client goes away before sending one)."""
+    sent: list[dict] = []
+
+    async def scenario() -> None:
+        messages: list[dict] = (
+            [{"type": "http.disconnect"}]
+            if gone
+            else [
+                {
+                    "type": "http.request",
+                    "body": chunk,
+                    "more_body": index < len(chunks or [b""]) - 1,
+                }
+                for index, chunk in enumerate(chunks or [b""])
+            ]
+        )
+
+        async def receive() -> dict:
+            if messages:
+                return messages.pop(0)
+            await asyncio.Event().wait()  # the client waits for the answer
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+
+    asyncio.run(scenario())
+    return sent
+
+
+def _echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    shown = {
+        key: value
+        for key, value in environ.items()
+        if isinstance(value, str) and not key.startswith("wsgi.")
+    }
+    shown["body"] = environ["wsgi.input"].read().decode()
+    shown["thread"] = threading.current_thread().name
+    start_response("201 Created", [("Content-Type", "application/json"), ("X-One", "1")])
+    return [json.dumps(shown).encode()]
+
+
+def _body(sent: list[dict]) -> bytes:
+    return b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def test_the_environ_is_the_request_as_django_reads_an_asgi_scope() -> None:
+    app = SyncRequests(_echo, threads=2, max_memory_body=10)
+    scope = _scope(
+        "/app/api/é x",
+        method="post",
+        root_path="/app",
+        query_string=b"a=1&b=%C3%A9",
+        headers=[
+            (b"host", b"certyard.example"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"11"),
+            (b"x-forwarded-for", b"10.0.0.1"),
+            (b"x-forwarded-for", b"10.0.0.2"),
+            (b"cookie", b"a=1; "),
+            (b"cookie", b"b=2"),
+        ],
+    )
+    sent = _served(app, scope, [b'{"a": ', b"[1, 2]}"])
+    assert sent[0] == {
+        "type": "http.response.start",
+        "status": 201,
+        "headers": [(b"content-type", b"application/json"), (b"x-one", b"1")],
+    }
+    shown = json.loads(_body(sent))
+    assert shown["REQUEST_METHOD"] == "POST"
+    assert shown["SCRIPT_NAME"] == "/app"
+    # PEP 3333: the path's UTF-8 bytes, spelt as latin-1.
+    assert shown["PATH_INFO"].encode("latin-1").decode() == "/api/é x"
+    assert shown["QUERY_STRING"] == "a=1&b=%C3%A9"
+    assert shown["CONTENT_TYPE"] == "application/json"
+    assert shown["CONTENT_LENGTH"] == "11"
+    assert shown["HTTP_HOST"] == "certyard.example"
+    assert shown["HTTP_X_FORWARDED_FOR"] == "10.0.0.1,10.0.0.2"
+    assert shown["HTTP_COOKIE"] == "a=1; b=2"
+    assert shown["REMOTE_ADDR"] == "127.0.0.1"
+    assert shown["SERVER_PROTOCOL"] == "HTTP/1.1"
+    # The body arrived in two messages and, past max_memory_body, went to disk: whole.
+    assert shown["body"] == '{"a": [1, 2]}'
+    assert shown["thread"].startswith("web")
+
+
+def test_a_client_gone_before_its_body_arrived_gets_nothing_and_runs_nothing() -> None:
+    called = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        called.append(environ)
+        return _echo(environ, start_response)
+
+    assert _served(SyncRequests(app, threads=1, max_memory_body=1024), _scope(), gone=True) == []
+    assert called == []
+
+
+class _Streamed:
+    """A streaming answer as Django's handler gives one: iterated, then closed."""
+
+    streaming = True
+
+    def __init__(self) -> None:
+        self.closed_on: str | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"one,"
+        yield b""
+        yield b"two"
+
+    def close(self) -> None:
+        self.closed_on = threading.current_thread().name
+
+
+def test_a_streaming_answer_is_sent_chunk_by_chunk_and_closed_on_its_thread() -> None:
+    answer = _Streamed()
+
+    def app(environ: dict[str, Any], start_response: Any) -> _Streamed:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return answer
+
+    sent = _served(SyncRequests(app, threads=1, max_memory_body=1024), _scope())
+    assert [m["type"] for m in sent] == ["http.response.start"] + ["http.response.body"] * 3
+    assert [m.get("more_body", False) for m in sent[1:]] == [True, True, False]
+    assert _body(sent) == b"one,two"
+    assert answer.closed_on is not None and answer.closed_on.startswith("web")
+
+
+def test_an_application_failing_outside_djangos_handler_is_a_plain_500(caplog: Any) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise RuntimeError("broken")
+
+    sent = _served(SyncRequests(app, threads=1, max_memory_body=1024), _scope())
+    assert sent[0]["status"] == 500
+    assert _body(sent) == b"A server error occurred."
+    assert "failed outside Django's handler" in caplog.text
+
+
+def test_lifespan_is_acknowledged() -> None:
+    sent: list[dict] = []
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive() -> dict:
+        return messages.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    app = SyncRequests(_echo, threads=1, max_memory_body=1024)
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    assert [m["type"] for m in sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+
+
+# --- Through the platform's entry point ------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_through_django_reuse_their_threads_database_connection(
+    settings: Any,
+) -> None:
+    from certyard import asgi
+
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    opened: list[str] = []
+
+    def on_connect(sender: Any, connection: Any, **kwargs: Any) -> None:
+        opened.append(threading.current_thread().name)
+
+    app = SyncRequests(asgi.sync_requests.wsgi_app, threads=1, max_memory_body=1024)
+    connection_created.connect(on_connect)
+    try:
+        answers = [_served(app, _scope("/healthz"), [b""]) for _ in range(5)]
+    finally:
+        connection_created.disconnect(on_connect)
+        # The pool thread's connection: closed there, before the test database goes.
+        app._executor.submit(connections.close_all).result()
+        app._executor.shutdown()
+    assert [a[0]["status"] for a in answers] == [200] * 5
+    assert json.loads(_body(answers[-1])) == {"status": "ok"}
+    # One connection for five requests, opened on the pool's thread.
+    assert len(opened) == 1 and opened[0].startswith("web")
