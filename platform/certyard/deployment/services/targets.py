@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from certyard.deployment.models import Deployment, DeploymentBatch
@@ -89,8 +90,11 @@ def enrollment_issued_deliver(enrollment: EnrollmentRequest) -> None:
     """The issued hook (``certificate_issued_hook_register``): send what waited for it.
 
     Idempotent: a deployment is sent once (it leaves ``awaiting_approval``) and an
-    enrollment's target stores make one batch.
+    enrollment's target stores make one batch. An enrollment with neither deployments
+    waiting for it nor target stores (most of them) costs one query.
     """
+    if not _awaited(enrollment.pk):
+        return
     enrollment = (
         EnrollmentRequest.objects.select_related("certificate").filter(pk=enrollment.pk).first()
     )
@@ -141,6 +145,21 @@ def enrollment_issued_deliver(enrollment: EnrollmentRequest) -> None:
                     new_certificate=certificate
                 )
         _target_stores_deliver(enrollment, certificate)
+
+
+def _awaited(enrollment_id: Any) -> bool:
+    """Whether deployments wait for the enrollment, or it has target stores."""
+    waiting = Deployment.objects.filter(
+        enrollment_id=OuterRef("pk"), state=Deployment.State.AWAITING_APPROVAL
+    )
+    targets = EnrollmentRequest.target_stores.through.objects.filter(
+        enrollmentrequest_id=OuterRef("pk")
+    )
+    return (
+        EnrollmentRequest.objects.filter(pk=enrollment_id)
+        .filter(Exists(waiting) | Exists(targets))
+        .exists()
+    )
 
 
 def _target_stores_deliver(enrollment: EnrollmentRequest, certificate: Certificate) -> None:

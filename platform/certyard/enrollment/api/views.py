@@ -8,6 +8,7 @@ failed, with its reason.
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpResponse
@@ -46,6 +47,14 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 def _idempotency_key(request: Request) -> str | None:
     return request.headers.get("Idempotency-Key")
+
+
+def _refreshed(enrollment: EnrollmentRequest, actor: Any) -> None:
+    """Read again as saved (a hook may have moved it on), with its requester known: the
+    one who asked, not one more query."""
+    enrollment.refresh_from_db()
+    if enrollment.requested_by_id is not None and enrollment.requested_by_id == actor.pk:
+        enrollment.requested_by = actor
 
 
 def _created(body: object, enrollment: EnrollmentRequest) -> Response:
@@ -108,7 +117,7 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             target_stores=[str(store) for store in values["target_stores"]],
             idempotency_key=_idempotency_key(request),
         )
-        submitted.refresh_from_db()
+        _refreshed(submitted, request.user)
         return _created(s.EnrollmentSerializer(submitted).data, submitted)
 
     @extend_schema(

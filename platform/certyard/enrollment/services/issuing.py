@@ -74,8 +74,9 @@ def _issue_builtin(
     request: EnrollmentRequest, template: Template, checked: policy.CheckedRequest
 ) -> None:
     try:
+        # One transaction; the request is written once, issued (nothing issued refers to
+        # it before then).
         with transaction.atomic():
-            request.save()
             issued = pki_services.certificate_issue(
                 ca=template.ca,  # type: ignore[arg-type]
                 public_key=checked.csr.public_key(),  # type: ignore[arg-type]

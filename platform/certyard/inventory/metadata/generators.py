@@ -37,7 +37,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import F, Max, Min, Q
+from django.db.models import F, Max, Min, Q, Subquery
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -511,19 +511,17 @@ def metadata_generate_new_enqueue(*, force: bool = False) -> bool:
     """Queue :func:`metadata_generate_new` if certificates wait for it and no task is
     queued already (``force``: queue one anyway). Whether a task was queued.
 
-    Cheap enough for every inventory commit: two indexed reads, and one write when it
-    queues. With no generator registered, it moves the cursor itself, without a task.
+    Cheap enough for every inventory commit: three indexed reads, and one write when it
+    queues. With no generator registered, it moves the cursor itself, without a task: one
+    read and one write.
     """
-    cursor = _cursor()
-    if not Certificate.objects.filter(pk__gt=cursor.last_certificate_id).exists():
-        return False
     registrations = _registrations()
     now = timezone.now()
     if not registrations:
-        top = Certificate.objects.aggregate(top=Max("pk"))["top"] or 0
-        MetadataGeneratorCursor.objects.filter(
-            pk=cursor.pk, last_certificate_id=cursor.last_certificate_id
-        ).update(last_certificate_id=top, updated_at=now)
+        _cursor_to_newest(now)
+        return False
+    cursor = _cursor()
+    if not Certificate.objects.filter(pk__gt=cursor.last_certificate_id).exists():
         return False
     waiting = MetadataGeneratorCursor.objects.filter(pk=cursor.pk)
     if not force:
@@ -537,6 +535,24 @@ def metadata_generate_new_enqueue(*, force: bool = False) -> bool:
         timeout=_task_timeout(registrations),
     )
     return True
+
+
+def _cursor_to_newest(now: dt.datetime) -> None:
+    """The new-certificate cursor moved to the newest certificate (no generator is
+    registered: the certificates so far are done, as far as generators go)."""
+    newest = Subquery(Certificate.objects.order_by("-pk").values("pk")[:1])
+    moved = MetadataGeneratorCursor.objects.filter(
+        pk=_CURSOR_PK, last_certificate_id__lt=newest
+    ).update(last_certificate_id=newest, updated_at=now)
+    if not moved:
+        # Already there, or no cursor yet: made now, so that a generator registered later
+        # starts after today's certificates (a backfill is for those).
+        cursor = _cursor()
+        top = Certificate.objects.aggregate(top=Max("pk"))["top"] or 0
+        if top > cursor.last_certificate_id:
+            MetadataGeneratorCursor.objects.filter(
+                pk=cursor.pk, last_certificate_id=cursor.last_certificate_id
+            ).update(last_certificate_id=top, updated_at=now)
 
 
 def metadata_generate_new_after_commit() -> None:
