@@ -1,7 +1,8 @@
 """Benchmark: issuing over HTTP, Certyard's enrollment API side by side with CFSSL's sign API.
 
 In one run, on the same machine, with the same N EC P-256 CSRs (one key each, made once
-with ``cryptography``, not timed) and the same client (``httpx``, keep-alive):
+with ``cryptography``, not timed) and the same client (``http.client``, keep-alive:
+benchmarks/_http.py):
 
 1. **CFSSL**: ``cfssl serve`` (Debian's golang-cfssl, as the gateway tests start it) with
    an EC P-256 CA made by ``cfssl gencert -initca``, a 90-day TLS-server profile, on a
@@ -28,8 +29,8 @@ issue 22 (>= 0.25 x one by one, >= 0.4 x with 8 clients).
 ``--profile``: then, on the same data directory and database (the platform stopped), N
 more enrollments in this process through Django's test client (the whole request: URL
 routing, middleware, DRF authentication, the view, the service, the serializer; the
-connection closed after each as ``CONN_MAX_AGE = 0`` makes the server do; no socket, no
-ASGI server): timed bare, then the SQL of each counted with ``CaptureQueriesContext``
+connection kept from one to the next as the server's request threads keep it; no socket,
+no ASGI server): timed bare, then the SQL of each counted with ``CaptureQueriesContext``
 (statements per enrollment by kind and table), then under cProfile: the time per
 enrollment by area (authentication, request parsing, idempotency, template, CSR parsing and
 policy, signing, the CA's issued record, the inventory, events, commits, the answer's
@@ -67,6 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from _http import Client, HTTPError
 from _live import MANAGE, ROOT, Platform, free_port, recreate_database
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -138,7 +140,7 @@ def certificate_problem(pem: object, csr: Csr) -> str:
 # --- Measuring ---------------------------------------------------------------------------
 
 # send(client, csrs) -> failures among those CSRs (each: why), raising nothing
-Send = Callable[[httpx.Client, list[Csr]], list[str]]
+Send = Callable[[Client, list[Csr]], list[str]]
 
 
 @dataclass
@@ -164,11 +166,11 @@ class Line:
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _call(send: Send, client: httpx.Client, chunk: list[Csr], line: Line) -> None:
+def _call(send: Send, client: Client, chunk: list[Csr], line: Line) -> None:
     started = time.perf_counter()
     try:
         failures = send(client, chunk)
-    except httpx.HTTPError as exc:
+    except HTTPError as exc:
         failures = [f"{type(exc).__name__}: {exc}"] * len(chunk)
     line.latencies.append(time.perf_counter() - started)
     line.certificates += len(chunk)
@@ -177,7 +179,7 @@ def _call(send: Send, client: httpx.Client, chunk: list[Csr], line: Line) -> Non
 
 def measure(
     label: str,
-    make_client: Callable[[], httpx.Client],
+    make_client: Callable[[], Client],
     send: Send,
     csrs: list[Csr],
     *,
@@ -326,7 +328,7 @@ def cfssl_serve(directory: Path, *, certdb: bool):  # type: ignore[no-untyped-de
         log.close()
 
 
-def cfssl_send(client: httpx.Client, chunk: list[Csr]) -> list[str]:
+def cfssl_send(client: Client, chunk: list[Csr]) -> list[str]:
     (csr,) = chunk
     answer = client.post("/api/v1/cfssl/sign", json={"certificate_request": csr.pem})
     if answer.status_code != 200:
@@ -343,8 +345,8 @@ def cfssl_lines(csrs: list[Csr], base: Path, clients: int) -> list[Line]:
     for certdb, name in ((False, "CFSSL"), (True, "CFSSL +certdb")):
         with cfssl_serve(base / name.replace(" +", "-"), certdb=certdb) as url:
 
-            def make_client(url: str = url) -> httpx.Client:
-                return httpx.Client(base_url=url, timeout=60)
+            def make_client(url: str = url) -> Client:
+                return Client(url, timeout=60)
 
             lines.append(measure(f"{name} 1 by 1", make_client, cfssl_send, csrs))
             lines.append(
@@ -394,7 +396,7 @@ def enrollment_problem(status: int, body: object, csr: Csr) -> str:
 
 
 def certyard_send(idempotency_key: bool) -> Send:
-    def send(client: httpx.Client, chunk: list[Csr]) -> list[str]:
+    def send(client: Client, chunk: list[Csr]) -> list[str]:
         (csr,) = chunk
         headers = {"Idempotency-Key": str(uuid.uuid4())} if idempotency_key else {}
         answer = client.post(
@@ -410,7 +412,7 @@ def certyard_send(idempotency_key: bool) -> Send:
     return send
 
 
-def certyard_batch_send(client: httpx.Client, chunk: list[Csr]) -> list[str]:
+def certyard_batch_send(client: Client, chunk: list[Csr]) -> list[str]:
     answer = client.post(
         "enrollments/batch/", json={"template": TEMPLATE, "csrs": [c.pem for c in chunk]}
     )
@@ -428,9 +430,9 @@ def certyard_batch_send(client: httpx.Client, chunk: list[Csr]) -> list[str]:
 def certyard_lines(
     platform: Platform, csrs: list[Csr], clients: int, batch: int, idempotency_key: bool
 ) -> list[Line]:
-    def make_client() -> httpx.Client:
-        return httpx.Client(
-            base_url=f"{platform.url}/api/v1/",
+    def make_client() -> Client:
+        return Client(
+            f"{platform.url}/api/v1/",
             headers={"Authorization": f"Token {platform.token}"},
             timeout=120,
         )
@@ -620,7 +622,7 @@ def profile(
             body = answer.json()
         except ValueError:
             body = answer.content[:200]
-        close_old_connections()  # CONN_MAX_AGE = 0: the server closes it after each request
+        close_old_connections()  # what the server does after each request (kept: CONN_MAX_AGE)
         if problem := enrollment_problem(answer.status_code, body, csr):
             failures.append(problem)
 
@@ -752,7 +754,7 @@ def main() -> None:
         f"{args.count} EC P-256 CSRs (one key each, made in "
         f"{time.perf_counter() - started:.1f} s); "
         f"CA keys EC P-256; {os.cpu_count()} CPUs; 1 client and {args.clients} concurrent "
-        "clients (httpx, keep-alive)",
+        "clients (http.client, keep-alive)",
         flush=True,
     )
     base = Path(tempfile.mkdtemp(prefix="certyard-bench-vs-cfssl-"))

@@ -6,8 +6,9 @@ cluster), on SQLite (the embedded default) or, with ``--database``, on a Postgre
 database this script creates and drops. It creates what the requests need through the
 platform's own services (an API token for the admin, a logged-in console session, one
 approved orchestrator with an open session per client, a built-in EC P-256 CA and a
-template, and the CSRs), then measures with httpx, from one client sending requests one
-after another and from 8 clients at once (threads, one kept-alive connection each):
+template, and the CSRs), then measures with ``http.client`` (benchmarks/_http.py), from
+one client sending requests one after another and from 8 clients at once (threads, one
+kept-alive connection each):
 
 - ``GET /healthz`` (one ``SELECT 1``);
 - ``GET /api/v1/cas/`` and ``GET /api/v1/certificates/?page_size=1`` with an API token;
@@ -22,7 +23,8 @@ reads >= 600/s, 8 clients >= 1.6 x sequential), and the client's own CPU use (th
 shares the machine's two cores with the platform it measures).
 
 ``--profile`` measures no server: it runs the platform's ASGI application in this process
-(``certyard.asgi.application``: the long-poll wrapper, Django's ASGI handler, the whole
+(``certyard.asgi.application``: the long poll to Django's ASGI handler, every other
+request to Django's WSGI handler on the pool's long-lived threads, the whole
 middleware stack, the views; no socket, no uvicorn) for N requests of each kind, three
 times: with nothing but the wall clock (the in-process cost of a request: what the live
 latency adds to it is uvicorn, the socket and the client), then
@@ -72,7 +74,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+from _http import Client
 from _live import ROOT, Platform, recreate_database
 
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
@@ -261,7 +263,7 @@ class Result:
         return ordered[max(0, math.ceil(len(ordered) * fraction) - 1)] * 1000
 
 
-def _send(client: httpx.Client, kind: Kind, fixtures: Fixtures, index: int) -> tuple[float, str]:
+def _send(client: Client, kind: Kind, fixtures: Fixtures, index: int) -> tuple[float, str]:
     """One request; its latency and, when the answer is not the expected one, why."""
     body = fixtures.body(kind)
     headers = fixtures.headers(kind, index)
@@ -278,7 +280,7 @@ def _send(client: httpx.Client, kind: Kind, fixtures: Fixtures, index: int) -> t
 def measure(url: str, kind: Kind, fixtures: Fixtures, count: int, clients: int) -> Result:
     """``count`` requests of ``kind`` from ``clients`` clients at once (each its own
     thread and kept-alive connection), after a few unmeasured ones per client."""
-    sessions = [httpx.Client(base_url=url, timeout=60) for _ in range(clients)]
+    sessions = [Client(url, timeout=60) for _ in range(clients)]
     for index, client in enumerate(sessions):
         for _ in range(WARM_UP // clients + 1):
             _send(client, kind, fixtures, index)
@@ -615,6 +617,22 @@ class InProcess:
         self.application = application
         self.loop = asyncio.new_event_loop()
 
+    @contextlib.contextmanager
+    def fresh_request_threads(self) -> Iterator[None]:
+        """The request threads started anew (so that cProfile follows them) and ended
+        after (so that their profiles are complete)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from certyard.asgi import sync_requests
+
+        kept = sync_requests._executor
+        sync_requests._executor = ThreadPoolExecutor(max_workers=sync_requests.threads)
+        try:
+            yield
+        finally:
+            sync_requests._executor.shutdown(wait=True)
+            sync_requests._executor = kept
+
     def request(self, method: str, path: str, headers: dict[str, str], body: bytes | None) -> int:
         return self.loop.run_until_complete(self._request(method, path, headers, body))
 
@@ -849,9 +867,9 @@ def _profile(kinds: list[Kind], fixtures: Fixtures, count: int, where: str) -> N
     app = InProcess()
     summary: dict[str, tuple] = {}
     print(
-        f"profile on {where}, in this process (certyard.asgi.application: Django's ASGI "
-        f"handler, the middleware, the views; no uvicorn, no socket), {count} requests per "
-        "kind"
+        f"profile on {where}, in this process (certyard.asgi.application: the request "
+        f"threads or, for the long poll, Django's ASGI handler; the middleware, the views; "
+        f"no uvicorn, no socket), {count} requests per kind"
     )
     for kind in kinds:
         for _ in range(WARM_UP):
@@ -875,7 +893,7 @@ def _profile(kinds: list[Kind], fixtures: Fixtures, count: int, where: str) -> N
         spent, counts = dict(PHASES.spent), dict(PHASES.counts)
         # 2. The functions, by cProfile.
         profiles.main, profiles.threads = cProfile.Profile(), []
-        with profiles.running():
+        with profiles.running(), app.fresh_request_threads():
             started = time.perf_counter()
             for _ in range(count):
                 app.request(kind.method, kind.path, _headers(fixtures, kind), fixtures.body(kind))
