@@ -24,7 +24,9 @@ from certyard.pki import services as pki_services
 from certyard.pki.models import KeyAlgorithm
 from tests.certs import csr_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# serialized_rollback: the database is left as it was found, as the suite's other
+# transactional tests leave it (a plain flush would give content types new ids).
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 # The statements of one enrollment, past the first (which records the token's first use):
 # - the token lockout count (the cache) and the token with its user: authentication;
@@ -34,11 +36,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 #   the event handlers it goes to;
 # - after it: the metadata generators (none: the cursor moves), whether anything waits
 #   for the certificate (deployments, target stores), and the request as saved.
-ENROLLMENT_STATEMENTS = 16
+# On PostgreSQL the new certificate goes into the inventory by COPY, which Django's query
+# log does not show: one statement fewer there.
+ENROLLMENT_STATEMENTS = {"sqlite": 16, "postgresql": 15}
 # With an Idempotency-Key: the look-up of an earlier submission with the key, and the
 # request inserted with the key before anything is issued (its own transaction, so that
 # a second submission with the key finds it), then updated when issued.
-ENROLLMENT_STATEMENTS_WITH_KEY = 18
+ENROLLMENT_STATEMENTS_WITH_KEY = {"sqlite": 18, "postgresql": 17}
 
 _TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
 
@@ -63,6 +67,10 @@ def _enrolled(client: APIClient, name: str, **headers: str) -> tuple[list[str], 
     return [q["sql"] for q in captured.captured_queries], answer.json()
 
 
+def _transactions(queries: list[str]) -> int:
+    return sum(q.upper().startswith("BEGIN") for q in queries)
+
+
 def _statements(queries: list[str]) -> list[str]:
     return [q for q in queries if not q.upper().startswith(_TRANSACTION_CONTROL)]
 
@@ -73,9 +81,10 @@ def test_an_enrollment_is_one_transaction_and_a_pinned_number_of_statements(
     _enrolled(client, "first.example.test")
     for name in ("second.example.test", "third.example.test"):
         queries, answer = _enrolled(client, name)
-        assert len(_statements(queries)) == ENROLLMENT_STATEMENTS, "\n".join(queries)
-        if connection.vendor == "sqlite":  # PostgreSQL's BEGIN is not a statement Django runs
-            assert sum(q.startswith("BEGIN") for q in queries) == 1, "\n".join(queries)
+        assert len(_statements(queries)) == ENROLLMENT_STATEMENTS[connection.vendor], "\n".join(
+            queries
+        )
+        assert _transactions(queries) == 1, "\n".join(queries)
         assert answer["requested_by"] == "automation"
     assert EnrollmentRequest.objects.filter(state="issued").count() == 3
 
@@ -85,5 +94,8 @@ def test_an_enrollment_with_an_idempotency_key_adds_its_look_up_and_reservation(
 ) -> None:
     _enrolled(client, "first.example.test")
     queries, first = _enrolled(client, "keyed.example.test", HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()))
-    assert len(_statements(queries)) == ENROLLMENT_STATEMENTS_WITH_KEY, "\n".join(queries)
+    assert len(_statements(queries)) == ENROLLMENT_STATEMENTS_WITH_KEY[connection.vendor], (
+        "\n".join(queries)
+    )
+    assert _transactions(queries) == 2, "\n".join(queries)
     assert first["state"] == "issued"

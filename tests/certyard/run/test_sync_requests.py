@@ -207,7 +207,7 @@ def test_lifespan_is_acknowledged() -> None:
 # --- Through the platform's entry point ------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_requests_through_django_reuse_their_threads_database_connection(
     settings: Any,
 ) -> None:
