@@ -38,7 +38,11 @@ from handlers.base import EventKind
 
 
 def _template_find(request: EnrollmentRequest, name: Any) -> Template:
-    template = Template.objects.select_related("ca", "gateway").filter(name=str(name)).first()
+    # Names are unique: no ordering to compile, at most one row.
+    template = next(
+        iter(Template.objects.select_related("ca", "gateway").filter(name=str(name)).order_by()),
+        None,
+    )
     if template is None:
         known = ", ".join(Template.objects.filter(enabled=True).values_list("name", flat=True))
         _fail(request, f"there is no template named {name!r} (templates: {known or 'none'})")
@@ -109,13 +113,15 @@ def _replayed(actor: Any, key: str, *, template_name: Any, method: str) -> Enrol
     actor = _actor(actor)
     if not key or actor is None:
         return None
-    first = (
-        EnrollmentRequest.objects.select_related("template")
-        .filter(requested_by=actor, idempotency_key=key)
-        .first()
+    # The usual answer is none: asked with one column first (a key is unique per requester).
+    earlier = list(
+        EnrollmentRequest.objects.filter(requested_by=actor, idempotency_key=key)
+        .order_by()
+        .values_list("pk", flat=True)[:1]
     )
-    if first is None:
+    if not earlier:
         return None
+    first = EnrollmentRequest.objects.select_related("template").get(pk=earlier[0])
     if first.template_name != str(template_name or "")[:100] or first.method != method:
         raise ServiceError(
             f"this idempotency key was already used for another request ({first.method} "
