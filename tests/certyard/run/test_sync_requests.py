@@ -207,7 +207,9 @@ def test_lifespan_is_acknowledged() -> None:
 # --- Through the platform's entry point ------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# Not transactional: /healthz reads no table, so the pool thread's own connection needs
+# nothing this test's transaction holds (and a flush would disturb the serialized tests).
+@pytest.mark.django_db
 def test_requests_through_django_reuse_their_threads_database_connection(
     settings: Any,
 ) -> None:
