@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from certyard.fleet.services import _spki_sha256
+from certyard.fleet.services.registration import spki_sha256
 from certyard.inventory.ingest import inventory_submit
 from certyard.inventory.metadata.generators import _certificate_rows, _infos
 from certyard.inventory.models import Certificate, MetadataField
@@ -152,7 +152,7 @@ def test_a_registration_request_carries_a_real_csr_and_keeps_its_key() -> None:
     assert csr.subject.rfc4514_string() == "CN=web-1"
     assert request.client_machine == "web-1.example.test"
     # The fingerprint the registration service computes.
-    assert request.public_key_sha256 == _spki_sha256(key_of(request).public_key())
+    assert request.public_key_sha256 == spki_sha256(key_of(request).public_key())
     other = registration_request(csr_common_name="impostor")
     assert x509.load_pem_x509_csr(other.csr_pem.encode()).subject.rfc4514_string() == (
         "CN=impostor"

@@ -24,8 +24,8 @@ from certyard.blueprints.services import (
     placeholders_fill,
 )
 from certyard.errors import Conflict, ServiceError
-from certyard.fleet import services as fleet_services
 from certyard.fleet.models import Orchestrator
+from certyard.fleet.services.hooks import blueprint_apply_on_commit
 from certyard.inventory.models import CertificateStore, CertificateStoreType
 from certyard.inventory.services import store_create
 from certyard.jobs.models import Job
@@ -265,7 +265,7 @@ def test_the_blueprints_app_registers_its_applier_with_fleet(
     blueprint: Blueprint, target: Orchestrator, django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        fleet_services._blueprint_apply_on_commit(target, "Web Servers")
+        blueprint_apply_on_commit(target, "Web Servers")
 
     stores = CertificateStore.objects.filter(orchestrator=target)
     assert stores.count() == 2
