@@ -50,21 +50,26 @@ format: setup
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
 
-## test: everything, on SQLite, then the database-facing tests again on PostgreSQL
+## test: everything, on SQLite, then the database-facing tests again on PostgreSQL.
+## The in-process tests run on both cores (pytest-xdist, a test database per worker); the
+## tests that start real platforms, agents and browsers run one at a time after them, as
+## their waits and timeouts assume a machine nothing else is loading.
+TEST_WORKERS ?= 2
 test: setup test-plugins system-deps lint
 	$(PYTHON) manage.py makemigrations --check --dry-run
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -m "not e2e and not browser" -n $(TEST_WORKERS)
+	$(PYTHON) -m pytest -m "e2e or browser"
 	$(MAKE) --no-print-directory test-postgres
 
 test-fast: setup test-plugins
-	$(PYTHON) -m pytest -m "not e2e and not browser"
+	$(PYTHON) -m pytest -m "not e2e and not browser" -n $(TEST_WORKERS)
 
 ## schemathesis-deep: both APIs, every check, 100 examples per operation, the stateful phase, with figures
 schemathesis-deep: setup test-plugins
 	$(PYTHON) benchmarks/schemathesis_deep.py --examples 100 --stateful 200
 
 test-postgres: setup test-plugins
-	DATABASE_URL=$(TEST_POSTGRES_URL) $(PYTHON) -m pytest -m "not e2e and not browser" tests/certyard
+	DATABASE_URL=$(TEST_POSTGRES_URL) $(PYTHON) -m pytest -m "not e2e and not browser" -n $(TEST_WORKERS) tests/certyard
 
 ## bench: every script in benchmarks/, at small sizes (minutes, not hours), on throwaway
 ## SQLite databases (DATABASE_URL is not passed: inventory_ingest.py would wipe it); each

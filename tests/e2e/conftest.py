@@ -7,13 +7,16 @@ is a real `certyard-orchestrator` process. Tests talk to all of them over HTTP o
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -180,6 +183,32 @@ class AgentProcess:
         return self.log_path.read_text(errors="replace")
 
 
+_migrated: list[Path] = []
+
+
+def _migrated_data_dir() -> Path:
+    """A data directory (SQLite database and secret key) migrated once per test process.
+
+    Every platform on the default database starts from a copy of it: `migrate` costs about
+    ten seconds a platform, and what it makes is the same each time (the upgrade of a
+    database made by an earlier release has its own tests). The copy keeps the files'
+    modes, which the data directory's privacy test reads.
+    """
+    if not _migrated:
+        base = Path(tempfile.mkdtemp(prefix="certyard-e2e-migrated-"))
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
+        data_dir = base / "var"
+        data_dir.mkdir(mode=0o700)
+        template_env = {
+            **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+            "CERTYARD_DATA_DIR": str(data_dir),
+            "DATABASE_URL": f"sqlite:///{data_dir / 'certyard.sqlite3'}",
+        }
+        subprocess.run([*MANAGE, "migrate", "-v0"], cwd=ROOT, env=template_env, check=True)
+        _migrated.append(data_dir)
+    return _migrated[0]
+
+
 def start_platform(
     base: Path, *, env_overrides: dict[str, str] | None = None, web_workers: int = 1
 ) -> LivePlatform:
@@ -199,8 +228,11 @@ def start_platform(
         **(env_overrides or {}),
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    data_dir.mkdir(mode=0o700)
-    subprocess.run([*MANAGE, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    if "DATABASE_URL" in (env_overrides or {}):
+        data_dir.mkdir(mode=0o700)
+        subprocess.run([*MANAGE, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    else:
+        shutil.copytree(_migrated_data_dir(), data_dir)
     token_file = base / "api-token"
     subprocess.run(
         [*MANAGE, "certyard_bootstrap", "--api-token-file", str(token_file)],
