@@ -4,12 +4,12 @@ In one run, on the same machine, with the same N EC P-256 CSRs (one key each, ma
 with ``cryptography``, not timed) and the same client (``http.client``, keep-alive:
 benchmarks/_http.py):
 
-1. **CFSSL**: ``cfssl serve`` (Debian's golang-cfssl, as the gateway tests start it) with
-   an EC P-256 CA made by ``cfssl gencert -initca``, a 90-day TLS-server profile, on a
-   free loopback port; ``POST /api/v1/cfssl/sign`` with each CSR. Measured twice: without
-   a certificate database (the reference for the goals: the issue's "CFSSL's sign API")
-   and with one (``-db-config``, SQLite: CFSSL records every certificate it signs, as
-   Certyard does), then stopped;
+1. **CFSSL**: ``cfssl serve`` (Debian's golang-cfssl, started by the gateway tests' helper,
+   tests/servers/cfssl.py) with an EC P-256 CA made by ``cfssl gencert -initca``, a 90-day
+   TLS-server profile, on a free loopback port; ``POST /api/v1/cfssl/sign`` with each CSR.
+   Measured twice: without a certificate database (the reference for the goals: the
+   issue's "CFSSL's sign API") and with one (``-db-config``, SQLite: CFSSL records every
+   certificate it signs, as Certyard does), then stopped;
 2. **Certyard**: a real platform started as `make run` starts it (``certyard_run``: the
    ASGI server with two web workers, the django-q2 cluster; a fresh data directory;
    SQLite, or a throwaway PostgreSQL database with ``--database``), a built-in EC P-256
@@ -47,14 +47,11 @@ Run: .venv/bin/python benchmarks/pki_vs_cfssl.py [N] [--clients 8] [--batch 250]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
-import json
 import os
 import pstats
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -69,13 +66,16 @@ from pathlib import Path
 
 import httpx
 from _http import Client, HTTPError
-from _live import MANAGE, ROOT, Platform, free_port, recreate_database
+from _live import MANAGE, ROOT, Platform, recreate_database
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
+
+# The gateway tests' CFSSL, started the same way (tests/servers/cfssl.py).
+from tests.servers.cfssl import cfssl_server  # noqa: E402
 
 DOMAIN = "bench.example.test"
 TEMPLATE = "bench-vs-cfssl"
@@ -226,106 +226,12 @@ def measure(
 # --- CFSSL -------------------------------------------------------------------------------
 
 
-def _cfssl_ca(directory: Path) -> tuple[Path, Path]:
-    request = {
-        "CN": "Certyard Bench CFSSL CA",
-        "key": {"algo": "ecdsa", "size": 256},
-        "names": [{"O": "Certyard bench"}],
+# The signing profile the Certyard template matches: TLS server, 90 days.
+CFSSL_CONFIG = {
+    "signing": {
+        "default": {"expiry": "2160h", "usages": ["digital signature", "server auth"]},
     }
-    (directory / "ca-csr.json").write_text(json.dumps(request))
-    made = json.loads(
-        subprocess.run(
-            ["cfssl", "gencert", "-initca", str(directory / "ca-csr.json")],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-    )
-    ca, key = directory / "ca.pem", directory / "ca-key.pem"
-    ca.write_text(made["cert"])
-    key.write_text(made["key"])
-    key.chmod(0o600)
-    return ca, key
-
-
-# The tables CFSSL 1.2 writes (the Debian package ships no migration; as tests/servers/cfssl.py).
-CFSSL_CERTDB = """
-CREATE TABLE certificates (serial_number TEXT NOT NULL, authority_key_identifier TEXT NOT
-NULL, ca_label TEXT, status TEXT NOT NULL, reason INTEGER, expiry TIMESTAMP, revoked_at
-TIMESTAMP, pem TEXT NOT NULL, PRIMARY KEY (serial_number, authority_key_identifier));
-CREATE TABLE ocsp_responses (serial_number TEXT NOT NULL, authority_key_identifier TEXT NOT
-NULL, body TEXT NOT NULL, expiry TIMESTAMP, PRIMARY KEY (serial_number,
-authority_key_identifier));
-"""
-
-
-@contextlib.contextmanager
-def cfssl_serve(directory: Path, *, certdb: bool):  # type: ignore[no-untyped-def]
-    """``cfssl serve`` on 127.0.0.1 (a free port), stopped (its process group) on exit."""
-    import sqlite3
-
-    directory.mkdir(parents=True)
-    ca, key = _cfssl_ca(directory)
-    config = {
-        "signing": {
-            "default": {
-                "expiry": "2160h",  # 90 days, as the Certyard template
-                "usages": ["digital signature", "server auth"],
-            }
-        }
-    }
-    (directory / "config.json").write_text(json.dumps(config))
-    extra = []
-    if certdb:
-        with contextlib.closing(sqlite3.connect(directory / "certs.db")) as connection:
-            connection.executescript(CFSSL_CERTDB)
-        db_config = {"driver": "sqlite3", "data_source": str(directory / "certs.db")}
-        (directory / "db-config.json").write_text(json.dumps(db_config))
-        extra = ["-db-config", str(directory / "db-config.json")]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (directory / "cfssl.log").open("wb")
-    process = subprocess.Popen(
-        [
-            "cfssl",
-            "serve",
-            "-address",
-            "127.0.0.1",
-            "-port",
-            str(port),
-            "-ca",
-            str(ca),
-            "-ca-key",
-            str(key),
-            "-config",
-            str(directory / "config.json"),
-            "-loglevel",
-            "3",  # warnings: an info line per request would be measured too
-            *extra,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(
-                    f"cfssl serve did not start:\n{(directory / 'cfssl.log').read_text()}"
-                )
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                if httpx.post(f"{url}/api/v1/cfssl/info", json={}, timeout=2).json()["success"]:
-                    break
-            time.sleep(0.05)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
-        log.close()
+}
 
 
 def cfssl_send(client: Client, chunk: list[Csr]) -> list[str]:
@@ -343,9 +249,10 @@ def cfssl_send(client: Client, chunk: list[Csr]) -> list[str]:
 def cfssl_lines(csrs: list[Csr], base: Path, clients: int) -> list[Line]:
     lines = []
     for certdb, name in ((False, "CFSSL"), (True, "CFSSL +certdb")):
-        with cfssl_serve(base / name.replace(" +", "-"), certdb=certdb) as url:
+        directory = base / name.replace(" +", "-")
+        with cfssl_server(directory, certdb=certdb, config=CFSSL_CONFIG, quiet=True) as server:
 
-            def make_client(url: str = url) -> Client:
+            def make_client(url: str = server.url) -> Client:
                 return Client(url, timeout=60)
 
             lines.append(measure(f"{name} 1 by 1", make_client, cfssl_send, csrs))

@@ -69,10 +69,10 @@ class CfsslServer:
     ca_pem: str
     ca_path: Path
     ca_key_path: Path
-    certdb_path: Path
+    certdb_path: Path | None  # None: started without a certificate database
     config: dict[str, Any]
     config_path: Path
-    db_config_path: Path
+    db_config_path: Path | None
     log_path: Path
     auth_key: str = AUTH_KEY
     auth_profile: str = AUTH_PROFILE
@@ -84,6 +84,7 @@ class CfsslServer:
         status, ``cfssl ocspdump`` prints them (base64, one a line): an independent reading
         of the revocations, through CFSSL's code rather than this test's SQL.
         """
+        assert self.db_config_path is not None, "started without a certificate database"
         common = ["-db-config", str(self.db_config_path)]
         subprocess.run(
             [
@@ -218,19 +219,37 @@ def _answering(url: str, process: subprocess.Popen[bytes], log_path: Path) -> bo
 
 
 @contextlib.contextmanager
-def cfssl_server(directory: Path) -> Iterator[CfsslServer]:
-    """A CFSSL CA serving on 127.0.0.1 from files under ``directory``, stopped on exit."""
+def cfssl_server(
+    directory: Path,
+    *,
+    certdb: bool = True,
+    config: dict[str, Any] | None = None,
+    quiet: bool = False,
+) -> Iterator[CfsslServer]:
+    """A CFSSL CA serving on 127.0.0.1 from files under ``directory``, stopped on exit.
+
+    ``certdb``: record what it signs in a certificate database (the gateway tests read it;
+    the benchmark measures CFSSL with and without one). ``config``: the signing
+    configuration (:func:`signing_config` by default). ``quiet``: log warnings only, not a
+    line per request (a benchmark would measure the logging).
+    """
     if shutil.which("cfssl") is None:
         pytest.fail("cfssl is not installed: run `make system-deps`", pytrace=False)
     directory.mkdir(parents=True, exist_ok=True)
     ca_path, key_path = _ca_create(directory)
-    config = signing_config()
+    config = config if config is not None else signing_config()
     config_path = directory / "config.json"
     config_path.write_text(json.dumps(config))
-    certdb_path = directory / "certs.db"
-    certdb_create(certdb_path)
-    db_config_path = directory / "db-config.json"
-    db_config_path.write_text(json.dumps({"driver": "sqlite3", "data_source": str(certdb_path)}))
+    certdb_path: Path | None = None
+    db_config_path: Path | None = None
+    options = ["-loglevel", "3"] if quiet else []
+    if certdb:
+        certdb_path = directory / "certs.db"
+        certdb_create(certdb_path)
+        db_config_path = directory / "db-config.json"
+        db_config = {"driver": "sqlite3", "data_source": str(certdb_path)}
+        db_config_path.write_text(json.dumps(db_config))
+        options += ["-db-config", str(db_config_path)]
     log_path = directory / "cfssl.log"
     for _attempt in range(3):
         port = _free_port()
@@ -250,8 +269,7 @@ def cfssl_server(directory: Path) -> Iterator[CfsslServer]:
                     str(key_path),
                     "-config",
                     str(config_path),
-                    "-db-config",
-                    str(db_config_path),
+                    *options,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
