@@ -54,7 +54,7 @@ PINNED = {
     "api-token-list": 4,
     "orchestrator-detail": 10,
     "store-detail": 7,
-    "certificate-detail": 27,
+    "certificate-detail": 24,
     "job-detail": 6,
     "ca-detail": 8,
 }

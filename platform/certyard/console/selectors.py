@@ -6,6 +6,7 @@ from typing import Any
 from django.db.models import Count, QuerySet
 
 from certyard.enrollment import selectors as enrollment_selectors
+from certyard.enrollment.models import EnrollmentRequest
 from certyard.enrollment.services import certificate_revocation_status
 from certyard.fleet.models import Orchestrator, RegistrationToken
 from certyard.inventory.models import Certificate, CertificateStore, MetadataBackfill
@@ -60,17 +61,33 @@ class CertificateHeaderActions:
         return self.renew or self.revoke or self.add_to_stores
 
 
-def certificate_header_actions(*, certificate: Certificate, user: Any) -> CertificateHeaderActions:
+@dataclass(frozen=True, slots=True)
+class CertificatePkiFacts:
+    """What the certificate page's header and PKI panel both show, read once a page."""
+
+    issued_request: EnrollmentRequest | None  # the latest request that issued it, if any
+    revocation_status: dict[str, Any] | None  # what its CA or gateway says; None: unknown
+
+
+def certificate_pki_facts(*, certificate: Certificate) -> CertificatePkiFacts:
+    return CertificatePkiFacts(
+        issued_request=enrollment_selectors.enrollment_request_issued(certificate=certificate),
+        revocation_status=certificate_revocation_status(certificate),
+    )
+
+
+def certificate_header_actions(
+    *, certificate: Certificate, user: Any, pki: CertificatePkiFacts
+) -> CertificateHeaderActions:
     """Renew when Certyard issued it; revoke when a built-in CA or a CA gateway knows it and
     it is not revoked yet; add to stores: the same conditions as the sections they open
     (templates/console/pki/_certificate_panel.html, deployment/_certificate_panel.html)."""
-    renewable = user.has_perm("enrollment.add_enrollmentrequest") and (
-        enrollment_selectors.enrollment_request_issued(certificate=certificate) is not None
-    )
+    renewable = user.has_perm("enrollment.add_enrollmentrequest") and pki.issued_request is not None
+    status = pki.revocation_status
     revocable = (
         certificate.revoked_at is None
         and user.has_perm("enrollment.change_enrollmentrequest")
-        and (status := certificate_revocation_status(certificate)) is not None
+        and status is not None
         and status["revoked_at"] is None
     )
     return CertificateHeaderActions(

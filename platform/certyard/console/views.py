@@ -548,14 +548,16 @@ def certificate_list(request: HttpRequest) -> HttpResponse:
 @permission_required("inventory.view_certificate", raise_exception=True)
 def certificate_detail(request: HttpRequest, pk: int) -> HttpResponse:
     certificate = get_object_or_404(selectors.certificate_detail_queryset(), pk=pk)
+    pki = selectors.certificate_pki_facts(certificate=certificate)
     return render(
         request,
         "console/certificates/detail.html",
         {
             "certificate": certificate,
+            "pki": pki,
             "state": inventory_selectors.certificate_state(certificate),
             "actions": selectors.certificate_header_actions(
-                certificate=certificate, user=request.user
+                certificate=certificate, user=request.user, pki=pki
             ),
             "details": inventory_selectors.certificate_details(certificate=certificate),
             "chain": inventory_selectors.certificate_chain(certificate=certificate),

@@ -10,9 +10,9 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from certyard.console import pki_forms
-from certyard.console.pki_views import issued_request, renew_form_for
+from certyard.console.pki_views import renew_form_for
+from certyard.console.selectors import CertificatePkiFacts
 from certyard.enrollment.selectors import enrollment_requests_pending_count
-from certyard.enrollment.services import certificate_revocation_status
 from certyard.inventory.models import Certificate
 
 register = template.Library()
@@ -55,11 +55,13 @@ def enrollment_pending_count(context: template.Context) -> str:
 
 
 @register.inclusion_tag("console/pki/_certificate_panel.html", takes_context=True)
-def certificate_pki_panel(context: template.Context, certificate: Certificate) -> dict[str, Any]:
+def certificate_pki_panel(
+    context: template.Context, certificate: Certificate, pki: CertificatePkiFacts
+) -> dict[str, Any]:
     """Who issued the certificate and whether it is revoked, with Revoke and Renew forms
-    (when Certyard issued it or a CA gateway reported it)."""
-    status = certificate_revocation_status(certificate)
-    original = issued_request(certificate)
+    (when Certyard issued it or a CA gateway reported it); ``pki``, read once by the page."""
+    status = pki.revocation_status
+    original = pki.issued_request
     return {
         "certificate": certificate,
         "status": status,
