@@ -292,6 +292,13 @@ def _run_platform(platform: LivePlatform) -> LivePlatform:
         timeout=60,
         what="the worker cluster to start",
     )
+    wait_for(
+        # The supervisor's own start-up is over only with its banner: until then a web
+        # server that dies is a failed start (the run stops), not a crash to restart.
+        lambda: "Certyard is running at" in platform.log()[started_at:],
+        timeout=60,
+        what="the supervisor to finish starting",
+    )
     return platform
 
 

@@ -101,8 +101,14 @@ def test_mapping_and_json_parameters_are_checked_per_field_and_arrive_typed(
 
     # A real agent registers: the worker runs the handler, which records self.config.
     agent_factory("typed-agent")
+
+    def first_line() -> str | None:
+        # The handler opens the file, then writes: a whole line only once it ends in \n.
+        text = record.read_text() if record.exists() else ""
+        return text.partition("\n")[0] if "\n" in text else None
+
     line = wait_for(
-        lambda: record.read_text().splitlines()[0] if record.exists() else None,
+        first_line,
         timeout=90,
         what=f"the handler to record its config\n{live_platform.log()[-3000:]}",
     )
