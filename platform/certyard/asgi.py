@@ -29,6 +29,7 @@ sync_requests = SyncRequests(
     WSGIHandler(),
     threads=settings.CERTYARD_WEB_THREADS,
     max_memory_body=settings.FILE_UPLOAD_MAX_MEMORY_SIZE,
+    requests_per_connection=settings.CERTYARD_KEEPALIVE_REQUESTS,
 )
 
 

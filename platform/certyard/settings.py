@@ -361,6 +361,9 @@ if broker_url := os.environ.get("CERTYARD_BROKER_URL"):
 # as coroutines): the requests one process serves at once, and at most its database
 # connections. A request beyond them waits for a thread.
 CERTYARD_WEB_THREADS = max(1, int(os.environ.get("CERTYARD_WEB_THREADS", "16")))
+# Answers on one kept-alive connection before the web process closes it (0: never), so
+# the clients' connections spread over the web processes again (certyard.run.sync_requests).
+CERTYARD_KEEPALIVE_REQUESTS = max(0, int(os.environ.get("CERTYARD_KEEPALIVE_REQUESTS", "100")))
 # A job leased to an agent is offered again when its lease lapses.
 CERTYARD_JOB_LEASE_SECONDS = int(os.environ.get("CERTYARD_JOB_LEASE_SECONDS", "300"))
 # A job handed to a long poll is leased this long until its agent fetches the job; an

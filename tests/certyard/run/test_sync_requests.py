@@ -10,8 +10,11 @@ tests/certyard/jobs/test_long_poll.py.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -202,6 +205,75 @@ def test_lifespan_is_acknowledged() -> None:
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
     ]
+
+
+# --- Kept-alive connections closed after so many answers ------------------------------
+
+
+def _closes(sent: list[dict]) -> bool:
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return (b"connection", b"close") in start["headers"]
+
+
+def test_a_connection_is_closed_after_its_share_of_answers_and_counted_apart() -> None:
+    app = SyncRequests(_echo, threads=1, max_memory_body=1024, requests_per_connection=3)
+    one, other = ("127.0.0.1", 50001), ("127.0.0.1", 50002)
+    try:
+        closes = [
+            _closes(_served(app, _scope(client=client)))
+            for client in (one, other, one, other, one, one, one, one)
+        ]
+    finally:
+        app._executor.shutdown()
+    # Each connection's third answer is its last; the same address and port seen again
+    # is a new connection (the old one was closed), counted from one.
+    assert closes == [False, False, False, False, True, False, False, True]
+
+
+def test_connections_stay_open_without_a_limit_or_a_client_address() -> None:
+    unlimited = SyncRequests(_echo, threads=1, max_memory_body=1024)
+    unix = SyncRequests(_echo, threads=1, max_memory_body=1024, requests_per_connection=1)
+    try:
+        assert not any(_closes(_served(unlimited, _scope())) for _ in range(5))
+        assert not _closes(_served(unix, _scope(client=None)))
+    finally:
+        unlimited._executor.shutdown()
+        unix._executor.shutdown()
+
+
+def test_uvicorn_closes_the_connection_after_the_last_answer_and_the_client_reconnects() -> None:
+    import uvicorn
+
+    app = SyncRequests(_echo, threads=2, max_memory_body=1024, requests_per_connection=2)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        seen = []
+        for _ in range(4):
+            client.request("GET", "/x")
+            answer = client.getresponse()
+            shown = json.loads(answer.read())
+            seen.append((answer.getheader("Connection"), shown["REMOTE_PORT"]))
+        client.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        app._executor.shutdown()
+    # Two answers a connection: the second says close, and the next request comes on a
+    # new connection (another client port).
+    assert [header for header, _ in seen] == [None, "close", None, "close"]
+    ports = [port for _, port in seen]
+    assert ports[0] == ports[1] != ports[2] == ports[3]
 
 
 # --- Through the platform's entry point ------------------------------------------------
