@@ -15,7 +15,13 @@ from rest_framework.request import Request
 from certyard.accounts.lockout import token_failure_record, token_failures_retry_after
 from certyard.accounts.models import ApiToken
 from certyard.accounts.services import api_token_touch
+from certyard.precompiled import PrecompiledQuery
 from certyard.security import client_address
+
+# The tokens sharing a presented token's key, with their users: on every API request.
+_tokens_by_key = PrecompiledQuery(
+    lambda key: ApiToken.objects.filter(token_key=key).select_related("user"), key=str
+)
 
 
 class ApiTokenAuthentication(TokenAuthentication):
@@ -61,8 +67,7 @@ class ApiTokenAuthentication(TokenAuthentication):
         except UnicodeDecodeError:
             # knox would fail with a server error on a header that is not UTF-8.
             raise refused from None
-        candidates = ApiToken.objects.filter(token_key=text[: CONSTANTS.TOKEN_KEY_LENGTH])
-        for auth_token in candidates.select_related("user"):
+        for auth_token in _tokens_by_key(key=text[: CONSTANTS.TOKEN_KEY_LENGTH]):
             try:
                 digest = hash_token(text)
             except (TypeError, binascii.Error):

@@ -6,6 +6,7 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import uuid
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -21,6 +22,7 @@ from certyard.fleet.models import Orchestrator
 from certyard.pki.services import (
     issued_is_revoked,
 )
+from certyard.precompiled import PrecompiledQuery
 from orchestrators.protocol import SESSION_ASSERTION_MAX_SKEW_SECONDS, session_signing_input
 
 _SESSION_SALT = "certyard.orchestrator-session.v1"
@@ -96,6 +98,10 @@ def orchestrator_session_open(
     return Session(token, settings.CERTYARD_SESSION_SECONDS, orchestrator)
 
 
+# The orchestrator a session names: on every request an agent makes.
+_orchestrator_by_pk = PrecompiledQuery(lambda pk: Orchestrator.objects.filter(pk=pk), pk=uuid.UUID)
+
+
 def orchestrator_from_session_token(token: str) -> Orchestrator | None:
     """The orchestrator a valid, unexpired session token belongs to, if its key still stands.
 
@@ -106,7 +112,11 @@ def orchestrator_from_session_token(token: str) -> Orchestrator | None:
         claims = signing.loads(token, salt=_SESSION_SALT, max_age=settings.CERTYARD_SESSION_SECONDS)
     except signing.BadSignature:
         return None
-    orchestrator = Orchestrator.objects.filter(pk=claims.get("o")).first()
+    try:
+        found = _orchestrator_by_pk(pk=uuid.UUID(claims.get("o")))
+    except (TypeError, ValueError):
+        return None  # not a session this platform signed
+    orchestrator = found[0] if found else None
     if orchestrator is None or not orchestrator.has_identity:
         return None
     if identity_fingerprint(orchestrator) != claims.get("c"):
