@@ -1,6 +1,7 @@
 """Reads of the enrollment app: templates, enrollment requests, CA gateways and their
 synchronizations."""
 
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,6 +11,7 @@ from django.utils import timezone
 from certyard.enrollment.models import EnrollmentRequest, GatewaySync, PfxHandOver, Template
 from certyard.inventory.models import Certificate
 from certyard.pki.models import CertificateAuthority
+from certyard.precompiled import PrecompiledQuery
 from certyard.workflows.models import HandlerRegistration
 from handlers.base import HandlerKind
 
@@ -123,3 +125,19 @@ def pfx_hand_over_ready(*, request: EnrollmentRequest, owner: Any) -> bool:
     return PfxHandOver.objects.filter(
         request=request, owner=owner, expires_at__gt=timezone.now()
     ).exists()
+
+
+_enrollment_by_pk = PrecompiledQuery(
+    lambda pk: EnrollmentRequest.objects.filter(pk=pk), pk=uuid.UUID
+)
+
+
+def enrollment_as_saved(enrollment: EnrollmentRequest, *, actor: Any) -> EnrollmentRequest:
+    """``enrollment`` read again as saved (a hook may have moved it on since), keeping
+    whether it was a replay, with its requester set when that is ``actor`` (the one who
+    asked: not one more query)."""
+    (saved,) = _enrollment_by_pk(pk=enrollment.pk)
+    saved.replayed = enrollment.replayed
+    if saved.requested_by_id is not None and saved.requested_by_id == actor.pk:
+        saved.requested_by = actor
+    return saved

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from certyard.errors import ServiceError
+from certyard.precompiled import PrecompiledQuery
 from certyard.workflows.actions import action_applier_register, actions_apply
 from certyard.workflows.invoke import registration_config
 from certyard.workflows.models import Event, HandlerRegistration, HandlerRun
@@ -205,6 +206,14 @@ def event_emit(
     return events_emit([spec])[0]
 
 
+# Asked with every event written (an issued certificate, a finished job).
+_event_registrations = PrecompiledQuery(
+    lambda: HandlerRegistration.objects.filter(
+        enabled=True, kind__in=[HandlerKind.EVENT, HandlerKind.JOB_COMPLETE]
+    ).order_by("order", "pk")
+)
+
+
 def events_emit(specs: Iterable[EventSpec]) -> list[Event]:
     """Record events in bulk (the expiry scan emits thousands); see :func:`event_emit`.
 
@@ -228,11 +237,7 @@ def events_emit(specs: Iterable[EventSpec]) -> list[Event]:
             for spec in specs
         ]
     )
-    registrations = list(
-        HandlerRegistration.objects.filter(
-            enabled=True, kind__in=[HandlerKind.EVENT, HandlerKind.JOB_COMPLETE]
-        ).order_by("order", "pk")
-    )
+    registrations = _event_registrations()
     runs = [
         HandlerRun(
             registration=registration,

@@ -8,7 +8,6 @@ failed, with its reason.
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpResponse
@@ -28,6 +27,7 @@ from certyard.enrollment import services
 from certyard.enrollment.api import serializers as s
 from certyard.enrollment.gateways import gateway_ping, gateway_products
 from certyard.enrollment.models import EnrollmentRequest, GatewaySync, Template
+from certyard.enrollment.selectors import enrollment_as_saved
 from certyard.enrollment.sync import gateway_sync_start
 from certyard.inventory.models import Certificate
 from certyard.workflows.models import HandlerRegistration
@@ -47,14 +47,6 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 def _idempotency_key(request: Request) -> str | None:
     return request.headers.get("Idempotency-Key")
-
-
-def _refreshed(enrollment: EnrollmentRequest, actor: Any) -> None:
-    """Read again as saved (a hook may have moved it on), with its requester known: the
-    one who asked, not one more query."""
-    enrollment.refresh_from_db()
-    if enrollment.requested_by_id is not None and enrollment.requested_by_id == actor.pk:
-        enrollment.requested_by = actor
 
 
 def _created(body: object, enrollment: EnrollmentRequest) -> Response:
@@ -117,8 +109,8 @@ class EnrollmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             target_stores=[str(store) for store in values["target_stores"]],
             idempotency_key=_idempotency_key(request),
         )
-        _refreshed(submitted, request.user)
-        return _created(s.EnrollmentSerializer(submitted).data, submitted)
+        saved = enrollment_as_saved(submitted, actor=request.user)
+        return _created(s.EnrollmentSerializer(saved).data, saved)
 
     @extend_schema(
         request=s.EnrollmentBatchSerializer, responses={201: s.EnrollmentBatchResultSerializer}

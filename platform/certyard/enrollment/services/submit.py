@@ -33,16 +33,20 @@ from certyard.inventory.ingest import certificates_record
 from certyard.inventory.metadata import metadata_values_set, user_source
 from certyard.inventory.models import Certificate, CertificateStore
 from certyard.pki import services as pki_services
+from certyard.precompiled import PrecompiledQuery
 from certyard.workflows.services import events_emit
 from handlers.base import EventKind
 
+# Names are unique: at most one row, no ordering.
+_template_by_name = PrecompiledQuery(
+    lambda name: Template.objects.select_related("ca", "gateway").filter(name=name).order_by(),
+    name=str,
+)
+
 
 def _template_find(request: EnrollmentRequest, name: Any) -> Template:
-    # Names are unique: no ordering to compile, at most one row.
-    template = next(
-        iter(Template.objects.select_related("ca", "gateway").filter(name=str(name)).order_by()),
-        None,
-    )
+    found = _template_by_name(name=str(name))
+    template = found[0] if found else None
     if template is None:
         known = ", ".join(Template.objects.filter(enabled=True).values_list("name", flat=True))
         _fail(request, f"there is no template named {name!r} (templates: {known or 'none'})")

@@ -37,7 +37,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import F, Max, Min, Q, Subquery
+from django.db.models import F, Max, Min, Q, QuerySet, Subquery
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -55,6 +55,7 @@ from certyard.inventory.models import (
     MetadataField,
     MetadataGeneratorCursor,
 )
+from certyard.precompiled import PrecompiledQuery
 from certyard.workflows.invoke import (
     Invocation,
     Outcome,
@@ -418,12 +419,21 @@ def _batch_record(
     return BatchOutcome(len(rows), first_id, last_id, values_set, error_count, errors)
 
 
+def _enabled_generators() -> QuerySet[HandlerRegistration]:
+    return HandlerRegistration.objects.filter(enabled=True, kind=HandlerKind.METADATA).order_by(
+        "order", "pk"
+    )
+
+
+# Asked after every certificate recorded (the cursor moves on when there is none).
+_all_enabled_generators = PrecompiledQuery(_enabled_generators)
+
+
 def _registrations(ids: Sequence[int] | None = None) -> list[HandlerRegistration]:
     """The enabled generator registrations (those of ``ids`` only, if given), in order."""
-    registrations = HandlerRegistration.objects.filter(enabled=True, kind=HandlerKind.METADATA)
-    if ids:
-        registrations = registrations.filter(pk__in=list(ids))
-    return list(registrations.order_by("order", "pk"))
+    if not ids:
+        return _all_enabled_generators()
+    return list(_enabled_generators().filter(pk__in=list(ids)))
 
 
 def _task_timeout(registrations: Sequence[HandlerRegistration]) -> int:
