@@ -5,6 +5,7 @@ re-enrollments whose request needed approval."""
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from django.db import transaction
@@ -17,6 +18,7 @@ from certyard.enrollment.models import EnrollmentRequest
 from certyard.errors import ServiceError
 from certyard.inventory.models import Certificate, CertificateStore
 from certyard.jobs.models import Job
+from certyard.precompiled import PrecompiledQuery
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +149,7 @@ def enrollment_issued_deliver(enrollment: EnrollmentRequest) -> None:
         _target_stores_deliver(enrollment, certificate)
 
 
-def _awaited(enrollment_id: Any) -> bool:
-    """Whether deployments wait for the enrollment, or it has target stores."""
+def _awaited_query(pk: uuid.UUID) -> Any:
     waiting = Deployment.objects.filter(
         enrollment_id=OuterRef("pk"), state=Deployment.State.AWAITING_APPROVAL
     )
@@ -156,10 +157,21 @@ def _awaited(enrollment_id: Any) -> bool:
         enrollmentrequest_id=OuterRef("pk")
     )
     return (
-        EnrollmentRequest.objects.filter(pk=enrollment_id)
+        EnrollmentRequest.objects.filter(pk=pk)
         .filter(Exists(waiting) | Exists(targets))
-        .exists()
+        .only("pk")
+        .order_by()
     )
+
+
+# Asked after every enrollment is issued; the answer is nearly always no.
+_awaited_enrollment = PrecompiledQuery(_awaited_query, pk=uuid.UUID)
+
+
+def _awaited(enrollment_id: Any) -> bool:
+    """Whether deployments wait for the enrollment, or it has target stores."""
+    pk = enrollment_id if isinstance(enrollment_id, uuid.UUID) else uuid.UUID(str(enrollment_id))
+    return bool(_awaited_enrollment(pk=pk))
 
 
 def _target_stores_deliver(enrollment: EnrollmentRequest, certificate: Certificate) -> None:

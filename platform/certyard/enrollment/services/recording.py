@@ -15,6 +15,7 @@ from certyard.errors import ServiceError
 from certyard.inventory.metadata import metadata_values_check
 from certyard.inventory.models import MetadataField
 from certyard.pki import crypto
+from certyard.precompiled import PrecompiledQuery
 from certyard.workflows.services import EventSpec, events_emit
 from handlers.base import EventKind
 
@@ -58,11 +59,15 @@ def _actor(user: Any) -> Any:
     return user if getattr(user, "pk", None) else None
 
 
+# The fields every enrollment must fill in: asked on each.
+_fields_required_at_enrollment = PrecompiledQuery(
+    lambda: MetadataField.objects.filter(required_at_enrollment=True).only("name").order_by()
+)
+
+
 def _required_metadata(template: Template) -> list[str]:
     required = set(template.required_metadata)
-    required.update(
-        MetadataField.objects.filter(required_at_enrollment=True).values_list("name", flat=True)
-    )
+    required.update(field.name for field in _fields_required_at_enrollment())
     return sorted(required)
 
 
