@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from certyard.bulk import rows_insert
 from certyard.errors import ServiceError
-from certyard.inventory.metadata.generators import metadata_generate_new_after_commit
+from certyard.inventory.metadata.generators import metadata_new_certificates_recorded
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
@@ -528,7 +528,7 @@ def inventory_upload_commit(
         if outcome.added_count or outcome.changed_count:
             # Certificates new to the inventory go through the metadata generators, once,
             # in the background (the every-minute schedule catches any left over).
-            transaction.on_commit(metadata_generate_new_after_commit)
+            metadata_new_certificates_recorded()
     return outcome
 
 
@@ -713,7 +713,7 @@ def certificates_record(
         ids = {**known, **_known_certificates(row.sha256 for row in new_rows)}
         _link_issuers(kept, ids)
         if new_rows:
-            transaction.on_commit(metadata_generate_new_after_commit)
+            metadata_new_certificates_recorded()
     return CertificatesRecorded(
         {fingerprint: value[0] for fingerprint, value in ids.items()},
         {row.sha256 for row in new_rows},

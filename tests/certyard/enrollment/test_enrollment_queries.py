@@ -32,10 +32,11 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 # - the token lockout count (the cache) and the token with its user: authentication;
 # - the template with its CA, the metadata fields required at enrollment;
 # - in one transaction: the request, the CA's issued-certificate record, the inventory
-#   (the known certificates, the new one, its id, the link to its issuer), the event and
+#   (the known certificates, the new one, its id, the link to its issuer, the metadata
+#   generators: none, so on SQLite the new-certificate cursor moves here), the event and
 #   the event handlers it goes to;
-# - after it: the metadata generators (none: the cursor moves), whether anything waits
-#   for the certificate (deployments, target stores), and the request as saved.
+# - after it: on PostgreSQL the cursor's move, whether anything waits for the
+#   certificate (deployments, target stores), and the request as saved.
 # On PostgreSQL the new certificate goes into the inventory by COPY, which Django's query
 # log does not show: one statement fewer there.
 ENROLLMENT_STATEMENTS = {"sqlite": 16, "postgresql": 15}
