@@ -6,8 +6,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from certyard.errors import Conflict, ServiceError
-from certyard.fleet.models import Orchestrator
+from certyard.errors import Conflict
 from certyard.inventory.authorization import store_act_require
 from certyard.inventory.ingest import (
     inventory_upload_discard,
@@ -16,7 +15,11 @@ from certyard.jobs.hooks import (
     job_finished_notify,
 )
 from certyard.jobs.models import Job, JobHistory
-from certyard.jobs.services.opening import job_inventory_request, job_request
+from certyard.jobs.services.opening import (
+    job_inventory_request,
+    job_request,
+    orchestrator_require_runnable,
+)
 from certyard.jobs.services.provenance import job_source_detail
 from orchestrators.protocol import JobType
 
@@ -78,12 +81,7 @@ def job_retry(*, job: Job, actor: Any, source: str = Job.Source.ADMIN) -> tuple[
             retry_of=job,
         )
         return retried, True
-    if job.orchestrator.status != Orchestrator.Status.APPROVED:
-        raise ServiceError(
-            f"orchestrator {job.orchestrator.name} is not approved: it cannot run jobs",
-            code="not_approved",
-            http_status=409,
-        )
+    orchestrator_require_runnable(job.orchestrator)
     retried = Job.objects.create(
         type=job.type,
         store=job.store,

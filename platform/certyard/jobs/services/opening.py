@@ -87,6 +87,18 @@ def _orchestrator_require_capability(
     )
 
 
+def orchestrator_require_runnable(orchestrator: Orchestrator) -> None:
+    """A person (or a handler) asks for a job: refused 409 ``not_approved`` unless the
+    orchestrator is approved (the agent's own refusal is ``orchestrator_require_approved``,
+    403)."""
+    if orchestrator.status != Orchestrator.Status.APPROVED:
+        raise ServiceError(
+            f"orchestrator {orchestrator.name} is not approved: it cannot run jobs",
+            code="not_approved",
+            http_status=409,
+        )
+
+
 def job_request(
     *,
     orchestrator: Orchestrator,
@@ -136,12 +148,7 @@ def job_request(
             code="wrong_orchestrator",
             http_status=409,
         )
-    if orchestrator.status != Orchestrator.Status.APPROVED:
-        raise ServiceError(
-            f"orchestrator {orchestrator.name} is not approved: it cannot run jobs",
-            code="not_approved",
-            http_status=409,
-        )
+    orchestrator_require_runnable(orchestrator)
     if store is not None and not store.store_type.supports(job_type):
         raise ServiceError(
             f"store type {store.store_type.short_name} does not support {job_type} jobs",
@@ -204,12 +211,7 @@ def job_inventory_request(
     ``source_detail`` (see ``job_source_detail``), the handler registration that asked,
     ``retry_of``, and is created with ``job_id`` when given (an id handed out earlier).
     """
-    if store.orchestrator.status != Orchestrator.Status.APPROVED:
-        raise ServiceError(
-            f"orchestrator {store.orchestrator.name} is not approved: it cannot run jobs",
-            code="not_approved",
-            http_status=409,
-        )
+    orchestrator_require_runnable(store.orchestrator)
     open_job = Job.objects.filter(
         store=store, type=JobType.INVENTORY, state__in=Job.OPEN_STATES
     ).first()
