@@ -113,9 +113,10 @@ def orchestrator_from_session_token(token: str) -> Orchestrator | None:
     except signing.BadSignature:
         return None
     try:
-        found = _orchestrator_by_pk(pk=uuid.UUID(claims.get("o")))
+        orchestrator_id = uuid.UUID(claims.get("o"))
     except (TypeError, ValueError):
         return None  # not a session this platform signed
+    found = _orchestrator_by_pk(pk=orchestrator_id)
     orchestrator = found[0] if found else None
     if orchestrator is None or not orchestrator.has_identity:
         return None
