@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from certyard.enrollment import policy
@@ -20,7 +20,7 @@ from certyard.enrollment.services.recording import _PFX_PASSWORD_MIN, State, _fa
 from certyard.enrollment.services.submit import (
     Submitted,
     _checked,
-    _key_reserve,
+    _key_holder,
     _new_request,
     _proceed,
     _replayed,
@@ -148,10 +148,42 @@ def enrollment_submit_pfx(
         method=method,
         type=type,
         renewal_of=renewal_of,
+        idempotency_key=key_given,
     )
-    first = _key_reserve(request, key_given, template_name=template_name, actor=actor)
-    if first is not None:
-        return Submitted(first)
+    try:
+        return _pfx_submitted(
+            request,
+            template_name=template_name,
+            common_name=common_name,
+            sans=sans,
+            key_algorithm=key_algorithm,
+            password=password,
+            metadata=metadata,
+            actor=actor,
+            reuse_key_pem=reuse_key_pem,
+            hold=hold,
+            target_stores=target_stores,
+            keep_for=keep_for,
+        )
+    except IntegrityError as exc:
+        return Submitted(_key_holder(exc, request, template_name=template_name))
+
+
+def _pfx_submitted(
+    request: EnrollmentRequest,
+    *,
+    template_name: Any,
+    common_name: Any,
+    sans: Any,
+    key_algorithm: Any,
+    password: Any,
+    metadata: Any,
+    actor: Any,
+    reuse_key_pem: str,
+    hold: bool,
+    target_stores: Any,
+    keep_for: Any,
+) -> Submitted:
     template = _template_find(request, template_name)
     if not hold:
         password = _pfx_password_check(request, password)

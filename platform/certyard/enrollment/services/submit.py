@@ -79,8 +79,13 @@ def _new_request(
     method: str,
     type: str = EnrollmentRequest.Type.NEW,
     renewal_of: Certificate | None = None,
+    idempotency_key: str = "",
 ) -> EnrollmentRequest:
-    """A request in memory: saved once, issued or refused, so one commit records it."""
+    """A request in memory: saved once, issued or refused, so one commit records it.
+
+    With an idempotency key (and a requester), that first save also takes the key: see
+    :func:`_key_holder`.
+    """
     return EnrollmentRequest(
         template_name=str(template_name or "")[:100],
         state=State.APPROVED,  # provisional; set for real once checked
@@ -88,6 +93,7 @@ def _new_request(
         type=type,
         renewal_of=renewal_of,
         requested_by=_actor(actor),
+        idempotency_key=idempotency_key if _actor(actor) is not None else "",
     )
 
 
@@ -146,25 +152,30 @@ def _replayed(actor: Any, key: str, *, template_name: Any, method: str) -> Enrol
     return first
 
 
-def _key_reserve(
-    request: EnrollmentRequest, key: str, *, template_name: Any, actor: Any
-) -> EnrollmentRequest | None:
-    """Record ``request`` with its idempotency key before anything is checked or issued.
+def _key_holder(
+    exc: IntegrityError, request: EnrollmentRequest, *, template_name: Any
+) -> EnrollmentRequest:
+    """The request that holds ``request``'s idempotency key, after ``request``'s first
+    insert failed on it; ``exc`` again for any other failure.
 
-    The unique constraint (requester, key) decides between two submissions racing with
-    the same key (a double click): the one that loses answers with the winner's request.
-    Returns that request, or None when this one holds the key.
+    A key is taken by the request's first save, in whichever transaction first records it
+    (the issuance itself for a built-in CA, so one commit; before the CA is asked for a
+    gateway, so a second submission never reaches the CA). The unique constraint
+    (requester, key) decides between two submissions racing with the same key (a double
+    click): by then the winner has committed, and the loser, whose own writes rolled back
+    with its insert, answers with the winner's request (or its refusal).
     """
-    if not key or request.requested_by is None:
-        return None
-    request.idempotency_key = key
-    try:
-        with transaction.atomic():
-            request.save(force_insert=True)
-    except IntegrityError:
-        request._state.adding = True
-        return _replayed(actor, key, template_name=template_name, method=request.method)
-    return None
+    if not request.idempotency_key or not request._state.adding:
+        raise exc  # saved before: the key was this request's own
+    first = _replayed(
+        request.requested_by,
+        request.idempotency_key,
+        template_name=template_name,
+        method=request.method,
+    )
+    if first is None:
+        raise exc
+    return first
 
 
 def _checked(
@@ -326,15 +337,17 @@ def enrollment_submit_csr(
         method=method,
         type=type,
         renewal_of=renewal_of,
+        idempotency_key=key,
     )
-    first = _key_reserve(request, key, template_name=template_name, actor=actor)
-    if first is not None:
-        return first
-    template = _template_find(request, template_name)
-    checked = _checked(request, template, csr_pem if isinstance(csr_pem, str) else "", metadata)
-    stores = _target_stores_check(request, actor, target_stores, key_delivered=False)
-    _target_stores_attach(request, stores)
-    _proceed(request, template, checked)
+    try:
+        template = _template_find(request, template_name)
+        csr_text = csr_pem if isinstance(csr_pem, str) else ""
+        checked = _checked(request, template, csr_text, metadata)
+        stores = _target_stores_check(request, actor, target_stores, key_delivered=False)
+        _target_stores_attach(request, stores)
+        _proceed(request, template, checked)
+    except IntegrityError as exc:
+        return _key_holder(exc, request, template_name=template_name)
     return request
 
 
