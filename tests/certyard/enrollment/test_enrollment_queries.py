@@ -99,3 +99,19 @@ def test_an_enrollment_with_an_idempotency_key_adds_its_look_up_and_stays_one_tr
     )
     assert _transactions(queries) == 1, "\n".join(queries)
     assert first["state"] == "issued"
+
+
+def test_the_look_up_by_idempotency_key_reads_the_unique_index(client: APIClient) -> None:
+    """Not every request of the requester: an automation account's thousands of earlier
+    enrollments would each be read again by every new one."""
+    _enrolled(client, "first.example.test", HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()))
+    queries, _ = _enrolled(client, "keyed.example.test", HTTP_IDEMPOTENCY_KEY="plan-1")
+    look_up = next(q for q in queries if q.startswith("SELECT") and "plan-1" in q)
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {look_up}")
+        else:  # a table this small is read whole unless told otherwise
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {look_up}")
+        plan = " ".join(str(row) for row in cursor.fetchall())
+    assert "enrollment_idempotency_key_per_requester" in plan, plan

@@ -44,6 +44,21 @@ _template_by_name = PrecompiledQuery(
 )
 
 
+# The unique index on (requester, key) is partial (where a key was given): a query uses it
+# only when its conditions include the index's own, which SQLite does not infer from
+# "key = 'a value'"; without "key <> ''" it read every request of the requester.
+_request_keyed = PrecompiledQuery(
+    lambda requester, key: (
+        EnrollmentRequest.objects.filter(requested_by_id=requester, idempotency_key=key)
+        .exclude(idempotency_key="")
+        .only("pk")
+        .order_by()[:1]
+    ),
+    requester=int,
+    key=str,
+)
+
+
 def _template_find(request: EnrollmentRequest, name: Any) -> Template:
     found = _template_by_name(name=str(name))
     template = found[0] if found else None
@@ -124,14 +139,10 @@ def _replayed(actor: Any, key: str, *, template_name: Any, method: str) -> Enrol
     if not key or actor is None:
         return None
     # The usual answer is none: asked with one column first (a key is unique per requester).
-    earlier = list(
-        EnrollmentRequest.objects.filter(requested_by=actor, idempotency_key=key)
-        .order_by()
-        .values_list("pk", flat=True)[:1]
-    )
+    earlier = _request_keyed(requester=actor.pk, key=key)
     if not earlier:
         return None
-    first = EnrollmentRequest.objects.select_related("template").get(pk=earlier[0])
+    first = EnrollmentRequest.objects.select_related("template").get(pk=earlier[0].pk)
     if first.template_name != str(template_name or "")[:100] or first.method != method:
         raise ServiceError(
             f"this idempotency key was already used for another request ({first.method} "
