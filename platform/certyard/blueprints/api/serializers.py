@@ -2,12 +2,13 @@
 
 from rest_framework import serializers
 
+from certyard.api.serializers import ModelSerializer
 from certyard.blueprints.models import Blueprint, BlueprintStore
 from certyard.fleet.models import Orchestrator
 from certyard.inventory.models import CertificateStore
 
 
-class BlueprintStoreSerializer(serializers.ModelSerializer):
+class BlueprintStoreSerializer(ModelSerializer):
     store_type = serializers.SlugRelatedField(slug_field="short_name", read_only=True)
     has_password = serializers.SerializerMethodField()
 
@@ -28,7 +29,7 @@ class BlueprintStoreSerializer(serializers.ModelSerializer):
         return bool(template.password)
 
 
-class BlueprintSerializer(serializers.ModelSerializer):
+class BlueprintSerializer(ModelSerializer):
     created_by = serializers.CharField(
         source="created_by.get_username", read_only=True, allow_null=True
     )
@@ -74,7 +75,7 @@ class BlueprintApplySerializer(serializers.Serializer):
     )
 
 
-class AppliedStoreSerializer(serializers.ModelSerializer):
+class AppliedStoreSerializer(ModelSerializer):
     store_type = serializers.SlugRelatedField(slug_field="short_name", read_only=True)
 
     class Meta:

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from certyard.api.errors import ApiError
+from certyard.api.serializers import ModelSerializer
 from certyard.deployment.discovery_selectors import discovery_candidate_list
 from certyard.deployment.models import DiscoveryCandidate
 from certyard.deployment.services import discovery
@@ -53,7 +54,7 @@ class DiscoveryJobSerializer(serializers.Serializer):
     payload = serializers.JSONField()
 
 
-class DiscoveryCandidateSerializer(serializers.ModelSerializer):
+class DiscoveryCandidateSerializer(ModelSerializer):
     orchestrator_name = serializers.CharField(source="orchestrator.name", read_only=True)
 
     class Meta:

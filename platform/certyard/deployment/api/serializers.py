@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
+from certyard.api.serializers import ModelSerializer
 from certyard.deployment.models import Deployment, DeploymentBatch
 from certyard.deployment.services.delivery import STORE_FILTER_KEYS
 from certyard.jobs.models import Job
@@ -68,7 +69,7 @@ class RenewReplaceRequestSerializer(serializers.Serializer):
     template = serializers.CharField(max_length=100, help_text="The template's name.")
 
 
-class DeploymentSerializer(serializers.ModelSerializer):
+class DeploymentSerializer(ModelSerializer):
     state = serializers.SerializerMethodField()
     job = serializers.UUIDField(source="job_id", allow_null=True)
     store = serializers.UUIDField(source="store_id")
@@ -110,7 +111,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
         return deployment.state
 
 
-class DeploymentBatchSerializer(serializers.ModelSerializer):
+class DeploymentBatchSerializer(ModelSerializer):
     certificate = serializers.IntegerField(source="certificate_id", allow_null=True)
     new_certificate = serializers.IntegerField(source="new_certificate_id", allow_null=True)
     template = serializers.SerializerMethodField()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from certyard.api.serializers import ModelSerializer
 from certyard.enrollment.models import EnrollmentRequest, GatewaySync, Template
 from certyard.pki.models import KeyAlgorithm, RevocationReason
 from certyard.workflows.models import HandlerRegistration
 
 
-class TemplateSerializer(serializers.ModelSerializer):
+class TemplateSerializer(ModelSerializer):
     issuer = serializers.SerializerMethodField()
 
     class Meta:
@@ -44,7 +45,7 @@ class TemplateSerializer(serializers.ModelSerializer):
         return str(template.ca or template.gateway)
 
 
-class EnrollmentSerializer(serializers.ModelSerializer):
+class EnrollmentSerializer(ModelSerializer):
     requested_by = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
@@ -200,7 +201,7 @@ class RenewSerializer(serializers.Serializer):
     )
 
 
-class GatewaySerializer(serializers.ModelSerializer):
+class GatewaySerializer(ModelSerializer):
     supports_sync = serializers.SerializerMethodField()
 
     class Meta:
@@ -233,7 +234,7 @@ class GatewaySyncStartSerializer(serializers.Serializer):
     full = serializers.BooleanField(default=False)
 
 
-class GatewaySyncSerializer(serializers.ModelSerializer):
+class GatewaySyncSerializer(ModelSerializer):
     class Meta:
         model = GatewaySync
         fields = [

@@ -3,6 +3,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from certyard.api.serializers import ModelSerializer
 from certyard.errors import ServiceError
 from certyard.fleet.models import Orchestrator, RegistrationToken
 from certyard.fleet.services import (
@@ -13,7 +14,7 @@ from certyard.fleet.services import (
 from certyard.pki.models import RevocationReason
 
 
-class RegistrationTokenSerializer(serializers.ModelSerializer):
+class RegistrationTokenSerializer(ModelSerializer):
     class Meta:
         model = RegistrationToken
         fields = [
@@ -94,7 +95,7 @@ class OrchestratorMetadataField(serializers.Field):
         return dict(value or {})
 
 
-class OrchestratorSerializer(serializers.ModelSerializer):
+class OrchestratorSerializer(ModelSerializer):
     has_identity = serializers.BooleanField(read_only=True)
     metadata = OrchestratorMetadataField(
         read_only=True,

@@ -4,6 +4,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from certyard.api.serializers import ModelSerializer
 from certyard.errors import ServiceError
 from certyard.fleet.models import Orchestrator
 from certyard.inventory import metadata, selectors, services
@@ -23,7 +24,7 @@ from certyard.inventory.selectors import CertificateFilters
 from certyard.x509 import der_to_pem
 
 
-class StoreTypeSerializer(serializers.ModelSerializer):
+class StoreTypeSerializer(ModelSerializer):
     short_name = serializers.CharField(
         max_length=40,
         trim_whitespace=False,
@@ -67,7 +68,7 @@ def _declarations(value: Any) -> list[dict[str, Any]]:
         raise serializers.ValidationError(exc.message) from exc
 
 
-class StoreSerializer(serializers.ModelSerializer):
+class StoreSerializer(ModelSerializer):
     store_type = serializers.SlugRelatedField(slug_field="short_name", read_only=True)
     orchestrator_name = serializers.CharField(source="orchestrator.name", read_only=True)
     has_password = serializers.SerializerMethodField()
@@ -188,7 +189,7 @@ class ScheduleSerializer(serializers.Serializer):
     interval_minutes = serializers.IntegerField(min_value=1, max_value=525_600, allow_null=True)
 
 
-class LocationSerializer(serializers.ModelSerializer):
+class LocationSerializer(ModelSerializer):
     store_id = serializers.UUIDField(source="store.id")
     store_type = serializers.CharField(source="store.store_type.short_name")
     client_machine = serializers.CharField(source="store.client_machine")
@@ -211,7 +212,7 @@ class LocationSerializer(serializers.ModelSerializer):
 _STATUS_CHOICES = [value for value, _ in CertificateStatus.choices]
 
 
-class CertificateSerializer(serializers.ModelSerializer):
+class CertificateSerializer(ModelSerializer):
     status = serializers.SerializerMethodField(
         help_text="valid, expiring (within 30 days), expired, revoked, superseded (renewed: "
         "see superseded_by) or unknown (its validity could not be read)."
@@ -365,7 +366,7 @@ def _inline_choices(
     return InlineChoiceField(choices=choices, help_text=description, **options)
 
 
-class MetadataFieldSerializer(serializers.ModelSerializer):
+class MetadataFieldSerializer(ModelSerializer):
     """A metadata field's definition; written through the metadata services."""
 
     choices = serializers.ListField(
@@ -393,7 +394,7 @@ class MetadataFieldSerializer(serializers.ModelSerializer):
         extra_kwargs = {"order": {"max_value": 1_000_000}}
 
 
-class MetadataBackfillSerializer(serializers.ModelSerializer):
+class MetadataBackfillSerializer(ModelSerializer):
     """A backfill's progress: ``processed`` of ``total`` certificates, and what it found."""
 
     state = _inline_choices(

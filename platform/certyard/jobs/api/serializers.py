@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from certyard.api.serializers import ModelSerializer
 from certyard.jobs.models import Job, JobHistory
 
 
@@ -20,7 +21,7 @@ class ReportErrorSerializer(serializers.Serializer):
     error = serializers.CharField()
 
 
-class JobHistorySerializer(serializers.ModelSerializer):
+class JobHistorySerializer(ModelSerializer):
     outcome = _outcome_field(JobHistory)
     report_errors = ReportErrorSerializer(many=True, read_only=True)
 
@@ -38,7 +39,7 @@ class JobHistorySerializer(serializers.ModelSerializer):
         ]
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(ModelSerializer):
     outcome = _outcome_field(Job)
     store_path = serializers.CharField(source="store.store_path", read_only=True, default=None)
     orchestrator_name = serializers.CharField(source="orchestrator.name", read_only=True)

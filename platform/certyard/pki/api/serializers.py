@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from certyard.api.serializers import ModelSerializer
 from certyard.pki.crypto import name_value_error
 from certyard.pki.models import CertificateAuthority, KeyAlgorithm
 
 
-class CertificateAuthoritySerializer(serializers.ModelSerializer):
+class CertificateAuthoritySerializer(ModelSerializer):
     urls = serializers.SerializerMethodField()
 
     class Meta:

@@ -2,11 +2,12 @@
 
 from rest_framework import serializers
 
+from certyard.api.serializers import ModelSerializer
 from certyard.workflows.models import HandlerRegistration, HandlerRun
 from certyard.workflows.services import registration_secret_names
 
 
-class HandlerRegistrationSerializer(serializers.ModelSerializer):
+class HandlerRegistrationSerializer(ModelSerializer):
     secrets_set = serializers.SerializerMethodField(
         help_text="The names of the secret parameters that hold a value (never the value)."
     )
@@ -40,7 +41,7 @@ class HandlerRegistrationSerializer(serializers.ModelSerializer):
         return registration_secret_names(registration)
 
 
-class HandlerRunSerializer(serializers.ModelSerializer):
+class HandlerRunSerializer(ModelSerializer):
     event_kind = serializers.CharField(source="event.kind", read_only=True, allow_null=True)
 
     class Meta:
