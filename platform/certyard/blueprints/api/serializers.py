@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from certyard.api.serializers import ModelSerializer
+from certyard.api.serializers import ModelSerializer, Serializer
 from certyard.blueprints.models import Blueprint, BlueprintStore
 from certyard.fleet.models import Orchestrator
 from certyard.inventory.models import CertificateStore
@@ -58,7 +58,7 @@ class BlueprintDetailSerializer(BlueprintSerializer):
         read_only_fields = fields
 
 
-class BlueprintCreateSerializer(serializers.Serializer):
+class BlueprintCreateSerializer(Serializer):
     orchestrator = serializers.PrimaryKeyRelatedField(
         queryset=Orchestrator.objects.all(), help_text="The orchestrator whose stores to save."
     )
@@ -68,7 +68,7 @@ class BlueprintCreateSerializer(serializers.Serializer):
     )
 
 
-class BlueprintApplySerializer(serializers.Serializer):
+class BlueprintApplySerializer(Serializer):
     orchestrator = serializers.PrimaryKeyRelatedField(
         queryset=Orchestrator.objects.all(),
         help_text="An approved orchestrator to create the blueprint's stores on.",
@@ -90,7 +90,7 @@ class AppliedStoreSerializer(ModelSerializer):
         read_only_fields = fields
 
 
-class StoreRefusalSerializer(serializers.Serializer):
+class StoreRefusalSerializer(Serializer):
     store_type = serializers.CharField()
     client_machine = serializers.CharField()
     store_path = serializers.CharField()
@@ -98,7 +98,7 @@ class StoreRefusalSerializer(serializers.Serializer):
     reason = serializers.CharField()
 
 
-class BlueprintApplicationSerializer(serializers.Serializer):
+class BlueprintApplicationSerializer(Serializer):
     """What applying a blueprint did."""
 
     blueprint = serializers.IntegerField(source="blueprint.pk")

@@ -16,25 +16,26 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from certyard.api.errors import ApiError
+from certyard.api.serializers import Serializer
 from certyard.deployment.services import discovery, reenrollment
 from certyard.fleet.api.agent_auth import AgentView, valid_body
 
 _TAG = ["orchestrator agent"]
 
 
-class DiscoveryAnswerSerializer(serializers.Serializer):
+class DiscoveryAnswerSerializer(Serializer):
     new = serializers.IntegerField()
     gone = serializers.IntegerField()
     known = serializers.IntegerField()
     duplicate = serializers.BooleanField()
 
 
-class CsrSerializer(serializers.Serializer):
+class CsrSerializer(Serializer):
     attempt = serializers.IntegerField(min_value=1)
     csr = serializers.CharField(max_length=64 * 1024, trim_whitespace=False)
 
 
-class CsrAnswerSerializer(serializers.Serializer):
+class CsrAnswerSerializer(Serializer):
     state = serializers.ChoiceField(choices=["issued", "pending"])
     enrollment_id = serializers.UUIDField()
     certificate = serializers.CharField(required=False)
@@ -75,7 +76,7 @@ _DISCOVERY_REPORT_SCHEMA: dict[str, Any] = {
 }
 
 
-class DiscoveryReportSerializer(serializers.Serializer):
+class DiscoveryReportSerializer(Serializer):
     """Names the report in the schema (``_DISCOVERY_REPORT_SCHEMA``, by the extension below);
     it checks nothing: the view hands the body to the service, which checks it."""
 

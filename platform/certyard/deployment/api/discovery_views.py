@@ -17,14 +17,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from certyard.api.errors import ApiError
-from certyard.api.serializers import ModelSerializer
+from certyard.api.serializers import ModelSerializer, Serializer
 from certyard.deployment.discovery_selectors import discovery_candidate_list
 from certyard.deployment.models import DiscoveryCandidate
 from certyard.deployment.services import discovery
 from certyard.fleet.models import Orchestrator
 
 
-class DiscoveryRequestSerializer(serializers.Serializer):
+class DiscoveryRequestSerializer(Serializer):
     directories = serializers.ListField(
         child=serializers.CharField(max_length=discovery.MAX_PATH, trim_whitespace=False),
         min_length=1,
@@ -46,7 +46,7 @@ class DiscoveryRequestSerializer(serializers.Serializer):
     )
 
 
-class DiscoveryJobSerializer(serializers.Serializer):
+class DiscoveryJobSerializer(Serializer):
     id = serializers.UUIDField()
     type = serializers.CharField()
     state = serializers.CharField()
@@ -79,7 +79,7 @@ class DiscoveryCandidateSerializer(ModelSerializer):
         read_only_fields = fields
 
 
-class ApproveSerializer(serializers.Serializer):
+class ApproveSerializer(Serializer):
     store_type = serializers.CharField(max_length=50, required=False, allow_blank=True)
     password = serializers.CharField(
         max_length=1024, required=False, allow_blank=True, default="", trim_whitespace=False
@@ -96,7 +96,7 @@ class ApproveAllSerializer(ApproveSerializer):
     store_type = None  # every candidate keeps the type it was found as
 
 
-class ApproveAllAnswerSerializer(serializers.Serializer):
+class ApproveAllAnswerSerializer(Serializer):
     approved = serializers.IntegerField()
     failed = serializers.IntegerField()
     stores = serializers.ListField(child=serializers.UUIDField())

@@ -7,13 +7,13 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
-from certyard.api.serializers import ModelSerializer
+from certyard.api.serializers import ModelSerializer, Serializer
 from certyard.deployment.models import Deployment, DeploymentBatch
 from certyard.deployment.services.delivery import STORE_FILTER_KEYS
 from certyard.jobs.models import Job
 
 
-class StoreFilterSerializer(serializers.Serializer):
+class StoreFilterSerializer(Serializer):
     store_type = serializers.CharField(max_length=40, required=False, help_text="Short name.")
     orchestrator = serializers.UUIDField(required=False)
     client_machine = serializers.CharField(max_length=255, required=False)
@@ -37,7 +37,7 @@ class StoreFilterSerializer(serializers.Serializer):
         return {key: str(value) for key, value in attrs.items()}
 
 
-class DeployRequestSerializer(serializers.Serializer):
+class DeployRequestSerializer(Serializer):
     stores = serializers.ListField(
         child=serializers.UUIDField(), required=False, min_length=1, max_length=1000
     )
@@ -53,7 +53,7 @@ class DeployRequestSerializer(serializers.Serializer):
         return attrs
 
 
-class RemovalRequestSerializer(serializers.Serializer):
+class RemovalRequestSerializer(Serializer):
     stores = serializers.ListField(
         child=serializers.UUIDField(), required=False, min_length=1, max_length=1000
     )
@@ -65,7 +65,7 @@ class RemovalRequestSerializer(serializers.Serializer):
         return attrs
 
 
-class RenewReplaceRequestSerializer(serializers.Serializer):
+class RenewReplaceRequestSerializer(Serializer):
     template = serializers.CharField(max_length=100, help_text="The template's name.")
 
 
@@ -145,7 +145,7 @@ class DeploymentBatchSerializer(ModelSerializer):
         return counts
 
 
-class StoreCreateAnswerSerializer(serializers.Serializer):
+class StoreCreateAnswerSerializer(Serializer):
     job = serializers.UUIDField()
     state = serializers.CharField()
 

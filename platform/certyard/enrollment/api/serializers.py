@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from certyard.api.serializers import ModelSerializer
+from certyard.api.serializers import ModelSerializer, Serializer
 from certyard.enrollment.models import EnrollmentRequest, GatewaySync, Template
 from certyard.pki.models import KeyAlgorithm, RevocationReason
 from certyard.workflows.models import HandlerRegistration
@@ -87,7 +87,7 @@ class EnrollmentSerializer(ModelSerializer):
         read_only_fields = fields
 
 
-class EnrollmentCsrSerializer(serializers.Serializer):
+class EnrollmentCsrSerializer(Serializer):
     template = serializers.CharField(max_length=100, help_text="The template's name.")
     csr = serializers.CharField(max_length=65536, help_text="PEM.")
     metadata = serializers.DictField(required=False, default=dict)
@@ -101,7 +101,7 @@ class EnrollmentCsrSerializer(serializers.Serializer):
     )
 
 
-class EnrollmentBatchSerializer(serializers.Serializer):
+class EnrollmentBatchSerializer(Serializer):
     template = serializers.CharField(max_length=100, help_text="The template's name.")
     csrs = serializers.ListField(
         child=serializers.CharField(max_length=65536),
@@ -112,14 +112,14 @@ class EnrollmentBatchSerializer(serializers.Serializer):
     metadata = serializers.DictField(required=False, default=dict)
 
 
-class EnrollmentBatchResultSerializer(serializers.Serializer):
+class EnrollmentBatchResultSerializer(Serializer):
     issued = serializers.IntegerField()
     pending = serializers.IntegerField()
     failed = serializers.IntegerField()
     results = EnrollmentSerializer(many=True)
 
 
-class EnrollmentPfxSerializer(serializers.Serializer):
+class EnrollmentPfxSerializer(Serializer):
     template = serializers.CharField(max_length=100)
     # Only a size bound here: the name policy (at most 64 bytes in UTF-8, one of the
     # template's names) is the service's, which records a refused request as failed.
@@ -145,18 +145,18 @@ class EnrollmentPfxSerializer(serializers.Serializer):
     )
 
 
-class EnrollmentPfxResultSerializer(serializers.Serializer):
+class EnrollmentPfxResultSerializer(Serializer):
     enrollment = EnrollmentSerializer()
     pkcs12 = serializers.CharField(
         allow_null=True, help_text="Base64 PKCS#12, handed out once; null while pending."
     )
 
 
-class DecisionSerializer(serializers.Serializer):
+class DecisionSerializer(Serializer):
     comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
-class DenialSerializer(serializers.Serializer):
+class DenialSerializer(Serializer):
     """A denial says why: the requester reads it (the schema marks it required, as it is)."""
 
     comment = serializers.CharField(
@@ -168,11 +168,11 @@ class DenialSerializer(serializers.Serializer):
     )
 
 
-class CollectSerializer(serializers.Serializer):
+class CollectSerializer(Serializer):
     password = serializers.CharField(min_length=8, max_length=1024, trim_whitespace=False)
 
 
-class RevokeSerializer(serializers.Serializer):
+class RevokeSerializer(Serializer):
     reason = serializers.ChoiceField(
         [c for c in RevocationReason.choices if c[0] != RevocationReason.REMOVE_FROM_CRL],
         default=RevocationReason.UNSPECIFIED,
@@ -180,7 +180,7 @@ class RevokeSerializer(serializers.Serializer):
     )
 
 
-class RenewSerializer(serializers.Serializer):
+class RenewSerializer(Serializer):
     csr = serializers.CharField(
         max_length=65536,
         required=False,
@@ -224,13 +224,13 @@ class GatewaySerializer(ModelSerializer):
         return bool(info and info.cls and getattr(info.cls, "supports_sync", False))
 
 
-class GatewayProductSerializer(serializers.Serializer):
+class GatewayProductSerializer(Serializer):
     id = serializers.CharField()
     name = serializers.CharField()
     description = serializers.CharField()
 
 
-class GatewaySyncStartSerializer(serializers.Serializer):
+class GatewaySyncStartSerializer(Serializer):
     full = serializers.BooleanField(default=False)
 
 

@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from certyard.api.serializers import Serializer
 from certyard.fleet.services import client_machine_problem
 from orchestrators.protocol import MAX_REPORTED_STORE_ROOTS
 from orchestrators.roots import MAX_STORE_PATH_BYTES
@@ -11,7 +12,7 @@ _MAX_PARAMETERS = 100
 MAX_STORE_ROOTS = MAX_REPORTED_STORE_ROOTS  # the protocol's bound (POST limits)
 
 
-class RegisterSerializer(serializers.Serializer):
+class RegisterSerializer(Serializer):
     token = serializers.CharField(max_length=200)
     name = serializers.RegexField(
         r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}\Z",
@@ -52,21 +53,21 @@ class RegisterSerializer(serializers.Serializer):
         return value
 
 
-class RegisterResponseSerializer(serializers.Serializer):
+class RegisterResponseSerializer(Serializer):
     orchestrator_id = serializers.UUIDField()
     status = serializers.CharField()
     certificate = serializers.CharField()
     ca_chain = serializers.ListField(child=serializers.CharField())
 
 
-class SessionSerializer(serializers.Serializer):
+class SessionSerializer(Serializer):
     orchestrator_id = serializers.UUIDField()
     issued_at = serializers.IntegerField(min_value=0)
     nonce = serializers.CharField(min_length=8, max_length=100)
     signature = serializers.CharField(max_length=1000)
 
 
-class CertificateTimesSerializer(serializers.Serializer):
+class CertificateTimesSerializer(Serializer):
     """When the agent's client certificate expires, and from when it should renew it."""
 
     certificate_not_after = serializers.DateTimeField(
@@ -90,7 +91,7 @@ class HeartbeatResponseSerializer(CertificateTimesSerializer):
     server_time = serializers.DateTimeField()
 
 
-class CertificateRenewSerializer(serializers.Serializer):
+class CertificateRenewSerializer(Serializer):
     csr = serializers.CharField(
         max_length=20_000,
         help_text="PEM PKCS#10 request for the agent's new EC P-256 (or P-384) key; one for "
@@ -98,7 +99,7 @@ class CertificateRenewSerializer(serializers.Serializer):
     )
 
 
-class CertificateRenewResponseSerializer(serializers.Serializer):
+class CertificateRenewResponseSerializer(Serializer):
     certificate = serializers.CharField(help_text="The new PEM client certificate.")
     ca_chain = serializers.ListField(child=serializers.CharField())
     not_after = serializers.DateTimeField()
@@ -108,7 +109,7 @@ class CertificateRenewResponseSerializer(serializers.Serializer):
 STORE_ROOT_PATTERN = r"^/(?!(?:.*/)?\.\.(?:/|$))[^\x00]*$"
 
 
-class LimitsSerializer(serializers.Serializer):
+class LimitsSerializer(Serializer):
     """What an agent may touch on its machine, as it reports it (POST limits)."""
 
     store_roots = serializers.ListField(
@@ -142,7 +143,7 @@ class LimitsSerializer(serializers.Serializer):
         return value
 
 
-class LimitsResponseSerializer(serializers.Serializer):
+class LimitsResponseSerializer(Serializer):
     store_roots = serializers.ListField(child=serializers.CharField())
     max_file_bytes = serializers.IntegerField()
     reported_at = serializers.DateTimeField()

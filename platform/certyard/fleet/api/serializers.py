@@ -3,7 +3,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from certyard.api.serializers import ModelSerializer
+from certyard.api.serializers import ModelSerializer, Serializer
 from certyard.errors import ServiceError
 from certyard.fleet.models import Orchestrator, RegistrationToken
 from certyard.fleet.services import (
@@ -35,7 +35,7 @@ class RegistrationTokenSerializer(ModelSerializer):
         read_only_fields = fields
 
 
-class RegistrationTokenCreateSerializer(serializers.Serializer):
+class RegistrationTokenCreateSerializer(Serializer):
     description = serializers.CharField(max_length=200)
     valid_hours = serializers.IntegerField(min_value=1, max_value=24 * 365, default=24)
     reusable = serializers.BooleanField(default=False)
@@ -146,7 +146,7 @@ class OrchestratorMetadataInputField(OrchestratorMetadataField):
     """The metadata a person sends: the rules' limit on keys is in the schema too."""
 
 
-class OrchestratorUpdateSerializer(serializers.Serializer):
+class OrchestratorUpdateSerializer(Serializer):
     """What a person may change on an orchestrator (``PATCH``): only the fields sent."""
 
     metadata = OrchestratorMetadataInputField(
@@ -156,7 +156,7 @@ class OrchestratorUpdateSerializer(serializers.Serializer):
     )
 
 
-class CertificateRevokeSerializer(serializers.Serializer):
+class CertificateRevokeSerializer(Serializer):
     reason = serializers.ChoiceField(
         choices=[
             choice

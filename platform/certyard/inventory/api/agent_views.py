@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from certyard.api.errors import ApiError
 from certyard.api.schema import NON_BLANK_TEXT_PATTERN, TEXT_PATTERN
+from certyard.api.serializers import Serializer
 from certyard.fleet.api.agent_auth import AgentView, valid_body
 from certyard.inventory.declarations import MAX_DECLARATIONS, store_types_declare
 from orchestrators.declarations import (
@@ -110,7 +111,7 @@ class _DeclarationField(serializers.DictField):
     """A declaration in its wire form: checked by declaration_from_wire, typed in the schema."""
 
 
-class StoreTypesDeclareSerializer(serializers.Serializer):
+class StoreTypesDeclareSerializer(Serializer):
     store_types = serializers.ListField(
         child=_DeclarationField(),
         min_length=1,
@@ -120,7 +121,7 @@ class StoreTypesDeclareSerializer(serializers.Serializer):
     )
 
 
-class DeclareResultSerializer(serializers.Serializer):
+class DeclareResultSerializer(Serializer):
     short_name = serializers.CharField()
     created = serializers.BooleanField()
     updated = serializers.BooleanField()
@@ -133,7 +134,7 @@ class DeclareResultSerializer(serializers.Serializer):
     )
 
 
-class StoreTypesDeclaredSerializer(serializers.Serializer):
+class StoreTypesDeclaredSerializer(Serializer):
     store_types = DeclareResultSerializer(many=True)
 
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from certyard.api.serializers import ModelSerializer
+from certyard.api.serializers import ModelSerializer, Serializer
 from certyard.errors import ServiceError
 from certyard.fleet.models import Orchestrator
 from certyard.inventory import metadata, selectors, services
@@ -118,7 +118,7 @@ class StoreSerializer(ModelSerializer):
         return properties_public(specs_of(store.store_type.properties), store.properties)
 
 
-class _EndpointFields(serializers.Serializer):
+class _EndpointFields(Serializer):
     """The TLS endpoint served from a store; the agent checks it after a write."""
 
     endpoint_host = serializers.CharField(
@@ -185,7 +185,7 @@ class StoreUpdateSerializer(_EndpointFields):
         return dict(self.validated_data)
 
 
-class ScheduleSerializer(serializers.Serializer):
+class ScheduleSerializer(Serializer):
     interval_minutes = serializers.IntegerField(min_value=1, max_value=525_600, allow_null=True)
 
 
@@ -244,7 +244,7 @@ class CertificateSerializer(ModelSerializer):
         return sorted(c.pk for c in certificate.supersedes.all())
 
 
-class CertificateDetailsSerializer(serializers.Serializer):
+class CertificateDetailsSerializer(Serializer):
     """The certificate's SANs by type and its main extensions, in words."""
 
     sans = serializers.DictField(
@@ -261,7 +261,7 @@ class CertificateDetailsSerializer(serializers.Serializer):
     warnings = serializers.ListField(child=serializers.CharField())
 
 
-class MetadataValueSerializer(serializers.Serializer):
+class MetadataValueSerializer(Serializer):
     """One certificate's value for one field, and who set it when."""
 
     value = serializers.CharField(
@@ -294,7 +294,7 @@ class CertificateDetailSerializer(CertificateSerializer):
         return {name: MetadataValueSerializer(value).data for name, value in values.items()}
 
 
-class CertificateListParamsSerializer(serializers.Serializer):
+class CertificateListParamsSerializer(Serializer):
     """The certificate list's query parameters."""
 
     search = serializers.CharField(required=False, allow_blank=True, max_length=200)
@@ -436,7 +436,7 @@ class MetadataBackfillSerializer(ModelSerializer):
         return round(progress.rate, 1)
 
 
-class MetadataBackfillStartSerializer(serializers.Serializer):
+class MetadataBackfillStartSerializer(Serializer):
     registrations = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=2**31),
         required=False,

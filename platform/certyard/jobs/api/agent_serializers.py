@@ -6,20 +6,21 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from certyard.api.serializers import Serializer
 from orchestrators.protocol import JobOutcome
 
 # The agent's result of a job, as stored on the job: bounded, so a report cannot bloat rows.
 RESULT_MAX_BYTES = 64 * 1024
 
 
-class StoreSummarySerializer(serializers.Serializer):
+class StoreSummarySerializer(Serializer):
     id = serializers.UUIDField()
     store_type = serializers.CharField(source="store_type.short_name")
     client_machine = serializers.CharField()
     store_path = serializers.CharField()
 
 
-class JobSummarySerializer(serializers.Serializer):
+class JobSummarySerializer(Serializer):
     id = serializers.UUIDField()
     type = serializers.CharField()
     attempt = serializers.IntegerField(source="attempts")
@@ -41,14 +42,14 @@ class _ReportedEntryField(serializers.DictField):
     """An entry as the agent sent it; the service checks each one and answers its verdict."""
 
 
-class InventorySerializer(serializers.Serializer):
+class InventorySerializer(Serializer):
     """A whole report in one request; entries are checked one by one by the service."""
 
     attempt = serializers.IntegerField(min_value=1, required=False)
     entries = serializers.ListField(child=_ReportedEntryField())
 
 
-class InventoryChunkParamsSerializer(serializers.Serializer):
+class InventoryChunkParamsSerializer(Serializer):
     """A chunk's numbers. Its entries are checked one by one by the service, each with its
     own verdict, so they are not validated here (and a large chunk costs no second pass)."""
 
@@ -65,25 +66,25 @@ class InventoryChunkSerializer(InventoryChunkParamsSerializer):
     entries = serializers.ListField(child=_ReportedEntryField())
 
 
-class SubmissionErrorSerializer(serializers.Serializer):
+class SubmissionErrorSerializer(Serializer):
     at = serializers.CharField(max_length=40, allow_blank=True, default="")
     error = serializers.CharField(max_length=2000)
 
 
-class InventoryCommitSerializer(serializers.Serializer):
+class InventoryCommitSerializer(Serializer):
     attempt = serializers.IntegerField(min_value=1, required=False)
     chunks = serializers.IntegerField(min_value=1, max_value=1_000_000)
     new_certificates = serializers.IntegerField(min_value=0, default=0)
     submission_errors = SubmissionErrorSerializer(many=True, default=list, max_length=100)
 
 
-class RejectedEntrySerializer(serializers.Serializer):
+class RejectedEntrySerializer(Serializer):
     index = serializers.IntegerField()
     alias = serializers.CharField()
     error = serializers.CharField()
 
 
-class InventoryChunkAnswerSerializer(serializers.Serializer):
+class InventoryChunkAnswerSerializer(Serializer):
     job_id = serializers.UUIDField()
     sequence = serializers.IntegerField()
     accepted = serializers.IntegerField()
@@ -99,7 +100,7 @@ class InventoryChunkAnswerSerializer(serializers.Serializer):
     )
 
 
-class InventoryAnswerSerializer(serializers.Serializer):
+class InventoryAnswerSerializer(Serializer):
     job_id = serializers.UUIDField()
     duplicate = serializers.BooleanField()
     recorded = serializers.BooleanField()
@@ -118,7 +119,7 @@ class _ResultField(serializers.JSONField):
     """A JSON object (checked by ``CompleteSerializer.validate_result``)."""
 
 
-class CompleteSerializer(serializers.Serializer):
+class CompleteSerializer(Serializer):
     status = serializers.ChoiceField(choices=[o.value for o in JobOutcome])
     message = serializers.CharField(allow_blank=True, default="", max_length=100_000)
     attempt = serializers.IntegerField(

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from certyard.api.serializers import ModelSerializer
+from certyard.api.serializers import ModelSerializer, Serializer
 from certyard.jobs.models import Job, JobHistory
 
 
@@ -14,7 +14,7 @@ def _outcome_field(model: type[Job] | type[JobHistory]) -> serializers.ChoiceFie
     )
 
 
-class ReportErrorSerializer(serializers.Serializer):
+class ReportErrorSerializer(Serializer):
     """A report submission of the attempt that failed."""
 
     at = serializers.CharField()

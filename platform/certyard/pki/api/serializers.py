@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from certyard.api.serializers import ModelSerializer
+from certyard.api.serializers import ModelSerializer, Serializer
 from certyard.pki.crypto import name_value_error
 from certyard.pki.models import CertificateAuthority, KeyAlgorithm
 
@@ -48,7 +48,7 @@ def _name_value(short: str, value: str) -> str:
     return value
 
 
-class CertificateAuthorityCreateSerializer(serializers.Serializer):
+class CertificateAuthorityCreateSerializer(Serializer):
     name = serializers.CharField(max_length=200)
     common_name = serializers.CharField(
         max_length=64,
@@ -92,7 +92,7 @@ class CertificateAuthorityCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class CertificateAuthorityImportSerializer(serializers.Serializer):
+class CertificateAuthorityImportSerializer(Serializer):
     """Either PEM (certificate_pem + private_key_pem) or a base64 PKCS#12."""
 
     name = serializers.CharField(max_length=200)

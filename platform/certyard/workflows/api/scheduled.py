@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from certyard.api.serializers import Serializer
 from certyard.workflows.scheduled import (
     ScheduledTaskState,
     TaskRunSummary,
@@ -28,7 +29,7 @@ from certyard.workflows.scheduled import (
 )
 
 
-class TaskRunSerializer(serializers.Serializer):
+class TaskRunSerializer(Serializer):
     task_id = serializers.CharField(help_text="The django-q2 task's id.")
     via = serializers.ChoiceField(choices=["schedule", "run now"])
     name = serializers.CharField(help_text="The django-q2 task's name.")
@@ -44,7 +45,7 @@ class TaskRunSerializer(serializers.Serializer):
     )
 
 
-class ScheduledTaskSerializer(serializers.Serializer):
+class ScheduledTaskSerializer(Serializer):
     name = serializers.CharField(help_text="What to run it by, e.g. expiry-scan.")
     label = serializers.CharField()
     description = serializers.CharField()
@@ -80,7 +81,7 @@ class ScheduledTaskSerializer(serializers.Serializer):
         }
 
 
-class ScheduledTaskQueuedSerializer(serializers.Serializer):
+class ScheduledTaskQueuedSerializer(Serializer):
     task = serializers.CharField(help_text="The scheduled task's name.")
     task_id = serializers.CharField(help_text="The django-q2 task id of this run.")
     actor = serializers.CharField(help_text="Who ran it (the caller's user name).")
