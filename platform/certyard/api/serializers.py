@@ -11,10 +11,11 @@ on the serializer's class, its ``Meta`` and its declared fields.
 :class:`ModelSerializer` and :class:`Serializer` keep the fields DRF builds the first
 time, unbound, per class, and give each new serializer copies of them to bind. A copy of
 a plain field shares what the field never changes once made (its choices, its validators,
-its base queryset, which ``RelatedField`` clones before every use); a list or dictionary
-field gets a copy of its child, bound to it; a nested serializer is copied whole, as DRF
-copies it. A subclass that shapes its fields by request (``get_fields`` reading the
-context) overrides ``get_fields`` and calls this one for the class's part.
+its base queryset, which ``RelatedField`` clones before every use) but gets its own copy
+of a mutable default; a list or dictionary field gets a copy of its child, bound to it;
+a nested serializer is copied whole, as DRF copies it. A subclass that shapes its fields
+by request (``get_fields`` reading the context) overrides ``get_fields`` and calls this
+one for the class's part.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def _fresh(field: Field) -> Field:
         return copy.deepcopy(field)
     fresh = object.__new__(type(field))
     fresh.__dict__.update(field.__dict__)
+    # A default given as a list or dict (not as a callable) is each serializer's own, as
+    # DRF's deep copy made it: a view adding to what it validated changes no other's.
+    for name in ("default", "initial"):
+        value = field.__dict__.get(name)
+        if isinstance(value, list | dict | set):
+            setattr(fresh, name, copy.deepcopy(value))
     # A list, a dictionary or a many-relation field holds a field bound to it (with no
     # name): the copy holds a copy, bound to the copy.
     for name in ("child", "child_relation"):

@@ -122,6 +122,17 @@ def test_nested_serializers_and_lists_are_copied_whole() -> None:
     assert other.is_valid(), other.errors
 
 
+def test_a_mutable_default_is_each_serializers_own() -> None:
+    class Defaults(Serializer):
+        names = serializers.ListField(child=serializers.CharField(), default=["first"])
+
+    one = Defaults(data={})
+    assert one.is_valid()
+    one.validated_data["names"].append("added by a view")
+    other = Defaults(data={})
+    assert other.is_valid() and other.validated_data["names"] == ["first"]
+
+
 @pytest.mark.django_db
 def test_serializers_made_at_once_on_many_threads_each_answer_for_their_own_object() -> None:
     """The kept fields are shared by request threads; the copies they bind are not."""
