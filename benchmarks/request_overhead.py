@@ -23,11 +23,11 @@ reads >= 600/s, 8 clients >= 1.6 x sequential), and the client's own CPU use (th
 shares the machine's two cores with the platform it measures).
 
 ``--profile`` measures no server: it runs the platform's ASGI application in this process
-(``certyard.asgi.application``: the long poll to Django's ASGI handler, every other
-request to Django's WSGI handler on the pool's long-lived threads, the whole
-middleware stack, the views; no socket, no uvicorn) for N requests of each kind, three
-times: with nothing but the wall clock (the in-process cost of a request: what the live
-latency adds to it is uvicorn, the socket and the client), then
+(``certyard.asgi.application``: every request to Django's WSGI handler on the pool's
+long-lived threads, the long poll behind its handoff, the whole middleware stack, the
+views; no socket, no uvicorn) for N requests of each kind, three times: with nothing but
+the wall clock (the in-process cost of a request: what the live latency adds to it is
+uvicorn, the socket and the client), then
 
 1. with light timers around the phases (each middleware, the hops into the request's
    sync thread, URL routing, authentication, session load, DRF permission checks, the
@@ -721,7 +721,7 @@ def _profile(kinds: list[Kind], fixtures: Fixtures, count: int, where: str) -> N
     summary: dict[str, tuple] = {}
     print(
         f"profile on {where}, in this process (certyard.asgi.application: the request "
-        f"threads or, for the long poll, Django's ASGI handler; the middleware, the views; "
+        f"threads, the long poll behind its handoff; the middleware, the views; "
         f"no uvicorn, no socket), {count} requests per kind"
     )
     for kind in kinds:

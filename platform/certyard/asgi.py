@@ -1,40 +1,37 @@
 """ASGI entry point (the web server `make run` starts: gunicorn with uvicorn workers).
 
-Two ways through Django:
-
-- the agent's long poll (``GET jobs/next``) goes through Django's ASGI handler, wrapped so
-  that a waiting poll leaves Django at once and waits with next to nothing alive
-  (certyard.jobs.api.long_poll_asgi);
-- every other request goes whole to Django's WSGI handler on a pool of long-lived threads
-  (certyard.run.sync_requests): one hop from the event loop and back, and each thread
-  keeps its database connection from one request to the next.
+Every request goes whole to Django's WSGI handler on a pool of long-lived threads
+(certyard.run.sync_requests): one hop from the event loop and back, and each thread keeps
+its database connection from one request to the next. In front of it, the agent's long
+poll (``GET jobs/next``) is offered a handoff: a poll that must wait leaves Django at
+once and waits on the event loop with next to nothing alive
+(certyard.jobs.api.long_poll_asgi).
 """
 
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "certyard.settings")
-django_application = get_asgi_application()
+django_requests = get_wsgi_application()
 
 from django.conf import settings  # noqa: E402 (needs Django set up)
-from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
 
 from certyard.jobs.api.long_poll_asgi import NEXT_JOB_PATH, LongPollHandoff  # noqa: E402
 from certyard.run.sync_requests import SyncRequests  # noqa: E402
 
-long_polls = LongPollHandoff(django_application)
 sync_requests = SyncRequests(
-    WSGIHandler(),
+    django_requests,
     threads=settings.CERTYARD_WEB_THREADS,
     max_memory_body=settings.FILE_UPLOAD_MAX_MEMORY_SIZE,
     requests_per_connection=settings.CERTYARD_KEEPALIVE_REQUESTS,
 )
+long_polls = LongPollHandoff(sync_requests)
 
 
 async def application(scope, receive, send):  # type: ignore[no-untyped-def]
-    """The long poll to Django's ASGI handler; everything else to the thread pool."""
+    """The long poll through its handoff; everything else straight to the thread pool."""
     if scope["type"] == "http" and scope["path"] == NEXT_JOB_PATH:
         await long_polls(scope, receive, send)
     else:

@@ -13,8 +13,10 @@ A thread serves request after request, so it keeps its database connection
 (``CONN_MAX_AGE``, checked before reuse by ``CONN_HEALTH_CHECKS``). The environ is built
 as Django's own ``ASGIRequest`` reads the scope, so a view sees the same request.
 
-Only the agent's long poll still goes through Django's ASGI handler: it waits as a
-coroutine, which a pool thread must not (``certyard.asgi`` routes it).
+The agent's long poll comes through here too, behind a handoff
+(``certyard.jobs.api.long_poll_asgi``): a poll that must wait ends its request on the
+pool thread and waits as a coroutine on the event loop, never on a pool thread. Keys of
+the scope named ``certyard.*`` (that handoff) reach the view in ``request.META``.
 
 A kept-alive connection is closed after ``requests_per_connection`` answers (the last one
 says ``Connection: close``), as nginx does after its ``keepalive_requests``. Every web
@@ -212,6 +214,9 @@ def _environ(scope: Scope, body: Any) -> dict[str, Any]:
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
     }
+    # What an entry point in front offers the view (the long poll's handoff), under the
+    # scope's own keys, as Django's ASGIRequest keeps the scope.
+    environ.update((key, value) for key, value in scope.items() if key.startswith("certyard."))
     for raw_name, raw_value in scope.get("headers", []):
         name = raw_name.decode("latin-1")
         if name == "content-length":

@@ -1,30 +1,55 @@
 """The agent's long poll on the event loop: woken by work, ended by a newer poll or by its
 agent going away, and never leasing a job to a poll that is no longer there.
 
-These drive Django's async request path (``AsyncClient``) on a real event loop. As under
-a real ASGI server, the poll's database work runs in the loop's thread pool, on
-connections of its own: the tests commit what those must see (transactional tests).
+These drive the ASGI application the web server runs (``certyard.asgi``): the long-poll
+handoff in front of the thread pool that serves Django's requests. The poll's first try
+runs on a pool thread; a poll that must wait leaves Django and waits on the event loop,
+its database work in the loop's thread pool, on connections of its own: the tests commit
+what those must see (transactional tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from django.test import AsyncClient
+from django.core.handlers.wsgi import WSGIHandler
+from django.db import connections
 from rest_framework.test import APIClient
 
+from certyard.jobs.api.long_poll_asgi import LongPollHandoff
 from certyard.jobs.api.waiting_room import waiting_room
 from certyard.jobs.models import AgentPoll, Job, JobHistory
 from certyard.jobs.services import job_inventory_request
+from certyard.run.sync_requests import SyncRequests
 from tests.certyard.conftest import AGENT, error_of
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+_served_by: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def _entry_point_for_the_test() -> Iterator[None]:
+    """The web server's composition (certyard.asgi), with one pool thread, whose
+    database connection is closed before the test database goes."""
+    pool = SyncRequests(WSGIHandler(), threads=1, max_memory_body=1 << 20)
+    _served_by["app"] = LongPollHandoff(pool)
+    yield
+    _served_by.clear()
+    pool._executor.submit(connections.close_all).result()
+    pool._executor.shutdown()
+
+
+def _entry_point() -> Any:
+    return _served_by["app"]
 
 
 @pytest.fixture(autouse=True)
@@ -42,10 +67,28 @@ def _bearer(registered: Any) -> str:
     return f"Bearer {answer.json()['token']}"
 
 
-async def _poll(bearer: str, wait: int) -> Any:
-    return await AsyncClient().get(
-        f"{AGENT}jobs/next", {"wait": wait}, headers={"Authorization": bearer}
-    )
+class _Answer:
+    """What the ASGI application sent, read as a test client's answer."""
+
+    def __init__(self, client: _AsgiClient) -> None:
+        self.status_code = client.status
+        self.content = client.body
+        self._headers = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in client.headers.items()
+        }
+
+    def __getitem__(self, name: str) -> str:
+        return self._headers[name.lower()]
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+async def _poll(bearer: str, wait: int) -> _Answer:
+    client = _AsgiClient(_entry_point(), bearer, wait)
+    await client.run()
+    return _Answer(client)
 
 
 async def _until(predicate: Any, timeout: float = 30.0) -> None:
@@ -129,19 +172,19 @@ def _poll_opened_elsewhere(orchestrator: Any) -> None:
 
 
 def test_a_poll_whose_agent_went_away_leases_nothing(agent, store) -> None:
-    bearer = _bearer(agent)
+    client = _AsgiClient(_entry_point(), _bearer(agent), wait=20)
 
     async def scenario() -> None:
-        poll = asyncio.ensure_future(_poll(bearer, 20))
+        poll = asyncio.ensure_future(client.run())
         await _until(lambda: AgentPoll.objects.filter(orchestrator=agent.orchestrator).exists())
-        poll.cancel()  # what Django does when the client disconnects
-        with pytest.raises(asyncio.CancelledError):
-            await poll
+        client.gone.set()  # the agent disconnects
+        await asyncio.wait_for(poll, timeout=30)
         await sync_to_async(job_inventory_request)(store=store, source=Job.Source.API)
         await asyncio.sleep(0.3)  # several ticks
 
     async_to_sync(scenario)()
 
+    assert client.sent == []
     job = Job.objects.get(store=store)
     assert job.state == Job.State.PENDING and job.attempts == 0
     assert not JobHistory.objects.exists()
@@ -166,7 +209,9 @@ def test_a_bad_wait_is_a_400(agent, wait: str) -> None:
 
 
 def test_a_poll_without_a_session_is_a_401(db) -> None:
-    answer = async_to_sync(AsyncClient().get)(f"{AGENT}jobs/next", {"wait": 5})
+    client = _AsgiClient(_entry_point(), None, wait=5)
+    async_to_sync(client.run)()
+    answer = _Answer(client)
 
     assert answer.status_code == 401
     assert answer["WWW-Authenticate"].startswith("Bearer")
@@ -227,7 +272,7 @@ def test_a_poll_of_an_orchestrator_deleted_while_it_waits_ends_and_the_next_is_a
 class _AsgiClient:
     """One request straight to an ASGI application, as uvicorn makes it."""
 
-    def __init__(self, app: Any, bearer: str, wait: int) -> None:
+    def __init__(self, app: Any, bearer: str | None, wait: int) -> None:
         self.app = app
         self.scope = {
             "type": "http",
@@ -239,7 +284,10 @@ class _AsgiClient:
             "raw_path": f"{AGENT}jobs/next".encode(),
             "query_string": f"wait={wait}".encode(),
             "root_path": "",
-            "headers": [(b"host", b"localhost"), (b"authorization", bearer.encode())],
+            "headers": [
+                (b"host", b"localhost"),
+                *([(b"authorization", bearer.encode())] if bearer is not None else []),
+            ],
             "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 8000),
         }
@@ -272,14 +320,6 @@ class _AsgiClient:
     @property
     def body(self) -> bytes:
         return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
-
-
-def _entry_point() -> Any:
-    from django.core.asgi import get_asgi_application
-
-    from certyard.jobs.api.long_poll_asgi import LongPollHandoff
-
-    return LongPollHandoff(get_asgi_application())
 
 
 def test_through_the_entry_point_a_waiting_poll_gets_its_job_with_the_middlewares_headers(

@@ -3,7 +3,7 @@
 
 The first tests use a small WSGI application that shows what it was given; the last one
 goes through Django's WSGI handler, middleware and database included. The agents' long
-polls, which the entry point keeps on Django's ASGI handler, are in tests/e2e and
+polls, which come through here behind the entry point's handoff, are in tests/e2e and
 tests/certyard/jobs/test_long_poll.py.
 """
 
@@ -135,6 +135,27 @@ def test_the_environ_is_the_request_as_django_reads_an_asgi_scope() -> None:
     # The body arrived in two messages and, past max_memory_body, went to disk: whole.
     assert shown["body"] == '{"a": [1, 2]}'
     assert shown["thread"].startswith("web")
+
+
+def test_the_scopes_certyard_keys_reach_the_view_as_they_are() -> None:
+    """The long poll's handoff is a dict the view fills in on the pool thread and the
+    entry point reads afterwards: the very object, not a copy."""
+    handoff: dict[str, Any] = {}
+    seen: dict[str, Any] = {}
+
+    def application(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(environ)
+        environ["certyard.long_poll_handoff"]["pending"] = "filled in by the view"
+        start_response("204 No Content", [])
+        return [b""]
+
+    app = SyncRequests(application, threads=1, max_memory_body=10)
+    scope = _scope(**{"certyard.long_poll_handoff": handoff, "state": {"other": "server's"}})
+    sent = _served(app, scope)
+    assert sent[0]["status"] == 204
+    assert seen["certyard.long_poll_handoff"] is handoff
+    assert handoff == {"pending": "filled in by the view"}
+    assert "state" not in seen  # only the platform's own keys
 
 
 def test_a_client_gone_before_its_body_arrived_gets_nothing_and_runs_nothing() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse
@@ -63,8 +64,9 @@ class NextJobView(AgentView):
     """The synchronous half of the long poll: authentication, checks, a first try.
 
     It answers at once when a job is there (or ``wait`` is 0); otherwise its answer
-    carries a ``_PendingPoll`` and ``next_job`` waits for work on the event loop. This
-    class also documents the endpoint in the OpenAPI schema.
+    carries a ``_PendingPoll``, which ``next_job`` hands to the ASGI entry point to wait
+    for work on the event loop. This class also documents the endpoint in the OpenAPI
+    schema.
     """
 
     @extend_schema(
@@ -117,27 +119,30 @@ _next_job_first_try = NextJobView.as_view()
 HANDOFF_SCOPE_KEY = "certyard.long_poll_handoff"
 
 
-async def next_job(request: HttpRequest) -> HttpResponse:
+def next_job(request: HttpRequest) -> HttpResponse:
     """``GET jobs/next``: a waiting agent holds a coroutine and a socket, not a thread.
 
     Under the ASGI server the request ends in Django at once and the poll waits in the
     ASGI entry point (``long_poll_asgi``), which keeps only the poll's few fields alive;
-    elsewhere (the test client, ``runserver``) it waits here. When the agent goes away,
-    its poll leaves the waiting room; a job leased in that very instant is offered again
-    after the short pickup lease (``CERTYARD_JOB_PICKUP_SECONDS``), since the agent
-    never fetches it.
+    elsewhere (the test client, ``runserver``) it waits here, holding its thread. When the
+    agent goes away, its poll leaves the waiting room; a job leased in that very instant
+    is offered again after the short pickup lease (``CERTYARD_JOB_PICKUP_SECONDS``),
+    since the agent never fetches it.
     """
-    asgi = isinstance(request, ASGIRequest)
-    answer = await poll_work(_next_job_first_try, asgi=asgi)(request)
+    answer = _next_job_first_try(request)
     pending: _PendingPoll | None = getattr(answer, "pending_poll", None)
     if pending is None:
         return answer
-    handoff = request.scope.get(HANDOFF_SCOPE_KEY) if asgi else None  # type: ignore[attr-defined]
+    handoff = (
+        request.scope.get(HANDOFF_SCOPE_KEY)  # type: ignore[attr-defined]
+        if isinstance(request, ASGIRequest)
+        else request.META.get(HANDOFF_SCOPE_KEY)
+    )
     if handoff is not None:
         handoff["pending"] = pending
         return answer  # held back by the entry point, which answers when the wait is over
     del answer
-    return await job_waited_for(pending, asgi=asgi)
+    return async_to_sync(job_waited_for)(pending, asgi=False)
 
 
 async def job_waited_for(pending: _PendingPoll, *, asgi: bool) -> Response:

@@ -6,7 +6,9 @@ ASGI handler gives every request for its sync code. A thousand waiting polls mad
 several hundred thousand objects per process, which every full pass of the garbage
 collector walks, pausing the process for 200-330 ms (benchmarks/long_poll_load.py).
 
-So ``LongPollHandoff`` wraps Django's ASGI application: for ``GET jobs/next`` it offers
+So ``LongPollHandoff`` wraps the ASGI application that serves Django's requests (the
+thread pool of ``certyard.run.sync_requests``, which hands the scope's ``certyard.*``
+keys to the view; Django's own ASGI handler works too): for ``GET jobs/next`` it offers
 Django a handoff (a dict in the ASGI scope). When the view finds no job at once it leaves
 its ``_PendingPoll`` there and answers; the wrapper holds that answer back, lets Django's
 request end, waits in the waiting room with just the poll's fields, and then sends the
@@ -33,7 +35,8 @@ _REPLACED = {b"content-type", b"content-length"}
 
 
 class LongPollHandoff:
-    """Wraps Django's ASGI application; every other request passes straight through."""
+    """Wraps the ASGI application serving Django; every other request passes straight
+    through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
