@@ -94,12 +94,12 @@ def _race(submission: Callable[[], Any]) -> tuple[list[Any], list[BaseException]
     return answers, errors
 
 
-def test_racing_csr_submissions_issue_once(
-    ca: CertificateAuthority, requester: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    Template.objects.create(name="web", ca=ca, allowed_domains=["example.test"])
+def _csr_race(
+    requester: Any, monkeypatch: pytest.MonkeyPatch, first_csr: str, second_csr: str
+) -> tuple[list[Any], list[BaseException]]:
+    """Two submissions, of ``first_csr`` and ``second_csr``, with one key."""
     look_ups = _both_past_the_look_up(monkeypatch)
-    csrs = iter([csr_for("one.example.test"), csr_for("two.example.test")])
+    csrs = iter([first_csr, second_csr])
     lock = threading.Lock()
 
     def submission() -> EnrollmentRequest:
@@ -111,6 +111,17 @@ def test_racing_csr_submissions_issue_once(
 
     answers, errors = _race(submission)
     assert len(look_ups) == 3  # the loser's insert failed on the key, and it looked again
+    return answers, errors
+
+
+def test_racing_csr_submissions_issue_once(
+    ca: CertificateAuthority, requester: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Template.objects.create(name="web", ca=ca, allowed_domains=["example.test"])
+
+    answers, errors = _csr_race(
+        requester, monkeypatch, csr_for("one.example.test"), csr_for("two.example.test")
+    )
 
     assert not errors, errors
     assert len(answers) == 2 and answers[0].pk == answers[1].pk
@@ -154,18 +165,9 @@ def test_racing_submissions_that_wait_for_approval_make_one_request(
     Template.objects.create(
         name="web", ca=ca, allowed_domains=["example.test"], require_approval=True
     )
-    look_ups = _both_past_the_look_up(monkeypatch)
 
-    def submission() -> EnrollmentRequest:
-        return services.enrollment_submit_csr(
-            template_name="web",
-            csr_pem=csr_for("pending.example.test"),
-            actor=requester,
-            idempotency_key="double-click",
-        )
-
-    answers, errors = _race(submission)
-    assert len(look_ups) == 3  # the loser's insert failed on the key, and it looked again
+    csr = csr_for("pending.example.test")
+    answers, errors = _csr_race(requester, monkeypatch, csr, csr)
 
     assert not errors, errors
     assert answers[0].pk == answers[1].pk
@@ -176,18 +178,9 @@ def test_racing_refused_submissions_are_one_refusal(
     ca: CertificateAuthority, requester: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     Template.objects.create(name="web", ca=ca, allowed_domains=["example.test"])
-    look_ups = _both_past_the_look_up(monkeypatch)
 
-    def submission() -> EnrollmentRequest:
-        return services.enrollment_submit_csr(
-            template_name="web",
-            csr_pem=csr_for("www.example.org"),
-            actor=requester,
-            idempotency_key="double-click",
-        )
-
-    answers, errors = _race(submission)
-    assert len(look_ups) == 3  # the loser's insert failed on the key, and it looked again
+    csr = csr_for("www.example.org")
+    answers, errors = _csr_race(requester, monkeypatch, csr, csr)
 
     assert answers == []
     assert [type(error) for error in errors] == [services.EnrollmentRefused] * 2

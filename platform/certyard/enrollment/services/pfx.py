@@ -150,81 +150,51 @@ def enrollment_submit_pfx(
         renewal_of=renewal_of,
         idempotency_key=key_given,
     )
+    # The key is taken by the request's first insert (see submit._key_holder).
     try:
-        return _pfx_submitted(
-            request,
-            template_name=template_name,
-            common_name=common_name,
-            sans=sans,
-            key_algorithm=key_algorithm,
-            password=password,
-            metadata=metadata,
-            actor=actor,
-            reuse_key_pem=reuse_key_pem,
-            hold=hold,
-            target_stores=target_stores,
-            keep_for=keep_for,
-        )
+        template = _template_find(request, template_name)
+        if not hold:
+            password = _pfx_password_check(request, password)
+        if not reuse_key_pem and key_algorithm not in KeyAlgorithm.values:
+            _fail(request, f"unknown key type {key_algorithm!r} ({', '.join(KeyAlgorithm.values)})")
+        # The platform writes this CSR itself: a name cryptography would refuse (over 64
+        # bytes in UTF-8, though 64 characters or fewer) is refused and recorded here, and
+        # the CSR then goes through the same name policy as a requester's.
+        problem = crypto.name_value_error("CN", common_name)
+        if problem is not None:
+            _fail(request, problem, field="common_name")
+        if isinstance(sans, str):
+            sans = [s for s in re.split(r"[\s,]+", sans) if s]
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        # Recorded before the checks, so a refused request names what it was refused for.
+        request.subject = subject.rfc4514_string()
+        request.sans = [str(name)[:300] for name in list(sans or [])[:100]]
+        try:
+            names = _general_names(list(sans or []))
+        except policy.PolicyError as exc:
+            _fail(request, str(exc), field="sans")
+        if reuse_key_pem:
+            key = serialization.load_pem_private_key(reuse_key_pem.encode(), password=None)
+        else:
+            if key_algorithm not in template.allowed_key_types:
+                _fail(
+                    request,
+                    f"template {template.name!r} does not allow {key_algorithm} keys "
+                    f"(it allows {', '.join(template.allowed_key_types) or 'none'})",
+                )
+            key = crypto.key_generate(str(key_algorithm))
+        csr_pem = _csr_for(key, subject, names)  # type: ignore[arg-type]
+        request.private_key_pem = crypto.key_pem(key)  # type: ignore[arg-type]
+        request.key_archived = template.archive_keys
+        checked = _checked(request, template, csr_pem, metadata)
+        stores = _target_stores_check(request, actor, target_stores, key_delivered=True)
+        _target_stores_attach(request, stores)
+        _proceed(request, template, checked)
+        if request.state == State.ISSUED and not hold:
+            return Submitted(request, _pfx_hand_over(request, template, password, keep_for))
+        return Submitted(request)
     except IntegrityError as exc:
         return Submitted(_key_holder(exc, request, template_name=template_name))
-
-
-def _pfx_submitted(
-    request: EnrollmentRequest,
-    *,
-    template_name: Any,
-    common_name: Any,
-    sans: Any,
-    key_algorithm: Any,
-    password: Any,
-    metadata: Any,
-    actor: Any,
-    reuse_key_pem: str,
-    hold: bool,
-    target_stores: Any,
-    keep_for: Any,
-) -> Submitted:
-    template = _template_find(request, template_name)
-    if not hold:
-        password = _pfx_password_check(request, password)
-    if not reuse_key_pem and key_algorithm not in KeyAlgorithm.values:
-        _fail(request, f"unknown key type {key_algorithm!r} ({', '.join(KeyAlgorithm.values)})")
-    # The platform writes this CSR itself: a name cryptography would refuse (over 64
-    # bytes in UTF-8, though 64 characters or fewer) is refused and recorded here, and
-    # the CSR then goes through the same name policy as a requester's.
-    problem = crypto.name_value_error("CN", common_name)
-    if problem is not None:
-        _fail(request, problem, field="common_name")
-    if isinstance(sans, str):
-        sans = [s for s in re.split(r"[\s,]+", sans) if s]
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    # Recorded before the checks, so a refused request names what it was refused for.
-    request.subject = subject.rfc4514_string()
-    request.sans = [str(name)[:300] for name in list(sans or [])[:100]]
-    try:
-        names = _general_names(list(sans or []))
-    except policy.PolicyError as exc:
-        _fail(request, str(exc), field="sans")
-    if reuse_key_pem:
-        key = serialization.load_pem_private_key(reuse_key_pem.encode(), password=None)
-    else:
-        if key_algorithm not in template.allowed_key_types:
-            _fail(
-                request,
-                f"template {template.name!r} does not allow {key_algorithm} keys "
-                f"(it allows {', '.join(template.allowed_key_types) or 'none'})",
-            )
-        key = crypto.key_generate(str(key_algorithm))
-    csr_pem = _csr_for(key, subject, names)  # type: ignore[arg-type]
-    request.private_key_pem = crypto.key_pem(key)  # type: ignore[arg-type]
-    request.key_archived = template.archive_keys
-    checked = _checked(request, template, csr_pem, metadata)
-    stores = _target_stores_check(request, actor, target_stores, key_delivered=True)
-    _target_stores_attach(request, stores)
-    _proceed(request, template, checked)
-    if request.state == State.ISSUED and not hold:
-        return Submitted(request, _pfx_hand_over(request, template, password, keep_for))
-    return Submitted(request)
 
 
 def enrollment_pfx_collect(
