@@ -125,6 +125,10 @@ class StoreTypeDeclaration:
     password: PasswordStyle = PasswordStyle.NONE
     store_path_hint: str = ""
     description: str = field(default="")
+    # "path": the store path is a file or folder on the machine (checked against the agent's
+    # store roots); "targets": network targets (see orchestrators.scan), checked against
+    # what the agent allows to be scanned instead.
+    store_path_kind: str = "path"
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -139,6 +143,8 @@ class StoreTypeDeclaration:
             "password": str(self.password),
             "store_path_hint": self.store_path_hint,
             "description": self.description,
+            # Left out for a path, so declarations made before it existed stay unchanged.
+            **({"store_path_kind": self.store_path_kind} if self.store_path_kind != "path" else {}),
         }
 
 
@@ -281,7 +287,17 @@ def declaration_from_wire(data: Any) -> StoreTypeDeclaration:
         password=_enum(PasswordStyle, data.get("password", "none"), f"{where}.password"),
         store_path_hint=_text(data, "store_path_hint", where, required=False),
         description=_text(data, "description", where, required=False),
+        store_path_kind=_path_kind(data.get("store_path_kind", "path"), where),
     )
+
+
+STORE_PATH_KINDS = ("path", "targets")
+
+
+def _path_kind(value: Any, where: str) -> str:
+    if value not in STORE_PATH_KINDS:
+        raise DeclarationError(f"{where}.store_path_kind: one of {', '.join(STORE_PATH_KINDS)}")
+    return str(value)
 
 
 _ALL = frozenset(StoreOperation)
@@ -403,7 +419,64 @@ def _java_declaration(short_name: str, name: str) -> StoreTypeDeclaration:
 JKS_DECLARATION = _java_declaration("JKS", "Java keystore (JKS)")
 JCEKS_DECLARATION = _java_declaration("JCEKS", "Java keystore (JCEKS)")
 
+TLS_MAX_CONCURRENCY = 256
+TLS_DECLARATION = StoreTypeDeclaration(
+    short_name="TLS",
+    name="TLS endpoints (network scan)",
+    schema_version=1,
+    operations=frozenset({StoreOperation.INVENTORY}),
+    properties=(
+        PropertySpec(
+            "ports",
+            "Ports",
+            PropertyType.STRING,
+            required=True,
+            default="443",
+            help="Ports and ranges to try on every target: 443, 8443, 9000-9010.",
+        ),
+        PropertySpec(
+            "sni_names",
+            "Server names (SNI)",
+            PropertyType.STRING,
+            default="",
+            help="Names to ask every endpoint for, comma-separated; empty: a name target "
+            "is asked for its own name, an address for none.",
+        ),
+        PropertySpec(
+            "concurrency",
+            "Connections at once",
+            PropertyType.INT,
+            default=32,
+            help=f"At most {TLS_MAX_CONCURRENCY}.",
+        ),
+        PropertySpec(
+            "rate_per_second",
+            "New connections per second",
+            PropertyType.INT,
+            default=200,
+        ),
+        PropertySpec("connect_timeout", "Connect timeout (seconds)", PropertyType.INT, default=3),
+        PropertySpec(
+            "handshake_timeout", "Handshake timeout (seconds)", PropertyType.INT, default=5
+        ),
+    ),
+    private_key=Policy.FORBIDDEN,
+    custom_alias=Policy.FORBIDDEN,
+    password=PasswordStyle.NONE,
+    store_path_hint="Targets: www.example.com, 10.0.4.7, 10.0.5.0/28",
+    store_path_kind="targets",
+    description="The certificates TLS servers present, found by connecting to host names, "
+    "addresses and ranges on the given ports, within what the agent allows.",
+)
+
+
 BUILTIN_DECLARATIONS: dict[str, StoreTypeDeclaration] = {
     declaration.short_name: declaration
-    for declaration in (PEM_DECLARATION, PKCS12_DECLARATION, JKS_DECLARATION, JCEKS_DECLARATION)
+    for declaration in (
+        PEM_DECLARATION,
+        PKCS12_DECLARATION,
+        JKS_DECLARATION,
+        JCEKS_DECLARATION,
+        TLS_DECLARATION,
+    )
 }

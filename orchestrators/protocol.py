@@ -73,7 +73,13 @@ Protocol, version 1 (all bodies are JSON, all paths under ``API_PREFIX``):
     one installed at that alias, the rest its chain), or ``{"alias", "error":
     reason, "certificates": []}`` for something the agent found at that alias
     and could not use (recorded as a rejected entry; the location there is
-    kept). Each chunk is checked and parsed as it arrives; sending the same
+    kept). An entry found by connecting to a network endpoint (a TLS scan
+    store) also carries ``"endpoint": {"host", "port", "sni", "status",
+    "reason", "tls_version", "cipher"}`` (``orchestrators.scan``), and its alias
+    is ``scan.endpoint_alias(host, port, sni)``: with status ``ok`` its
+    certificates are the chain served; with any other status it has none and
+    records only the endpoint's failure (no location is made or kept there).
+    Each chunk is checked and parsed as it arrives; sending the same
     chunk again replaces it. Answer 200: ``accepted``, ``new_certificates``
     and the chunk's ``rejected`` entries (``index``, ``alias``, ``error``).
 

@@ -68,6 +68,7 @@ from typing import Any, ClassVar
 
 from orchestrators.declarations import StoreTypeDeclaration
 from orchestrators.protocol import JobType, StoreOperation
+from orchestrators.scan import ScanAllowance
 
 ENTRY_POINT_GROUP = "certyard.store_types"
 
@@ -173,6 +174,10 @@ class JobConfiguration:
             paths must check each with :func:`path_within_roots`. None: no restriction
             (an agent run without a configuration, as in tests).
         max_file_bytes: The largest file an extension may read whole; None: no limit.
+        scan_allowance: What the agent's administrator allows it to connect to for network
+            discovery (:class:`orchestrators.scan.ScanAllowance`); an extension that opens
+            connections to targets the platform named checks each one against it first.
+            None: no restriction (an agent run without a configuration, as in tests).
     """
 
     job_id: str
@@ -183,6 +188,7 @@ class JobConfiguration:
     state_dir: Path | None = None
     store_roots: tuple[str, ...] | None = None
     max_file_bytes: int | None = None
+    scan_allowance: ScanAllowance | None = None
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> JobConfiguration:
@@ -240,6 +246,11 @@ class InventoryEntry:
             for an entry the store knows is unchanged since a report the platform took
             (e.g. from a cache kept in ``job.state_dir``). Nothing is read or sent again.
             Give ``load_full`` with it.
+        endpoint: For an entry found by connecting to a network endpoint (a TLS scan): what
+            happened, ``{"host", "port", "sni", "status", "reason", "tls_version",
+            "cipher"}`` with ``status`` an :class:`orchestrators.scan.EndpointStatus`. With
+            status ``ok``, ``certificates`` is the chain the server presented; otherwise it
+            is empty and the entry records the endpoint's failure, not a location.
         load_full: Returns this entry with its certificates, for when the platform answers
             that it does not hold one of the fingerprinted certificates (it was deleted
             meanwhile); the agent then sends the entry again in full.
@@ -251,6 +262,7 @@ class InventoryEntry:
     error: str | None = None
     certificate_sha256: list[str] | None = None
     load_full: Callable[[], InventoryEntry] | None = field(default=None, compare=False, repr=False)
+    endpoint: dict[str, Any] | None = None
 
     @property
     def rejected(self) -> bool:
@@ -270,6 +282,13 @@ class InventoryEntry:
                 "private_key": self.private_key,
                 "certificates": [],
                 "error": self.error,
+            }
+        if self.endpoint is not None:
+            return {
+                "alias": self.alias,
+                "private_key": self.private_key,
+                "certificates": list(self.certificates),
+                "endpoint": dict(self.endpoint),
             }
         if self.certificate_sha256 and not self.certificates:
             return {

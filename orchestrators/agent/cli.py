@@ -38,6 +38,7 @@ from orchestrators.agent.config import (
     load_config,
     reload_command_update,
     save_registration,
+    scan_allowance_update,
     store_root_normalised,
 )
 from orchestrators.agent.renewal import CertificateRenewer
@@ -161,6 +162,31 @@ def _parser() -> argparse.ArgumentParser:
         help="the largest file the agent reads",
     )
     config_dir_option(roots)
+
+    scan_allow = commands.add_parser(
+        "scan-allow",
+        help="show or change what TLS scan stores may connect to",
+        description="Show or change the networks, host-name patterns and ports this agent "
+        "may scan for TLS certificates (TLS stores). Nothing is allowed until you add "
+        "something: the platform can never widen it. A name the store lists is scanned "
+        "when it matches a pattern, or when every address it resolves to is in an allowed "
+        "network. A running agent applies a change to its next job.",
+    )
+    scan_allow.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="TARGET",
+        help="allow a network (10.0.0.0/8, 192.0.2.7) or a host-name pattern "
+        "(*.example.com) (repeatable)",
+    )
+    scan_allow.add_argument(
+        "--remove", action="append", default=[], metavar="TARGET", help="forbid it again"
+    )
+    scan_allow.add_argument(
+        "--ports", default=None, metavar="PORTS", help="the ports allowed: 443,8443,9000-9010"
+    )
+    config_dir_option(scan_allow)
 
     reload = commands.add_parser(
         "reload",
@@ -401,6 +427,7 @@ def _print_guards(config: AgentConfig) -> None:
     roots = ", ".join(config.store_roots) or "none: no store can be read (add one with `roots`)"
     print(f"store_roots:     {roots}")
     print(f"max_file_size:   {config.max_file_bytes} bytes")
+    _print_scan_allowance(config)
 
 
 def _roots(args: argparse.Namespace) -> int:
@@ -419,6 +446,23 @@ def _roots(args: argparse.Namespace) -> int:
             "and reports it to the platform"
         )
     return EXIT_OK
+
+
+def _scan_allow(args: argparse.Namespace) -> int:
+    config = load_config(args.config_dir or default_config_dir())
+    if args.add or args.remove or args.ports is not None:
+        config = scan_allowance_update(config, add=args.add, remove=args.remove, ports=args.ports)
+        print("saved: a running agent applies it to its next job, without a restart")
+    _print_scan_allowance(config)
+    return EXIT_OK
+
+
+def _print_scan_allowance(config: AgentConfig) -> None:
+    targets = (
+        ", ".join(config.scan_targets) or "none: no TLS scan runs (add some with `scan-allow`)"
+    )
+    print(f"scan_targets:    {targets}")
+    print(f"scan_ports:      {config.scan_ports or 'none'}")
 
 
 def _reload(args: argparse.Namespace) -> int:
@@ -465,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": _run,
         "status": _status,
         "roots": _roots,
+        "scan-allow": _scan_allow,
         "reload": _reload,
         "extensions": _extensions,
     }[args.command]

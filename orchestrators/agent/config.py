@@ -7,14 +7,17 @@ Layout (directory mode 0700, files 0600, each written atomically)::
     cert.pem    the client certificate the platform issued, when it issued one
     ca.pem      the platform's orchestrator CA chain
     agent.json  platform_url, orchestrator_id, name, client_machine, verify_tls, store_roots,
-                max_file_bytes, reload_commands
+                max_file_bytes, reload_commands, scan_targets, scan_ports
     state/      the store types' state, and ``device-keys/`` (keys made here for a
                 reenrollment that waits for approval)
 
 ``reload_commands`` (``{real store path: [argv, ...]}``) are set on this machine alone with
 ``certyard-orchestrator reload``: the platform can never make the agent run a command.
 ``store_roots`` and ``max_file_bytes`` are set with ``certyard-orchestrator roots``; a running
-agent follows them (``GuardsWatch``) and reports them to the platform.
+agent follows them (``GuardsWatch``) and reports them to the platform. ``scan_targets``
+(networks and host-name patterns) and ``scan_ports`` are what TLS scan stores may connect
+to, set with ``certyard-orchestrator scan-allow`` on this machine alone: nothing, until its
+administrator allows something.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from orchestrators.protocol import MAX_REPORTED_STORE_ROOTS
+from orchestrators.scan import ScanAllowance, ScanTargetError
 
 HOME_ENV = "CERTYARD_ORCHESTRATOR_HOME"
 KEY_FILE = "key.pem"
@@ -129,6 +133,43 @@ def guards_update(
     return updated
 
 
+def scan_allowance_update(
+    config: AgentConfig,
+    *,
+    add: list[str] | None = None,
+    remove: list[str] | None = None,
+    ports: str | None = None,
+) -> AgentConfig:
+    """Change what TLS scan stores may connect to and save it; the new config.
+
+    Raises:
+        ConfigError: a network or pattern that does not parse, one to remove that is not
+            there, or ports that are not ports.
+    """
+    targets = list(config.scan_targets)
+    for item in add or []:
+        try:
+            ScanAllowance.parse([item], "")
+        except ScanTargetError as exc:
+            raise ConfigError(str(exc)) from exc
+        if item not in targets:
+            targets.append(item)
+    for item in remove or []:
+        if item not in targets:
+            raise ConfigError(
+                f"{item} is not allowed now (allowed: {', '.join(targets) or 'nothing'})"
+            )
+        targets.remove(item)
+    new_ports = config.scan_ports if ports is None else ports
+    try:
+        ScanAllowance.parse(targets, new_ports)
+    except ScanTargetError as exc:
+        raise ConfigError(str(exc)) from exc
+    updated = replace(config, scan_targets=tuple(targets), scan_ports=new_ports)
+    _config_write(updated)
+    return updated
+
+
 def reload_command_update(
     config: AgentConfig, *, store_path: str, command: str | None
 ) -> AgentConfig:
@@ -158,6 +199,7 @@ def _config_write(config: AgentConfig) -> None:
     data = asdict(config)
     del data["config_dir"]
     data["store_roots"] = list(config.store_roots)
+    data["scan_targets"] = list(config.scan_targets)
     data["reload_commands"] = {path: list(argv) for path, argv in config.reload_commands.items()}
     write_private_file(config.config_dir / AGENT_FILE, json.dumps(data, indent=2).encode() + b"\n")
 
@@ -182,6 +224,10 @@ class AgentConfig:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     # Run after a write that changed a store: {real store path: argv}. Local only (see above).
     reload_commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # What TLS scan stores may connect to (local only, like the roots): networks and
+    # host-name patterns, and ports. Empty: no scan runs.
+    scan_targets: tuple[str, ...] = ()
+    scan_ports: str = ""
 
     @property
     def key_path(self) -> Path:
@@ -218,10 +264,15 @@ class Guards:
 
     store_roots: tuple[str, ...]
     max_file_bytes: int
+    scan_allowance: ScanAllowance = field(default_factory=ScanAllowance)
 
     @classmethod
     def of(cls, config: AgentConfig) -> Guards:
-        return cls(tuple(config.store_roots), config.max_file_bytes)
+        return cls(
+            tuple(config.store_roots),
+            config.max_file_bytes,
+            ScanAllowance.parse(config.scan_targets, config.scan_ports),
+        )
 
 
 class GuardsWatch:
@@ -383,7 +434,11 @@ def load_config(config_dir: Path) -> AgentConfig:
             store_roots=tuple(str(root) for root in data.get("store_roots", [])),
             max_file_bytes=int(data.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)),
             reload_commands=_reload_commands_of(data.get("reload_commands") or {}),
+            scan_targets=tuple(str(item) for item in data.get("scan_targets", [])),
+            scan_ports=str(data.get("scan_ports", "")),
         )
+        # Checked here, so a hand edit that breaks it is refused, never read as "anything".
+        ScanAllowance.parse(config.scan_targets, config.scan_ports)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read {agent_file}: {exc}") from exc
     if not config.key_path.exists():

@@ -37,6 +37,7 @@ from orchestrators.agent.renewal import CertificateRenewer
 from orchestrators.agent.store_types import declarations_wire
 from orchestrators.protocol import MAX_POLL_WAIT_SECONDS, JobOutcome, JobType
 from orchestrators.roots import store_path_problem
+from orchestrators.scan import ScanAllowance
 from orchestrators.sdk import (
     InventoryEntry,
     JobConfiguration,
@@ -269,12 +270,13 @@ class Runner:
                     logger.info("store type %s declared", item.get("short_name"))
         self._declared = True
 
-    def _guards_now(self) -> tuple[tuple[str, ...] | None, int | None]:
-        """The store roots and file size limit to apply now (see ``guards``)."""
+    def _guards_now(self) -> tuple[tuple[str, ...] | None, int | None, ScanAllowance | None]:
+        """The store roots, file size limit and scan allowance to apply now (see
+        ``guards``; without them, none restrict)."""
         if self._guards is None:
-            return self._store_roots, self._max_file_bytes
+            return self._store_roots, self._max_file_bytes, None
         guards = self._guards()
-        return guards.store_roots, guards.max_file_bytes
+        return guards.store_roots, guards.max_file_bytes, guards.scan_allowance
 
     def _limits_report_if_due(self) -> None:
         """``POST limits`` when a session was opened since the last report or the guards
@@ -389,8 +391,13 @@ class Runner:
                 deadline = _lease_deadline(wire["lease_expires_at"])
             job = JobConfiguration.from_wire(wire)
             # As configured now: `roots --add` while the agent runs applies to this job.
-            store_roots, max_file_bytes = self._guards_now()
-            job = dataclasses.replace(job, store_roots=store_roots, max_file_bytes=max_file_bytes)
+            store_roots, max_file_bytes, scan_allowance = self._guards_now()
+            job = dataclasses.replace(
+                job,
+                store_roots=store_roots,
+                max_file_bytes=max_file_bytes,
+                scan_allowance=scan_allowance,
+            )
             if self._state_root is not None and job.type is not JobType.DISCOVERY:
                 state_dir = ensure_config_dir(self._state_root / _safe_folder_name(job.store.id))
                 job = dataclasses.replace(job, state_dir=state_dir)
@@ -426,8 +433,13 @@ class Runner:
                 "by this orchestrator"
             )
         # The platform's own check (same function, lexical) may not have caught it: a
-        # link, roots it did not know yet, an older platform.
-        problem = store_path_problem(store.store_path, job.store_roots, resolve=True)
+        # link, roots it did not know yet, an older platform. A store of network targets
+        # is no path: its store type checks them against the scan allowance instead.
+        declaration = store_type.declaration
+        targets = declaration is not None and declaration.store_path_kind == "targets"
+        problem = (
+            None if targets else store_path_problem(store.store_path, job.store_roots, resolve=True)
+        )
         if problem is not None:
             logger.warning("job %s refused: %s", job.job_id, problem)
             # Refused until the agent's administrator changes its roots (or someone the

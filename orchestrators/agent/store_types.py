@@ -27,6 +27,7 @@ from orchestrators.sdk import ENTRY_POINT_GROUP, StoreTypeExtension
 from orchestrators.stores.jks import JceksStore, JksStore
 from orchestrators.stores.pem import PemStore
 from orchestrators.stores.pkcs12 import Pkcs12Store
+from orchestrators.stores.tls_scan import TlsScanStore
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def _builtin_store_types() -> dict[str, type[StoreTypeExtension]]:
         JksStore.short_name: JksStore,
         JceksStore.short_name: JceksStore,
         Pkcs12Store.short_name: Pkcs12Store,
+        TlsScanStore.short_name: TlsScanStore,
     }
 
 

@@ -503,3 +503,32 @@ def test_store_list_pages(admin_web: Client, two_stores, monkeypatch: pytest.Mon
     assert _paths(first) == ["/etc/ssl/certs"] and 'rel="next"' in first
     assert _paths(second) == ["/srv/failing"] and 'rel="prev"' in second
     assert 'rel="next"' not in second
+
+
+@pytest.mark.django_db
+def test_add_a_tls_scan_store_and_see_a_bad_port_as_a_form_error(
+    admin_web: Client, register: Callable[..., Orchestrator]
+) -> None:
+    scanner = register("scanner", approve=True, capabilities=("TLS.Inventory",))
+    form = {
+        "store_type": "TLS",
+        "orchestrator": str(scanner.pk),
+        "client_machine": "",
+        "store_path": "www.example.com, 192.0.2.0/29",
+        "TLS__ports": "443, https",
+        "TLS__concurrency": "16",
+        "inventory_interval_minutes": "",
+    }
+
+    refused = admin_web.post(reverse("console:store-create"), form)
+
+    assert refused.status_code == 200
+    assert "&#x27;https&#x27; is not a port or a port range" in refused.content.decode()
+    assert not CertificateStore.objects.exists()
+
+    form["TLS__ports"] = "443, 8443"
+    made = admin_web.post(reverse("console:store-create"), form, follow=True)
+    assert made.redirect_chain == [(reverse("console:store-list"), 302)]
+    store = CertificateStore.objects.get()
+    assert store.store_path == "www.example.com, 192.0.2.0/29"
+    assert store.properties["ports"] == "443, 8443" and store.properties["concurrency"] == 16

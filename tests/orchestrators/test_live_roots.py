@@ -23,39 +23,16 @@ from orchestrators.agent.client import PlatformClient
 from orchestrators.agent.config import (
     DEFAULT_MAX_FILE_BYTES,
     MAX_STORE_ROOTS,
-    AgentConfig,
     ConfigError,
     Guards,
     GuardsWatch,
     guards_update,
     load_config,
-    save_registration,
 )
 from orchestrators.agent.runner import Runner
 from orchestrators.stores.pem import PemStore
-from tests.certs import Issued, agent_key, issue
+from tests.certs import Issued, issue
 from tests.orchestrators.test_runner_management import RecordingPlatform, config
-
-
-@pytest.fixture
-def agent_home(tmp_path: Path) -> Path:
-    """A registered agent's configuration directory, with one store root."""
-    home = tmp_path / "home"
-    (tmp_path / "first").mkdir()
-    save_registration(
-        AgentConfig(
-            config_dir=home,
-            platform_url="http://platform.test",
-            orchestrator_id="orch-1",
-            name="agent",
-            client_machine="here",
-            store_roots=(str(tmp_path / "first"),),
-        ),
-        private_key=agent_key(),
-        certificate=None,
-        ca_chain=None,
-    )
-    return home
 
 
 def roots_cli(home: Path, *args: str) -> int:

@@ -43,7 +43,12 @@ from certyard.errors import ServiceError
 from certyard.fleet.models import Orchestrator
 from certyard.inventory import selectors as inventory_selectors
 from certyard.inventory.authorization import may_act_on_certificate
-from certyard.inventory.models import Certificate, CertificateLocation, CertificateStore
+from certyard.inventory.models import (
+    Certificate,
+    CertificateLocation,
+    CertificateStore,
+    CertificateStoreType,
+)
 from certyard.jobs.models import Job, JobHistory
 
 ENTRIES_PER_PAGE = 50
@@ -130,6 +135,17 @@ def store_detail(request: HttpRequest, pk: str) -> HttpResponse:
         context["entries"] = slice_page(
             entries, number=_page_number(request, "entries"), size=ENTRIES_PER_PAGE
         )
+        if store.store_type.store_path_type == CertificateStoreType.PathType.TARGETS:
+            endpoints = slice_page(
+                inventory_selectors.store_endpoints(store=store),
+                number=_page_number(request, "endpoints"),
+                size=ENTRIES_PER_PAGE,
+            )
+            context["endpoints"] = endpoints
+            context["endpoint_rows"] = [
+                (endpoint, inventory_selectors.endpoint_name_matches(endpoint))
+                for endpoint in endpoints.object_list
+            ]
     if user.has_perm("jobs.view_job"):
         jobs = Job.objects.filter(store=store).order_by("-created_at", "pk")
         context["jobs"] = slice_page(jobs, number=_page_number(request, "jobs"), size=JOBS_PER_PAGE)

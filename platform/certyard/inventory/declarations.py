@@ -92,6 +92,7 @@ def store_type_fields(declaration: StoreTypeDeclaration) -> dict[str, Any]:
         "private_key": str(declaration.private_key),
         "custom_alias": str(declaration.custom_alias),
         "store_path_hint": declaration.store_path_hint[:300],
+        "store_path_type": ("targets" if declaration.store_path_kind == "targets" else "freeform"),
         "properties": [spec.to_wire() for spec in declaration.properties],
         "entry_parameters": [spec.to_wire() for spec in declaration.entry_parameters],
         "password_supported": declaration.password is not PasswordStyle.NONE,

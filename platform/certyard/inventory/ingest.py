@@ -28,11 +28,18 @@ from django.utils import timezone
 
 from certyard.bulk import rows_insert
 from certyard.errors import ServiceError
+from certyard.inventory.endpoints import (
+    EndpointObservation,
+    endpoint_observation,
+    endpoints_prune,
+    endpoints_record,
+)
 from certyard.inventory.metadata.generators import metadata_new_certificates_recorded
 from certyard.inventory.models import (
     Certificate,
     CertificateLocation,
     CertificateStore,
+    CertificateStoreType,
     InventoryStagedEntry,
 )
 from certyard.workflows.services import event_emit
@@ -45,6 +52,7 @@ from certyard.x509 import (
     text_is_storable,
 )
 from handlers.base import EventKind
+from orchestrators.scan import EndpointStatus
 
 logger = logging.getLogger(__name__)
 
@@ -330,6 +338,7 @@ def inventory_chunk_stage(
     ders: dict[str, bytes] = {}
     by_fingerprint: list[_Entry] = []  # entries that name their certificates by SHA-256
     aliases_in_chunk: set[str] = set()
+    observations: list[EndpointObservation] = []  # what a scan saw at each endpoint
 
     for offset, raw in enumerate(entries):
         position = first_index + offset
@@ -342,6 +351,14 @@ def inventory_chunk_stage(
             rejected.append(RejectedEntry(position, alias_text, _DUPLICATE_ALIAS))
             continue
         aliases_in_chunk.add(alias_text)
+        if "endpoint" in raw:
+            observation, error = endpoint_observation(raw["endpoint"], alias_text)
+            if observation is None:
+                rejected.append(RejectedEntry(position, alias_text, f"{error}"))
+                continue
+            observations.append(observation)
+            if observation.status != EndpointStatus.OK:
+                continue  # nothing served there: an observation, not an entry
         if error := _entry_error(raw):
             rejected.append(RejectedEntry(position, alias_text, error))
             continue
@@ -393,13 +410,17 @@ def inventory_chunk_stage(
         still_used = {f for entry in accepted for f in entry.chain}
         new_rows = [row for row in new_rows if row.sha256 in still_used]
 
+    now = timezone.now()
     with transaction.atomic():
         # A chunk sent again replaces itself. An alias in two chunks is found at commit.
         InventoryStagedEntry.objects.filter(upload=upload, sequence=sequence).delete()
-        _certificates_insert(new_rows, timezone.now())
+        _certificates_insert(new_rows, now)
         # Only the new certificates need their ids looked up; the others are known.
         ids = {**known, **_known_certificates(row.sha256 for row in new_rows)}
         _link_issuers(accepted, ids)
+        if observations:
+            _observations_complete(observations, accepted, rejected, ids)
+            endpoints_record(store=store, upload=upload, observations=observations, now=now)
         store_id = InventoryStagedEntry._meta.get_field("store").get_db_prep_value(
             store.pk, connection
         )
@@ -428,6 +449,28 @@ _STAGED_COLUMNS = (
     "private_key",
     "error",
 )
+
+
+def _observations_complete(
+    observations: list[EndpointObservation],
+    accepted: list[_Entry],
+    rejected: list[RejectedEntry],
+    ids: Mapping[str, tuple[int, int | None]],
+) -> None:
+    """Give each served endpoint its chain; one whose certificates were refused becomes
+    ``invalid_certificate`` with the refusal as its reason."""
+    chains = {entry.alias: entry.chain for entry in accepted}
+    refusals = {entry.alias: entry.error for entry in rejected}
+    for observation in observations:
+        if observation.status != EndpointStatus.OK:
+            continue
+        chain = chains.get(observation.alias)
+        if chain is None:
+            observation.status = str(EndpointStatus.INVALID_CERTIFICATE)
+            observation.reason = refusals.get(observation.alias, "")[:300]
+            continue
+        observation.chain = chain
+        observation.certificate_id = ids[chain[0]][0]
 
 
 def _staged_insert(rows: list[tuple[Any, ...]]) -> None:
@@ -521,6 +564,8 @@ def inventory_upload_commit(
     now = seen_at or timezone.now()
     with transaction.atomic():
         _apply_locations(store, upload, now, outcome)
+        if store.store_type.store_path_type == CertificateStoreType.PathType.TARGETS:
+            endpoints_prune(store=store, upload=upload)
         staged.delete()
         CertificateStore.objects.filter(pk=store.pk).update(last_inventory_at=now)
         if outcome.added_count:

@@ -24,6 +24,8 @@ class CertificateStoreType(models.Model):
     class PathType(models.TextChoices):
         FREEFORM = "freeform", "Free-form path"
         FIXED = "fixed", "Fixed path"
+        # Network targets, not a path: a TLS scan store (orchestrators.scan).
+        TARGETS = "targets", "Network targets"
 
     short_name = models.CharField(
         max_length=40, unique=True, help_text="Matches the agent's extension, e.g. PEM."
@@ -279,6 +281,64 @@ class CertificateLocation(models.Model):
 
     def __str__(self) -> str:
         return f"{visible(self.alias)} in {self.store}"
+
+
+class TlsEndpoint(models.Model):
+    """A network endpoint a TLS scan store tried, and what it served the last time.
+
+    One row per (host, port, server name) the store's targets expand to, kept whatever the
+    outcome: the chain presented, TLS version and cipher when a handshake completed, or
+    why none did. A served leaf is also a ``CertificateLocation`` of the store (alias
+    ``host:port``), so expiry scans, events and metadata treat it like any other place a
+    certificate is installed. ``certificate`` and ``chain`` stay at what was served last
+    when the endpoint fails later, so a person sees what went away.
+    """
+
+    class Status(models.TextChoices):
+        OK = "ok", "Serving"
+        REFUSED = "refused", "Connection refused"
+        TIMEOUT = "timeout", "Timed out"
+        UNREACHABLE = "unreachable", "Unreachable"
+        PLAINTEXT_HTTP = "plaintext_http", "Plain HTTP"
+        NO_TLS = "no_tls", "Not TLS"
+        HANDSHAKE_FAILED = "handshake_failed", "Handshake failed"
+        INVALID_CERTIFICATE = "invalid_certificate", "Unreadable certificate"
+
+    store = models.ForeignKey(CertificateStore, on_delete=models.CASCADE, related_name="endpoints")
+    host = models.CharField(max_length=255, help_text="The target as the store names it.")
+    port = models.PositiveIntegerField()
+    sni = models.CharField(max_length=255, blank=True, help_text="Server name asked for.")
+    status = models.CharField(max_length=20, choices=Status.choices)
+    reason = models.CharField(max_length=300, blank=True)
+    tls_version = models.CharField(max_length=20, blank=True)
+    cipher = models.CharField(max_length=100, blank=True)
+    certificate = models.ForeignKey(
+        Certificate,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="endpoints",
+        help_text="The leaf served the last time a handshake completed.",
+    )
+    chain = models.JSONField(
+        default=list, blank=True, help_text="SHA-256 of each certificate presented, leaf first."
+    )
+    first_seen = models.DateTimeField()
+    scanned_at = models.DateTimeField()
+    last_ok_at = models.DateTimeField(null=True, blank=True)
+    upload = models.CharField(max_length=100, help_text="The report that saw it last.")
+
+    class Meta:
+        ordering = ["store", "host", "port", "sni"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["store", "host", "port", "sni"], name="tls_endpoint_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["status"], name="tls_endpoint_status")]
+
+    def __str__(self) -> str:
+        return visible(f"{self.host}:{self.port}" + (f" ({self.sni})" if self.sni else ""))
 
 
 class InventoryStagedEntry(models.Model):

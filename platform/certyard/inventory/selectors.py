@@ -14,9 +14,11 @@ from certyard.inventory.models import (
     CertificateStatus,
     CertificateStore,
     InventoryStatus,
+    TlsEndpoint,
 )
 from certyard.x509 import CertificateDetails, CertificateParseError
 from certyard.x509 import certificate_details as details_from_der
+from certyard.x509.names import host_name_matches
 from handlers.gateways import RevocationReason
 
 EXPIRY_WINDOWS_DAYS = (7, 30, 90)
@@ -256,6 +258,24 @@ def store_list(*, status: str = "", orchestrator_id: Any = None) -> QuerySet[Cer
     if orchestrator_id is not None:
         queryset = queryset.filter(orchestrator_id=orchestrator_id)
     return queryset
+
+
+def store_endpoints(*, store: CertificateStore, status: str = "") -> QuerySet[TlsEndpoint]:
+    """A scan store's endpoints with the leaf each served last, in host, port, name order."""
+    queryset = TlsEndpoint.objects.filter(store=store).select_related("certificate")
+    if status:
+        queryset = queryset.filter(status=status)
+    return queryset.order_by("host", "port", "sni", "pk")
+
+
+def endpoint_name_matches(endpoint: TlsEndpoint) -> bool | None:
+    """Whether the leaf the endpoint served last is valid for the name it was asked for
+    (its SNI, or else its host); None when it never served one."""
+    certificate = endpoint.certificate
+    if certificate is None:
+        return None
+    sans = certificate.sans if isinstance(certificate.sans, list) else []
+    return host_name_matches(endpoint.sni or endpoint.host, sans, certificate.common_name)
 
 
 def stores_failing() -> QuerySet[CertificateStore]:

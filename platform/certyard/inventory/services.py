@@ -21,6 +21,16 @@ from certyard.inventory.properties import endpoint_check, properties_check, spec
 from handlers.gateways import RevocationReason
 from orchestrators.declarations import RequiredWhen
 from orchestrators.roots import store_path_problem
+from orchestrators.scan import (
+    MAX_ENDPOINTS as MAX_SCAN_ENDPOINTS,
+)
+from orchestrators.scan import (
+    ScanTargetError,
+    endpoint_count,
+    ports_parse,
+    sni_names_parse,
+    targets_parse,
+)
 
 # --- Stores ----------------------------------------------------------------------
 
@@ -63,6 +73,14 @@ def store_path_refusal(
     type is not given a folder. Lexical only: a link pointing outside a root is caught by
     the agent, which resolves links on its machine.
     """
+    if store_type.store_path_type == CertificateStoreType.PathType.TARGETS:
+        # Network targets, not a path: checked for form here, and by the agent against
+        # what its administrator allows it to scan.
+        try:
+            targets_parse(store_path)
+        except ScanTargetError as exc:
+            return str(exc)
+        return None
     problem = store_path_problem(store_path, orchestrator.store_roots)
     if problem:
         return problem
@@ -72,6 +90,28 @@ def store_path_refusal(
             f"(like {store_type.store_path_hint or '/etc/app/keystore'}), not a folder ending in /"
         )
     return None
+
+
+def _scan_store_check(
+    *, store_type: CertificateStoreType, store_path: str, properties: dict[str, Any]
+) -> None:
+    """A scan store's ports and server names parse, and it stays within one job's bound."""
+    if store_type.store_path_type != CertificateStoreType.PathType.TARGETS:
+        return
+    try:
+        targets = targets_parse(store_path)
+        ports = ports_parse(str(properties.get("ports") or ""))
+        sni_names = sni_names_parse(str(properties.get("sni_names") or ""))
+    except ScanTargetError as exc:
+        raise ServiceError(str(exc), code="invalid_targets", field="properties") from exc
+    count = endpoint_count(targets, ports, sni_names)
+    if count > MAX_SCAN_ENDPOINTS:
+        raise ServiceError(
+            f"the store names {count} endpoints; a store scans at most {MAX_SCAN_ENDPOINTS} "
+            "(fewer targets, ports or server names per store)",
+            code="invalid_targets",
+            field="store_path",
+        )
 
 
 def _store_path_check(
@@ -129,12 +169,14 @@ def store_create(
     if store_type.password_required and not password:
         raise ServiceError(f"store type {store_type.short_name} requires a store password")
     client_machine = store_client_machine(orchestrator=orchestrator, client_machine=client_machine)
+    checked = store_properties_check(store_type=store_type, properties=properties or {})
+    _scan_store_check(store_type=store_type, store_path=store_path, properties=checked)
     store = CertificateStore(
         store_type=store_type,
         client_machine=client_machine,
         store_path=store_path,
         orchestrator=orchestrator,
-        properties=store_properties_check(store_type=store_type, properties=properties or {}),
+        properties=checked,
         password=password,
         created_by=created_by if getattr(created_by, "pk", None) else None,
         endpoint_host=host,
@@ -200,6 +242,10 @@ def store_update(
             store_type=store.store_type, properties=properties, current=store.properties
         )
         store.property_problems = []
+    if store_path is not None or properties is not None:
+        _scan_store_check(
+            store_type=store.store_type, store_path=store.store_path, properties=store.properties
+        )
     if password is not None:
         if store.store_type.password_required and not password:
             raise ServiceError(

@@ -7,6 +7,8 @@ about it is returned in words.
 
 from __future__ import annotations
 
+import ipaddress
+
 from certyard.x509 import der as derlib
 from certyard.x509.der import DerError, Element
 from certyard.x509.oids import NAME_KEYS, OID_COMMON_NAME, OID_COUNTRY
@@ -77,3 +79,42 @@ def format_name(name: Element) -> tuple[str, list[str], list[str]]:
         common_names += found
         problems += odd
     return ",".join(reversed(relative_names)), common_names, problems
+
+
+def host_name_matches(host: str, sans: list[str], common_name: str = "") -> bool:
+    """Whether a certificate with these SANs (``["DNS:a.example", "IP:192.0.2.1"]``) is
+    valid for ``host`` (a DNS name or an IP address), as RFC 6125 reads them.
+
+    A wildcard stands for exactly one whole left-most label (``*.example.com`` matches
+    ``www.example.com``, not ``example.com`` nor ``a.b.example.com``). The common name is
+    read only when the certificate has no DNS or IP SAN at all, as old clients did.
+    """
+    host = host.rstrip(".").lower()
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    names = [san[4:].rstrip(".").lower() for san in sans if san.startswith("DNS:")]
+    addresses = [san[3:] for san in sans if san.startswith("IP:")]
+    if address is not None:
+        return any(_same_address(address, text) for text in addresses)
+    if not names and not addresses and common_name:
+        names = [common_name.rstrip(".").lower()]
+    return any(_dns_name_matches(host, pattern) for pattern in names)
+
+
+def _same_address(address: object, text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text) == address
+    except ValueError:
+        return False
+
+
+def _dns_name_matches(host: str, pattern: str) -> bool:
+    if pattern == host:
+        return True
+    if not pattern.startswith("*."):
+        return False
+    suffix = pattern[1:]  # ".example.com"
+    head, _, rest = host.partition(".")
+    return bool(head) and "." + rest == suffix and suffix.count(".") >= 2

@@ -345,6 +345,7 @@ _CONFIG = "configuration an administrator manages: the model permissions govern 
 NOT_OBJECT_LEVEL = {
     # /api/v1/
     "certificate-detail": _READ,
+    "store-endpoints": _READ,
     "scheduled-task-run": "platform upkeep named by its task, not an object anyone owns: "
     "the run_scheduled_task permission (or a superuser) governs it",
     "certificate-download": _READ,

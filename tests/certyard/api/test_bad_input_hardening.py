@@ -12,6 +12,7 @@ from certyard.api.parsers import JSON_MAX_DEPTH, json_depth_exceeds
 from certyard.fleet.services import orchestrator_register, registration_token_create
 from certyard.inventory.models import CertificateStore, CertificateStoreType
 from certyard.jobs.services import job_inventory_request, job_lease_next
+from orchestrators.declarations import BUILTIN_DECLARATIONS
 from tests.certs import agent_key, csr_pem
 from tests.certyard.conftest import ADMIN, AGENT, error_of
 
@@ -183,7 +184,7 @@ def test_a_store_type_short_name_with_unsafe_characters_is_a_400(
 
     assert response.status_code == 400, response.content
     assert error_of(response)["message"].startswith("short_name: ")
-    assert CertificateStoreType.objects.count() == 4  # the built-in ones only
+    assert CertificateStoreType.objects.count() == len(BUILTIN_DECLARATIONS)  # built-ins only
 
 
 def test_a_duplicate_short_name_is_a_400(admin_api: APIClient) -> None:

@@ -59,6 +59,7 @@ def test_the_previous_release_upgrades_with_every_row_kept() -> None:
             "PKCS12",
             "JKS",
             "JCEKS",
+            "TLS",  # the built-ins this release declares
             "CUSTOM",
         }
         pem = store_type.objects.get(short_name="PEM")

@@ -34,6 +34,14 @@ _BADGE_TONES = {
     "never": "muted",
     "ok": "ok",
     "failing": "bad",
+    # A TLS endpoint's status ("ok" above): nothing there is news, a failed TLS is bad.
+    "refused": "muted",
+    "timeout": "warn",
+    "unreachable": "warn",
+    "plaintext_http": "warn",
+    "no_tls": "warn",
+    "handshake_failed": "bad",
+    "invalid_certificate": "bad",
 }
 
 

@@ -18,10 +18,12 @@ from certyard.inventory.models import (
     CertificateStoreType,
     MetadataBackfill,
     MetadataField,
+    TlsEndpoint,
 )
 from certyard.inventory.properties import properties_public, specs_of
 from certyard.inventory.selectors import CertificateFilters
 from certyard.x509 import der_to_pem
+from orchestrators.scan import endpoint_alias
 
 
 class StoreTypeSerializer(ModelSerializer):
@@ -207,6 +209,78 @@ class LocationSerializer(ModelSerializer):
             "first_seen",
             "last_seen",
         ]
+
+
+class TlsEndpointSerializer(ModelSerializer):
+    alias = serializers.SerializerMethodField(help_text="The endpoint's location alias.")
+    certificate_sha256 = serializers.CharField(
+        source="certificate.sha256", read_only=True, allow_null=True, default=None
+    )
+    certificate_common_name = serializers.CharField(
+        source="certificate.common_name", read_only=True, allow_null=True, default=None
+    )
+    not_after = serializers.DateTimeField(
+        source="certificate.not_after", read_only=True, allow_null=True, default=None
+    )
+    certificate_status = serializers.SerializerMethodField(
+        help_text="The served leaf's status (valid, expiring, expired, ...); null if none."
+    )
+    self_signed = serializers.SerializerMethodField(
+        help_text="Whether the served leaf signs itself; null if none was served."
+    )
+    name_matches = serializers.SerializerMethodField(
+        help_text="Whether the served leaf is valid for the name asked for (SNI, else host)."
+    )
+
+    class Meta:
+        model = TlsEndpoint
+        fields = [
+            "host",
+            "port",
+            "sni",
+            "alias",
+            "status",
+            "reason",
+            "tls_version",
+            "cipher",
+            "certificate",
+            "certificate_sha256",
+            "certificate_common_name",
+            "not_after",
+            "certificate_status",
+            "self_signed",
+            "name_matches",
+            "chain",
+            "first_seen",
+            "scanned_at",
+            "last_ok_at",
+        ]
+        read_only_fields = fields
+
+    def get_alias(self, endpoint: TlsEndpoint) -> str:
+        return endpoint_alias(endpoint.host, endpoint.port, endpoint.sni or None)
+
+    @extend_schema_field(
+        serializers.ChoiceField(choices=CertificateStatus.choices, allow_null=True)
+    )
+    def get_certificate_status(self, endpoint: TlsEndpoint) -> str | None:
+        if endpoint.certificate is None:
+            return None
+        return str(selectors.certificate_status(endpoint.certificate))
+
+    @extend_schema_field(serializers.BooleanField(allow_null=True))
+    def get_self_signed(self, endpoint: TlsEndpoint) -> bool | None:
+        return None if endpoint.certificate is None else endpoint.certificate.self_signed
+
+    @extend_schema_field(serializers.BooleanField(allow_null=True))
+    def get_name_matches(self, endpoint: TlsEndpoint) -> bool | None:
+        return selectors.endpoint_name_matches(endpoint)
+
+
+class TlsEndpointParamsSerializer(Serializer):
+    status = serializers.ChoiceField(
+        choices=TlsEndpoint.Status.choices, required=False, help_text="Only endpoints in it."
+    )
 
 
 _STATUS_CHOICES = [value for value, _ in CertificateStatus.choices]

@@ -32,6 +32,8 @@ from certyard.inventory.api.serializers import (
     StoreSerializer,
     StoreTypeSerializer,
     StoreUpdateSerializer,
+    TlsEndpointParamsSerializer,
+    TlsEndpointSerializer,
 )
 from certyard.inventory.metadata import generators as metadata_generators
 from certyard.inventory.metadata import selectors as metadata_selectors
@@ -113,6 +115,28 @@ class StoreViewSet(
             actor=request.user,
         )
         return Response(StoreSerializer(self.get_queryset().get(pk=store.pk)).data)
+
+    @extend_schema(
+        parameters=[TlsEndpointParamsSerializer],
+        responses={200: TlsEndpointSerializer(many=True)},
+    )
+    @action(detail=True, methods=["get"], permission_classes=[IsAuthenticated])
+    def endpoints(self, request: Request, pk: str) -> Response:
+        """A TLS scan store's endpoints: what each served at the last scan (chain, TLS
+        version, cipher) or why it served nothing; empty for other stores."""
+        if not (
+            request.user.has_perm("inventory.view_certificatestore")
+            and request.user.has_perm("inventory.view_certificate")
+        ):
+            self.permission_denied(request, message="you may not view stores and certificates")
+        store = self.get_object()
+        params = TlsEndpointParamsSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        endpoints = selectors.store_endpoints(
+            store=store, status=params.validated_data.get("status", "")
+        )
+        page = self.paginate_queryset(endpoints)
+        return self.get_paginated_response(TlsEndpointSerializer(page, many=True).data)
 
 
 class FileDownloadNegotiation(BaseContentNegotiation):
