@@ -41,6 +41,7 @@ from orchestrators.agent.config import (
     scan_allowance_update,
     store_root_normalised,
 )
+from orchestrators.agent.doctor import FAILURE, doctor_findings
 from orchestrators.agent.renewal import CertificateRenewer
 from orchestrators.agent.runner import Runner
 from orchestrators.agent.store_types import capabilities, load_store_types, store_types_report
@@ -162,6 +163,16 @@ def _parser() -> argparse.ArgumentParser:
         help="the largest file the agent reads",
     )
     config_dir_option(roots)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the configuration, the platform, the identity and the roots",
+        description="Check that this agent can work: its configuration and key (modes "
+        "included), its client certificate, the platform (reached, and the agent's key "
+        "accepted: a real session is opened), its store roots, what TLS scans may reach, "
+        "and its store types. Exit 0 when nothing failed (warnings allowed), 1 otherwise.",
+    )
+    config_dir_option(doctor)
 
     scan_allow = commands.add_parser(
         "scan-allow",
@@ -448,6 +459,17 @@ def _roots(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    findings = doctor_findings(args.config_dir or default_config_dir())
+    for finding in findings:
+        print(f"{finding.level:<5} {finding.topic}: {finding.text}")
+    failures = sum(finding.level == FAILURE for finding in findings)
+    if failures:
+        print(f"{failures} problem(s) to fix", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return EXIT_OK
+
+
 def _scan_allow(args: argparse.Namespace) -> int:
     config = load_config(args.config_dir or default_config_dir())
     if args.add or args.remove or args.ports is not None:
@@ -510,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": _status,
         "roots": _roots,
         "scan-allow": _scan_allow,
+        "doctor": _doctor,
         "reload": _reload,
         "extensions": _extensions,
     }[args.command]
