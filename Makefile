@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The scale-out tests run against the PostgreSQL server on this machine.
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/certyard
 
-.PHONY: run test setup test-plugins system-deps lint format test-fast test-postgres bench schemathesis-deep clean
+.PHONY: run test setup test-plugins system-deps lint format test-fast test-postgres bench schemathesis-deep agent-wheel clean
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -88,6 +88,10 @@ BENCH_ARGS_deploy ?= --agents 20 --stores 1000
 bench: setup
 	$(foreach script,$(BENCHMARKS),echo "== $(script)" && env -u DATABASE_URL \
 	  $(PYTHON) $(script) $(BENCH_ARGS_$(basename $(notdir $(script)))) && ) true
+
+## agent-wheel: the agent's own package (orchestrators/ alone, no Django) in dist/; prints its path
+agent-wheel: setup
+	@$(PYTHON) distribution/build_agent_wheel.py dist
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .ruff_cache

@@ -162,12 +162,16 @@ class AgentProcess:
     process: subprocess.Popen | None = None
     registration_output: str = ""
     orchestrator_id: str = field(default="")
+    # How to start it: this checkout's agent by default; an installed one (the agent
+    # wheel's console script) runs from a folder where this checkout is not importable.
+    command: tuple[str, ...] = tuple(AGENT)
+    cwd: Path = ROOT
 
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [*AGENT, "run", "--config-dir", str(self.config_dir), "--log-level", "DEBUG"],
-            cwd=ROOT,
+            [*self.command, "run", "--config-dir", str(self.config_dir), "--log-level", "DEBUG"],
+            cwd=self.cwd,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -3,12 +3,12 @@
 The commands are read from the README's fenced block; only its placeholders are replaced:
 the public host (``certyard.example.com``) by this machine's own non-loopback IPv4
 address, the port (``8000``) by a free one, and the paths (the agent's virtual
-environment, its store roots) by temporary ones; the agent's ``./certyard`` is a copy of
-this checkout. Then, as the README says: `make run` listening on every interface, the
-agent installed into a fresh virtual environment, registered with the token on standard
-input, approved (API), a store added and inventoried, all through the non-loopback
-address; and a certificate issued by a built-in CA names its CRL and OCSP responder under
-``CERTYARD_PUBLIC_URL``.
+environment, its store roots) by temporary ones. Then, as the README says: `make run`
+listening on every interface, `make agent-wheel` building the agent's package, which is
+copied to the "machine" (a folder), installed into a fresh virtual environment, registered
+with the token on standard input, checked by `doctor`, approved (API), a store added and
+inventoried, all through the non-loopback address; and a certificate issued by a built-in
+CA names its CRL and OCSP responder under ``CERTYARD_PUBLIC_URL``.
 
 Traffic stays on this machine: the address is one of its own interfaces (checked by
 binding to it), which the kernel delivers locally.
@@ -43,8 +43,6 @@ PORT = "8000"
 AGENT_VENV = "/opt/certyard-agent"
 ROOTS = ("/etc/ssl", "/opt/app/tls")
 AGENT_NAME = "web-01"
-# What a copy of the repository leaves out: the developer's environment and data, caches.
-_NOT_COPIED = {".venv", "var", ".git", "build", "dist", "node_modules", "test-results"}
 
 
 def readme_commands() -> list[str]:
@@ -82,20 +80,6 @@ def substituted(command: str, replacements: dict[str, str]) -> str:
     for placeholder, value in replacements.items():
         command = command.replace(placeholder, value)
     return re.sub(rf"\b{PORT}\b", replacements[PORT], command)
-
-
-def _copy_of_checkout(destination: Path) -> None:
-    def ignored(folder: str, names: list[str]) -> set[str]:
-        top = Path(folder).resolve() == ROOT.resolve()
-        return {
-            name
-            for name in names
-            if (top and name in _NOT_COPIED)
-            or name.endswith(".egg-info")
-            or name in ("__pycache__", ".pytest_cache", ".ruff_cache")
-        }
-
-    shutil.copytree(ROOT, destination, ignore=ignored, symlinks=True)
 
 
 def _stop_group(process: subprocess.Popen, signum: int, timeout: float) -> None:
@@ -136,11 +120,13 @@ def test_the_readme_remote_section_works_as_written(
     }
     written = readme_commands()
     commands = [substituted(command, replacements) for command in written]
-    assert len(commands) == 5, written
-    make_run, make_venv, install, register, run = commands
+    assert len(commands) == 7, written
+    make_run, agent_wheel, make_venv, install, register, doctor, run = commands
     assert make_run.endswith("make run") and "CERTYARD_HOST=0.0.0.0" in make_run
     assert f"CERTYARD_PUBLIC_URL={public_url}" in make_run
-    assert install.endswith("pip install ./certyard")
+    assert agent_wheel == "make agent-wheel"
+    assert install.endswith("pip install ./certyard_agent-0.1.0-py3-none-any.whl")
+    assert doctor.endswith("certyard-orchestrator doctor")
     assert "--token -" in register and "--store-root" in register
     assert run.endswith("certyard-orchestrator run")
 
@@ -223,9 +209,24 @@ def test_the_readme_remote_section_works_as_written(
     assert made.status_code == 201, made.text
     registration_token = made.json()["token"]
 
-    # --- The managed machine: install, register, run --------------------------------------
+    # --- The agent's package, built on the platform's side and copied over ----------------
+    built = subprocess.run(
+        ["bash", "-c", agent_wheel],
+        cwd=ROOT,
+        env=base_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    wheel = Path(built.stdout.strip().splitlines()[-1])
+    assert wheel.name == "certyard_agent-0.1.0-py3-none-any.whl", built.stdout
     machine = tmp_path / "machine"
-    _copy_of_checkout(machine / "certyard")
+    machine.mkdir()
+    shutil.copy(ROOT / wheel if not wheel.is_absolute() else wheel, machine / wheel.name)
+
+    # --- The managed machine: install, register, run --------------------------------------
     agent_env = {
         **{k: v for k, v in base_env.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")},
         "HOME": str(tmp_path / "home"),
@@ -263,6 +264,17 @@ def test_the_readme_remote_section_works_as_written(
         (tmp_path / "home" / ".config" / "certyard-orchestrator" / "agent.json").read_text()
     )
     assert config["platform_url"] == public_url
+    checked = subprocess.run(
+        ["bash", "-c", doctor],
+        cwd=machine,
+        env=agent_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "platform:" in checked.stdout and "FAIL" not in checked.stdout
 
     listed = api.get("orchestrators/", params={"page_size": 500}).json()["results"]
     orchestrator = next(o for o in listed if o["name"] == AGENT_NAME)
