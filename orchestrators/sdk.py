@@ -142,6 +142,8 @@ class StoreConfiguration:
         store_path: Where the store is on that machine (a path, a keystore file, ...).
         properties: The store's custom properties, as defined by its store type.
         password: The store password, if any. Never log it; it is left out of ``repr``.
+            When the platform holds only a reference (``ref+agent:...``), the agent has
+            resolved it before the store type sees the job (``orchestrators.secret_refs``).
         endpoint: The TLS endpoint served from this store (``{"host", "port", "sni"}``), for
             the agent to check after a write that the new certificate is served; None: none.
     """

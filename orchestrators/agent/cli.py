@@ -39,12 +39,14 @@ from orchestrators.agent.config import (
     reload_command_update,
     save_registration,
     scan_allowance_update,
+    secret_command_update,
     store_root_normalised,
 )
 from orchestrators.agent.doctor import FAILURE, doctor_findings
 from orchestrators.agent.renewal import CertificateRenewer
 from orchestrators.agent.runner import Runner
 from orchestrators.agent.store_types import capabilities, load_store_types, store_types_report
+from orchestrators.secret_refs import SecretContext
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -198,6 +200,22 @@ def _parser() -> argparse.ArgumentParser:
         "--ports", default=None, metavar="PORTS", help="the ports allowed: 443,8443,9000-9010"
     )
     config_dir_option(scan_allow)
+
+    secret_command = commands.add_parser(
+        "secret-command",
+        help="show or set the commands that resolve ref+agent:command:<name>:<arg> secrets",
+        description="Name a command that prints a secret, for store passwords and other "
+        "secrets the platform holds only as a reference (ref+agent:command:<name>:<arg>): "
+        "the agent runs it without a shell, with <arg> appended, and reads the first line "
+        "it prints, e.g. --name pass --command 'pass show'. Without options: list them. "
+        "Only this machine sets these: the platform can never make the agent run a command.",
+    )
+    secret_command.add_argument("--name", metavar="NAME", help="the command's name")
+    secret_command.add_argument(
+        "--command", dest="secret_command", metavar="COMMAND", help="the command and its arguments"
+    )
+    secret_command.add_argument("--remove", action="store_true", help="forget the command")
+    config_dir_option(secret_command)
 
     reload = commands.add_parser(
         "reload",
@@ -388,6 +406,7 @@ def _run(args: argparse.Namespace) -> int:
             renewer=CertificateRenewer(client, config),
             identity_keys=lambda: _identity_keys(config),
             reload_commands=lambda: _reload_commands(config),
+            secret_context=lambda: SecretContext(commands=_secret_commands(config)),
             # `roots` may change them while the agent runs: followed, and reported.
             guards=GuardsWatch(config_dir, Guards.of(config)).current,
         ).run()
@@ -401,6 +420,16 @@ def _reload_commands(config: AgentConfig) -> dict[str, tuple[str, ...]]:
     except ConfigError as exc:
         logging.getLogger(__name__).warning("cannot read the reload commands: %s", exc)
         return config.reload_commands
+
+
+def _secret_commands(config: AgentConfig) -> dict[str, tuple[str, ...]]:
+    """The secret commands as saved now (``secret-command`` may change them while the agent
+    runs); the ones it started with if the file cannot be read."""
+    try:
+        return load_config(config.config_dir).secret_commands
+    except ConfigError as exc:
+        logging.getLogger(__name__).warning("cannot read the secret commands: %s", exc)
+        return config.secret_commands
 
 
 def _identity_keys(config: AgentConfig) -> list[ec.EllipticCurvePrivateKey]:
@@ -487,6 +516,22 @@ def _print_scan_allowance(config: AgentConfig) -> None:
     print(f"scan_ports:      {config.scan_ports or 'none'}")
 
 
+def _secret_command(args: argparse.Namespace) -> int:
+    config = load_config(args.config_dir or default_config_dir())
+    if args.secret_command is not None or args.remove:
+        if not args.name:
+            print("error: --name is needed with --command or --remove", file=sys.stderr)
+            return EXIT_REFUSED
+        config = secret_command_update(
+            config, name=args.name, command=None if args.remove else args.secret_command
+        )
+    if not config.secret_commands:
+        print("secret commands: none")
+    for name, argv in sorted(config.secret_commands.items()):
+        print(f"{name}: {shlex.join(argv)}")
+    return EXIT_OK
+
+
 def _reload(args: argparse.Namespace) -> int:
     config = load_config(args.config_dir or default_config_dir())
     if args.reload_command is not None or args.remove:
@@ -533,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
         "roots": _roots,
         "scan-allow": _scan_allow,
         "doctor": _doctor,
+        "secret-command": _secret_command,
         "reload": _reload,
         "extensions": _extensions,
     }[args.command]

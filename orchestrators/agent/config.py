@@ -7,7 +7,7 @@ Layout (directory mode 0700, files 0600, each written atomically)::
     cert.pem    the client certificate the platform issued, when it issued one
     ca.pem      the platform's orchestrator CA chain
     agent.json  platform_url, orchestrator_id, name, client_machine, verify_tls, store_roots,
-                max_file_bytes, reload_commands, scan_targets, scan_ports
+                max_file_bytes, reload_commands, scan_targets, scan_ports, secret_commands
     state/      the store types' state, and ``device-keys/`` (keys made here for a
                 reenrollment that waits for approval)
 
@@ -17,7 +17,9 @@ Layout (directory mode 0700, files 0600, each written atomically)::
 agent follows them (``GuardsWatch``) and reports them to the platform. ``scan_targets``
 (networks and host-name patterns) and ``scan_ports`` are what TLS scan stores may connect
 to, set with ``certyard-orchestrator scan-allow`` on this machine alone: nothing, until its
-administrator allows something.
+administrator allows something. ``secret_commands`` (``{name: argv}``) are the commands of
+the ``command`` secret provider, set with ``certyard-orchestrator secret-command``: local
+only, like the reload commands.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import stat
 import tempfile
@@ -195,12 +198,36 @@ def reload_command_update(
     return updated
 
 
+def secret_command_update(config: AgentConfig, *, name: str, command: str | None) -> AgentConfig:
+    """Name a command for the ``command`` secret provider (``ref+agent:command:<name>:<arg>``
+    runs it with ``<arg>`` appended, without a shell), or forget it (``command`` None)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+        raise ConfigError(f"{name!r}: a secret command's name is lowercase letters, digits, - or _")
+    commands = dict(config.secret_commands)
+    if command is None:
+        if name not in commands:
+            raise ConfigError(f"no secret command is named {name}")
+        del commands[name]
+    else:
+        try:
+            argv = tuple(shlex.split(command))
+        except ValueError as exc:
+            raise ConfigError(f"cannot read the command: {exc}") from exc
+        if not argv:
+            raise ConfigError("the secret command is empty")
+        commands[name] = argv
+    updated = replace(config, secret_commands=commands)
+    _config_write(updated)
+    return updated
+
+
 def _config_write(config: AgentConfig) -> None:
     data = asdict(config)
     del data["config_dir"]
     data["store_roots"] = list(config.store_roots)
     data["scan_targets"] = list(config.scan_targets)
     data["reload_commands"] = {path: list(argv) for path, argv in config.reload_commands.items()}
+    data["secret_commands"] = {name: list(argv) for name, argv in config.secret_commands.items()}
     write_private_file(config.config_dir / AGENT_FILE, json.dumps(data, indent=2).encode() + b"\n")
 
 
@@ -228,6 +255,8 @@ class AgentConfig:
     # host-name patterns, and ports. Empty: no scan runs.
     scan_targets: tuple[str, ...] = ()
     scan_ports: str = ""
+    # Commands of the `command` secret provider: {name: argv}. Local only (see above).
+    secret_commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def key_path(self) -> Path:
@@ -399,14 +428,14 @@ def save_registration(
     _config_write(config)
 
 
-def _reload_commands_of(data: Any) -> dict[str, tuple[str, ...]]:
+def _commands_of(data: Any, what: str = "reload_commands") -> dict[str, tuple[str, ...]]:
     if not isinstance(data, dict):
-        raise ValueError("reload_commands must be an object")
+        raise ValueError(f"{what} must be an object")
     commands = {}
-    for path, argv in data.items():
+    for key, argv in data.items():
         if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
-            raise ValueError(f"the reload command of {path} must be a list of strings")
-        commands[str(path)] = tuple(argv)
+            raise ValueError(f"{what}: the command of {key} must be a list of strings")
+        commands[str(key)] = tuple(argv)
     return commands
 
 
@@ -433,9 +462,10 @@ def load_config(config_dir: Path) -> AgentConfig:
             verify_tls=data.get("verify_tls", True),
             store_roots=tuple(str(root) for root in data.get("store_roots", [])),
             max_file_bytes=int(data.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)),
-            reload_commands=_reload_commands_of(data.get("reload_commands") or {}),
+            reload_commands=_commands_of(data.get("reload_commands") or {}),
             scan_targets=tuple(str(item) for item in data.get("scan_targets", [])),
             scan_ports=str(data.get("scan_ports", "")),
+            secret_commands=_commands_of(data.get("secret_commands") or {}, "secret_commands"),
         )
         # Checked here, so a hand edit that breaks it is refused, never read as "anything".
         ScanAllowance.parse(config.scan_targets, config.scan_ports)

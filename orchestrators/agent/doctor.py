@@ -5,9 +5,10 @@ It checks, in order: the configuration (``agent.json`` readable, the folder 0700
 0600 and loadable), the client certificate (present, not expired), the platform (reached,
 and the agent's key accepted: it opens a real session, so a wrong URL, a TLS problem, a
 reset or revoked identity and a pending approval are each named), the store roots (each an
-existing folder the agent can read), what TLS scans may reach, and the store types (none
-broken). A failure is something the agent cannot work around; a warning is something that
-limits it (no store root yet, a certificate that expires soon).
+existing folder the agent can read), what TLS scans may reach, the store types (none
+broken) and the secret providers and commands at hand. A failure is something the agent
+cannot work around; a warning is something that limits it (no store root yet, a
+certificate that expires soon).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from orchestrators.agent.client import (
     PlatformUnavailable,
 )
 from orchestrators.agent.config import AgentConfig, ConfigError, Guards, load_config
+from orchestrators.agent.secret_providers import load_secret_providers
 from orchestrators.agent.store_types import store_types_report
 
 OK, WARNING, FAILURE = "ok", "warn", "FAIL"
@@ -182,6 +184,12 @@ def _store_types() -> Iterator[Finding]:
     yield Finding(OK, "store types", ", ".join(loaded) or "none")
 
 
+def _secrets(config: AgentConfig) -> Iterator[Finding]:
+    providers = ", ".join(sorted(load_secret_providers()))
+    commands = ", ".join(sorted(config.secret_commands)) or "none"
+    yield Finding(OK, "secrets", f"providers {providers}; secret commands {commands}")
+
+
 def doctor_findings(config_dir: Path, *, now: dt.datetime | None = None) -> list[Finding]:
     """Every check's finding for the agent configured in ``config_dir``."""
     try:
@@ -194,4 +202,5 @@ def doctor_findings(config_dir: Path, *, now: dt.datetime | None = None) -> list
         findings.extend(_platform(config))
     findings.extend(_roots(Guards.of(config)))
     findings.extend(_store_types())
+    findings.extend(_secrets(config))
     return findings

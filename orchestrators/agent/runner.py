@@ -34,6 +34,7 @@ from orchestrators.agent.management import (
     management_run,
 )
 from orchestrators.agent.renewal import CertificateRenewer
+from orchestrators.agent.secret_providers import job_secrets_resolve, load_secret_providers
 from orchestrators.agent.store_types import declarations_wire
 from orchestrators.protocol import MAX_POLL_WAIT_SECONDS, JobOutcome, JobType
 from orchestrators.roots import store_path_problem
@@ -44,6 +45,7 @@ from orchestrators.sdk import (
     StoreError,
     StoreTypeExtension,
 )
+from orchestrators.secret_refs import SecretContext, SecretProvider, SecretUnavailable
 from orchestrators.stores.discovery import DiscoveryRequest, discover
 
 logger = logging.getLogger(__name__)
@@ -130,6 +132,8 @@ class Runner:
         identity_keys: Callable[[], Sequence[ec.EllipticCurvePrivateKey]] = tuple,
         reload_commands: ReloadCommands | None = None,
         guards: Callable[[], Guards] | None = None,
+        secret_providers: Mapping[str, type[SecretProvider]] | None = None,
+        secret_context: Callable[[], SecretContext] | None = None,
     ) -> None:
         """``identity_keys``: the agent's identity keys (current first, then a renewal's
         pending one) to open private keys sealed to it; ``reload_commands``: the local
@@ -141,7 +145,11 @@ class Runner:
         each job, they replace ``store_roots`` and ``max_file_bytes``, and the runner
         reports them to the platform (``POST limits``) after each session it opens and
         whenever they change. Without it the fixed ``store_roots``/``max_file_bytes``
-        apply and nothing is reported."""
+        apply and nothing is reported.
+
+        ``secret_providers`` resolve the references a job's secrets hold (default: the
+        built-ins and the installed ones), with ``secret_context`` (the machine's secret
+        commands as configured now) asked at each job."""
         self._client = client
         self._identity_keys = identity_keys
         self._reload_commands = reload_commands or {}
@@ -158,6 +166,10 @@ class Runner:
         self._store_roots = store_roots
         self._max_file_bytes = max_file_bytes
         self._guards = guards
+        self._secret_providers = (
+            load_secret_providers() if secret_providers is None else secret_providers
+        )
+        self._secret_context = secret_context or SecretContext
         # (session count, guards) of the last limits report the platform answered, and
         # the guards it last refused (so a refusal is logged once, not at every step).
         self._limits_reported: tuple[int, Guards] | None = None
@@ -445,6 +457,13 @@ class Runner:
             # Refused until the agent's administrator changes its roots (or someone the
             # store's path): final for every job type, so no attempt is spent on it.
             return dataclasses.replace(_failed(problem), final=True)
+        try:
+            # The store type sees secrets, never references; the platform never sees either.
+            job = job_secrets_resolve(job, self._secret_providers, self._secret_context())
+        except SecretUnavailable as exc:
+            logger.warning("job %s: %s", job.job_id, exc)
+            # Until someone provides the secret: final, like a wrong password.
+            return dataclasses.replace(_failed(str(exc)), final=True)
         if job.type is JobType.INVENTORY:
             outcome, message, final = self._inventory(job, store_type, lease)
             return JobResult(outcome, message, None, final=final)

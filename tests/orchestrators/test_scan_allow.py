@@ -1,5 +1,6 @@
-"""``certyard-orchestrator scan-allow``: what TLS scan stores may connect to is this machine's
-own setting, saved in agent.json, followed by a running agent, refused when malformed."""
+"""``certyard-orchestrator scan-allow`` and ``secret-command``: what TLS scan stores may
+connect to, and the commands that resolve secret references, are this machine's own
+settings, saved in agent.json, followed by a running agent, refused when malformed."""
 
 from __future__ import annotations
 
@@ -74,3 +75,20 @@ def test_a_hand_edit_that_breaks_the_allowance_is_refused_not_widened(
     with pytest.raises(ConfigError, match="neither a network"):
         load_config(agent_home)
     assert watch.current().scan_allowance.empty  # kept as it was: nothing
+
+
+def test_secret_commands_are_named_listed_and_forgotten_locally(
+    agent_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def secret_command(*args: str) -> int:
+        return main(["secret-command", "--config-dir", str(agent_home), *args])
+
+    assert secret_command() == 0 and "secret commands: none" in capsys.readouterr().out
+    assert secret_command("--name", "pass", "--command", "pass show") == 0
+    assert "pass: pass show" in capsys.readouterr().out
+    assert load_config(agent_home).secret_commands == {"pass": ("pass", "show")}
+    assert secret_command("--name", "Bad Name", "--command", "x") == 2
+    assert "lowercase letters" in capsys.readouterr().err
+    assert secret_command("--command", "x") == 2  # no name
+    assert secret_command("--name", "pass", "--remove") == 0
+    assert load_config(agent_home).secret_commands == {}

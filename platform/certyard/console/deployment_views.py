@@ -50,6 +50,7 @@ from certyard.inventory.models import (
     CertificateStoreType,
 )
 from certyard.jobs.models import Job, JobHistory
+from orchestrators.secret_refs import is_reference
 
 ENTRIES_PER_PAGE = 50
 JOBS_PER_PAGE = 25
@@ -125,6 +126,8 @@ def store_detail(request: HttpRequest, pk: str) -> HttpResponse:
         "property_rows": _property_rows(store),
         "problems": store.property_problems if isinstance(store.property_problems, list) else [],
         "password_set": bool(store.password),
+        # A reference is shown (it names where the agent finds the password), never a value.
+        "password_reference": store.password if is_reference(store.password) else "",
     }
     if user.has_perm("inventory.view_certificate"):
         entries = (

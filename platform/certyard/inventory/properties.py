@@ -18,6 +18,7 @@ from typing import Any
 from certyard.encryption import decrypt, encrypt
 from certyard.errors import ServiceError
 from orchestrators.declarations import PropertySpec, PropertyType, property_value_fits
+from orchestrators.secret_refs import is_reference, reference_parse
 
 MAX_STRING_PROPERTY = 4000
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -79,6 +80,18 @@ def property_problem(spec: PropertySpec, value: Any, *, where: str) -> str:
     return f"property {spec.name}: {shown} is not a {spec.type} value as {where} requires"
 
 
+def secret_reference_problem(value: str) -> str | None:
+    """Why ``value``, meant as a secret reference (``ref+agent:...``), is not one; None for
+    a well-formed reference or a value that is no reference."""
+    if not is_reference(value):
+        return None
+    try:
+        reference_parse(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _is_encrypted(value: Any) -> bool:
     return isinstance(value, Mapping) and set(value) == {"encrypted"}
 
@@ -126,6 +139,8 @@ def properties_check(
                 errors[spec.name] = (
                     f"property {spec.name}: at most {MAX_STRING_PROPERTY} characters"
                 )
+            elif (problem := secret_reference_problem(value)) is not None:
+                errors[spec.name] = f"property {spec.name}: {problem}"
             elif value:
                 checked[spec.name] = {"encrypted": encrypt(value)}
             continue

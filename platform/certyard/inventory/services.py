@@ -17,7 +17,12 @@ from certyard.inventory.models import (
     CertificateStoreType,
     InventoryStatus,
 )
-from certyard.inventory.properties import endpoint_check, properties_check, specs_of
+from certyard.inventory.properties import (
+    endpoint_check,
+    properties_check,
+    secret_reference_problem,
+    specs_of,
+)
 from handlers.gateways import RevocationReason
 from orchestrators.declarations import RequiredWhen
 from orchestrators.roots import store_path_problem
@@ -114,6 +119,14 @@ def _scan_store_check(
         )
 
 
+def _password_reference_check(password: str) -> None:
+    """A password given as a reference (``ref+agent:...``) must be a well-formed one: the
+    agent never uses such a value as the password itself."""
+    problem = secret_reference_problem(password)
+    if problem:
+        raise ServiceError(problem, code="invalid_reference", field="password")
+
+
 def _store_path_check(
     *, store_type: CertificateStoreType, orchestrator: Orchestrator, store_path: str
 ) -> None:
@@ -168,6 +181,7 @@ def store_create(
         )
     if store_type.password_required and not password:
         raise ServiceError(f"store type {store_type.short_name} requires a store password")
+    _password_reference_check(password)
     client_machine = store_client_machine(orchestrator=orchestrator, client_machine=client_machine)
     checked = store_properties_check(store_type=store_type, properties=properties or {})
     _scan_store_check(store_type=store_type, store_path=store_path, properties=checked)
@@ -251,6 +265,7 @@ def store_update(
             raise ServiceError(
                 f"store type {store.store_type.short_name} requires a store password"
             )
+        _password_reference_check(password)
         store.password = password
     if inventory_interval_minutes is not _UNCHANGED:
         _schedule(store, inventory_interval_minutes)

@@ -24,6 +24,7 @@ from certyard.inventory.properties import properties_public, specs_of
 from certyard.inventory.selectors import CertificateFilters
 from certyard.x509 import der_to_pem
 from orchestrators.scan import endpoint_alias
+from orchestrators.secret_refs import is_reference
 
 
 class StoreTypeSerializer(ModelSerializer):
@@ -74,6 +75,10 @@ class StoreSerializer(ModelSerializer):
     store_type = serializers.SlugRelatedField(slug_field="short_name", read_only=True)
     orchestrator_name = serializers.CharField(source="orchestrator.name", read_only=True)
     has_password = serializers.SerializerMethodField()
+    password_reference = serializers.SerializerMethodField(
+        help_text="The reference the agent resolves for the store password "
+        "(ref+agent:<provider>:<name>), when the password is one; null otherwise."
+    )
     location_count = serializers.IntegerField(read_only=True, default=None)
     properties = serializers.SerializerMethodField(
         help_text='The store\'s properties; a secret one shows only "set" or "not set".'
@@ -97,6 +102,7 @@ class StoreSerializer(ModelSerializer):
             "properties",
             "property_problems",
             "has_password",
+            "password_reference",
             "endpoint_host",
             "endpoint_port",
             "endpoint_sni",
@@ -114,6 +120,10 @@ class StoreSerializer(ModelSerializer):
 
     def get_has_password(self, store: CertificateStore) -> bool:
         return bool(store.password)
+
+    def get_password_reference(self, store: CertificateStore) -> str | None:
+        # A reference is no secret: it names where the agent finds one.
+        return store.password if is_reference(store.password) else None
 
     @extend_schema_field(serializers.DictField())
     def get_properties(self, store: CertificateStore) -> dict[str, Any]:
