@@ -28,6 +28,8 @@ import jsonschema
 import jsonschema.exceptions
 import jsonschema.validators
 
+from orchestrators.secret_refs import is_reference, reference_parse
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _URL = re.compile(r"https?://[^\s/$.?#][^\s]*", re.IGNORECASE)
@@ -328,6 +330,9 @@ def value_check(parameter: Parameter, value: Any) -> Any:
         raise ValueError("must be a text")
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    if kind == ParameterType.SECRET and is_reference(value):
+        # A reference (ref+platform:... resolved by the platform at the call): its form only.
+        reference_parse(value)
     if kind not in (ParameterType.TEXT, ParameterType.SECRET):
         value = value.strip()
     if kind == ParameterType.CHOICE and value not in parameter.choices:

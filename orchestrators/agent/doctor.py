@@ -30,8 +30,8 @@ from orchestrators.agent.client import (
     PlatformUnavailable,
 )
 from orchestrators.agent.config import AgentConfig, ConfigError, Guards, load_config
-from orchestrators.agent.secret_providers import load_secret_providers
 from orchestrators.agent.store_types import store_types_report
+from orchestrators.secret_refs import load_secret_providers
 
 OK, WARNING, FAILURE = "ok", "warn", "FAIL"
 # A client certificate this close to its end is worth a warning (the agent renews it itself

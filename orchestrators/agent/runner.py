@@ -34,7 +34,7 @@ from orchestrators.agent.management import (
     management_run,
 )
 from orchestrators.agent.renewal import CertificateRenewer
-from orchestrators.agent.secret_providers import job_secrets_resolve, load_secret_providers
+from orchestrators.agent.secret_providers import job_secrets_resolve
 from orchestrators.agent.store_types import declarations_wire
 from orchestrators.protocol import MAX_POLL_WAIT_SECONDS, JobOutcome, JobType
 from orchestrators.roots import store_path_problem
@@ -45,7 +45,12 @@ from orchestrators.sdk import (
     StoreError,
     StoreTypeExtension,
 )
-from orchestrators.secret_refs import SecretContext, SecretProvider, SecretUnavailable
+from orchestrators.secret_refs import (
+    SecretContext,
+    SecretProvider,
+    SecretUnavailable,
+    load_secret_providers,
+)
 from orchestrators.stores.discovery import DiscoveryRequest, discover
 
 logger = logging.getLogger(__name__)

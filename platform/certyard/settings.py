@@ -6,6 +6,7 @@ run the same code. See docs/architecture.md, "Two ways to run".
 """
 
 import datetime as dt
+import json
 import os
 import secrets
 from pathlib import Path
@@ -442,6 +443,12 @@ EMAIL_USE_TLS = _env_bool("CERTYARD_EMAIL_STARTTLS", False)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = os.environ.get("CERTYARD_EMAIL_FROM", "certyard@localhost")
 # Script handlers run only scripts an administrator placed in this folder.
+# Commands of the `command` secret provider for ref+platform:command:<name>:<argument>
+# references, as JSON {"name": ["program", "arg", ...]}: set by the platform host's
+# administrator in the environment, never through the console or the API.
+CERTYARD_SECRET_COMMANDS: dict[str, list[str]] = json.loads(
+    os.environ.get("CERTYARD_SECRET_COMMANDS", "{}") or "{}"
+)
 CERTYARD_SCRIPTS_DIR = Path(os.environ.get("CERTYARD_SCRIPTS_DIR", DATA_DIR / "scripts"))
 # The script handler (in handlers/, without Django) reads the folder from the environment.
 os.environ["CERTYARD_SCRIPTS_DIR"] = str(CERTYARD_SCRIPTS_DIR)

@@ -10,18 +10,16 @@ from pathlib import Path
 import pytest
 from certyard_examples.pass_secrets import PassProvider
 
-from orchestrators.agent.secret_providers import (
-    CommandProvider,
-    FileProvider,
-    job_secrets_resolve,
-    load_secret_providers,
-)
+from orchestrators.agent.secret_providers import job_secrets_resolve
 from orchestrators.protocol import JobType
 from orchestrators.sdk import JobConfiguration, StoreConfiguration
 from orchestrators.secret_refs import (
+    CommandProvider,
+    FileProvider,
     SecretContext,
     SecretUnavailable,
     is_reference,
+    load_secret_providers,
     reference_parse,
 )
 from tests.servers.password_store import password_store
@@ -33,7 +31,16 @@ def test_references_parse_or_say_how_they_should_look() -> None:
     reference = reference_parse("ref+agent:command:pass:web/p12")
     assert (reference.scheme, reference.name) == ("command", "pass:web/p12")
     assert str(reference) == "ref+agent:command:pass:web/p12"
+    on_platform = reference_parse("ref+platform:env:GATEWAY_TOKEN")
+    assert (on_platform.side, on_platform.scheme, on_platform.name) == (
+        "platform",
+        "env",
+        "GATEWAY_TOKEN",
+    )
     assert is_reference("ref+agent:") and not is_reference("hunter2")
+    assert is_reference("ref+platform:x", "platform") and not is_reference(
+        "ref+platform:x", "agent"
+    )
     for bad in ("ref+agent:", "ref+agent:ENV:X", "ref+agent:env:", "ref+agent:env:a\nb"):
         with pytest.raises(ValueError, match="ref\\+agent:<provider>:<name>"):
             reference_parse(bad)
@@ -77,7 +84,7 @@ def test_a_jobs_references_are_replaced_and_its_values_kept(
     [
         ("ref+agent:env:NOT_THERE", "store password: ref+agent:env:NOT_THERE is unavailable: "
          "environment variable NOT_THERE is not set"),
-        ("ref+agent:vault:kv/p12", "names provider 'vault', which this agent does not have"),
+        ("ref+agent:vault:kv/p12", "names provider 'vault', which the agent does not have"),
         ("ref+agent:Env:X", "store password: a secret reference is ref+agent:<provider>:<name>"),
         ("ref+agent:command:nope:x", "no secret command 'nope' on this machine"),
     ],

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from django.db import close_old_connections
 from django.utils import timezone
 
+from certyard.secret_references import SecretUnavailable, platform_secrets
 from certyard.workflows.models import Event, HandlerRegistration, HandlerRun
 from handlers.base import Handler, HandlerError
 from handlers.parameters import ParameterError, parameters_check
@@ -177,8 +178,17 @@ def handler_instance(
         reason = f"{registration.handler!r} is not a {_contract_name(contract)} class"
         raise Refused(Outcome.MISSING_CLASS, f"handler {reason}", reason=reason)
     try:
-        config = parameters_check(info.cls.parameters, registration_config(registration))
+        stored = registration_config(registration)
+        secret_names = {p.name for p in info.cls.parameters if p.secret}
+        # ref+platform: references become their secrets here, at the door, and nowhere else.
+        config = parameters_check(
+            info.cls.parameters, platform_secrets(stored, secret_names, "parameter")
+        )
         return info.cls(config)  # type: ignore[return-value]
+    except SecretUnavailable as exc:
+        raise Refused(
+            Outcome.BAD_PARAMETERS, f"cannot be started: {exc}", reason=str(exc)
+        ) from None
     except (ParameterError, ValueError, TypeError) as exc:
         raise Refused(Outcome.BAD_PARAMETERS, f"cannot be started: {exc}", reason=str(exc)) from exc
     except Exception as exc:  # a third party's constructor

@@ -59,7 +59,7 @@ def test_a_reference_is_kept_shown_and_sent_to_the_agent_as_is(
     web = Client()
     web.force_login(superuser)
     page = web.get(f"/stores/{store.pk}/").content.decode()
-    assert f"resolved on the agent from <code>{reference}</code>" in page
+    assert f"a reference, <code>{reference}</code>" in page
 
 
 def test_a_plain_password_is_never_shown(admin_api, keystore_agent) -> None:

@@ -76,8 +76,8 @@ class StoreSerializer(ModelSerializer):
     orchestrator_name = serializers.CharField(source="orchestrator.name", read_only=True)
     has_password = serializers.SerializerMethodField()
     password_reference = serializers.SerializerMethodField(
-        help_text="The reference the agent resolves for the store password "
-        "(ref+agent:<provider>:<name>), when the password is one; null otherwise."
+        help_text="The reference the store password is, when it is one: ref+agent:... (the "
+        "agent resolves it) or ref+platform:... (the platform does); null otherwise."
     )
     location_count = serializers.IntegerField(read_only=True, default=None)
     properties = serializers.SerializerMethodField(

@@ -28,6 +28,8 @@ from certyard.jobs.services.attempts import (
     job_report_errors_record,
     store_status_note,
 )
+from certyard.secret_references import SecretUnavailable, platform_secret, platform_secrets
+from orchestrators.declarations import PropertyType
 from orchestrators.protocol import JobOutcome, JobType
 
 
@@ -235,6 +237,7 @@ def job_configuration(*, orchestrator: Orchestrator, job_id: Any) -> dict[str, A
     # key, entry passwords); its ServiceError refuses the fetch with its message.
     try:
         payload = job_payload_resolved(job, orchestrator)
+        password, properties = _store_secrets(store)
     except ServiceError as refusal:
         # Kept on the attempt: if the agent never ends it, the lapse names the cause.
         job_report_errors_record(
@@ -261,13 +264,28 @@ def job_configuration(*, orchestrator: Orchestrator, job_id: Any) -> dict[str, A
             "client_machine": store.client_machine,
             "store_path": store.store_path,
             # Secret properties are stored encrypted; the lease holder gets them opened.
-            "properties": properties_for_agent(
-                specs_of(store.store_type.properties), store.properties
-            ),
-            "password": store.password or None,
+            "properties": properties,
+            "password": password or None,
             "endpoint": _store_endpoint(store),
         },
     }
+
+
+def _store_secrets(store: CertificateStore | None) -> tuple[str, dict[str, Any]]:
+    """The store password and properties as the agent receives them: secrets opened, and
+    ``ref+platform:`` references resolved here (``ref+agent:`` ones go as they are, for
+    the agent to resolve). An unresolvable reference refuses the fetch, naming it."""
+    if store is None:
+        return "", {}
+    specs = specs_of(store.store_type.properties)
+    properties = properties_for_agent(specs, store.properties)
+    secret_names = {spec.name for spec in specs if spec.type is PropertyType.SECRET}
+    try:
+        password = platform_secret(store.password, "store password")
+        properties = platform_secrets(properties, secret_names, "store property")
+    except SecretUnavailable as exc:
+        raise ServiceError(str(exc), code="secret_unavailable", http_status=409) from None
+    return password, properties
 
 
 def _store_endpoint(store: CertificateStore) -> dict[str, Any] | None:
