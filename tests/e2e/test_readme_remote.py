@@ -210,10 +210,13 @@ def test_the_readme_remote_section_works_as_written(
     registration_token = made.json()["token"]
 
     # --- The agent's package, built on the platform's side and copied over ----------------
+    # As a person types it: not inside `make test`'s own make (which would add its
+    # "Entering directory" lines).
+    shell_env = {k: v for k, v in base_env.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     built = subprocess.run(
         ["bash", "-c", agent_wheel],
         cwd=ROOT,
-        env=base_env,
+        env=shell_env,
         capture_output=True,
         text=True,
         timeout=900,
@@ -221,6 +224,7 @@ def test_the_readme_remote_section_works_as_written(
     )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     wheel = Path(built.stdout.strip().splitlines()[-1])
+    assert wheel.suffix == ".whl", built.stdout
     assert wheel.name == "certyard_agent-0.1.0-py3-none-any.whl", built.stdout
     machine = tmp_path / "machine"
     machine.mkdir()
