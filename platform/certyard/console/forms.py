@@ -14,6 +14,7 @@ from certyard.inventory.models import (
     CertificateStore,
     CertificateStoreType,
     InventoryStatus,
+    TlsEndpoint,
 )
 from certyard.inventory.properties import (
     MAX_STRING_PROPERTY,
@@ -22,6 +23,7 @@ from certyard.inventory.properties import (
     specs_of,
 )
 from certyard.inventory.selectors import (
+    ENDPOINT_PROBLEMS,
     EXPIRY_BANDS,
     EXPIRY_WINDOWS_DAYS,
     STATUS_IN_USE,
@@ -404,6 +406,21 @@ class StoreStatusFilterForm(forms.Form):
         required=False, choices=[("", "Any status"), *InventoryStatus.choices]
     )
     orchestrator = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    page = forms.IntegerField(required=False, min_value=1, max_value=100_000)
+
+    @property
+    def page_number(self) -> int:
+        return self.cleaned_data.get("page") or 1
+
+
+class EndpointFilterForm(forms.Form):
+    host = forms.CharField(required=False, max_length=255, label="Host or server name")
+    status = forms.ChoiceField(
+        required=False, choices=[("", "Any status"), *TlsEndpoint.Status.choices]
+    )
+    problem = forms.ChoiceField(
+        required=False, choices=[("", "Any"), *ENDPOINT_PROBLEMS.items()], label="Problem"
+    )
     page = forms.IntegerField(required=False, min_value=1, max_value=100_000)
 
     @property

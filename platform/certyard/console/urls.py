@@ -59,6 +59,7 @@ urlpatterns = [
     path("api-tokens/create/", views.api_token_create, name="api-token-create"),
     path("api-tokens/<int:pk>/revoke/", views.api_token_revoke, name="api-token-revoke"),
     path("stores/", views.store_list, name="store-list"),
+    path("endpoints/", views.endpoint_list, name="endpoint-list"),
     path("stores/add/", views.store_create, name="store-create"),
     path("stores/<uuid:pk>/edit/", views.store_edit, name="store-edit"),
     path("stores/<uuid:pk>/delete/", views.store_delete, name="store-delete"),

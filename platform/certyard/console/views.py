@@ -25,6 +25,7 @@ from certyard.console import selectors
 from certyard.console.forms import (
     ApiTokenForm,
     CertificateSearchForm,
+    EndpointFilterForm,
     JobFilterForm,
     RegistrationTokenForm,
     StoreCreateForm,
@@ -385,6 +386,37 @@ def _store_page(request: HttpRequest) -> HttpResponse:
 @permission_required("inventory.view_certificatestore", raise_exception=True)
 def store_list(request: HttpRequest) -> HttpResponse:
     return _store_page(request)
+
+
+ENDPOINTS_PER_PAGE = 50
+
+
+@login_required
+@require_GET
+@permission_required("inventory.view_certificatestore", raise_exception=True)
+@permission_required("inventory.view_certificate", raise_exception=True)
+def endpoint_list(request: HttpRequest) -> HttpResponse:
+    """Every TLS scan store's endpoints: what each serves, or why it serves nothing."""
+    filters = EndpointFilterForm(request.GET)
+    page = rows = None
+    if filters.is_valid():
+        endpoints = inventory_selectors.endpoint_list(
+            status=filters.cleaned_data["status"],
+            problem=filters.cleaned_data["problem"],
+            host=filters.cleaned_data["host"].strip(),
+        )
+        page = slice_page(endpoints, number=filters.page_number, size=ENDPOINTS_PER_PAGE)
+        rows = [(e, inventory_selectors.endpoint_name_matches(e)) for e in page.object_list]
+    return render(
+        request,
+        "console/stores/endpoints.html",
+        {
+            "page": page,
+            "rows": rows,
+            "filters": filters,
+            "counts": inventory_selectors.endpoint_counts(),
+        },
+    )
 
 
 @login_required

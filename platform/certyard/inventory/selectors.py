@@ -268,6 +268,56 @@ def store_endpoints(*, store: CertificateStore, status: str = "") -> QuerySet[Tl
     return queryset.order_by("host", "port", "sni", "pk")
 
 
+# What the TLS endpoint list can narrow to, besides a status: the problems a person
+# scanning their network looks for first.
+ENDPOINT_PROBLEMS = {
+    "not_serving": "Not serving TLS (any failure)",
+    "expired": "Serving an expired certificate",
+    "expiring": f"Serving a certificate expiring within {EXPIRING_DAYS} days",
+    "self_signed": "Serving a self-signed certificate",
+    "old_tls": "Negotiating TLS 1.1 or older",
+}
+OLD_TLS_VERSIONS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1")
+
+
+def endpoint_list(
+    *, status: str = "", problem: str = "", host: str = "", now: dt.datetime | None = None
+) -> QuerySet[TlsEndpoint]:
+    """Every scan store's endpoints, narrowed by status, a problem (``ENDPOINT_PROBLEMS``)
+    or a host (contains, case-insensitive), in host, port, name order."""
+    now = now or timezone.now()
+    queryset = TlsEndpoint.objects.select_related("certificate", "store", "store__orchestrator")
+    if status:
+        queryset = queryset.filter(status=status)
+    if host:
+        queryset = queryset.filter(Q(host__icontains=host) | Q(sni__icontains=host))
+    served = Q(status=TlsEndpoint.Status.OK)
+    if problem == "not_serving":
+        queryset = queryset.exclude(served)
+    elif problem == "expired":
+        queryset = queryset.filter(served, certificate__not_after__lt=now)
+    elif problem == "expiring":
+        queryset = queryset.filter(
+            served,
+            certificate__not_after__gte=now,
+            certificate__not_after__lt=now + dt.timedelta(days=EXPIRING_DAYS),
+        )
+    elif problem == "self_signed":
+        queryset = queryset.filter(served, certificate__self_signed=True)
+    elif problem == "old_tls":
+        queryset = queryset.filter(served, tls_version__in=OLD_TLS_VERSIONS)
+    return queryset.order_by("host", "port", "sni", "pk")
+
+
+def endpoint_counts() -> dict[str, int]:
+    """How many endpoints serve TLS and how many do not (the endpoint list's header)."""
+    counts = TlsEndpoint.objects.aggregate(
+        total=Count("pk"), serving=Count("pk", filter=Q(status=TlsEndpoint.Status.OK))
+    )
+    return {"total": counts["total"], "serving": counts["serving"],
+            "not_serving": counts["total"] - counts["serving"]}  # fmt: skip
+
+
 def endpoint_name_matches(endpoint: TlsEndpoint) -> bool | None:
     """Whether the leaf the endpoint served last is valid for the name it was asked for
     (its SNI, or else its host); None when it never served one."""

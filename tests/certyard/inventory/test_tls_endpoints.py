@@ -4,6 +4,7 @@ console show it. The agent's side, against real servers, is tests/orchestrators/
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -389,3 +390,68 @@ def test_an_unscanned_store_page_says_what_to_do(scanner, superuser) -> None:
     django_client.force_login(superuser)
     page = django_client.get(f"/stores/{store.pk}/").content.decode()
     assert 'data-testid="no-endpoints"' in page and "scan-allow" in page
+
+
+def _zoo_report(client: APIClient, scanner: RegisteredAgent) -> Any:
+    store = _scan_store(scanner.orchestrator, ports="443,8443,9443,10443,11443")
+    root = issue("Endpoint List Root", ca=True, days=3650)
+    _report(
+        client,
+        store,
+        [
+            _served(
+                "127.0.0.1", 443, issue(SNI, issuer=root, sans=(SNI,), days=200), version="TLSv1.3"
+            ),
+            _served("127.0.0.1", 8443, issue(SNI, sans=(SNI,), days=-2)),
+            _served("127.0.0.1", 9443, issue(SNI, sans=(SNI,), days=10), version="TLSv1.1"),
+            _served("127.0.0.1", 10443, issue(SNI, sans=(SNI,), days=300)),  # self-signed
+            _failed("127.0.0.1", 11443, "refused", "connection refused"),
+        ],
+    )
+    return store
+
+
+def _ports(page: str) -> list[int]:
+    rows = re.findall(r'data-testid="endpoint-row"[^>]*data-port="(\d+)"', page)
+    return sorted(int(port) for port in rows)
+
+
+def test_the_endpoint_list_filters_by_the_problems_people_look_for(
+    client, scanner, superuser
+) -> None:
+    _zoo_report(client, scanner)
+    web = Client()
+    web.force_login(superuser)
+
+    def listed(**query: str) -> list[int]:
+        answer = web.get("/endpoints/", query)
+        assert answer.status_code == 200
+        return _ports(answer.content.decode())
+
+    assert listed() == [443, 8443, 9443, 10443, 11443]
+    assert listed(problem="not_serving") == [11443]
+    assert listed(problem="expired") == [8443]
+    assert listed(problem="expiring") == [9443]
+    assert listed(problem="old_tls") == [9443]
+    # issue() signs a leaf with its own key unless given an issuer: all but 443's.
+    assert listed(problem="self_signed") == [8443, 9443, 10443]
+    assert listed(status="refused") == [11443]
+    assert listed(host="127.0.0") == [443, 8443, 9443, 10443, 11443]
+    assert listed(host="nowhere.test") == []
+    page = web.get("/endpoints/").content.decode()
+    assert "4 endpoints serving TLS, 1 not" in page
+
+
+def test_the_endpoint_list_refuses_bad_filters_and_people_without_the_right(
+    client, scanner, superuser, django_user_model
+) -> None:
+    web = Client()
+    web.force_login(superuser)
+    empty = web.get("/endpoints/").content.decode()
+    assert 'data-testid="no-endpoints"' in empty and "scan-allow" in empty
+    bad = web.get("/endpoints/", {"problem": "haunted", "page": "0"})
+    assert bad.status_code == 200 and 'data-testid="filter-errors"' in bad.content.decode()
+
+    nobody = django_user_model.objects.create_user("nobody-endpoints", password="x-1-y-2-z-3")
+    web.force_login(nobody)
+    assert web.get("/endpoints/").status_code == 403
