@@ -111,6 +111,12 @@ def endpoints_record(
     keeps the certificate and chain served last; a success replaces them."""
     if not observations:
         return
+    # One row per endpoint: two entries may name it in different cases (the aliases differ,
+    # the keys do not), and an upsert may not touch a row twice. The first one counts.
+    unique: dict[tuple[str, int, str], EndpointObservation] = {}
+    for observation in observations:
+        unique.setdefault((observation.host, observation.port, observation.sni), observation)
+    observations = list(unique.values())
     served = [o for o in observations if o.status == EndpointStatus.OK]
     failed = [o for o in observations if o.status != EndpointStatus.OK]
     for group, update_fields in ((served, _ON_SUCCESS), (failed, _ON_FAILURE)):

@@ -229,6 +229,27 @@ def test_a_malformed_endpoint_is_rejected_with_its_reason(
     assert list(TlsEndpoint.objects.filter(store=store).values_list("port", flat=True)) == [8443]
 
 
+def test_one_endpoint_named_twice_in_two_cases_is_one_row(client, scanner) -> None:
+    store = store_create(
+        store_type=CertificateStoreType.objects.get(short_name="TLS"),
+        store_path="www.example.com",
+        orchestrator=scanner.orchestrator,
+        properties={"ports": "443"},
+    )
+    leaf = issue("www.example.com", sans=("www.example.com",))
+    upper, lower = (
+        {
+            **entry(f"{host}:443", leaf),
+            "endpoint": {"host": host, "port": 443, "sni": host, "status": "ok"},
+        }
+        for host in ("WWW.example.com", "www.example.com")
+    )
+
+    _report(client, store, [upper, lower])
+
+    assert TlsEndpoint.objects.filter(store=store).count() == 1
+
+
 def test_an_endpoint_object_that_is_no_object_is_rejected(client, scanner) -> None:
     store = _scan_store(scanner.orchestrator)
     good = issue(SNI, sans=(SNI,))
