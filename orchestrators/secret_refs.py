@@ -165,8 +165,8 @@ class EnvironmentProvider(SecretProvider):
 
 
 class FileProvider(SecretProvider):
-    """``ref+agent:file:/absolute/path``: the first line of a file that only the agent's
-    user may read (owned by it; no permission for group or others)."""
+    """``ref+agent:file:/absolute/path`` (or ``ref+platform:``): the first line of a file
+    only the resolving process's user may read (owned by it; nothing for group or others)."""
 
     scheme: ClassVar[str] = "file"
 
@@ -184,7 +184,7 @@ class FileProvider(SecretProvider):
             if not stat.S_ISREG(status.st_mode):
                 raise SecretUnavailable(f"{name} is not a regular file")
             if status.st_uid != os.geteuid():
-                raise SecretUnavailable(f"{name} is not owned by the agent's user")
+                raise SecretUnavailable(f"{name} is not owned by the user this process runs as")
             if status.st_mode & 0o077:
                 raise SecretUnavailable(
                     f"{name} is mode {stat.S_IMODE(status.st_mode):04o}: others may read it; "
@@ -206,7 +206,8 @@ class CommandProvider(SecretProvider):
             known = ", ".join(sorted(context.commands)) or "none"
             raise SecretUnavailable(
                 f"no secret command {command_name!r} on this machine (configured: {known}; "
-                "see `certyard-orchestrator secret-command`)"
+                "an agent's are set with `certyard-orchestrator secret-command`, the "
+                "platform's in CERTYARD_SECRET_COMMANDS)"
             )
         if not argument:
             raise SecretUnavailable(
@@ -280,9 +281,8 @@ def secret_resolve(
     Raises:
         SecretUnavailable: naming ``where`` and the reference (never a value).
     """
-    if not is_reference(value, side):
+    if not isinstance(value, str) or not is_reference(value, side):
         return value
-    assert isinstance(value, str)
     try:
         reference = reference_parse(value)
     except ValueError as exc:
