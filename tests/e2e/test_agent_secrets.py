@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -34,6 +35,12 @@ SECRETS = {
 
 
 @pytest.fixture
+def stack() -> Iterator[ExitStack]:
+    with ExitStack() as opened:
+        yield opened
+
+
+@pytest.fixture
 def api(live_platform: LivePlatform) -> Iterator[httpx.Client]:
     with live_platform.api() as client:
         yield client
@@ -54,8 +61,9 @@ def test_store_passwords_resolved_on_the_agent_never_reach_the_platform(
     api: httpx.Client,
     agent_factory: Callable[..., AgentProcess],
     tmp_path: Path,
+    stack: ExitStack,
 ) -> None:
-    store = password_store(tmp_path / "pass")
+    store = stack.enter_context(password_store(tmp_path / "pass"))
     store.insert("certyard/web-p12", SECRETS["pass"])
     secret_file = tmp_path / "p12.pass"
     secret_file.write_text(SECRETS["file"] + "\n")

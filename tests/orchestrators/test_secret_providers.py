@@ -144,11 +144,14 @@ def test_a_command_secret_runs_only_what_the_machine_configured() -> None:
 def test_the_pass_example_reads_the_real_pass(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = password_store(tmp_path)
-    store.insert("certyard/web-p12", "pass-secret-4")
-    for key, value in store.env.items():
-        monkeypatch.setenv(key, value)
+    with password_store(tmp_path) as store:
+        store.insert("certyard/web-p12", "pass-secret-4")
+        for key, value in store.env.items():
+            monkeypatch.setenv(key, value)
+        _pass_resolves(monkeypatch)
 
+
+def _pass_resolves(monkeypatch: pytest.MonkeyPatch) -> None:
     assert PassProvider().resolve("certyard/web-p12", CONTEXT) == "pass-secret-4"
     with pytest.raises(SecretUnavailable, match="pass has no readable entry certyard/absent"):
         PassProvider().resolve("certyard/absent", CONTEXT)

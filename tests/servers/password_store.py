@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +31,10 @@ class PasswordStore:
         )
 
 
-def password_store(folder: Path) -> PasswordStore:
-    """A store under ``folder``; fails the test when pass is not installed."""
+@contextmanager
+def password_store(folder: Path) -> Iterator[PasswordStore]:
+    """A store under ``folder``, its gpg-agent stopped on exit (gpg starts one per GnuPG
+    home, which would outlive the test); fails when pass is not installed."""
     if shutil.which("pass") is None or shutil.which("gpg") is None:
         raise RuntimeError("pass is not installed: run `make system-deps`")
     home = folder / "gnupg"
@@ -55,4 +59,13 @@ def password_store(folder: Path) -> PasswordStore:
     subprocess.run(
         ["pass", "init", fingerprint], env=run_env, check=True, capture_output=True, timeout=60
     )
-    return PasswordStore(env)
+    try:
+        yield PasswordStore(env)
+    finally:
+        subprocess.run(
+            ["gpgconf", "--kill", "gpg-agent"],
+            env=run_env,
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
