@@ -41,7 +41,7 @@ from orchestrators.protocol import JobType  # noqa: E402
 from orchestrators.scan import ScanAllowance  # noqa: E402
 from orchestrators.sdk import JobConfiguration, StoreConfiguration  # noqa: E402
 from orchestrators.stores.tls_scan import TlsScanStore  # noqa: E402
-from tests.servers.nginx import _stop, nginx_executable  # noqa: E402
+from tests.servers.nginx import nginx_executable, nginx_stop  # noqa: E402
 from tests.servers.pebble import free_port  # noqa: E402
 
 SNI = "bench.certyard.test"
@@ -184,7 +184,7 @@ def main() -> None:
                     f"({elapsed:.2f} s; goal >= 200/s)"
                 )
         finally:
-            _stop(server)
+            nginx_stop(server)
 
 
 if __name__ == "__main__":

@@ -173,26 +173,36 @@ def scan_allowance_update(
     return updated
 
 
+def _commands_changed(
+    commands: dict[str, tuple[str, ...]], key: str, command: str | None, what: str
+) -> dict[str, tuple[str, ...]]:
+    """``commands`` with ``key`` set to ``command`` (split like a shell would, run without
+    one later) or removed (``command`` None); ``what`` names them in errors."""
+    changed = dict(commands)
+    if command is None:
+        if key not in changed:
+            raise ConfigError(f"no {what} is set for {key}")
+        del changed[key]
+        return changed
+    try:
+        argv = tuple(shlex.split(command))
+    except ValueError as exc:
+        raise ConfigError(f"cannot read the command: {exc}") from exc
+    if not argv:
+        raise ConfigError(f"the {what} is empty")
+    changed[key] = argv
+    return changed
+
+
 def reload_command_update(
     config: AgentConfig, *, store_path: str, command: str | None
 ) -> AgentConfig:
     """Set the command run after a write to the store at ``store_path`` (split like a shell
     would, but run without one), or remove it (``command`` None); save and return the config.
     """
-    key = store_root_normalised(store_path)
-    commands = dict(config.reload_commands)
-    if command is None:
-        if key not in commands:
-            raise ConfigError(f"no reload command is set for {key}")
-        del commands[key]
-    else:
-        try:
-            argv = tuple(shlex.split(command))
-        except ValueError as exc:
-            raise ConfigError(f"cannot read the command: {exc}") from exc
-        if not argv:
-            raise ConfigError("the reload command is empty")
-        commands[key] = argv
+    commands = _commands_changed(
+        config.reload_commands, store_root_normalised(store_path), command, "reload command"
+    )
     updated = replace(config, reload_commands=commands)
     _config_write(updated)
     return updated
@@ -203,19 +213,7 @@ def secret_command_update(config: AgentConfig, *, name: str, command: str | None
     runs it with ``<arg>`` appended, without a shell), or forget it (``command`` None)."""
     if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
         raise ConfigError(f"{name!r}: a secret command's name is lowercase letters, digits, - or _")
-    commands = dict(config.secret_commands)
-    if command is None:
-        if name not in commands:
-            raise ConfigError(f"no secret command is named {name}")
-        del commands[name]
-    else:
-        try:
-            argv = tuple(shlex.split(command))
-        except ValueError as exc:
-            raise ConfigError(f"cannot read the command: {exc}") from exc
-        if not argv:
-            raise ConfigError("the secret command is empty")
-        commands[name] = argv
+    commands = _commands_changed(config.secret_commands, name, command, "secret command")
     updated = replace(config, secret_commands=commands)
     _config_write(updated)
     return updated

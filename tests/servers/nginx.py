@@ -133,7 +133,7 @@ http {{
 """
 
 
-def _stop(server: NginxServer) -> None:
+def nginx_stop(server: NginxServer) -> None:
     """``nginx -s quit``; if the master lingers or never wrote its pid, KILL it."""
     subprocess.run(
         [server.executable, "-c", str(server.config_path), "-p", str(server.prefix), "-s", "stop"],
@@ -193,8 +193,18 @@ def nginx_server(
             key=key_path,
         )
     )
+    nginx_start(server)
+    try:
+        nginx_wait_until_serving(server)
+        yield server
+    finally:
+        nginx_stop(server)
+
+
+def nginx_start(server: NginxServer) -> None:
+    """Start nginx with the server's configuration file and prefix; its errors if it fails."""
     started = subprocess.run(
-        [executable, "-c", str(config_path), "-p", str(prefix)],
+        [server.executable, "-c", str(server.config_path), "-p", str(server.prefix)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -205,14 +215,9 @@ def nginx_server(
             f"nginx did not start ({started.returncode}):\n{started.stdout}{started.stderr}"
             f"\n{server.error_log()}"
         )
-    try:
-        _wait_until_serving(server)
-        yield server
-    finally:
-        _stop(server)
 
 
-def _wait_until_serving(server: NginxServer) -> None:
+def nginx_wait_until_serving(server: NginxServer) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
     problem = "no answer"
     while time.monotonic() < deadline:

@@ -20,14 +20,19 @@ its own certificate on its own port:
 from __future__ import annotations
 
 import socket
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.certs import Issued, issue
-from tests.servers.nginx import NginxServer, _stop, _wait_until_serving, nginx_executable
+from tests.servers.nginx import (
+    NginxServer,
+    nginx_executable,
+    nginx_start,
+    nginx_stop,
+    nginx_wait_until_serving,
+)
 from tests.servers.pebble import free_port
 
 SNI = "site.certyard.test"
@@ -137,15 +142,7 @@ def tls_zoo(prefix: Path) -> Iterator[TlsZoo]:
         prefix=prefix,
         config_path=config_path,
     )
-    started = subprocess.run(
-        [executable, "-c", str(config_path), "-p", str(prefix)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if started.returncode != 0:
-        raise RuntimeError(f"nginx did not start: {started.stderr}\n{nginx.error_log()}")
+    nginx_start(nginx)
     # Listens, never accepts: connections complete in the kernel's backlog, then silence.
     silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     silent.bind(("127.0.0.1", 0))
@@ -153,8 +150,8 @@ def tls_zoo(prefix: Path) -> Iterator[TlsZoo]:
     ports["silent"] = silent.getsockname()[1]
     zoo = TlsZoo(ports, served, ca, intermediate, nginx, silent)
     try:
-        _wait_until_serving(nginx)
+        nginx_wait_until_serving(nginx)
         yield zoo
     finally:
         silent.close()
-        _stop(nginx)
+        nginx_stop(nginx)
